@@ -1,0 +1,118 @@
+// The one configuration file shared by every allgo-ssh component (DESIGN.md, "Configuration").
+//
+// INI syntax (parsed by inih): `[section]`, `key = value`, comments start with ';' or '#',
+// and an inline comment is ' ;'. Keys marked "may repeat" accumulate; any other key given
+// twice is an error, and so is an unknown section or key, a bad value, or a line longer than
+// the 199 characters inih reads (split long queries over indented continuation lines). Every error names the file, the line and the key.
+//
+// Path resolution (ResolveConfigPath): an explicit --config PATH, else $ALLGO_SSH_CONFIG read
+// with secure_getenv (setuid/setgid programs ignore it), else the built-in default
+// (/etc/allgo/allgo-ssh.conf unless the build changed it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "allgo/status.h"
+
+namespace allgo {
+
+struct MysqlConfig {
+  std::string socket;        // unix socket; used when host is empty
+  std::string host;          // TCP host (numeric addresses avoid a resolver round trip)
+  unsigned port = 3306;
+  std::string database = "allgo";
+  std::string user = "ssh";
+  std::string password;      // from `password` or the first line of `password_file`
+  std::string password_file;
+  unsigned connect_timeout = 2;  // seconds; bounds connect, each read and each write
+};
+
+struct NssConfig {
+  uint32_t uid_offset = 2000;
+  uint32_t min_uid = 2000;
+  uint32_t max_uid = 59999;
+  uint32_t gid = 65534;
+  std::string group_name = "allgo";  // name of the gid's group entry served by the module
+  std::string shell;                 // default: the installed allgo-shell
+  std::string home = "/";
+  unsigned cache_ttl = 5;            // seconds; 0 disables the in-process cache
+};
+
+struct AuthkeysConfig {
+  std::string key_options = "restrict,pty";
+  bool allow_superusers = false;
+};
+
+struct SandboxConfig {
+  std::string dir = "/vol/cache/allgo-sandboxes";
+  unsigned start_wait = 30;
+};
+
+// [queries]: the SQL the components run, overridable for databases with other column names.
+// Each must be a single SELECT with exactly the documented number of '?' parameters and
+// return the documented columns in order (docs/configuration.md). A query may continue on
+// indented lines (inih's multi-line values), which are joined with a space.
+struct QueriesConfig {
+  // ? = docker_name → id, docker_name, name, owner user id, sandbox_state
+  std::string webapp_by_name;
+  // ? = webapps.id → same columns
+  std::string webapp_by_id;
+  // no parameter → same columns, every webapp, ordered by id
+  std::string webapp_list;
+  // ? = webapps.id → user id, email, is_active, is_superuser, is_owner, public_key; one row per
+  // key of a user who may be allowed in (owner or superuser); the policy is applied in code.
+  std::string webapp_keys;
+};
+
+struct SshdConfig {
+  std::vector<std::string> listen;      // may repeat; default 127.0.0.1:2222 when none given
+  std::vector<std::string> host_key;    // may repeat
+  std::string sftp_server = "/usr/lib/openssh/sftp-server";
+  std::string authorized_keys_command;  // empty: keys looked up in-process
+  std::string privsep_user = "nobody";
+  std::string privsep_chroot = "/run/allgo-sshd";
+  unsigned login_grace_time = 30;
+  unsigned max_auth_tries = 6;
+  unsigned max_startups_begin = 10;     // max_startups = begin:rate:full
+  unsigned max_startups_rate = 30;
+  unsigned max_startups_full = 100;
+  unsigned max_sessions = 10;
+  unsigned idle_timeout = 0;
+  unsigned client_alive_interval = 15;
+  unsigned client_alive_count_max = 3;
+  std::string proxy_protocol = "off";   // off | optional | required
+  std::vector<std::string> proxy_trusted;  // may repeat; default 127.0.0.0/8 when none given
+  std::string metrics_listen;
+  std::string audit_log;
+  std::string banner;
+  std::string log_level = "info";       // trace|debug|info|warn|error|critical|off
+  std::string ciphers;                  // empty: the built-in modern list
+  std::string kex;
+  std::string macs;
+  std::string hostkey_algorithms;
+};
+
+struct Config {
+  std::string path;  // the file it was read from
+  MysqlConfig mysql;
+  NssConfig nss;
+  AuthkeysConfig authkeys;
+  SandboxConfig sandbox;
+  QueriesConfig queries;
+  SshdConfig sshd;
+};
+
+// The path to read: `explicit_path` if non-empty, else $ALLGO_SSH_CONFIG (secure_getenv),
+// else the built-in default.
+std::string ResolveConfigPath(const std::string& explicit_path);
+const char* DefaultConfigPath();
+
+// Reads and validates a config file. Missing file, unreadable password_file, unknown keys and
+// bad values are errors naming "<file>:<line>: [section] key: problem".
+Status LoadConfig(const std::string& path, Config* out);
+// The same from text; `origin` names it in messages. password_file is still read from disk.
+Status ParseConfig(const std::string& text, const std::string& origin, Config* out);
+
+}  // namespace allgo

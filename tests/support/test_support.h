@@ -1,0 +1,115 @@
+// Test support with real parts: a private MariaDB server, a private NSS view of /etc, and a
+// small process runner. Shared by every integration test binary.
+//
+// Typical integration test main (see AllgoMain below):
+//   - EnterPrivateNssNamespace() runs first, before any thread or user lookup: the process
+//     (and every child it starts) gets a private mount namespace where /etc is an overlay
+//     holding nsswitch.conf (`passwd: files allgo`, `group: files allgo`) and
+//     /etc/allgo/allgo-ssh.conf, and the multiarch lib dir is an overlay holding our
+//     libnss_allgo.so.2. The host's files are never touched; it all vanishes with the process.
+//   - TestDatabase::Get() starts MariaDB once per test binary (datadir in a temp dir, unix
+//     socket, no TCP) with the reference schema and a read-only `ssh` account, and stops it
+//     at exit even when tests fail (gtest environment tear-down, plus PR_SET_PDEATHSIG).
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace allgo::test {
+
+// Paths baked in by CMake.
+std::string SourceDir();
+std::string BuildDir();
+// Path of a built binary or library by file name: "allgo-authkeys", "libnss_allgo.so.2", ...
+std::string Artifact(const std::string& name);
+
+class TempDir {
+ public:
+  explicit TempDir(const std::string& prefix = "allgo-test");
+  ~TempDir();
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+  std::string operator/(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+void WriteFile(const std::string& path, const std::string& content, mode_t mode = 0644);
+std::string ReadFile(const std::string& path);
+
+struct RunResult {
+  int exit_code = -1;     // exit status, or 128+signal
+  std::string out;
+  std::string err;
+};
+struct RunOptions {
+  std::string stdin_data;
+  std::map<std::string, std::string> env;  // added to (or replacing) the inherited environment
+  int timeout_seconds = 60;                 // the child is killed after that (exit_code 137)
+  uid_t uid = static_cast<uid_t>(-1);       // run as this uid/gid when set (test runs as root)
+  gid_t gid = static_cast<gid_t>(-1);
+};
+// Runs argv[0] (PATH lookup) with the arguments; captures stdout and stderr.
+RunResult Run(const std::vector<std::string>& argv, const RunOptions& options = {});
+// Runs a shell snippet with /bin/sh -c.
+RunResult Sh(const std::string& script, const RunOptions& options = {});
+
+// Enters the private NSS view described above. Call once, first thing in main().
+// Aborts the test binary with a clear message if the kernel refuses (needs root).
+void EnterPrivateNssNamespace();
+// Replaces /etc/allgo/allgo-ssh.conf inside the namespace.
+void WriteAllgoConfig(const std::string& text);
+const char* AllgoConfigPath();  // "/etc/allgo/allgo-ssh.conf"
+
+// A generated ssh key pair.
+struct KeyPair {
+  std::string private_path;
+  std::string public_line;  // "ssh-ed25519 AAAA... comment"
+};
+KeyPair MakeKeyPair(const std::string& dir, const std::string& name,
+                    const std::string& type = "ed25519");
+
+class TestDatabase {
+ public:
+  // Starts the server on first use; later calls return the same one.
+  static TestDatabase& Get();
+
+  const std::string& socket() const { return socket_; }
+  // The [mysql] section pointing at this server with the read-only account.
+  std::string MysqlConfigSection() const;
+  // A full config: [mysql] plus `extra` (other sections), sandbox dir etc. left default.
+  std::string ConfigText(const std::string& extra = "") const;
+
+  // Runs SQL as the server's root (test data set-up); aborts the test on failure.
+  void Exec(const std::string& sql);
+  std::string Quote(const std::string& value) const;  // SQL string literal, escaped
+  uint32_t AddUser(const std::string& email, bool active = true, bool superuser = false);
+  void AddKey(uint32_t user_id, const std::string& public_key_text);
+  uint32_t AddWebapp(const std::string& docker_name, uint32_t owner_id,
+                     const std::string& state = "running", const std::string& display_name = "");
+  void SetState(const std::string& docker_name, const std::string& state);
+  // Empties the three tables.
+  void Clear();
+
+  // Stop/start the server mid-test (same datadir and socket) for outage tests.
+  void Stop();
+  void Start();
+  bool running() const { return pid_ > 0; }
+
+  ~TestDatabase();
+
+ private:
+  TestDatabase();
+  void Install();
+  std::string dir_;
+  std::string socket_;
+  pid_t pid_ = -1;
+};
+
+}  // namespace allgo::test
