@@ -32,6 +32,16 @@ bool IsAcceptedType(std::string_view t) {
   return false;
 }
 
+// DSA keys and certificates are named like keys but refused; options never look like this.
+bool LooksLikeKeyType(std::string_view t) {
+  for (std::string_view prefix : {"ssh-", "ecdsa-", "sk-", "rsa-"}) {
+    if (t.substr(0, prefix.size()) == prefix) {
+      return t.find_first_of("=\",") == std::string_view::npos;
+    }
+  }
+  return false;
+}
+
 bool IsSpace(char c) { return c == ' ' || c == '\t'; }
 
 std::string_view Trim(std::string_view s) {
@@ -170,6 +180,10 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
   std::string_view token;
   if (!NextToken(&rest, &token, false)) return Status::Invalid("empty key line");
   bool had_options = false;
+  if (LooksLikeKeyType(token) && !IsAcceptedType(token)) {
+    return Status::Invalid("unsupported key type '" + std::string(token.substr(0, 60)) +
+                           "' (use ssh-ed25519, ecdsa-sha2-* or ssh-rsa of 2048 bits or more)");
+  }
   if (!IsAcceptedType(token)) {
     // Not a key type: OpenSSH would read it as options. We skip them (they are never printed)
     // and expect the key right after.

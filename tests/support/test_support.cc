@@ -419,7 +419,7 @@ void TestDatabase::SetState(const std::string& docker_name, const std::string& s
 }
 
 void TestDatabase::Clear() {
-  Exec("DELETE FROM allgo.ssh_keys; DELETE FROM allgo.webapps; DELETE FROM allgo.users");
+  Exec("TRUNCATE TABLE allgo.ssh_keys; TRUNCATE TABLE allgo.webapps; TRUNCATE TABLE allgo.users");
 }
 
 }  // namespace allgo::test
