@@ -1,0 +1,186 @@
+#include "agent/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "io.h"
+
+extern char** environ;
+
+namespace allgo::bridge {
+namespace {
+
+struct ExecPlan {
+  std::string path;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+
+  void Finish() {
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
+};
+
+ExecPlan PlanFor(const Open& request) {
+  ExecPlan plan;
+  if (request.login_shell) {
+    // A login shell is announced by a leading '-' in argv[0].
+    if (access("/bin/bash", X_OK) == 0) {
+      plan.path = "/bin/bash";
+      plan.args = {"-bash"};
+    } else {
+      plan.path = "/bin/sh";
+      plan.args = {"-sh"};
+    }
+  } else {
+    plan.path = "/bin/sh";
+    plan.args = {"sh", "-c", request.command};
+  }
+  plan.env = SessionEnvironment(request);
+  plan.Finish();
+  return plan;
+}
+
+// In the child, before exec: the agent blocks signals and ignores SIGPIPE; neither may leak
+// into the user's process. If the agent dies, the session hangs up like a closed terminal.
+void PrepareChild() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  prctl(PR_SET_PDEATHSIG, SIGHUP);
+}
+
+// Child side of the exec-error pipe: report errno and exit.
+[[noreturn]] void ExecOrReport(const ExecPlan& plan, int report_fd) {
+  execve(plan.path.c_str(), plan.argv.data(), plan.envp.data());
+  int err = errno;
+  ssize_t ignored = write(report_fd, &err, sizeof err);
+  (void)ignored;
+  _exit(127);
+}
+
+// Parent side: empty read = exec succeeded (the pipe closed on exec).
+bool ExecSucceeded(int report_fd, const ExecPlan& plan, std::string* error) {
+  int err = 0;
+  ssize_t n;
+  do {
+    n = read(report_fd, &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  close(report_fd);
+  if (n == static_cast<ssize_t>(sizeof err)) {
+    *error = ErrnoText("cannot run " + plan.path + " in the sandbox", err);
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+std::vector<std::string> SessionEnvironment(const Open& request) {
+  std::vector<std::string> env;
+  auto overridden = [&request](std::string_view entry) {
+    std::string_view name = entry.substr(0, entry.find('='));
+    for (const auto& [n, v] : request.env) {
+      if (n == name) return true;
+    }
+    return name == "TERM" && request.pty;
+  };
+  for (char** e = environ; e && *e; ++e) {
+    if (!overridden(*e)) env.emplace_back(*e);
+  }
+  for (const auto& [name, value] : request.env) env.push_back(name + "=" + value);
+  if (request.pty) {
+    bool has_term = false;
+    for (const auto& [name, value] : request.env) has_term |= name == "TERM";
+    if (!has_term) env.push_back("TERM=" + (request.term.empty() ? std::string("dumb") : request.term));
+  }
+  return env;
+}
+
+pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
+  ExecPlan plan = PlanFor(request);
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    *error = ErrnoText("pipe", errno);
+    return -1;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    *error = ErrnoText("fork", errno);
+    close(report[0]);
+    close(report[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(report[0]);
+    PrepareChild();
+    setsid();
+    // dup2 clears close-on-exec on the copies; the originals close on exec.
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+      int e = errno;
+      ssize_t ignored = write(report[1], &e, sizeof e);
+      (void)ignored;
+      _exit(127);
+    }
+    ExecOrReport(plan, report[1]);
+  }
+  close(report[1]);
+  if (!ExecSucceeded(report[0], plan, error)) return -1;
+  return pid;
+}
+
+pid_t SpawnOnPty(const Open& request, int* master, std::string* error) {
+  ExecPlan plan = PlanFor(request);
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    *error = ErrnoText("pipe", errno);
+    return -1;
+  }
+  struct winsize ws{};
+  ws.ws_row = request.window.rows ? request.window.rows : 24;
+  ws.ws_col = request.window.cols ? request.window.cols : 80;
+  ws.ws_xpixel = request.window.xpixel;
+  ws.ws_ypixel = request.window.ypixel;
+  int fd = -1;
+  // forkpty: new session, the pty slave as controlling terminal and as fds 0, 1, 2.
+  pid_t pid = forkpty(&fd, nullptr, nullptr, &ws);
+  if (pid < 0) {
+    *error = ErrnoText("cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)", errno);
+    close(report[0]);
+    close(report[1]);
+    return -1;
+  }
+  if (pid == 0) {
+    close(report[0]);
+    PrepareChild();
+    struct termios tio;
+    if (tcgetattr(0, &tio) == 0) {
+      ApplyTermModes(request.modes, &tio);
+      tcsetattr(0, TCSANOW, &tio);
+    }
+    ExecOrReport(plan, report[1]);
+  }
+  close(report[1]);
+  SetCloexec(fd);
+  SetNonBlocking(fd, true);
+  if (!ExecSucceeded(report[0], plan, error)) {
+    close(fd);
+    return -1;
+  }
+  *master = fd;
+  return pid;
+}
+
+}  // namespace allgo::bridge
