@@ -87,9 +87,9 @@ std::string ReadMessage(int fd, FrameReader* reader, Message* out, int timeout_m
 
 namespace {
 
-bool IsPipe(int fd) {
+mode_t FileType(int fd) {
   struct stat st;
-  return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+  return fstat(fd, &st) == 0 ? (st.st_mode & S_IFMT) : 0;
 }
 
 // Copies with read/write through a bounded buffer (no pipe on either side, or splice refused).
@@ -110,7 +110,10 @@ std::string CopyLoop(int from, int to) {
 }  // namespace
 
 std::string Pump(int from, int to) {
-  if (IsPipe(from) || IsPipe(to)) {
+  // Only where splice() is known to return as soon as data is there: out of a pipe, or from
+  // a regular file into a pipe. Out of a socket it may wait to fill the whole request.
+  mode_t from_type = FileType(from);
+  if (from_type == S_IFIFO || (from_type == S_IFREG && FileType(to) == S_IFIFO)) {
     // splice() moves pages between a pipe and another fd inside the kernel: no copy through
     // user space. It fails with EINVAL for fd types it does not support (some ttys, files
     // opened with O_APPEND): fall back to the copy loop then, before any byte moved.
