@@ -28,6 +28,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(0LL, 4294967294LL));
   app.add_option("--max-sessions", options.max_sessions, "concurrent connections served")
       ->check(CLI::Range(1, 100000));
+  int handshake_timeout = 10;
+  app.add_option("--handshake-timeout", handshake_timeout,
+                 "seconds a client has to complete the session handshake")
+      ->check(CLI::Range(1, 3600));
   app.add_option("--log-level", level, "debug, info, warn or error");
   CLI11_PARSE(app, argc, argv);
 
@@ -38,6 +42,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   SetLogLevel(parsed);
+  options.handshake_timeout_ms = handshake_timeout * 1000;
   if (allow_uid >= 0) {
     options.allow_uid_set = true;
     options.allow_uid = static_cast<uid_t>(allow_uid);

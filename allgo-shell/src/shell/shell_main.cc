@@ -80,7 +80,9 @@ int ParseArgs(int argc, char** argv, Invocation* inv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    int status = app.exit(e);
+    std::cout.flush();  // main() leaves through _exit, which does not flush
+    return status;
   }
   inv->has_command = app.count("-c") > 0;
   return -1;
