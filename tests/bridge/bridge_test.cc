@@ -557,6 +557,79 @@ TEST_F(Bridge, GarbageAndOversizedMessagesDoNotHurtOtherSessions) {
   close(idle);
 }
 
+// The whole path as users take it: a stock OpenSSH sshd, the user resolved by glibc through
+// the allgo NSS module, keys from allgo-authkeys, and allgo-shell as the login shell that
+// NSS reports ([nss] shell) — for ssh commands, a pty, scp (SFTP mode) and rsync.
+class BridgeUnderOpenSsh : public Bridge {
+ protected:
+  void SetUp() override {
+    Bridge::SetUp();
+    key_ = MakeKeyPair(tmp_.path(), "owner");
+    TestDatabase::Get().AddKey(owner_, key_.public_line);
+    // sshd wants the helper and its directories root-owned; /etc/allgo is the test's overlay.
+    fs::copy_file(Artifact("allgo-authkeys"), "/etc/allgo/allgo-authkeys",
+                  fs::copy_options::overwrite_existing);
+    chmod("/etc/allgo/allgo-authkeys", 0755);
+    mkdir("/run/sshd", 0755);
+    RunResult keygen = test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_ / "host_key"});
+    ASSERT_EQ(keygen.exit_code, 0) << keygen.err;
+    port_ = FreeLoopbackPort();
+    WriteFile(tmp_ / "sshd_config",
+              "Port " + std::to_string(port_) + "\nListenAddress 127.0.0.1\nHostKey " + (tmp_ / "host_key") +
+                  "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
+                  "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\n"
+                  "AuthorizedKeysCommandUser nobody\nPasswordAuthentication no\n"
+                  "KbdInteractiveAuthentication no\nStrictModes no\n"
+                  "Subsystem sftp /usr/lib/openssh/sftp-server\n");
+    sshd_ = std::make_unique<Daemon>(
+        std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", tmp_ / "sshd_config"}, tmp_ / "sshd.log");
+    ASSERT_TRUE(WaitForTcpPort(port_, 10000)) << sshd_->Log();
+    StartAgent();
+  }
+  void TearDown() override {
+    sshd_.reset();
+    Bridge::TearDown();
+  }
+  std::string SshOptions() const {
+    return "-F /dev/null -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o IdentitiesOnly=yes "
+           "-o BatchMode=yes -o LogLevel=ERROR -i " + key_.private_path + " -o Port=" + std::to_string(port_);
+  }
+  RunResult Ssh(const std::string& args) {
+    RunOptions o;
+    o.timeout_seconds = 60;
+    return Sh("ssh " + SshOptions() + " " + args, o);
+  }
+  KeyPair key_;
+  int port_ = 0;
+  std::unique_ptr<Daemon> sshd_;
+};
+
+TEST_F(BridgeUnderOpenSsh, SshScpRsyncAndPtyReachTheSandbox) {
+  RunResult r = Ssh("sleep@127.0.0.1 'echo in-sandbox; cat /proc/1/cmdline | tr \"\\0\" \" \"; exit 3'");
+  EXPECT_EQ(r.exit_code, 3) << r.err << sshd_->Log();
+  EXPECT_TRUE(Contains(r.out, "in-sandbox\nbwrap")) << r.out;
+  r = Ssh("-tt sleep@127.0.0.1 'tty; echo $TERM'");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(Contains(r.out, "/dev/pts/")) << r.out;
+
+  std::string local = tmp_ / "payload.bin";
+  WriteFile(local, RandomBytes(3 << 20, 11));
+  RunOptions o;
+  o.timeout_seconds = 60;
+  // scp in its default SFTP mode: sshd runs `allgo-shell -c /usr/lib/openssh/sftp-server`.
+  r = Sh("scp " + SshOptions() + " " + local + " sleep@127.0.0.1:" + mark_ + "/scp.bin", o);
+  ASSERT_EQ(r.exit_code, 0) << r.err << sshd_->Log();
+  EXPECT_EQ(Sha256(mark_ + "/scp.bin"), Sha256(local));
+  r = Sh("scp " + SshOptions() + " sleep@127.0.0.1:" + mark_ + "/scp.bin " + (tmp_ / "scp-back.bin"), o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Sha256(tmp_ / "scp-back.bin"), Sha256(local));
+  // rsync runs `rsync --server` in the sandbox through the same path.
+  r = Sh("rsync -e 'ssh " + SshOptions() + "' " + local + " sleep@127.0.0.1:" + mark_ + "/rsync.bin", o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Sha256(mark_ + "/rsync.bin"), Sha256(local));
+  EXPECT_TRUE(SessionFolders(bridge_).empty());
+}
+
 TEST(BridgeAgent, IsFullyStatic) {
   std::string agent = Artifact("allgo-sandbox-agent");
   RunResult headers = test::Run({"readelf", "-l", agent});
