@@ -109,16 +109,23 @@ std::vector<std::string> SessionEnvironment(const Open& request) {
   return env;
 }
 
-pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
+namespace {
+
+// The common shape of both spawns: `do_fork` is fork() or forkpty(); `setup` runs in the
+// child before exec and returns false (errno set) when the child cannot go on. Exec and
+// setup failures come back through a close-on-exec pipe, so the caller gets a message
+// instead of a process that exits 127.
+template <typename Fork, typename Setup>
+pid_t Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup setup, std::string* error) {
   ExecPlan plan = PlanFor(request);
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) {
     *error = ErrnoText("pipe", errno);
     return -1;
   }
-  pid_t pid = fork();
+  pid_t pid = do_fork();
   if (pid < 0) {
-    *error = ErrnoText("fork", errno);
+    *error = ErrnoText(fork_error, errno);
     close(report[0]);
     close(report[1]);
     return -1;
@@ -126,9 +133,7 @@ pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* e
   if (pid == 0) {
     close(report[0]);
     PrepareChild();
-    setsid();
-    // dup2 clears close-on-exec on the copies; the originals close on exec.
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) {
+    if (!setup()) {
       int e = errno;
       ssize_t ignored = write(report[1], &e, sizeof e);
       (void)ignored;
@@ -141,13 +146,18 @@ pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* e
   return pid;
 }
 
+}  // namespace
+
+pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
+  auto setup = [&] {
+    setsid();
+    // dup2 clears close-on-exec on the copies; the originals close on exec.
+    return dup2(in, 0) >= 0 && dup2(out, 1) >= 0 && dup2(err, 2) >= 0;
+  };
+  return Spawn(request, "fork", [] { return fork(); }, setup, error);
+}
+
 pid_t SpawnOnPty(const Open& request, int* master, std::string* error) {
-  ExecPlan plan = PlanFor(request);
-  int report[2];
-  if (pipe2(report, O_CLOEXEC) != 0) {
-    *error = ErrnoText("pipe", errno);
-    return -1;
-  }
   struct winsize ws{};
   ws.ws_row = request.window.rows ? request.window.rows : 24;
   ws.ws_col = request.window.cols ? request.window.cols : 80;
@@ -155,30 +165,23 @@ pid_t SpawnOnPty(const Open& request, int* master, std::string* error) {
   ws.ws_ypixel = request.window.ypixel;
   int fd = -1;
   // forkpty: new session, the pty slave as controlling terminal and as fds 0, 1, 2.
-  pid_t pid = forkpty(&fd, nullptr, nullptr, &ws);
-  if (pid < 0) {
-    *error = ErrnoText("cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)", errno);
-    close(report[0]);
-    close(report[1]);
-    return -1;
-  }
-  if (pid == 0) {
-    close(report[0]);
-    PrepareChild();
+  auto do_fork = [&] { return forkpty(&fd, nullptr, nullptr, &ws); };
+  auto setup = [&] {
     struct termios tio;
     if (tcgetattr(0, &tio) == 0) {
       ApplyTermModes(request.modes, &tio);
       tcsetattr(0, TCSANOW, &tio);
     }
-    ExecOrReport(plan, report[1]);
-  }
-  close(report[1]);
-  SetCloexec(fd);
-  SetNonBlocking(fd, true);
-  if (!ExecSucceeded(report[0], plan, error)) {
-    close(fd);
+    return true;
+  };
+  pid_t pid = Spawn(request, "cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)",
+                    do_fork, setup, error);
+  if (pid < 0) {
+    if (fd >= 0) close(fd);
     return -1;
   }
+  SetCloexec(fd);
+  SetNonBlocking(fd, true);
   *master = fd;
   return pid;
 }
