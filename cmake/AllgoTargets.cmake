@@ -13,6 +13,7 @@ function(allgo_target_defaults target)
     POSITION_INDEPENDENT_CODE ON)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wundef -Wnon-virtual-dtor
+    -Wno-missing-field-initializers  # C++20 designated initializers leave the rest defaulted
     $<$<BOOL:${ALLGO_WERROR}>:-Werror>)
   target_compile_definitions(${target} PRIVATE _GNU_SOURCE)
   if(ALLGO_SANITIZE)

@@ -94,7 +94,7 @@ class TestDatabase {
   uint32_t AddWebapp(const std::string& docker_name, uint32_t owner_id,
                      const std::string& state = "running", const std::string& display_name = "");
   void SetState(const std::string& docker_name, const std::string& state);
-  // Empties the three tables.
+  // Empties the three tables and restarts their ids at 1.
   void Clear();
 
   // Stop/start the server mid-test (same datadir and socket) for outage tests.
