@@ -12,10 +12,6 @@
 
 #include "allgo/names.h"
 
-#ifndef ALLGO_DEFAULT_SHELL
-#error "ALLGO_DEFAULT_SHELL must be defined by the build"
-#endif
-
 namespace allgo::nss {
 namespace {
 
@@ -150,7 +146,7 @@ PasswdRecord Module::ToRecord(const Config& config, const WebappDirectory& direc
   record.gid = config.nss.gid;
   record.gecos = SanitizeGecos(webapp.display_name);
   record.dir = config.nss.home;
-  record.shell = config.nss.shell.empty() ? std::string(ALLGO_DEFAULT_SHELL) : config.nss.shell;
+  record.shell = config.nss.shell;  // LoadConfig fills in the installed allgo-shell
   return record;
 }
 
