@@ -19,11 +19,18 @@
 //   nss-lookup erange NAME
 //       getpwnam_r and getpwuid_r with a 16-byte buffer must return ERANGE; getpwnam() (which
 //       retries with a growing buffer) must then succeed. Prints "ok".
+//   nss-lookup fds NAME
+//       Closes stdin, looks NAME up (the module keeps its database connection open), then
+//       checks that fd 0 is still closed (the connection did not land on a standard stream)
+//       and that every open fd above 2 is close-on-exec. Prints "ok" or the culprits.
+#include <dirent.h>
+#include <fcntl.h>
 #include <pwd.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
@@ -44,7 +51,7 @@ struct Expected {
 int Usage() {
   std::fprintf(stderr,
                "usage: nss-lookup threads THREADS ROUNDS NAME:UID... | fork CHILDREN NAME:UID...\n"
-               "       | serve | enum [--tiny-first] [--interleave NAME] | erange NAME\n");
+               "       | serve | enum [--tiny-first] [--interleave NAME] | erange NAME | fds NAME\n");
   return 2;
 }
 
@@ -277,6 +284,50 @@ int Erange(int argc, char** argv) {
   return 0;
 }
 
+// The open fds of this process above 2, except the one used to list them.
+std::vector<int> OpenFds() {
+  std::vector<int> fds;
+  DIR* dir = opendir("/proc/self/fd");
+  if (dir == nullptr) return fds;
+  const int dir_fd = dirfd(dir);
+  while (const struct dirent* e = readdir(dir)) {
+    const int fd = std::atoi(e->d_name);
+    if (e->d_name[0] != '.' && fd > 2 && fd != dir_fd) fds.push_back(fd);
+  }
+  closedir(dir);
+  return fds;
+}
+
+int Fds(int argc, char** argv) {
+  if (argc != 3) return Usage();
+  close(0);
+  const std::vector<int> before = OpenFds();  // inherited from whoever started us
+  if (getpwnam(argv[2]) == nullptr) {
+    std::printf("getpwnam(%s) failed\n", argv[2]);
+    return 1;
+  }
+  std::string bad;
+  if (fcntl(0, F_GETFD) != -1) bad += " fd 0 reused";
+  int new_fds = 0;
+  for (const int fd : OpenFds()) {
+    if (std::find(before.begin(), before.end(), fd) != before.end()) continue;
+    ++new_fds;
+    const int flags = fcntl(fd, F_GETFD);
+    if (flags == -1 || (flags & FD_CLOEXEC) == 0) {
+      char target[256] = {};
+      const std::string link = "/proc/self/fd/" + std::to_string(fd);
+      if (readlink(link.c_str(), target, sizeof target - 1) < 0) target[0] = '?';
+      bad += " fd " + std::to_string(fd) + " (" + target + ") not CLOEXEC";
+    }
+  }
+  if (!bad.empty()) {
+    std::printf("bad:%s\n", bad.c_str());
+    return 1;
+  }
+  std::printf("ok %d\n", new_fds);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -287,5 +338,6 @@ int main(int argc, char** argv) {
   if (mode == "serve") return Serve();
   if (mode == "enum") return Enumerate(argc, argv);
   if (mode == "erange") return Erange(argc, argv);
+  if (mode == "fds") return Fds(argc, argv);
   return Usage();
 }

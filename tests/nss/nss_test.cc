@@ -495,6 +495,32 @@ TEST_F(NssTest, EnumerationSurvivesErangeAndInterleavedLookups) {
   EXPECT_EQ(tiny.err + mixed.err, "");
 }
 
+// ---- living inside other processes -------------------------------------------------------------
+
+TEST_F(NssTest, ModuleFdsAreCloexecAndNeverStdio) {
+  db_.AddWebapp("webapp1", owner_);
+  // Cache off and on: either way the pooled connection stays open after the lookup.
+  for (unsigned ttl : {0u, 30u}) {
+    const RunResult r =
+        allgo::test::Run({Artifact("nss-lookup"), "fds", "webapp1"}, WithConfig(db_.ConfigText(NssSection(ttl))));
+    EXPECT_EQ(r.exit_code, 0) << r.out;
+    EXPECT_EQ(r.out.rfind("ok ", 0), 0u) << r.out;
+    EXPECT_NE(r.out, "ok 0\n") << "expected the module's connection to be open";
+    EXPECT_EQ(r.err, "");
+  }
+}
+
+TEST_F(NssTest, UnprivilegedProcessesResolveWebapps) {
+  // The config is world-readable (0644): a process running as nobody resolves webapps.
+  const uint32_t id = db_.AddWebapp("webapp1", owner_, "running", "Web App");
+  RunOptions as_nobody;
+  as_nobody.uid = 65534;
+  as_nobody.gid = 65534;
+  const RunResult r = Getent({"passwd", "webapp1"}, as_nobody);
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, Line("webapp1", id, "Web App") + "\n");
+}
+
 // ---- threads, fork -----------------------------------------------------------------------------
 
 std::vector<std::string> LookupArgs(const std::vector<std::pair<std::string, uid_t>>& apps) {
