@@ -4,6 +4,9 @@
 #include <gtest/gtest.h>
 #include <grp.h>
 #include <mysql.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -133,6 +136,99 @@ RunResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
 RunResult Sh(const std::string& script, const RunOptions& options) {
   return Run({"/bin/sh", "-c", script}, options);
 }
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    Die("cannot find a free loopback port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool WaitForTcpPort(int port, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (ok) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path,
+               const std::map<std::string, std::string>& env)
+    : log_path_(log_path) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string entry = *e;
+    if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (auto& e : env_strings) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) Die("fork failed");
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (log < 0 || devnull < 0) _exit(127);
+    dup2(devnull, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    setpgid(0, 0);
+    execvpe(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+}
+
+Daemon::~Daemon() { Stop(SIGTERM, 5000); }
+
+bool Daemon::Running() {
+  if (pid_ <= 0) return false;
+  if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Daemon::Stop(int sig, int timeout_ms) {
+  if (!Running()) return WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : WEXITSTATUS(status_);
+  kill(pid_, sig);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-pid_, SIGKILL);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status_, 0);
+      pid_ = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : WEXITSTATUS(status_);
+}
+
+std::string Daemon::Log() const { return ReadFile(log_path_); }
 
 // ---------------------------------------------------------------------------------------
 // The private NSS view.
