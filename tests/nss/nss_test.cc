@@ -709,6 +709,37 @@ TEST_F(NssTest, RenameIsSeenAfterCacheTtlNotBefore) {
   EXPECT_EQ(server.Ask("uid " + uid).rfind("found again ", 0), 0u);
 }
 
+// Statements the server has executed so far (all sessions), read as the server's root.
+long StatementsExecuted() {
+  const RunResult r = allgo::test::Run({"mariadb", "--no-defaults", "--socket=" + TestDatabase::Get().socket(),
+                                        "-uroot", "-N", "-B", "-e",
+                                        "SHOW GLOBAL STATUS LIKE 'Com_stmt_execute'"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::istringstream fields(r.out);
+  std::string name;
+  long value = -1;
+  fields >> name >> value;
+  return value;
+}
+
+TEST_F(NssTest, CacheSparesTheDatabaseARoundTripPerLookup) {
+  // What `ls -l`, `ps` or `find -printf %u` do: the same few uids over and over.
+  const uid_t a = UidOf(db_.AddWebapp("owner-a", owner_));
+  const uid_t b = UidOf(db_.AddWebapp("owner-b", owner_));
+  auto executed_for_200_lookups = [&](unsigned ttl) {
+    WriteAllgoConfig(db_.ConfigText(NssSection(ttl)));
+    LookupServer server;
+    const long before = StatementsExecuted();
+    for (int i = 0; i < 200; ++i) {
+      const std::string answer = server.Ask("uid " + std::to_string(i % 2 == 0 ? a : b));
+      EXPECT_EQ(answer.rfind(i % 2 == 0 ? "found owner-a " : "found owner-b ", 0), 0u) << answer;
+    }
+    return StatementsExecuted() - before;
+  };
+  EXPECT_GE(executed_for_200_lookups(0), 200);  // cache off: one query per lookup
+  EXPECT_LE(executed_for_200_lookups(60), 2);   // cache on: one per webapp
+}
+
 TEST_F(NssTest, ConfigChangeIsPickedUpByARunningProcess) {
   const uint32_t id = db_.AddWebapp("webapp1", owner_);
   WriteAllgoConfig(db_.ConfigText(NssSection(/*cache_ttl=*/60)));
