@@ -63,21 +63,33 @@ Stats Summarise(std::vector<double> us) {
   return s;
 }
 
-// Times `op(i)` for i in [0, samples); op returns false on a failed lookup (fatal: a
-// benchmark of failures measures nothing).
-Stats Measure(size_t samples, const std::function<bool(size_t)>& op, const char* what) {
+// One measured operation. `op(i)` does the i-th sample and returns false on a failed lookup
+// (fatal: a benchmark of failures measures nothing); `select` (optional) switches the
+// process to the backend the series measures before each block.
+struct Series {
+  std::string name;
+  std::function<void()> select;
+  std::function<bool(size_t)> op;
   std::vector<double> us;
-  us.reserve(samples);
-  for (size_t i = 0; i < samples; ++i) {
-    const Clock::time_point start = Clock::now();
-    const bool ok = op(i);
-    us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
-    if (!ok) {
-      std::fprintf(stderr, "bench-nss: %s: lookup %zu failed\n", what, i);
-      std::exit(1);
+};
+
+[[noreturn]] void Die(const std::string& what);
+
+// Runs the series round-robin, `block` samples at a time, until each has `samples`: on a
+// shared machine a burst of load then hits every series alike, and the ratios stay honest.
+void RunInterleaved(const std::vector<Series*>& series, size_t samples, size_t block) {
+  for (Series* s : series) s->us.reserve(samples);
+  for (size_t done = 0; done < samples; done += block) {
+    for (Series* s : series) {
+      if (s->select) s->select();
+      for (size_t i = done; i < std::min(samples, done + block); ++i) {
+        const Clock::time_point start = Clock::now();
+        const bool ok = s->op(i);
+        s->us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+        if (!ok) Die(s->name + ": sample " + std::to_string(i) + " failed");
+      }
     }
   }
-  return Summarise(std::move(us));
 }
 
 [[noreturn]] void Die(const std::string& what) {
@@ -185,7 +197,8 @@ int main(int argc, char** argv) {
   allgo::test::WriteFile("/etc/passwd", passwd);
 
   // Random order, the same for every backend.
-  std::vector<size_t> order(std::max(samples, cold_samples));
+  constexpr size_t kAuthkeysRuns = 200;
+  std::vector<size_t> order(std::max({samples, cold_samples, kAuthkeysRuns}));
   std::mt19937 rng(42);
   for (size_t& o : order) o = rng() % count;
 
@@ -203,34 +216,28 @@ int main(int argc, char** argv) {
   };
 
   std::vector<Row> rows;
+  auto configure = [](const char* services) {
+    return [services] { __nss_configure_lookup("passwd", services); };
+  };
 
-  // files
-  UseServices("files", "root", "bapp0");
-  Measure(100, by_name(users, user_uids), "files warm-up");
-  const Stats files_name = Measure(samples, by_name(users, user_uids), "files getpwnam");
-  const Stats files_uid = Measure(samples, by_uid(users, user_uids), "files getpwuid");
-
-  // allgo cached
+  // Phase 1: files vs the module with a warm cache, interleaved.
   allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(60)));
+  UseServices("files", "root", "bapp0");
   UseServices("allgo", "bapp0", "root");
   for (size_t i = 0; i < count; ++i) {
-    if (getpwnam(apps[i].c_str()) == nullptr) Die("webapp " + apps[i] + " not found: is the module built?");
+    if (getpwnam(apps[i].c_str()) == nullptr) Die("webapp " + apps[i] + " not found");
   }
-  const Stats cached_name = Measure(samples, by_name(apps, app_uids), "allgo cached getpwnam");
-  const Stats cached_uid = Measure(samples, by_uid(apps, app_uids), "allgo cached getpwuid");
-
-  // files allgo, as in production (files misses first), cache warm
   UseServices("files allgo", "root", nullptr);
-  const Stats chain_name = Measure(samples, by_name(apps, app_uids), "files allgo getpwnam");
+  Series files_name{"files getpwnam", configure("files"), by_name(users, user_uids), {}};
+  Series files_uid{"files getpwuid", configure("files"), by_uid(users, user_uids), {}};
+  Series cached_name{"allgo cached getpwnam", configure("allgo"), by_name(apps, app_uids), {}};
+  Series cached_uid{"allgo cached getpwuid", configure("allgo"), by_uid(apps, app_uids), {}};
+  Series chain_name{"files allgo getpwnam", configure("files allgo"), by_name(apps, app_uids), {}};
+  RunInterleaved({&files_name, &files_uid, &cached_name, &cached_uid, &chain_name}, samples, 500);
 
-  // allgo cold
+  // Phase 2: the module without cache vs raw database round trips, interleaved.
   allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(0)));
   UseServices("allgo", "bapp0", "root");
-  Measure(50, by_name(apps, app_uids), "allgo cold warm-up");
-  const Stats cold_name = Measure(cold_samples, by_name(apps, app_uids), "allgo cold getpwnam");
-  const Stats cold_uid = Measure(cold_samples, by_uid(apps, app_uids), "allgo cold getpwuid");
-
-  // A raw round trip: an already prepared statement, executed and fetched.
   allgo::Config config;
   if (const allgo::Status s = allgo::LoadConfig(allgo::test::AllgoConfigPath(), &config); !s.ok()) {
     Die(s.ToString());
@@ -241,9 +248,10 @@ int main(int argc, char** argv) {
     Die(std::string("raw connect: ") + mysql_error(m));
   }
   const std::string sql = allgo::WebappDirectory::DefaultQueries().webapp_by_name;
-  MYSQL_STMT* stmt = mysql_stmt_init(m);
-  if (mysql_stmt_prepare(stmt, sql.data(), sql.size()) != 0) Die(mysql_stmt_error(stmt));
-  const Stats raw = Measure(cold_samples, [&](size_t i) {
+  MYSQL_STMT* prepared = mysql_stmt_init(m);
+  if (mysql_stmt_prepare(prepared, sql.data(), sql.size()) != 0) Die(mysql_stmt_error(prepared));
+  // Binds apps[order[i]] to `stmt`, executes it, checks one row came back.
+  auto execute = [&](MYSQL_STMT* stmt, size_t i) {
     const std::string& name = apps[order[i]];
     MYSQL_BIND param{};
     unsigned long len = name.size();
@@ -251,42 +259,56 @@ int main(int argc, char** argv) {
     param.buffer = const_cast<char*>(name.data());
     param.buffer_length = len;
     param.length = &len;
-    if (mysql_stmt_bind_param(stmt, &param) != 0 || mysql_stmt_execute(stmt) != 0) return false;
-    if (mysql_stmt_store_result(stmt) != 0) return false;
-    const bool one = mysql_stmt_num_rows(stmt) == 1;
+    const bool ok = mysql_stmt_bind_param(stmt, &param) == 0 && mysql_stmt_execute(stmt) == 0 &&
+                    mysql_stmt_store_result(stmt) == 0 && mysql_stmt_num_rows(stmt) == 1;
     mysql_stmt_free_result(stmt);
-    return one;
-  }, "raw prepared statement");
-  mysql_stmt_close(stmt);
-  mysql_close(m);
-
-  // What common's MysqlConnection pays per query (prepare + execute + close).
+    return ok;
+  };
   allgo::MysqlConnection connection(config.mysql);
-  const Stats query = Measure(cold_samples, [&](size_t i) {
+  Series cold_name{"allgo cold getpwnam", configure("allgo"), by_name(apps, app_uids), {}};
+  Series cold_uid{"allgo cold getpwuid", configure("allgo"), by_uid(apps, app_uids), {}};
+  // One round trip: a statement prepared once, executed and fetched.
+  Series raw{"raw round trip", nullptr, [&](size_t i) { return execute(prepared, i); }, {}};
+  // What a client without a statement cache does: prepare, execute, close each time.
+  Series raw_prepare{"raw prepare+execute", nullptr, [&](size_t i) {
+    MYSQL_STMT* stmt = mysql_stmt_init(m);
+    const bool ok = mysql_stmt_prepare(stmt, sql.data(), sql.size()) == 0 && execute(stmt, i);
+    mysql_stmt_close(stmt);
+    return ok;
+  }, {}};
+  // What the module pays per query through common's MysqlConnection.
+  Series query{"MysqlConnection::Query", nullptr, [&](size_t i) {
     std::vector<allgo::SqlRow> result;
     return connection.Query(sql, {apps[order[i]]}, 5, &result).ok() && result.size() == 1;
-  }, "MysqlConnection::Query");
+  }, {}};
+  RunInterleaved({&cold_name, &cold_uid, &raw, &raw_prepare, &query}, cold_samples, 100);
+  mysql_stmt_close(prepared);
+  mysql_close(m);
 
-  rows.push_back({"getpwnam, files", files_name, "", 0, ""});
-  rows.push_back({"getpwnam, allgo cached", cached_name, "files", files_name.median_us, "≤ 2"});
-  rows.push_back({"getpwnam, files allgo (webapp, cached)", chain_name, "files", files_name.median_us, ""});
-  rows.push_back({"getpwnam, allgo cold (cache_ttl=0)", cold_name, "raw round trip", raw.median_us, "≤ 1 round trip"});
-  rows.push_back({"getpwuid, files", files_uid, "", 0, ""});
-  rows.push_back({"getpwuid, allgo cached", cached_uid, "files", files_uid.median_us, "≤ 2"});
-  rows.push_back({"getpwuid, allgo cold (cache_ttl=0)", cold_uid, "raw round trip", raw.median_us, "≤ 1 round trip"});
-  rows.push_back({"raw prepared statement round trip", raw, "", 0, ""});
-  rows.push_back({"MysqlConnection::Query (prepare+execute)", query, "raw round trip", raw.median_us, ""});
+  const Stats files_n = Summarise(files_name.us), files_u = Summarise(files_uid.us);
+  const Stats raw_s = Summarise(raw.us);
+  rows.push_back({"getpwnam, files", files_n, "", 0, ""});
+  rows.push_back({"getpwnam, allgo cached", Summarise(cached_name.us), "files", files_n.median_us, "≤ 2"});
+  rows.push_back({"getpwnam, files allgo (webapp, cached)", Summarise(chain_name.us), "files", files_n.median_us, ""});
+  rows.push_back({"getpwnam, allgo cold (cache_ttl=0)", Summarise(cold_name.us), "raw round trip", raw_s.median_us, "≤ 1 round trip"});
+  rows.push_back({"getpwuid, files", files_u, "", 0, ""});
+  rows.push_back({"getpwuid, allgo cached", Summarise(cached_uid.us), "files", files_u.median_us, "≤ 2"});
+  rows.push_back({"getpwuid, allgo cold (cache_ttl=0)", Summarise(cold_uid.us), "raw round trip", raw_s.median_us, "≤ 1 round trip"});
+  rows.push_back({"raw round trip (prepared once, execute+fetch)", raw_s, "", 0, ""});
+  rows.push_back({"raw prepare+execute+close", Summarise(raw_prepare.us), "raw round trip", raw_s.median_us, ""});
+  rows.push_back({"MysqlConnection::Query (what the module calls)", Summarise(query.us), "raw round trip", raw_s.median_us, ""});
 
   // allgo-authkeys, if built: a whole helper run, against spawning /bin/true.
   const std::string authkeys = allgo::test::Artifact("allgo-authkeys");
   if (access(authkeys.c_str(), X_OK) == 0) {
-    const size_t runs = 200;
-    const Stats spawn_true = Measure(runs, [](size_t) { return RunQuiet({"/bin/true"}); }, "/bin/true");
-    const Stats helper = Measure(runs, [&](size_t i) {
+    Series spawn_true{"/bin/true", nullptr, [](size_t) { return RunQuiet({"/bin/true"}); }, {}};
+    Series helper{"allgo-authkeys", nullptr, [&](size_t i) {
       return RunQuiet({authkeys, "--config", allgo::test::AllgoConfigPath(), apps[order[i]]});
-    }, "allgo-authkeys");
-    rows.push_back({"spawn /bin/true", spawn_true, "", 0, ""});
-    rows.push_back({"allgo-authkeys WEBAPP (whole run)", helper, "/bin/true", spawn_true.median_us, ""});
+    }, {}};
+    RunInterleaved({&spawn_true, &helper}, kAuthkeysRuns, 10);
+    const Stats true_s = Summarise(spawn_true.us);
+    rows.push_back({"spawn /bin/true", true_s, "", 0, ""});
+    rows.push_back({"allgo-authkeys WEBAPP (whole run)", Summarise(helper.us), "/bin/true", true_s.median_us, ""});
   }
 
   std::printf("\nNSS lookups through glibc, %zu webapps in MariaDB vs %zu users in /etc/passwd "
