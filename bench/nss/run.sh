@@ -7,8 +7,11 @@
 set -eu
 here=$(cd "$(dirname "$0")" && pwd)
 src=$(cd "$here/../.." && pwd)
-build=${1:-"$src/build"}
-[ $# -gt 0 ] && shift
+build="$src/build"
+case "${1:-}" in
+  ""|-*) ;;
+  *) build=$1; shift ;;
+esac
 if [ "$(id -u)" != 0 ]; then
   echo "bench/nss/run.sh: run as root (it needs a private mount namespace)" >&2
   exit 1
