@@ -6,8 +6,6 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
-#include <new>
 #include <utility>
 
 #include "allgo/names.h"
