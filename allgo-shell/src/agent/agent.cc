@@ -28,6 +28,7 @@ namespace {
 
 constexpr size_t kMaxPendingOutput = 64 * 1024;  // control bytes queued for a slow client
 constexpr size_t kPtyBuffer = 64 * 1024;         // per direction, per PTY session
+constexpr int kDataPipeSize = 1 << 20;            // stdin and stdout fifos
 constexpr int kClosingTimeoutMs = 5000;          // to deliver the exit status
 constexpr int kPtyDrainTimeoutMs = 2000;         // output after the shell exited
 constexpr const char* kSocketName = "agent.sock";
@@ -473,6 +474,9 @@ void Agent::HandleAttached(Conn& c) {
   }
   // Both sides hold their ends: the names are no longer needed.
   RemoveSessionDir(c);
+  // Bigger pipes mean fewer wake-ups per byte on the data path (the default is 64 KiB).
+  // Best effort: the kernel caps it (fs.pipe-max-size) or refuses past a user's quota.
+  for (UniqueFd* fd : {&c.fifo_in, &c.fifo_out}) fcntl(fd->get(), F_SETPIPE_SZ, kDataPipeSize);
 
   std::string error;
   if (c.request.pty) {
