@@ -22,6 +22,7 @@
 #include <thread>
 
 #include "allgo/bridge/protocol.h"
+#include "io.h"
 #include "test_support.h"
 
 namespace allgo::test {
@@ -75,6 +76,22 @@ pid_t FindDescendant(pid_t ancestor, const std::string& comm) {
     }
   }
   return 0;
+}
+
+// Zombies below `ancestor`: children nobody reaped.
+int ZombiesBelow(pid_t ancestor) {
+  int zombies = 0;
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string stat = ReadFile("/proc/" + name + "/stat");
+    size_t paren = stat.rfind(')');
+    if (paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] != 'Z') continue;
+    for (pid_t p = ParentOf(std::stoi(name)); p > 1; p = ParentOf(p)) {
+      if (p == ancestor) ++zombies;
+    }
+  }
+  return zombies;
 }
 
 std::vector<std::string> SessionFolders(const std::string& dir) {
@@ -360,6 +377,7 @@ TEST_F(Bridge, TwentyConcurrentSessions) {
     EXPECT_EQ(ReadFile(dir + "/err" + n), n + "\n");
   }
   EXPECT_TRUE(SessionFolders(bridge_).empty());
+  EXPECT_EQ(ZombiesBelow(agent_->pid()), 0) << "every session's process was reaped";
 }
 
 TEST_F(Bridge, SignalsAreRelayedToTheSandboxProcess) {
@@ -555,6 +573,46 @@ TEST_F(Bridge, GarbageAndOversizedMessagesDoNotHurtOtherSessions) {
   pollfd p{idle, POLLIN, 0};
   EXPECT_EQ(poll(&p, 1, 5000), 1);
   close(idle);
+}
+
+TEST_F(Bridge, PtyClientThatNeverReadsBlocksOnlyItself) {
+  StartAgent();
+  // A raw client (root may connect) opens a pty session running `yes`, attaches, and then
+  // never reads its output: the agent's 64 KiB buffer for it fills and stays full.
+  int sock = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s/agent.sock", bridge_.c_str());
+  ASSERT_EQ(connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  bridge::Open open{bridge::kProtocolVersion, false, true, "yes", "xterm", {24, 80, 0, 0}, {}, {}};
+  ASSERT_EQ(bridge::SendMessage(sock, open), "");
+  bridge::FrameReader reader;
+  bridge::Message m;
+  ASSERT_EQ(bridge::ReadMessage(sock, &reader, &m, 5000), "");
+  auto* opened = std::get_if<bridge::Opened>(&m);
+  ASSERT_NE(opened, nullptr);
+  std::string session = bridge_ + "/" + opened->session;
+  int out = ::open((session + "/out").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  int in = ::open((session + "/in").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_GE(out, 0);
+  ASSERT_GE(in, 0);
+  ASSERT_EQ(bridge::SendMessage(sock, bridge::Attached{}), "");
+  ASSERT_EQ(bridge::ReadMessage(sock, &reader, &m, 5000), "");
+  ASSERT_TRUE(std::holds_alternative<bridge::Started>(m));
+
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // let `yes` fill everything
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(Shell("echo ok").out, "ok\n");
+  pid_t agent = FindDescendant(agent_->pid(), "allgo-sandbox-agent");
+  ASSERT_GT(agent, 0);
+  std::string status = ReadFile("/proc/" + std::to_string(agent) + "/status");
+  long rss_kb = std::stol(status.substr(status.find("VmRSS:") + 6));
+  EXPECT_LT(rss_kb, 32 * 1024) << "the agent's memory stays bounded";
+  // Going away hangs the session up.
+  close(sock);
+  close(in);
+  close(out);
+  EXPECT_TRUE(WaitFor([&] { return Contains(AgentLog(), "client went away"); }, 5000)) << AgentLog();
+  EXPECT_EQ(Shell("echo still").out, "still\n");
 }
 
 // The whole path as users take it: a stock OpenSSH sshd, the user resolved by glibc through
