@@ -267,6 +267,31 @@ TEST_F(Bridge, CommandsRunInTheSandboxWithTheirExitCodes) {
   EXPECT_TRUE(SessionFolders(bridge_).empty());
 }
 
+TEST_F(Bridge, LoginShellInvocations) {
+  StartAgent();
+  std::string shell = Artifact("allgo-shell");
+  // As sshd starts a login shell: argv[0] "-allgo-shell".
+  RunResult r = test::Run({"bash", "-c", "exec -a -allgo-shell " + shell + " -c 'echo login'"}, AsWebapp());
+  EXPECT_EQ(r.out, "login\n") << r.err;
+  // No arguments and no terminal: the sandbox's login shell reads commands from stdin.
+  RunOptions in = AsWebapp();
+  in.stdin_data = "echo from-stdin\nexit 6\n";
+  r = test::Run({shell}, in);
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_TRUE(Contains(r.out, "from-stdin\n")) << r.out;
+  // A command that starts with '-' is still the command.
+  r = Shell("-x");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.out, "");
+  r = test::Run({shell, "-c"}, AsWebapp());
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_EQ(r.err, "allgo: -c needs a command\n");
+  // An explicit config that does not exist is named.
+  r = test::Run({shell, "--config", tmp_ / "missing.conf", "-c", "true"}, AsWebapp());
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_TRUE(Contains(r.err, "missing.conf")) << r.err;
+}
+
 TEST_F(Bridge, StdinEofReachesTheCommand) {
   StartAgent();
   RunOptions in;
