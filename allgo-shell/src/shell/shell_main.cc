@@ -135,8 +135,10 @@ Open BuildRequest(const Invocation& inv, bool pty) {
 
 // Waits for the agent of a sandbox in state `starting`, telling the user once.
 // Returns true when connected; false on timeout, a state change, or a fatal signal (*signo).
+// *result and *why tell what the last attempt found.
 bool WaitForStart(const std::string& bridge_dir, const std::string& name, const Config& config,
-                  int signals, AgentConnection* conn, std::string* state, int* signo) {
+                  int signals, AgentConnection* conn, std::string* state, int* signo,
+                  ConnectResult* result, std::string* why) {
   Say("the sandbox of '" + name + "' is starting; waiting up to " +
       std::to_string(config.sandbox.start_wait) + " s for it");
   int64_t deadline = NowMs() + int64_t{config.sandbox.start_wait} * 1000;
@@ -151,11 +153,10 @@ bool WaitForStart(const std::string& bridge_dir, const std::string& name, const 
         return false;
       }
     }
-    std::string why;
     *conn = AgentConnection{};
-    ConnectResult r = ConnectAgent(bridge_dir, conn, &why);
-    if (r == ConnectResult::kConnected) return true;
-    if (r != ConnectResult::kNoAgent) return false;
+    *result = ConnectAgent(bridge_dir, conn, why);
+    if (*result == ConnectResult::kConnected) return true;
+    if (*result != ConnectResult::kNoAgent) return false;
     if (NowMs() >= next_state_check) {
       std::string error;
       std::string now = QueryState(config, &error);
@@ -304,11 +305,13 @@ int Main(int argc, char** argv) {
     std::string db_error;
     std::string state = QueryState(config, &db_error);
     int signo = 0;
-    if (state == "starting" &&
-        WaitForStart(bridge_dir, name, config, signals.get(), &conn, &state, &signo)) {
-      result = ConnectResult::kConnected;
-    } else if (signo != 0) {
-      return 128 + signo;
+    if (state == "starting") {
+      WaitForStart(bridge_dir, name, config, signals.get(), &conn, &state, &signo, &result, &why);
+      if (signo != 0) return 128 + signo;
+      if (result == ConnectResult::kUnsafe) {
+        Say(why);
+        return kExitSetup;
+      }
     }
     if (result != ConnectResult::kConnected) {
       if (state.empty()) state = "unknown: " + db_error;
