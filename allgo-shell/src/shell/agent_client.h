@@ -13,16 +13,10 @@
 #include <string>
 
 #include "allgo/bridge/protocol.h"
+#include "allgo/status.h"
 #include "allgo/unique_fd.h"
 
 namespace allgo::bridge {
-
-enum class ConnectResult {
-  kConnected,
-  kNoAgent,   // nothing listens: the sandbox is not running (or not yet)
-  kRefused,   // the agent, or the folder's permissions, turned us away
-  kUnsafe,    // the folder or socket is not what it must be; never retried
-};
 
 struct AgentConnection {
   UniqueFd dir;
@@ -30,8 +24,11 @@ struct AgentConnection {
   FrameReader reader;
 };
 
-// *why explains anything but kConnected, for the user.
-ConnectResult ConnectAgent(const std::string& bridge_dir, AgentConnection* conn, std::string* why);
+// OK: connected. Otherwise the message is for the user, and the code says what to do:
+//   Unavailable  nothing listens: the sandbox is not running (or not yet); worth retrying
+//   Permission   the folder's or socket's permissions turned us away
+//   Invalid      the folder or socket is not what it must be (e.g. a planted symlink); never retried
+Status ConnectAgent(const std::string& bridge_dir, AgentConnection* conn);
 
 struct SessionPipes {
   UniqueFd in;   // our writer of the process's stdin
@@ -41,7 +38,8 @@ struct SessionPipes {
 };
 
 // Runs the handshake (open → opened → attach → started). Blocking fds on return.
-// "" on success, else a message for the user (an agent's error text is included).
-std::string OpenSession(AgentConnection* conn, const Open& request, SessionPipes* pipes);
+// Errors (a message for the user): Unavailable when the agent does not answer, Permission
+// when it refused (its error text is included), Invalid when the pipes are not ours.
+Status OpenSession(AgentConnection* conn, const Open& request, SessionPipes* pipes);
 
 }  // namespace allgo::bridge

@@ -135,10 +135,10 @@ Open BuildRequest(const Invocation& inv, bool pty) {
 
 // Waits for the agent of a sandbox in state `starting`, telling the user once.
 // Returns true when connected; false on timeout, a state change, or a fatal signal (*signo).
-// *result and *why tell what the last attempt found.
+// *connected tells what the last attempt found.
 bool WaitForStart(const std::string& bridge_dir, const std::string& name, const Config& config,
                   int signals, AgentConnection* conn, std::string* state, int* signo,
-                  ConnectResult* result, std::string* why) {
+                  Status* connected) {
   Say("the sandbox of '" + name + "' is starting; waiting up to " +
       std::to_string(config.sandbox.start_wait) + " s for it");
   int64_t deadline = NowMs() + int64_t{config.sandbox.start_wait} * 1000;
@@ -154,9 +154,9 @@ bool WaitForStart(const std::string& bridge_dir, const std::string& name, const 
       }
     }
     *conn = AgentConnection{};
-    *result = ConnectAgent(bridge_dir, conn, why);
-    if (*result == ConnectResult::kConnected) return true;
-    if (*result != ConnectResult::kNoAgent) return false;
+    *connected = ConnectAgent(bridge_dir, conn);
+    if (connected->ok()) return true;
+    if (!connected->IsUnavailable()) return false;
     if (NowMs() >= next_state_check) {
       std::string error;
       std::string now = QueryState(config, &error);
@@ -295,28 +295,27 @@ int Main(int argc, char** argv) {
 
   // The socket is the truth: the database is only asked when the agent does not answer.
   AgentConnection conn;
-  std::string why;
-  ConnectResult result = ConnectAgent(bridge_dir, &conn, &why);
-  if (result == ConnectResult::kUnsafe) {
-    Say(why);
+  Status connected = ConnectAgent(bridge_dir, &conn);
+  if (connected.IsInvalid()) {  // unsafe folder or socket: say why, never retry
+    Say(connected.message());
     return kExitSetup;
   }
-  if (result != ConnectResult::kConnected) {
+  if (!connected.ok()) {
     std::string db_error;
     std::string state = QueryState(config, &db_error);
     int signo = 0;
     if (state == "starting") {
-      WaitForStart(bridge_dir, name, config, signals.get(), &conn, &state, &signo, &result, &why);
+      WaitForStart(bridge_dir, name, config, signals.get(), &conn, &state, &signo, &connected);
       if (signo != 0) return 128 + signo;
-      if (result == ConnectResult::kUnsafe) {
-        Say(why);
+      if (connected.IsInvalid()) {
+        Say(connected.message());
         return kExitSetup;
       }
     }
-    if (result != ConnectResult::kConnected) {
+    if (!connected.ok()) {
       if (state.empty()) state = "unknown: " + db_error;
       if (state == "running") {
-        Say("the sandbox of '" + name + "' does not answer (state: running; " + why +
+        Say("the sandbox of '" + name + "' does not answer (state: running; " + connected.message() +
             "); restart it from the allgo web interface");
       } else {
         Say("the sandbox of '" + name + "' is not running (state: " + state +
@@ -333,8 +332,8 @@ int Main(int argc, char** argv) {
     return kExitUsage;
   }
   SessionPipes pipes;
-  if (std::string err = OpenSession(&conn, request, &pipes); !err.empty()) {
-    Say(err);
+  if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
+    Say(s.message());
     return kExitSetup;
   }
   return RunSession(conn, pipes, pty, signals.get(), name);
