@@ -18,6 +18,19 @@ std::string ErrnoText(const std::string& context, int err) {
   return context + ": " + strerror(err);
 }
 
+namespace {
+
+// An fd we inherited may be non-blocking (its other users decide): wait instead of failing.
+bool WaitFor(int fd, short events) {
+  pollfd p{fd, events, 0};
+  while (poll(&p, 1, -1) < 0) {
+    if (errno != EINTR) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
 bool WriteAll(int fd, const void* data, size_t size) {
   const char* p = static_cast<const char*>(data);
   while (size > 0) {
@@ -25,6 +38,7 @@ bool WriteAll(int fd, const void* data, size_t size) {
     if (n < 0 && errno == ENOTSOCK) n = write(fd, p, size);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN && WaitFor(fd, POLLOUT)) continue;
       return false;
     }
     p += n;
@@ -100,6 +114,7 @@ std::string CopyLoop(int from, int to) {
     ssize_t n = read(from, buf.get(), kBuffer);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN && WaitFor(from, POLLIN)) continue;
       return ErrnoText("read", errno);
     }
     if (n == 0) return "";
@@ -123,6 +138,12 @@ std::string Pump(int from, int to) {
       ssize_t n = splice(from, nullptr, to, nullptr, kChunk, SPLICE_F_MOVE | SPLICE_F_MORE);
       if (n < 0) {
         if (errno == EINTR) continue;
+        if (errno == EAGAIN) {
+          // One side is non-blocking: wait for the writer side if it is full, else the reader.
+          pollfd out{to, POLLOUT, 0};
+          bool writable = poll(&out, 1, 0) == 1 && (out.revents & POLLOUT);
+          if (writable ? WaitFor(from, POLLIN) : WaitFor(to, POLLOUT)) continue;
+        }
         if (!moved && (errno == EINVAL || errno == ENOSYS)) return CopyLoop(from, to);
         // splice cannot tell which side failed; EPIPE is always the writer's side.
         return ErrnoText(errno == EPIPE ? "write" : "splice", errno);

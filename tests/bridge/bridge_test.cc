@@ -315,6 +315,38 @@ TEST_F(Bridge, StdoutAndStderrStaySeparateAndBinarySafe) {
   EXPECT_EQ(r.err, std::string("err\ne\0", 6));
 }
 
+TEST_F(Bridge, NonBlockingStdoutIsWaitedForNotDropped) {
+  StartAgent();
+  // Some parents hand over stdio with O_NONBLOCK set; a slow reader must not lose data.
+  int p[2];
+  ASSERT_EQ(pipe2(p, O_CLOEXEC), 0);
+  ASSERT_EQ(fcntl(p[1], F_SETFL, O_NONBLOCK), 0);
+  std::string shell = Artifact("allgo-shell");
+  pid_t pid = fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_RDONLY);
+    dup2(null, 0);
+    dup2(p[1], 1);
+    if (setgroups(0, nullptr) != 0 || setgid(gid_) != 0 || setuid(uid_) != 0) _exit(126);
+    execl(shell.c_str(), "allgo-shell", "-c", "head -c 5M /dev/zero", nullptr);
+    _exit(127);
+  }
+  close(p[1]);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the pipe fills: EAGAIN
+  size_t total = 0;
+  char buf[65536];
+  ssize_t n;
+  while ((n = read(p[0], buf, sizeof buf)) > 0) {
+    total += static_cast<size_t>(n);
+    if (total < (1u << 20)) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  close(p[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << status;
+  EXPECT_EQ(total, 5u << 20);
+}
+
 TEST_F(Bridge, HundredMegabytesRoundTripUnchanged) {
   StartAgent();
   std::string in = tmp_ / "in.bin";
