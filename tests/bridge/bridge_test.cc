@@ -206,8 +206,9 @@ class Bridge : public ::testing::Test {
     std::vector<std::string> argv = {
         "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_, bridge_,
-        "--bind", mark_, mark_, "--die-with-parent", "--", Artifact("allgo-sandbox-agent"),
-        "--bridge-dir", bridge_};
+        "--bind", mark_, mark_, "--die-with-parent", "--"};
+    argv.insert(argv.end(), launcher_.begin(), launcher_.end());
+    argv.insert(argv.end(), {Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge_});
     argv.insert(argv.end(), extra.begin(), extra.end());
     agent_log_ = tmp_ / ("agent" + std::to_string(++agents_started_) + ".log");
     agent_ = std::make_unique<Daemon>(argv, agent_log_);
@@ -244,6 +245,7 @@ class Bridge : public ::testing::Test {
   std::string sandboxes_, bridge_, mark_, agent_log_;
   std::unique_ptr<Daemon> agent_;
   int agents_started_ = 0;
+  std::vector<std::string> launcher_;  // runs the agent (e.g. prlimit ...), inside the sandbox
 };
 
 TEST_F(Bridge, CommandsRunInTheSandboxWithTheirExitCodes) {
@@ -290,6 +292,16 @@ TEST_F(Bridge, LoginShellInvocations) {
   r = test::Run({shell, "--config", tmp_ / "missing.conf", "-c", "true"}, AsWebapp());
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_TRUE(Contains(r.err, "missing.conf")) << r.err;
+}
+
+TEST_F(Bridge, SessionsKeepTheSandboxsFileLimit) {
+  // The agent raises its own fd limit for many sessions; its commands get the original one.
+  launcher_ = {"prlimit", "--nofile=1024:4096", "--"};
+  StartAgent();
+  EXPECT_EQ(Shell("ulimit -n").out, "1024\n");
+  pid_t agent = FindDescendant(agent_->pid(), "allgo-sandbox-agent");
+  ASSERT_GT(agent, 0);
+  EXPECT_TRUE(Contains(ReadFile("/proc/" + std::to_string(agent) + "/limits"), "Max open files            4096"));
 }
 
 TEST_F(Bridge, StdinEofReachesTheCommand) {

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -117,6 +118,14 @@ std::string Agent::Start(const AgentOptions& options) {
   options_ = options;
   umask(077);
   signal(SIGPIPE, SIG_IGN);
+  // A pty session holds four fds: use all the fds we are allowed (children get the
+  // original soft limit back, see PrepareChild).
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    SetChildFileLimit(files.rlim_cur);
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
 
   const std::string& path = options.bridge_dir;
   dir_.reset(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));

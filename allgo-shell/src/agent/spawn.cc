@@ -17,6 +17,8 @@ extern char** environ;
 namespace allgo::bridge {
 namespace {
 
+rlim_t g_child_nofile = RLIM_INFINITY;  // RLIM_INFINITY: leave the limit alone
+
 struct ExecPlan {
   std::string path;
   std::vector<std::string> args;
@@ -60,6 +62,13 @@ void PrepareChild() {
   sigprocmask(SIG_SETMASK, &none, nullptr);
   for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
   prctl(PR_SET_PDEATHSIG, SIGHUP);
+  if (g_child_nofile != RLIM_INFINITY) {
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+      files.rlim_cur = g_child_nofile;
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
+  }
 }
 
 // Child side of the exec-error pipe: report errno and exit.
@@ -87,6 +96,8 @@ bool ExecSucceeded(int report_fd, const ExecPlan& plan, std::string* error) {
 }
 
 }  // namespace
+
+void SetChildFileLimit(rlim_t soft) { g_child_nofile = soft; }
 
 std::vector<std::string> SessionEnvironment(const Open& request) {
   std::vector<std::string> env;

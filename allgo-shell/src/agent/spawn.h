@@ -8,6 +8,7 @@
 // close-on-exec pipe.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <string>
@@ -16,6 +17,10 @@
 #include "allgo/bridge/protocol.h"
 
 namespace allgo::bridge {
+
+// The soft RLIMIT_NOFILE the session processes get (the agent raises its own to the hard
+// limit; programs that close every possible fd crawl under a huge one).
+void SetChildFileLimit(rlim_t soft);
 
 // The environment of a session: the agent's own (what the container was started with, e.g.
 // PATH from the image) overlaid with the client's forwardable variables.
