@@ -661,6 +661,16 @@ TEST_F(Bridge, PtyClientThatNeverReadsBlocksOnlyItself) {
   auto* opened = std::get_if<bridge::Opened>(&m);
   ASSERT_NE(opened, nullptr);
   std::string session = bridge_ + "/" + opened->session;
+  // What another uid would find: a private folder of private fifos.
+  struct stat st;
+  ASSERT_EQ(lstat(session.c_str(), &st), 0);
+  EXPECT_TRUE(S_ISDIR(st.st_mode));
+  EXPECT_EQ(st.st_mode & 07777, 0700u);
+  for (const char* fifo : {"in", "out"}) {
+    ASSERT_EQ(lstat((session + "/" + fifo).c_str(), &st), 0);
+    EXPECT_TRUE(S_ISFIFO(st.st_mode));
+    EXPECT_EQ(st.st_mode & 07777, 0600u) << fifo;
+  }
   int out = ::open((session + "/out").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   int in = ::open((session + "/in").c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
   ASSERT_GE(out, 0);
