@@ -206,7 +206,9 @@ class Bridge : public ::testing::Test {
     std::vector<std::string> argv = {
         "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_, bridge_,
-        "--bind", mark_, mark_, "--die-with-parent", "--"};
+        "--bind", mark_, mark_, "--die-with-parent"};
+    argv.insert(argv.end(), sandbox_extra_.begin(), sandbox_extra_.end());
+    argv.push_back("--");
     argv.insert(argv.end(), launcher_.begin(), launcher_.end());
     argv.insert(argv.end(), {Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge_});
     argv.insert(argv.end(), extra.begin(), extra.end());
@@ -246,6 +248,7 @@ class Bridge : public ::testing::Test {
   std::unique_ptr<Daemon> agent_;
   int agents_started_ = 0;
   std::vector<std::string> launcher_;  // runs the agent (e.g. prlimit ...), inside the sandbox
+  std::vector<std::string> sandbox_extra_;  // more bwrap options
 };
 
 TEST_F(Bridge, CommandsRunInTheSandboxWithTheirExitCodes) {
@@ -302,6 +305,20 @@ TEST_F(Bridge, SessionsKeepTheSandboxsFileLimit) {
   pid_t agent = FindDescendant(agent_->pid(), "allgo-sandbox-agent");
   ASSERT_GT(agent, 0);
   EXPECT_TRUE(Contains(ReadFile("/proc/" + std::to_string(agent) + "/limits"), "Max open files            4096"));
+}
+
+TEST_F(Bridge, ImageWithoutAShellIsReported) {
+  // An image without /bin/sh (here: an empty /usr/bin; the agent is static and lives elsewhere).
+  sandbox_extra_ = {"--tmpfs", "/usr/bin"};
+  StartAgent();
+  RunResult r = Shell("echo never");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "allgo: the sandbox agent did not start the session: cannot run /bin/sh in the sandbox: "
+            "No such file or directory\n");
+  EXPECT_TRUE(agent_->Running());
+  EXPECT_EQ(ZombiesBelow(agent_->pid()), 0);
 }
 
 TEST_F(Bridge, StdinEofReachesTheCommand) {

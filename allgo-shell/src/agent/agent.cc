@@ -79,7 +79,7 @@ void RemoveSessionEntry(int dir, const std::string& name) {
 }  // namespace
 
 struct Agent::Conn {
-  enum class State { kAwaitOpen, kAwaitAttach, kRunning, kClosing };
+  enum class State { kAwaitOpen, kAwaitAttach, kStarting, kRunning, kClosing };
 
   uint64_t id = 0;
   UniqueFd sock;
@@ -99,6 +99,8 @@ struct Agent::Conn {
   UniqueFd fifo_in, fifo_out, fifo_err;
 
   pid_t pid = -1;
+  UniqueFd exec_report;  // while kStarting: readable once the exec succeeded or failed
+  std::string program;
   bool exited = false;
   Exit exit;
   int64_t started_ms = 0;
@@ -207,7 +209,7 @@ void Agent::CleanStale() {
 }
 
 int Agent::Run() {
-  enum class Role { kSignal, kListen, kSock, kData };
+  enum class Role { kSignal, kListen, kSock, kExecReport, kData };
   std::vector<pollfd> fds;
   std::vector<std::pair<Role, Conn*>> roles;
   while (!stopping_) {
@@ -223,6 +225,7 @@ int Agent::Run() {
     for (auto& [id, conn] : conns_) {
       Conn& c = *conn;
       add(c.sock.get(), static_cast<short>(POLLIN | (c.out.empty() ? 0 : POLLOUT)), Role::kSock, &c);
+      add(c.exec_report.get(), POLLIN, Role::kExecReport, &c);
       if (!c.pty_running()) continue;
       if (!c.in_eof && c.to_pty.size() < kPtyBuffer) add(c.fifo_in.get(), POLLIN, Role::kData, &c);
       short m = 0;
@@ -246,6 +249,9 @@ int Agent::Run() {
           if (c->dead) break;
           if (fds[i].revents & POLLOUT) OnWritable(*c);
           if (!c->dead && (fds[i].revents & (POLLIN | POLLHUP | POLLERR))) OnReadable(*c);
+          break;
+        case Role::kExecReport:
+          if (!c->dead) OnExecReport(*c);
           break;
         case Role::kData: break;  // PumpPty below tries every direction
       }
@@ -398,7 +404,8 @@ void Agent::Handle(Conn& c, Message& message) {
     HandleOpen(c);
   } else if (std::holds_alternative<Attached>(message) && c.state == State::kAwaitAttach) {
     HandleAttached(c);
-  } else if (auto* window = std::get_if<Window>(&message); window && c.state == State::kRunning) {
+  } else if (auto* window = std::get_if<Window>(&message);
+             window && (c.state == State::kStarting || c.state == State::kRunning)) {
     if (c.master) {
       struct winsize ws{};
       ws.ws_row = window->size.rows;
@@ -407,7 +414,8 @@ void Agent::Handle(Conn& c, Message& message) {
       ws.ws_ypixel = window->size.ypixel;
       ioctl(c.master.get(), TIOCSWINSZ, &ws);  // the kernel sends SIGWINCH to the foreground
     }
-  } else if (auto* sig = std::get_if<Signal>(&message); sig && c.state == State::kRunning) {
+  } else if (auto* sig = std::get_if<Signal>(&message);
+             sig && (c.state == State::kStarting || c.state == State::kRunning)) {
     if (c.pid > 0 && !c.exited) kill(-c.pid, sig->signo);
   } else if (c.state == State::kClosing) {
     // The process already ended; late window/signal messages are harmless.
@@ -488,24 +496,41 @@ void Agent::HandleAttached(Conn& c) {
   for (UniqueFd* fd : {&c.fifo_in, &c.fifo_out}) fcntl(fd->get(), F_SETPIPE_SZ, kDataPipeSize);
 
   std::string error;
+  Spawned spawned;
   if (c.request.pty) {
     int master = -1;
-    c.pid = SpawnOnPty(c.request, &master, &error);
+    spawned = SpawnOnPty(c.request, &master, &error);
     c.master.reset(master);
   } else {
     for (UniqueFd* fd : {&c.fifo_in, &c.fifo_out, &c.fifo_err}) SetNonBlocking(fd->get(), false);
-    c.pid = SpawnCommand(c.request, c.fifo_in.get(), c.fifo_out.get(), c.fifo_err.get(), &error);
+    spawned = SpawnCommand(c.request, c.fifo_in.get(), c.fifo_out.get(), c.fifo_err.get(), &error);
     // The process holds the pipes now; ours would keep them open after it exits.
     c.fifo_in.reset();
     c.fifo_out.reset();
     c.fifo_err.reset();
   }
-  if (c.pid < 0) return Fail(c, error);
-  c.state = Conn::State::kRunning;
+  if (spawned.pid < 0) return Fail(c, error);
+  c.pid = spawned.pid;
+  c.exec_report.reset(spawned.report);
+  c.program = spawned.program;
+  c.state = Conn::State::kStarting;
   c.deadline = -1;
   c.started_ms = NowMs();
+}
+
+void Agent::OnExecReport(Conn& c) {
+  Spawned spawned;
+  spawned.pid = c.pid;
+  spawned.report = c.exec_report.get();
+  spawned.program = c.program;
+  std::string error = ExecReport(spawned);
+  c.exec_report.reset();
+  if (!error.empty()) return Fail(c, error);
+  c.state = Conn::State::kRunning;
   Log(LogLevel::kInfo, "session %lu: started pid %d", static_cast<unsigned long>(c.id), c.pid);
   Queue(c, EncodeFrame(Started{static_cast<uint32_t>(c.pid)}));
+  // A quick process may have ended before its exec was confirmed.
+  if (!c.dead && c.exited) OnExited(c);
 }
 
 void Agent::OnChildExit(pid_t pid, int status) {
@@ -526,15 +551,22 @@ void Agent::OnChildExit(pid_t pid, int status) {
   Log(LogLevel::kInfo, "session %lu: pid %d ended with %s %d after %lld ms",
       static_cast<unsigned long>(c->id), pid, c->exit.signaled ? "signal" : "status", c->exit.code,
       static_cast<long long>(NowMs() - c->started_ms));
-  if (c->master) {
+  // Before the exec is confirmed, the client has not been told it started: OnExecReport
+  // picks the exit up.
+  if (c->state == Conn::State::kStarting) return;
+  OnExited(*c);
+}
+
+void Agent::OnExited(Conn& c) {
+  if (c.master) {
     // Deliver what the shell printed before it exited, then the status (FinishPty).
-    c->deadline = NowMs() + kPtyDrainTimeoutMs;
-    PumpPty(*c);
+    c.deadline = NowMs() + kPtyDrainTimeoutMs;
+    PumpPty(c);
     return;
   }
-  c->state = Conn::State::kClosing;
-  c->deadline = NowMs() + kClosingTimeoutMs;
-  Queue(*c, EncodeFrame(c->exit));
+  c.state = Conn::State::kClosing;
+  c.deadline = NowMs() + kClosingTimeoutMs;
+  Queue(c, EncodeFrame(c.exit));
 }
 
 void Agent::PumpPty(Conn& c) {
@@ -643,6 +675,8 @@ void Agent::CheckDeadlines() {
       case Conn::State::kAwaitOpen:
       case Conn::State::kAwaitAttach:
         Fail(c, "handshake timed out");
+        break;
+      case Conn::State::kStarting:  // no deadline: a slow exec is nobody's fault
         break;
       case Conn::State::kRunning:  // PTY output drain after exit took too long
         c.master_eof = true;

@@ -57,7 +57,9 @@ class Agent {
   void Handle(Conn& c, Message& message);
   void HandleOpen(Conn& c);
   void HandleAttached(Conn& c);
+  void OnExecReport(Conn& c);
   void OnChildExit(pid_t pid, int status);
+  void OnExited(Conn& c);
   void PumpPty(Conn& c);
   void FinishPty(Conn& c);
   void Queue(Conn& c, const std::string& frame);

@@ -80,22 +80,20 @@ void PrepareChild() {
   _exit(127);
 }
 
-// Parent side: empty read = exec succeeded (the pipe closed on exec).
-bool ExecSucceeded(int report_fd, const ExecPlan& plan, std::string* error) {
+}  // namespace
+
+// Empty read = exec succeeded (the pipe closed on exec).
+std::string ExecReport(const Spawned& spawned) {
   int err = 0;
   ssize_t n;
   do {
-    n = read(report_fd, &err, sizeof err);
+    n = read(spawned.report, &err, sizeof err);
   } while (n < 0 && errno == EINTR);
-  close(report_fd);
   if (n == static_cast<ssize_t>(sizeof err)) {
-    *error = ErrnoText("cannot run " + plan.path + " in the sandbox", err);
-    return false;
+    return ErrnoText("cannot run " + spawned.program + " in the sandbox", err);
   }
-  return true;
+  return "";
 }
-
-}  // namespace
 
 void SetChildFileLimit(rlim_t soft) { g_child_nofile = soft; }
 
@@ -127,19 +125,20 @@ namespace {
 // setup failures come back through a close-on-exec pipe, so the caller gets a message
 // instead of a process that exits 127.
 template <typename Fork, typename Setup>
-pid_t Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup setup, std::string* error) {
+Spawned Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup setup, std::string* error) {
   ExecPlan plan = PlanFor(request);
+  Spawned spawned;
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) {
     *error = ErrnoText("pipe", errno);
-    return -1;
+    return spawned;
   }
   pid_t pid = do_fork();
   if (pid < 0) {
     *error = ErrnoText(fork_error, errno);
     close(report[0]);
     close(report[1]);
-    return -1;
+    return spawned;
   }
   if (pid == 0) {
     close(report[0]);
@@ -153,13 +152,16 @@ pid_t Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup set
     ExecOrReport(plan, report[1]);
   }
   close(report[1]);
-  if (!ExecSucceeded(report[0], plan, error)) return -1;
-  return pid;
+  SetNonBlocking(report[0], true);
+  spawned.pid = pid;
+  spawned.report = report[0];
+  spawned.program = plan.path;
+  return spawned;
 }
 
 }  // namespace
 
-pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
+Spawned SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
   auto setup = [&] {
     setsid();
     // dup2 clears close-on-exec on the copies; the originals close on exec.
@@ -168,7 +170,7 @@ pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* e
   return Spawn(request, "fork", [] { return fork(); }, setup, error);
 }
 
-pid_t SpawnOnPty(const Open& request, int* master, std::string* error) {
+Spawned SpawnOnPty(const Open& request, int* master, std::string* error) {
   struct winsize ws{};
   ws.ws_row = request.window.rows ? request.window.rows : 24;
   ws.ws_col = request.window.cols ? request.window.cols : 80;
@@ -185,16 +187,13 @@ pid_t SpawnOnPty(const Open& request, int* master, std::string* error) {
     }
     return true;
   };
-  pid_t pid = Spawn(request, "cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)",
-                    do_fork, setup, error);
-  if (pid < 0) {
-    if (fd >= 0) close(fd);
-    return -1;
-  }
+  Spawned spawned = Spawn(request, "cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)",
+                          do_fork, setup, error);
+  if (spawned.pid < 0) return spawned;
   SetCloexec(fd);
   SetNonBlocking(fd, true);
   *master = fd;
-  return pid;
+  return spawned;
 }
 
 }  // namespace allgo::bridge

@@ -26,13 +26,24 @@ void SetChildFileLimit(rlim_t soft);
 // PATH from the image) overlaid with the client's forwardable variables.
 std::vector<std::string> SessionEnvironment(const Open& request);
 
+// A forked child whose exec is not confirmed yet. The caller owns `report` (close-on-exec,
+// non-blocking); it becomes readable when the child has exec'd (EOF) or failed (an errno),
+// and ExecReport says which. The agent polls it instead of waiting, so a slow exec (an
+// image on a slow file system) never stalls the other sessions.
+struct Spawned {
+  pid_t pid = -1;  // -1: nothing started, see the error
+  int report = -1;
+  std::string program;
+};
+// "" when the exec succeeded, else why it failed. Call once `report` is readable.
+std::string ExecReport(const Spawned& spawned);
+
 // Runs `/bin/sh -c command` with the given fds as 0, 1, 2 in a new session (pgid == pid).
-// Returns the pid, or -1 with *error set.
-pid_t SpawnCommand(const Open& request, int in, int out, int err, std::string* error);
+Spawned SpawnCommand(const Open& request, int in, int out, int err, std::string* error);
 
 // Runs the request on a new pseudo-terminal: a login shell (bash if the image has one, else
 // sh) or `/bin/sh -c command`, with the requested TERM, window size and modes.
-// *master receives the pty master (close-on-exec, non-blocking). Returns the pid or -1.
-pid_t SpawnOnPty(const Open& request, int* master, std::string* error);
+// *master receives the pty master (close-on-exec, non-blocking).
+Spawned SpawnOnPty(const Open& request, int* master, std::string* error);
 
 }  // namespace allgo::bridge

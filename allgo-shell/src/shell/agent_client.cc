@@ -100,7 +100,7 @@ Status OpenSession(AgentConnection* conn, const Open& request, SessionPipes* pip
     std::string err = ReadMessage(sock, &conn->reader, m, kHandshakeTimeoutMs);
     if (!err.empty()) return Status::Unavailable("the sandbox agent did not answer: " + err);
     if (auto* e = std::get_if<Error>(m)) {
-      return Status::Permission("the sandbox agent refused the session: " + e->text);
+      return Status::Permission("the sandbox agent did not start the session: " + e->text);
     }
     return Status::Ok();
   };
