@@ -125,8 +125,9 @@ std::string CopyLoop(int from, int to) {
 }  // namespace
 
 std::string Pump(int from, int to) {
-  // Only where splice() is known to return as soon as data is there: out of a pipe, or from
-  // a regular file into a pipe. Out of a socket it may wait to fill the whole request.
+  // Only out of a pipe, or from a regular file into a pipe. Out of a unix socket, splice()
+  // waits for data while holding the destination pipe's lock, so the command reading that
+  // fifo blocks uninterruptibly until the socket speaks (seen with sftp -D: a deadlock).
   mode_t from_type = FileType(from);
   if (from_type == S_IFIFO || (from_type == S_IFREG && FileType(to) == S_IFIFO)) {
     // splice() moves pages between a pipe and another fd inside the kernel: no copy through
