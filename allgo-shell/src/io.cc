@@ -125,11 +125,15 @@ std::string CopyLoop(int from, int to) {
 }  // namespace
 
 std::string Pump(int from, int to) {
-  // Only out of a pipe, or from a regular file into a pipe. Out of a unix socket, splice()
-  // waits for data while holding the destination pipe's lock, so the command reading that
-  // fifo blocks uninterruptibly until the socket speaks (seen with sftp -D: a deadlock).
-  mode_t from_type = FileType(from);
-  if (from_type == S_IFIFO || (from_type == S_IFREG && FileType(to) == S_IFIFO)) {
+  // Only between pipes and regular files. With a socket on either side, splice() can sleep
+  // in the socket while holding the fifo's lock, and the command on the other end of the
+  // fifo then blocks uninterruptibly (D state, deaf even to SIGKILL) until the socket moves:
+  // out of a socket it waits for data (seen with sftp -D: a deadlock), into one it waits for
+  // room. Sockets get the copy loop.
+  mode_t from_type = FileType(from), to_type = FileType(to);
+  bool plain_from = from_type == S_IFIFO || from_type == S_IFREG;
+  bool plain_to = to_type == S_IFIFO || to_type == S_IFREG;
+  if (plain_from && plain_to && (from_type == S_IFIFO || to_type == S_IFIFO)) {
     // splice() moves pages between a pipe and another fd inside the kernel: no copy through
     // user space. It fails with EINVAL for fd types it does not support (some ttys, files
     // opened with O_APPEND): fall back to the copy loop then, before any byte moved.
