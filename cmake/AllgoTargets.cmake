@@ -13,8 +13,14 @@ function(allgo_target_defaults target)
     POSITION_INDEPENDENT_CODE ON)
   target_compile_options(${target} PRIVATE
     -Wall -Wextra -Wpedantic -Wshadow -Wformat=2 -Wundef -Wnon-virtual-dtor
+    -Wno-missing-field-initializers  # C++20 designated initializers leave the rest defaulted
     $<$<BOOL:${ALLGO_WERROR}>:-Werror>)
   target_compile_definitions(${target} PRIVATE _GNU_SOURCE)
+  if(ALLGO_FUZZ)
+    # Coverage feedback for libFuzzer in every target; fuzzers add -fsanitize=fuzzer to link.
+    target_compile_options(${target} PRIVATE -fsanitize=fuzzer-no-link,address,undefined)
+    target_link_options(${target} PRIVATE -fsanitize=address,undefined)
+  endif()
   if(ALLGO_SANITIZE)
     target_compile_options(${target} PRIVATE -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
     target_link_options(${target} PRIVATE -fsanitize=address,undefined)

@@ -12,6 +12,7 @@
 //     at exit even when tests fail (gtest environment tear-down, plus PR_SET_PDEATHSIG).
 #pragma once
 
+#include <signal.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -56,9 +57,37 @@ struct RunOptions {
   gid_t gid = static_cast<gid_t>(-1);
 };
 // Runs argv[0] (PATH lookup) with the arguments; captures stdout and stderr.
+// Inside a gtest fixture write test::Run: testing::Test::Run hides the unqualified name.
 RunResult Run(const std::vector<std::string>& argv, const RunOptions& options = {});
 // Runs a shell snippet with /bin/sh -c.
 RunResult Sh(const std::string& script, const RunOptions& options = {});
+
+// A loopback TCP port that was free a moment ago.
+int FreeLoopbackPort();
+// Polls until 127.0.0.1:port accepts a connection; false after timeout_ms.
+bool WaitForTcpPort(int port, int timeout_ms);
+
+// A long-running child (a server under test). Its stdout and stderr go to log_path. It is
+// killed when the test process dies (PR_SET_PDEATHSIG) and stopped by the destructor.
+class Daemon {
+ public:
+  Daemon(const std::vector<std::string>& argv, const std::string& log_path,
+         const std::map<std::string, std::string>& env = {});
+  ~Daemon();
+  Daemon(const Daemon&) = delete;
+  Daemon& operator=(const Daemon&) = delete;
+  pid_t pid() const { return pid_; }
+  bool Running();
+  // Sends `sig`, waits up to timeout_ms for the exit; SIGKILL after that. Returns the exit
+  // code (128+N for a signal); for a daemon that had already exited, its exit code.
+  int Stop(int sig = SIGTERM, int timeout_ms = 10000);
+  std::string Log() const;
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = 0;
+  std::string log_path_;
+};
 
 // Enters the private NSS view described above. Call once, first thing in main().
 // Aborts the test binary with a clear message if the kernel refuses (needs root).
@@ -94,7 +123,7 @@ class TestDatabase {
   uint32_t AddWebapp(const std::string& docker_name, uint32_t owner_id,
                      const std::string& state = "running", const std::string& display_name = "");
   void SetState(const std::string& docker_name, const std::string& state);
-  // Empties the three tables.
+  // Empties the three tables and restarts their ids at 1.
   void Clear();
 
   // Stop/start the server mid-test (same datadir and socket) for outage tests.

@@ -15,6 +15,7 @@
 #include <functional>
 #include <optional>
 #include <variant>
+
 #include <string>
 #include <vector>
 

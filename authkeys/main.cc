@@ -1,0 +1,94 @@
+// allgo-authkeys: OpenSSH AuthorizedKeysCommand helper.
+//
+//   AuthorizedKeysCommand /usr/bin/allgo-authkeys %u
+//   AuthorizedKeysCommandUser nobody
+//
+// Prints one authorized_keys line per valid key of the accounts allowed to log in as the
+// webapp USER, each prefixed with [authkeys] key_options. sshd discards our stderr, so every
+// message also goes to syslog (authpriv). Exit status: 0 with keys or with nothing for an
+// unknown user; 1 when the answer is unknown (config or database problem) so sshd denies.
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include <cstdio>
+#include <string>
+
+#include "allgo/allowed_keys.h"
+#include "allgo/config.h"
+#include "allgo/database.h"
+#include "allgo/directory.h"
+#include "allgo/logging.h"
+#include "allgo/names.h"
+
+namespace {
+
+int Run(const std::string& config_flag, const std::string& user) {
+  allgo::Config config;
+  std::string path = allgo::ResolveConfigPath(config_flag);
+  allgo::Status s = allgo::LoadConfig(path, &config);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  allgo::MysqlConnection connection(config.mysql);
+  allgo::WebappDirectory directory(config, &connection);
+  allgo::AllowedKeys allowed;
+  s = allgo::LookupAllowedKeys(directory, user, &allowed);
+  std::string safe_user = allgo::SanitizeForLog(user, 64);
+  if (s.IsNotFound()) {
+    spdlog::info("no webapp '{}': no keys", safe_user);
+    return 0;
+  }
+  if (!s.ok()) {
+    spdlog::error("cannot list keys for '{}': {}; check [mysql] in {}", safe_user, s.message(),
+                  path);
+    return 1;
+  }
+  for (const std::string& dropped : allowed.dropped) {
+    spdlog::warn("webapp '{}': {}", safe_user, dropped);
+  }
+  // Built whole first: output is all or nothing.
+  std::string out;
+  for (const allgo::AllowedKey& k : allowed.keys) {
+    if (k.key.had_options) {
+      spdlog::info("webapp '{}': options pasted with key {} of user {} ignored", safe_user,
+                   k.key.fingerprint, k.user_id);
+    }
+    out += allgo::FormatAuthorizedKeysLine(k.key, config.authkeys.key_options);
+    out.push_back('\n');
+  }
+  if (std::fwrite(out.data(), 1, out.size(), stdout) != out.size() || std::fflush(stdout) != 0) {
+    spdlog::error("cannot write keys to stdout");
+    return 1;
+  }
+  spdlog::info("webapp '{}': {} key(s) offered", safe_user, allowed.keys.size());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Print the SSH keys allowed to log in as an allgo webapp "
+               "(OpenSSH AuthorizedKeysCommand helper)."};
+  app.set_version_flag("--version", std::string("allgo-authkeys ") + ALLGO_VERSION);
+  std::string config_flag;
+  std::string user;
+  std::string log_level = "warn";
+  app.add_option("--config", config_flag,
+                 std::string("config file (default: $ALLGO_SSH_CONFIG, else ") +
+                     allgo::DefaultConfigPath() + ")");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: warn)");
+  app.add_option("USER", user, "webapp login name (sshd's %u)")->required();
+  CLI11_PARSE(app, argc, argv);
+
+  allgo::LogOptions log;
+  log.program = "allgo-authkeys";
+  log.level = log_level;
+  log.to_syslog = true;
+  allgo::Status s = allgo::SetupLogging(log);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return 2;
+  }
+  return Run(config_flag, user);
+}

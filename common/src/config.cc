@@ -1,0 +1,455 @@
+// Config parsing on top of inih. inih gives us sections, keys, values, comments and
+// continuation lines; everything that makes a value valid is decided here, in one table.
+#include "allgo/config.h"
+
+#include <ini.h>
+#include <sys/stat.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <map>
+#include <set>
+#include <string_view>
+
+#include "allgo/directory.h"
+
+namespace allgo {
+namespace {
+
+struct ParseContext {
+  Config* config = nullptr;
+  std::string origin;
+  int line = 0;                 // line number of the line inih is handling
+  bool continuation = false;    // that line is an indented continuation of the previous value
+  bool too_long = false;
+  const char* text = nullptr;   // ParseConfig input, consumed by StringReader
+  size_t pos = 0;
+  std::string error;            // first error, already formatted
+  std::set<std::string> seen;   // section.key pairs given once already
+};
+
+// One input line per call, like fgets; tracks line numbers and turns overlong lines into an
+// error: inih reads into a fixed buffer (INI_MAX_LINE, 200 in Debian's build) and would
+// silently split a longer line in two.
+char* StringReader(char* buf, int size, void* stream) {
+  auto* ctx = static_cast<ParseContext*>(stream);
+  if (ctx->too_long || ctx->text[ctx->pos] == '\0') return nullptr;
+  const char* start = ctx->text + ctx->pos;
+  const char* nl = std::strchr(start, '\n');
+  size_t len = nl ? static_cast<size_t>(nl - start) + 1 : std::strlen(start);
+  size_t content = (nl ? len - 1 : len);
+  if (content > 0 && start[content - 1] == '\r') --content;
+  ++ctx->line;
+  if (content >= static_cast<size_t>(size) - 1) {
+    ctx->too_long = true;
+    if (ctx->error.empty()) {
+      ctx->error = ctx->origin + ":" + std::to_string(ctx->line) + ": line longer than " +
+                   std::to_string(size - 2) +
+                   " characters; split a long query over indented continuation lines";
+    }
+    return nullptr;
+  }
+  std::memcpy(buf, start, len);
+  buf[len] = '\0';
+  ctx->pos += len;
+  ctx->continuation = (start[0] == ' ' || start[0] == '\t');
+  return buf;
+}
+
+bool ParseUnsigned(const std::string& value, uint64_t min, uint64_t max, uint64_t* out) {
+  if (value.empty() || !std::isdigit(static_cast<unsigned char>(value[0]))) return false;
+  errno = 0;
+  char* end = nullptr;
+  unsigned long long v = std::strtoull(value.c_str(), &end, 10);
+  if (errno != 0 || *end != '\0' || v < min || v > max) return false;
+  *out = v;
+  return true;
+}
+
+bool ParseBool(const std::string& value, bool* out) {
+  if (value == "true" || value == "yes" || value == "on" || value == "1") {
+    *out = true;
+    return true;
+  }
+  if (value == "false" || value == "no" || value == "off" || value == "0") {
+    *out = false;
+    return true;
+  }
+  return false;
+}
+
+// A setter returns an empty string on success, else what is wrong with the value.
+using Setter = std::function<std::string(Config&, const std::string&)>;
+
+struct KeySpec {
+  Setter set;
+  bool repeatable = false;  // list keys; continuation lines are not allowed for them
+  bool joins_continuations = false;  // query keys: indented lines continue the value
+};
+
+template <typename Section>
+Setter Str(Section Config::*section, std::string Section::*field) {
+  return [=](Config& c, const std::string& v) {
+    (c.*section).*field = v;
+    return std::string();
+  };
+}
+
+template <typename Section>
+Setter Path(Section Config::*section, std::string Section::*field, bool may_be_empty) {
+  return [=](Config& c, const std::string& v) {
+    if (v.empty() && may_be_empty) {
+      (c.*section).*field = v;
+      return std::string();
+    }
+    if (v.empty() || v[0] != '/') return std::string("must be an absolute path");
+    (c.*section).*field = v;
+    return std::string();
+  };
+}
+
+template <typename Section, typename T>
+Setter Uint(Section Config::*section, T Section::*field, uint64_t min, uint64_t max) {
+  return [=](Config& c, const std::string& v) {
+    uint64_t n = 0;
+    if (!ParseUnsigned(v, min, max, &n)) {
+      return "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max);
+    }
+    (c.*section).*field = static_cast<T>(n);
+    return std::string();
+  };
+}
+
+template <typename Section>
+Setter Bool(Section Config::*section, bool Section::*field) {
+  return [=](Config& c, const std::string& v) {
+    if (!ParseBool(v, &((c.*section).*field))) return std::string("must be true or false");
+    return std::string();
+  };
+}
+
+template <typename Section>
+Setter Append(Section Config::*section, std::vector<std::string> Section::*field,
+              std::function<std::string(const std::string&)> check) {
+  return [=](Config& c, const std::string& v) {
+    std::string problem = check(v);
+    if (problem.empty()) ((c.*section).*field).push_back(v);
+    return problem;
+  };
+}
+
+std::string CheckHostPort(const std::string& v) {
+  size_t colon = v.rfind(':');
+  if (colon == std::string::npos || colon == 0) return "must be HOST:PORT, e.g. 127.0.0.1:2222";
+  std::string host = v.substr(0, colon);
+  if (host.front() == '[' && host.back() != ']') return "an IPv6 address must be [ADDR]:PORT";
+  uint64_t port = 0;
+  if (!ParseUnsigned(v.substr(colon + 1), 1, 65535, &port)) return "port must be 1 to 65535";
+  return "";
+}
+
+std::string CheckCidr(const std::string& v) {
+  size_t slash = v.find('/');
+  std::string addr = v.substr(0, slash);
+  if (addr.empty() || addr.find_first_not_of("0123456789abcdefABCDEF.:") != std::string::npos) {
+    return "must be an address or ADDRESS/PREFIX, e.g. 127.0.0.0/8";
+  }
+  if (slash != std::string::npos) {
+    uint64_t bits = 0;
+    if (!ParseUnsigned(v.substr(slash + 1), 0, 128, &bits)) return "prefix must be 0 to 128";
+  }
+  return "";
+}
+
+template <typename Section>
+Setter NonEmptyStr(Section Config::*section, std::string Section::*field) {
+  return [=](Config& c, const std::string& v) {
+    if (v.empty()) return std::string("must not be empty");
+    (c.*section).*field = v;
+    return std::string();
+  };
+}
+
+std::string CheckQuery(const std::string& sql, int params) {
+  size_t start = sql.find_first_not_of(" \t");
+  if (start == std::string::npos || strncasecmp(sql.c_str() + start, "select", 6) != 0) {
+    return "must be a single SELECT statement";
+  }
+  int count = 0;
+  char quote = 0;
+  for (char c : sql) {
+    if (quote) {
+      if (c == quote) quote = 0;
+    } else if (c == '\'' || c == '"' || c == '`') {
+      quote = c;
+    } else if (c == '?') {
+      ++count;
+    } else if (c == ';') {
+      return "must be a single statement (no ';')";
+    }
+  }
+  if (quote) return "has an unterminated quote";
+  if (count != params) {
+    return "must have exactly " + std::to_string(params) + " '?' parameter" +
+           (params == 1 ? "" : "s") + ", found " + std::to_string(count);
+  }
+  return "";
+}
+
+// Query values may span indented continuation lines; they are joined here and checked as a
+// whole in Validate().
+Setter Query(std::string QueriesConfig::*field) {
+  return [=](Config& c, const std::string& v) {
+    std::string& q = c.queries.*field;
+    q = q.empty() ? v : q + " " + v;
+    return std::string();
+  };
+}
+
+const std::map<std::string, KeySpec>& Table() {
+  using C = Config;
+  static const std::map<std::string, KeySpec> table = {
+      {"mysql.socket", {Path(&C::mysql, &MysqlConfig::socket, true)}},
+      {"mysql.host", {Str(&C::mysql, &MysqlConfig::host)}},
+      {"mysql.port", {Uint(&C::mysql, &MysqlConfig::port, 1, 65535)}},
+      {"mysql.database", {NonEmptyStr(&C::mysql, &MysqlConfig::database)}},
+      {"mysql.user", {NonEmptyStr(&C::mysql, &MysqlConfig::user)}},
+      {"mysql.password", {Str(&C::mysql, &MysqlConfig::password)}},
+      {"mysql.password_file", {Path(&C::mysql, &MysqlConfig::password_file, true)}},
+      {"mysql.connect_timeout", {Uint(&C::mysql, &MysqlConfig::connect_timeout, 1, 300)}},
+      {"nss.uid_offset", {Uint(&C::nss, &NssConfig::uid_offset, 0, 4000000000u)}},
+      {"nss.min_uid", {Uint(&C::nss, &NssConfig::min_uid, 1, 4294967294u)}},
+      {"nss.max_uid", {Uint(&C::nss, &NssConfig::max_uid, 1, 4294967294u)}},
+      {"nss.gid", {Uint(&C::nss, &NssConfig::gid, 1, 4294967294u)}},
+      {"nss.group_name", {NonEmptyStr(&C::nss, &NssConfig::group_name)}},
+      {"nss.shell", {Path(&C::nss, &NssConfig::shell, false)}},
+      {"nss.home", {Path(&C::nss, &NssConfig::home, false)}},
+      {"nss.cache_ttl", {Uint(&C::nss, &NssConfig::cache_ttl, 0, 3600)}},
+      {"authkeys.key_options", {Str(&C::authkeys, &AuthkeysConfig::key_options)}},
+      {"authkeys.allow_superusers", {Bool(&C::authkeys, &AuthkeysConfig::allow_superusers)}},
+      {"sandbox.dir", {Path(&C::sandbox, &SandboxConfig::dir, false)}},
+      {"sandbox.start_wait", {Uint(&C::sandbox, &SandboxConfig::start_wait, 0, 3600)}},
+      {"queries.webapp_by_name", {Query(&QueriesConfig::webapp_by_name), false, true}},
+      {"queries.webapp_by_id", {Query(&QueriesConfig::webapp_by_id), false, true}},
+      {"queries.webapp_list", {Query(&QueriesConfig::webapp_list), false, true}},
+      {"queries.webapp_keys", {Query(&QueriesConfig::webapp_keys), false, true}},
+      {"sshd.listen", {Append(&C::sshd, &SshdConfig::listen, CheckHostPort), true}},
+      {"sshd.host_key", {Append(&C::sshd, &SshdConfig::host_key,
+                                [](const std::string& v) {
+                                  return v.empty() || v[0] != '/' ? "must be an absolute path"
+                                                                  : "";
+                                }),
+                         true}},
+      {"sshd.sftp_server", {Path(&C::sshd, &SshdConfig::sftp_server, false)}},
+      {"sshd.authorized_keys_command", {Str(&C::sshd, &SshdConfig::authorized_keys_command)}},
+      {"sshd.privsep_user", {NonEmptyStr(&C::sshd, &SshdConfig::privsep_user)}},
+      {"sshd.privsep_chroot", {Path(&C::sshd, &SshdConfig::privsep_chroot, false)}},
+      {"sshd.login_grace_time", {Uint(&C::sshd, &SshdConfig::login_grace_time, 1, 3600)}},
+      {"sshd.max_auth_tries", {Uint(&C::sshd, &SshdConfig::max_auth_tries, 1, 100)}},
+      {"sshd.max_startups",
+       {[](Config& c, const std::string& v) -> std::string {
+          unsigned a = 0, b = 0, f = 0;
+          char extra = 0;
+          int n = std::sscanf(v.c_str(), "%u:%u:%u%c", &a, &b, &f, &extra);
+          if (n == 1 && v.find_first_not_of("0123456789") == std::string::npos && a > 0) {
+            c.sshd.max_startups_begin = c.sshd.max_startups_full = a;
+            c.sshd.max_startups_rate = 100;
+            return "";
+          }
+          if (n != 3 || a == 0 || b > 100 || f < a) {
+            return "must be START:RATE:FULL with 0 < START <= FULL and RATE <= 100, "
+                   "e.g. 10:30:100";
+          }
+          c.sshd.max_startups_begin = a;
+          c.sshd.max_startups_rate = b;
+          c.sshd.max_startups_full = f;
+          return "";
+        }}},
+      {"sshd.max_sessions", {Uint(&C::sshd, &SshdConfig::max_sessions, 1, 1000)}},
+      {"sshd.idle_timeout", {Uint(&C::sshd, &SshdConfig::idle_timeout, 0, 604800)}},
+      {"sshd.client_alive_interval", {Uint(&C::sshd, &SshdConfig::client_alive_interval, 0, 86400)}},
+      {"sshd.client_alive_count_max", {Uint(&C::sshd, &SshdConfig::client_alive_count_max, 1, 1000)}},
+      {"sshd.proxy_protocol",
+       {[](Config& c, const std::string& v) -> std::string {
+          if (v != "off" && v != "optional" && v != "required") {
+            return "must be off, optional or required";
+          }
+          c.sshd.proxy_protocol = v;
+          return "";
+        }}},
+      {"sshd.proxy_trusted", {Append(&C::sshd, &SshdConfig::proxy_trusted, CheckCidr), true}},
+      {"sshd.metrics_listen",
+       {[](Config& c, const std::string& v) -> std::string {
+          if (!v.empty()) {
+            std::string problem = CheckHostPort(v);
+            if (!problem.empty()) return problem;
+          }
+          c.sshd.metrics_listen = v;
+          return "";
+        }}},
+      {"sshd.audit_log", {Path(&C::sshd, &SshdConfig::audit_log, true)}},
+      {"sshd.banner", {Path(&C::sshd, &SshdConfig::banner, true)}},
+      {"sshd.log_level",
+       {[](Config& c, const std::string& v) -> std::string {
+          static const std::set<std::string> levels = {"trace", "debug", "info", "warn",
+                                                       "error", "critical", "off"};
+          if (!levels.count(v)) return "must be one of trace, debug, info, warn, error, critical, off";
+          c.sshd.log_level = v;
+          return "";
+        }}},
+      {"sshd.ciphers", {Str(&C::sshd, &SshdConfig::ciphers)}},
+      {"sshd.kex", {Str(&C::sshd, &SshdConfig::kex)}},
+      {"sshd.macs", {Str(&C::sshd, &SshdConfig::macs)}},
+      {"sshd.hostkey_algorithms", {Str(&C::sshd, &SshdConfig::hostkey_algorithms)}},
+  };
+  return table;
+}
+
+int Handler(void* user, const char* section, const char* name, const char* value) {
+  auto* ctx = static_cast<ParseContext*>(user);
+  std::string key = std::string(section) + "." + name;
+  auto fail = [&](const std::string& problem) {
+    if (ctx->error.empty()) {
+      ctx->error = ctx->origin + ":" + std::to_string(ctx->line) + ": [" + section + "] " +
+                   name + ": " + problem;
+    }
+    return 0;
+  };
+  const auto& table = Table();
+  auto it = table.find(key);
+  if (it == table.end()) {
+    bool known_section = false;
+    for (const auto& entry : table) {
+      if (entry.first.compare(0, std::strlen(section) + 1, std::string(section) + ".") == 0) {
+        known_section = true;
+        break;
+      }
+    }
+    if (!known_section) return fail("unknown section [" + std::string(section) + "]");
+    return fail("unknown key");
+  }
+  const KeySpec& spec = it->second;
+  if (ctx->continuation) {
+    if (!spec.joins_continuations) return fail("unexpected indented line (only [queries] values may continue)");
+  } else if (!spec.repeatable && !ctx->seen.insert(key).second) {
+    return fail("given twice");
+  }
+  std::string problem = spec.set(*ctx->config, value);
+  if (!problem.empty()) return fail(problem);
+  return 1;
+}
+
+Status ReadPasswordFile(const std::string& path, std::string* out) {
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (!f) return Status::FromErrno("cannot read password_file " + path, errno);
+  char buf[1024];
+  bool got = std::fgets(buf, sizeof buf, f) != nullptr;
+  std::fclose(f);
+  if (!got) return Status::Invalid("password_file " + path + " is empty");
+  std::string pw(buf);
+  while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
+  *out = pw;
+  return Status::Ok();
+}
+
+// Cross-key rules and defaults, after the whole file was read.
+Status Validate(const std::string& origin, Config* c) {
+  auto bad = [&](const std::string& what) { return Status::Invalid(origin + ": " + what); };
+  if (c->mysql.host.empty() && c->mysql.socket.empty()) c->mysql.socket = "/run/mysqld/mysqld.sock";
+  if (!c->mysql.password.empty() && !c->mysql.password_file.empty()) {
+    return bad("[mysql] password and password_file are both set; keep one");
+  }
+  if (!c->mysql.password_file.empty()) {
+    Status s = ReadPasswordFile(c->mysql.password_file, &c->mysql.password);
+    if (!s.ok()) return bad("[mysql] password_file: " + s.message());
+  }
+  if (c->nss.min_uid > c->nss.max_uid) return bad("[nss] min_uid is greater than max_uid");
+  if (c->nss.shell.empty()) c->nss.shell = ALLGO_DEFAULT_SHELL;
+  if (c->sshd.listen.empty()) c->sshd.listen.push_back("127.0.0.1:2222");
+  if (c->sshd.proxy_trusted.empty()) c->sshd.proxy_trusted.push_back("127.0.0.0/8");
+  if (c->sshd.host_key.empty()) c->sshd.host_key.push_back("/etc/allgo/ssh_host_ed25519_key");
+  const QueriesConfig& defaults = WebappDirectory::DefaultQueries();
+  struct {
+    const char* name;
+    std::string QueriesConfig::*field;
+    int params;
+  } queries[] = {{"webapp_by_name", &QueriesConfig::webapp_by_name, 1},
+                 {"webapp_by_id", &QueriesConfig::webapp_by_id, 1},
+                 {"webapp_list", &QueriesConfig::webapp_list, 0},
+                 {"webapp_keys", &QueriesConfig::webapp_keys, 1}};
+  for (const auto& q : queries) {
+    std::string& sql = c->queries.*(q.field);
+    if (sql.empty()) {
+      sql = defaults.*(q.field);
+      continue;
+    }
+    std::string problem = CheckQuery(sql, q.params);
+    if (!problem.empty()) return bad(std::string("[queries] ") + q.name + ": " + problem);
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+const char* DefaultConfigPath() { return ALLGO_DEFAULT_CONFIG; }
+
+std::string ResolveConfigPath(const std::string& explicit_path) {
+  if (!explicit_path.empty()) return explicit_path;
+  const char* env = secure_getenv("ALLGO_SSH_CONFIG");
+  if (env && *env) return env;
+  return DefaultConfigPath();
+}
+
+Status ParseConfig(const std::string& text, const std::string& origin, Config* out) {
+  Config config;
+  config.path = origin;
+  ParseContext ctx;
+  ctx.config = &config;
+  ctx.origin = origin;
+  ctx.text = text.c_str();
+  if (text.find('\0') != std::string::npos) return Status::Invalid(origin + ": contains a NUL byte");
+  int rc = ini_parse_stream(StringReader, &ctx, Handler, &ctx);
+  if (!ctx.error.empty()) return Status::Invalid(ctx.error);
+  if (rc > 0) {
+    return Status::Invalid(origin + ":" + std::to_string(rc) +
+                           ": syntax error (expected [section], key = value, or a comment)");
+  }
+  if (rc < 0) return Status::IoError(origin + ": cannot parse (out of memory)");
+  Status s = Validate(origin, &config);
+  if (!s.ok()) return s;
+  *out = std::move(config);
+  return Status::Ok();
+}
+
+Status LoadConfig(const std::string& path, Config* out) {
+  FILE* f = std::fopen(path.c_str(), "re");
+  if (!f) {
+    int err = errno;
+    Status s = Status::FromErrno("cannot read config " + path, err);
+    if (err == ENOENT) {
+      return Status::NotFound(s.message() +
+                              " (copy conf/allgo-ssh.conf there, or pass --config PATH)");
+    }
+    return s;
+  }
+  std::string text;
+  char buf[8192];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    text.append(buf, n);
+    if (text.size() > (1u << 20)) {
+      std::fclose(f);
+      return Status::Invalid(path + ": larger than 1 MiB; is this really the config file?");
+    }
+  }
+  bool failed = std::ferror(f);
+  std::fclose(f);
+  if (failed) return Status::IoError("cannot read config " + path);
+  return ParseConfig(text, path, out);
+}
+
+}  // namespace allgo

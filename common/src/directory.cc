@@ -1,0 +1,140 @@
+#include "allgo/directory.h"
+
+#include <cerrno>
+#include <cstdlib>
+
+#include "allgo/names.h"
+
+namespace allgo {
+namespace {
+
+constexpr unsigned kWebappColumns = 5;
+constexpr unsigned kKeyColumns = 6;
+
+bool ParseId(const std::optional<std::string>& field, uint64_t* out) {
+  if (!field || field->empty() || field->find_first_not_of("0123456789") != std::string::npos) {
+    return false;
+  }
+  errno = 0;
+  unsigned long long v = std::strtoull(field->c_str(), nullptr, 10);
+  if (errno != 0) return false;
+  *out = v;
+  return true;
+}
+
+bool ParseFlag(const std::optional<std::string>& field) {
+  return field && !field->empty() && *field != "0";
+}
+
+}  // namespace
+
+const QueriesConfig& WebappDirectory::DefaultQueries() {
+  static const QueriesConfig defaults = [] {
+    QueriesConfig q;
+    const std::string columns = "SELECT id, docker_name, name, user_id, sandbox_state FROM webapps";
+    q.webapp_by_name = columns + " WHERE docker_name = ?";
+    q.webapp_by_id = columns + " WHERE id = ?";
+    q.webapp_list = columns + " ORDER BY id";
+    q.webapp_keys =
+        "SELECT u.id, u.email, u.is_active, u.is_superuser, u.id = w.user_id, k.public_key "
+        "FROM webapps w JOIN users u ON (u.id = w.user_id OR u.is_superuser = 1) "
+        "JOIN ssh_keys k ON k.user_id = u.id WHERE w.id = ? ORDER BY u.id = w.user_id DESC, k.id";
+    return q;
+  }();
+  return defaults;
+}
+
+WebappDirectory::WebappDirectory(const Config& config, MysqlConnection* connection)
+    : config_(config), connection_(connection) {}
+
+uid_t WebappDirectory::UidOf(const Webapp& webapp) const {
+  return static_cast<uid_t>(uint64_t{webapp.id} + config_.nss.uid_offset);
+}
+
+bool WebappDirectory::ValidRow(const Webapp& webapp) const {
+  uint64_t uid = uint64_t{webapp.id} + config_.nss.uid_offset;
+  return IsValidUserName(webapp.docker_name) && uid >= config_.nss.min_uid &&
+         uid <= config_.nss.max_uid;
+}
+
+Status WebappDirectory::FetchWebapps(const std::string& sql, const std::vector<SqlParam>& params,
+                                     std::vector<Webapp>* out) {
+  std::vector<SqlRow> rows;
+  Status s = connection_->Query(sql, params, kWebappColumns, &rows);
+  if (!s.ok()) return s;
+  out->clear();
+  for (const SqlRow& row : rows) {
+    uint64_t id = 0, owner = 0;
+    if (!ParseId(row[0], &id) || id > UINT32_MAX || !row[1]) continue;
+    ParseId(row[3], &owner);
+    Webapp w;
+    w.id = static_cast<uint32_t>(id);
+    w.docker_name = *row[1];
+    w.display_name = row[2].value_or("");
+    w.owner_id = static_cast<uint32_t>(owner <= UINT32_MAX ? owner : 0);
+    w.sandbox_state = row[4].value_or("");
+    if (ValidRow(w)) out->push_back(std::move(w));
+  }
+  return Status::Ok();
+}
+
+Status WebappDirectory::FindByName(std::string_view docker_name, Webapp* out) {
+  if (!IsValidUserName(docker_name)) return Status::NotFound("not a valid webapp name");
+  std::vector<Webapp> found;
+  Status s = FetchWebapps(config_.queries.webapp_by_name, {std::string(docker_name)}, &found);
+  if (!s.ok()) return s;
+  // The database's collation may compare case- or space-insensitively; we do not.
+  for (Webapp& w : found) {
+    if (w.docker_name == docker_name) {
+      *out = std::move(w);
+      return Status::Ok();
+    }
+  }
+  return Status::NotFound("no webapp named '" + std::string(docker_name) + "'");
+}
+
+Status WebappDirectory::FindByUid(uid_t uid, Webapp* out) {
+  if (uid < config_.nss.min_uid || uid > config_.nss.max_uid || uid < config_.nss.uid_offset) {
+    return Status::NotFound("uid outside the webapp range");
+  }
+  uint64_t id = uint64_t{uid} - config_.nss.uid_offset;
+  std::vector<Webapp> found;
+  Status s = FetchWebapps(config_.queries.webapp_by_id, {id}, &found);
+  if (!s.ok()) return s;
+  for (Webapp& w : found) {
+    if (w.id == id) {
+      *out = std::move(w);
+      return Status::Ok();
+    }
+  }
+  return Status::NotFound("no webapp with uid " + std::to_string(uid));
+}
+
+Status WebappDirectory::List(std::vector<Webapp>* out) {
+  return FetchWebapps(config_.queries.webapp_list, {}, out);
+}
+
+Status WebappDirectory::AllowedKeyRows(const Webapp& webapp, std::vector<KeyRow>* out) {
+  std::vector<SqlRow> rows;
+  Status s = connection_->Query(config_.queries.webapp_keys, {uint64_t{webapp.id}}, kKeyColumns,
+                                &rows);
+  if (!s.ok()) return s;
+  out->clear();
+  for (const SqlRow& row : rows) {
+    uint64_t user_id = 0;
+    if (!ParseId(row[0], &user_id) || user_id > UINT32_MAX || !row[5]) continue;
+    KeyRow k;
+    k.user_id = static_cast<uint32_t>(user_id);
+    k.email = row[1].value_or("");
+    k.is_active = ParseFlag(row[2]);
+    k.is_superuser = ParseFlag(row[3]);
+    k.is_owner = ParseFlag(row[4]) && k.user_id == webapp.owner_id;
+    k.public_key = *row[5];
+    // The policy of DESIGN.md, applied here whatever the query returned.
+    bool allowed = k.is_active && (k.is_owner || (k.is_superuser && config_.authkeys.allow_superusers));
+    if (allowed) out->push_back(std::move(k));
+  }
+  return Status::Ok();
+}
+
+}  // namespace allgo

@@ -1,0 +1,146 @@
+// allgo-demo: starts a complete allgo-ssh on this machine, prints what to try, and removes
+// everything on Ctrl-C. Run it through scripts/demo (which installs and builds first).
+#include <pwd.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+
+#include "test_support.h"
+
+namespace fs = std::filesystem;
+using namespace allgo::test;
+
+namespace {
+
+// The caller's own public key, made if there is none.
+std::string CallerPublicKey(std::string* private_path) {
+  const char* home = getenv("HOME");
+  std::string ssh_dir = std::string(home && *home ? home : "/root") + "/.ssh";
+  for (const char* name : {"id_ed25519", "id_ecdsa", "id_rsa"}) {
+    std::string pub = ssh_dir + "/" + name + ".pub";
+    if (access(pub.c_str(), R_OK) == 0 && access((ssh_dir + "/" + name).c_str(), R_OK) == 0) {
+      *private_path = ssh_dir + "/" + name;
+      return ReadFile(pub);
+    }
+  }
+  fs::create_directories(ssh_dir);
+  chmod(ssh_dir.c_str(), 0700);
+  std::printf("demo: no SSH key found, making %s/id_ed25519\n", ssh_dir.c_str());
+  KeyPair kp = MakeKeyPair(ssh_dir, "id_ed25519");
+  *private_path = kp.private_path;
+  return kp.public_line;
+}
+
+int WaitForSignal() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Start a complete throw-away allgo-ssh (MariaDB, NSS module, sandbox, allgo-sshd) "
+               "and remove it on Ctrl-C."};
+  app.set_version_flag("--version", std::string("allgo-demo ") + ALLGO_VERSION);
+  int port = 2222;
+  app.add_option("--port", port, "port of allgo-sshd on 127.0.0.1 (default 2222)");
+  CLI11_PARSE(app, argc, argv);
+
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "demo: run as root (it mounts a private namespace and starts servers)\n");
+    return 1;
+  }
+  for (const char* bin : {"allgo-sshd", "allgo-shell", "allgo-sandbox-agent", "libnss_allgo.so.2"}) {
+    if (access(Artifact(bin).c_str(), X_OK) != 0 && access(Artifact(bin).c_str(), R_OK) != 0) {
+      std::fprintf(stderr, "demo: %s is not built; run scripts/demo\n", bin);
+      return 1;
+    }
+  }
+  // Signals are taken synchronously by WaitForSignal; children get the default dispositions.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGHUP);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  EnterPrivateNssNamespace();
+  TempDir work("allgo-demo");
+  std::printf("demo: private MariaDB starting (datadir under /tmp/allgo-mariadb-*)\n");
+  TestDatabase& db = TestDatabase::Get();
+
+  std::string key_path;
+  std::string public_key = CallerPublicKey(&key_path);
+  uint32_t owner = db.AddUser("demo@allgo.example");
+  db.AddKey(owner, public_key);
+  uint32_t webapp_id = db.AddWebapp("sleep", owner, "running", "Sleep (allgo demo webapp)");
+  uid_t uid = 2000 + webapp_id;
+
+  std::string sandboxes = work / "sandboxes";
+  std::string bridge = sandboxes + "/sleep";
+  fs::create_directories(bridge);
+  chmod(sandboxes.c_str(), 0755);
+  chown(bridge.c_str(), uid, 65534);
+  chmod(bridge.c_str(), 0700);
+  std::string host_key = work / "ssh_host_ed25519_key";
+  RunResult keygen = Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key});
+  if (keygen.exit_code != 0) {
+    std::fprintf(stderr, "demo: ssh-keygen failed: %s\n", keygen.err.c_str());
+    return 1;
+  }
+  std::string metrics = "127.0.0.1:" + std::to_string(port + 7000);
+  WriteAllgoConfig(db.ConfigText(
+      "[nss]\nshell = " + Artifact("allgo-shell") + "\n[sandbox]\ndir = " + sandboxes +
+      "\n[sshd]\nlisten = 127.0.0.1:" + std::to_string(port) + "\nhost_key = " + host_key +
+      "\nprivsep_chroot = " + (work / "empty") + "\naudit_log = " + (work / "audit.log") +
+      "\nmetrics_listen = " + metrics + "\n"));
+
+  // The webapp's sandbox: its own pid, ipc and uts namespaces, the host's files read-only,
+  // a private /tmp, and the bridge folder shared with the frontend.
+  Daemon sandbox({"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sleep",
+                  "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
+                  "--tmpfs", "/tmp", "--bind", bridge, bridge, "--",
+                  Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge},
+                 work / "sandbox.log");
+  // allgo-sshd logs to this terminal.
+  Daemon sshd({Artifact("allgo-sshd"), "--config", AllgoConfigPath()}, "/dev/stderr");
+  if (!WaitForTcpPort(port, 15000)) {
+    std::fprintf(stderr, "demo: allgo-sshd did not start on port %d\n", port);
+    return 1;
+  }
+  std::string opts = "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -i " + key_path;
+  std::printf(
+      "\n"
+      "allgo-ssh demo is running. Webapp 'sleep' (uid %u) belongs to demo@allgo.example, whose\n"
+      "key is %s.pub. Try, from this machine:\n\n"
+      "  ssh -p %d %s sleep@127.0.0.1                 # a shell inside the sandbox\n"
+      "  ssh -p %d %s sleep@127.0.0.1 'uname -n; id'  # a command\n"
+      "  scp -P %d %s /etc/hostname sleep@127.0.0.1:/tmp/\n"
+      "  sftp -P %d %s sleep@127.0.0.1\n"
+      "  curl -s http://%s/metrics\n\n"
+      "Audit log: %s. Press Ctrl-C to stop and remove everything.\n"
+      "demo: ready\n",
+      uid, key_path.c_str(), port, opts.c_str(), port, opts.c_str(), port, opts.c_str(), port,
+      opts.c_str(), metrics.c_str(), (work / "audit.log").c_str());
+  std::fflush(stdout);
+
+  int sig = WaitForSignal();
+  std::printf("\ndemo: got signal %d, stopping allgo-sshd, the sandbox and MariaDB\n", sig);
+  sshd.Stop(SIGTERM, 5000);
+  sandbox.Stop(SIGTERM, 5000);
+  db.Stop();
+  std::printf("demo: stopped; temporary files removed\n");
+  return 0;
+}

@@ -1,0 +1,62 @@
+// Prometheus metrics of allgo-sshd, shared by all its processes.
+//
+// allgo-sshd runs a process per connection, so an in-process registry would only see the
+// listener. The counters live instead in one MAP_SHARED anonymous mapping made by the
+// listener before it forks: every process adds to the same atomics, and the listener renders
+// them. (Debian 12 has no Prometheus client library for C++; the text format is simple.)
+// A compromised connection process could corrupt these numbers, nothing else: they are
+// counters, never read for any decision.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <string>
+
+namespace allgo::sshd {
+
+enum class AuthRefusal { kUnknownUser, kKeyNotAllowed, kDatabaseUnavailable, kTooManyTries, kCount };
+
+class Metrics {
+ public:
+  // Maps the shared block; nullptr if mmap fails (metrics are then simply off).
+  static Metrics* CreateShared();
+
+  void ConnectionOpened();
+  void ConnectionClosed();
+  void ConnectionDropped();  // refused before the handshake (max_startups, PROXY errors)
+  void Handshake(bool ok);
+  void AuthSucceeded();
+  void AuthRefused(AuthRefusal why);
+  void SessionStarted();
+  void SessionEnded(double duration_seconds);
+  void AddBytes(uint64_t in, uint64_t out);
+  void DatabaseError();
+
+  // The Prometheus text exposition format (version 0.0.4).
+  std::string Render() const;
+
+  static constexpr int kBuckets = 11;
+  static constexpr double kBucketBounds[kBuckets] = {0.1, 0.5, 1, 5, 10, 30, 60, 300, 900, 3600, 14400};
+
+ private:
+  Metrics() = default;
+  using Counter = std::atomic<uint64_t>;
+  static_assert(Counter::is_always_lock_free, "shared-memory counters must be lock free");
+  Counter connections_total_{0};
+  Counter connections_active_{0};
+  Counter connections_dropped_{0};
+  Counter handshakes_ok_{0};
+  Counter handshakes_failed_{0};
+  Counter auth_success_{0};
+  Counter auth_refused_[static_cast<int>(AuthRefusal::kCount)] = {};
+  Counter sessions_total_{0};
+  Counter sessions_active_{0};
+  Counter duration_buckets_[kBuckets] = {};
+  Counter duration_count_{0};
+  Counter duration_sum_micros_{0};
+  Counter bytes_in_{0};
+  Counter bytes_out_{0};
+  Counter db_errors_{0};
+};
+
+}  // namespace allgo::sshd

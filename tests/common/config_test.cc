@@ -1,0 +1,154 @@
+#include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include <fstream>
+
+#include "allgo/config.h"
+#include "allgo/directory.h"
+
+namespace allgo {
+namespace {
+
+Status Parse(const std::string& text, Config* c) { return ParseConfig(text, "test.conf", c); }
+
+std::string ErrorOf(const std::string& text) {
+  Config c;
+  Status s = Parse(text, &c);
+  EXPECT_FALSE(s.ok()) << "accepted:\n" << text;
+  return s.message();
+}
+
+TEST(Config, ShippedExampleParsesWithItsDocumentedValues) {
+  Config c;
+  Status s = LoadConfig(std::string(ALLGO_SOURCE_DIR) + "/conf/allgo-ssh.conf", &c);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.mysql.socket, "/run/mysqld/mysqld.sock");
+  EXPECT_EQ(c.mysql.password, "change-me");
+  EXPECT_EQ(c.mysql.connect_timeout, 2u);
+  EXPECT_EQ(c.nss.uid_offset, 2000u);
+  EXPECT_EQ(c.nss.max_uid, 59999u);
+  EXPECT_EQ(c.nss.shell, "/usr/bin/allgo-shell");
+  EXPECT_EQ(c.authkeys.key_options, "restrict,pty");
+  EXPECT_FALSE(c.authkeys.allow_superusers);
+  EXPECT_EQ(c.sandbox.dir, "/vol/cache/allgo-sandboxes");
+  EXPECT_EQ(c.sshd.listen, std::vector<std::string>{"127.0.0.1:2222"});
+  EXPECT_EQ(c.sshd.max_startups_begin, 10u);
+  EXPECT_EQ(c.sshd.max_startups_rate, 30u);
+  EXPECT_EQ(c.sshd.max_startups_full, 100u);
+  EXPECT_EQ(c.sshd.authorized_keys_command, "");
+  EXPECT_EQ(c.queries.webapp_by_name, WebappDirectory::DefaultQueries().webapp_by_name);
+}
+
+TEST(Config, EmptyFileGivesDefaults) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.mysql.socket, "/run/mysqld/mysqld.sock");
+  EXPECT_EQ(c.mysql.user, "ssh");
+  EXPECT_EQ(c.nss.gid, 65534u);
+  EXPECT_EQ(c.nss.cache_ttl, 5u);
+  EXPECT_EQ(c.sandbox.start_wait, 30u);
+  EXPECT_EQ(c.sshd.proxy_trusted, std::vector<std::string>{"127.0.0.0/8"});
+  EXPECT_FALSE(c.nss.shell.empty());
+}
+
+TEST(Config, RepeatableKeysAccumulate) {
+  Config c;
+  ASSERT_TRUE(Parse("[sshd]\nlisten = 127.0.0.1:22\nlisten = [::1]:22\n"
+                    "host_key = /a\nhost_key = /b\n", &c).ok());
+  EXPECT_EQ(c.sshd.listen, (std::vector<std::string>{"127.0.0.1:22", "[::1]:22"}));
+  EXPECT_EQ(c.sshd.host_key, (std::vector<std::string>{"/a", "/b"}));
+}
+
+TEST(Config, ErrorsNameFileLineSectionAndKey) {
+  EXPECT_EQ(ErrorOf("[mysql]\nsocket = /s\n\nsockett = /x\n"), "test.conf:4: [mysql] sockett: unknown key");
+  EXPECT_EQ(ErrorOf("[nss]\nuid_offset = -1\n"),
+            "test.conf:2: [nss] uid_offset: must be a whole number from 0 to 4000000000");
+  EXPECT_EQ(ErrorOf("[nss]\ncache_ttl = 5s\n"),
+            "test.conf:2: [nss] cache_ttl: must be a whole number from 0 to 3600");
+  EXPECT_EQ(ErrorOf("[authkeys]\nallow_superusers = maybe\n"),
+            "test.conf:2: [authkeys] allow_superusers: must be true or false");
+  EXPECT_EQ(ErrorOf("[nss]\nshell = allgo-shell\n"), "test.conf:2: [nss] shell: must be an absolute path");
+  EXPECT_EQ(ErrorOf("[mysql]\nuser = a\nuser = b\n"), "test.conf:3: [mysql] user: given twice");
+  EXPECT_EQ(ErrorOf("[mysqld]\nuser = a\n"), "test.conf:2: [mysqld] user: unknown section [mysqld]");
+  EXPECT_EQ(ErrorOf("[sshd]\nlisten = 2222\n"),
+            "test.conf:2: [sshd] listen: must be HOST:PORT, e.g. 127.0.0.1:2222");
+  EXPECT_EQ(ErrorOf("[sshd]\nlisten = 127.0.0.1:70000\n"), "test.conf:2: [sshd] listen: port must be 1 to 65535");
+  EXPECT_EQ(ErrorOf("[sshd]\nproxy_protocol = yes\n"),
+            "test.conf:2: [sshd] proxy_protocol: must be off, optional or required");
+  EXPECT_EQ(ErrorOf("[sshd]\nmax_startups = 10:30\n").substr(0, 35), "test.conf:2: [sshd] max_startups: m");
+  EXPECT_EQ(ErrorOf("[mysql]\nuser =\n"), "test.conf:2: [mysql] user: must not be empty");
+  EXPECT_EQ(ErrorOf("just words\n"),
+            "test.conf:1: syntax error (expected [section], key = value, or a comment)");
+  EXPECT_EQ(ErrorOf("[nss]\nmin_uid = 5000\nmax_uid = 4000\n"), "test.conf: [nss] min_uid is greater than max_uid");
+}
+
+TEST(Config, ValuesInLaterLinesAreCountedCorrectly) {
+  // Comments, blank lines and sections all count as lines.
+  EXPECT_EQ(ErrorOf("# c\n; c\n\n[nss]\n  ; indented comment\nhome = /\nbogus = 1\n"),
+            "test.conf:7: [nss] bogus: unknown key");
+}
+
+TEST(Config, OverlongLineIsAnErrorNotASilentSplit) {
+  std::string text = "[mysql]\npassword = " + std::string(300, 'p') + "\n";
+  std::string e = ErrorOf(text);
+  EXPECT_NE(e.find("test.conf:2: line longer than"), std::string::npos) << e;
+}
+
+TEST(Config, QueriesAreValidatedAndMayContinueOnIndentedLines) {
+  Config c;
+  ASSERT_TRUE(Parse("[queries]\nwebapp_by_id = SELECT a, b, c, d, e\n    FROM apps WHERE a = ?\n", &c).ok());
+  EXPECT_EQ(c.queries.webapp_by_id, "SELECT a, b, c, d, e FROM apps WHERE a = ?");
+  EXPECT_EQ(ErrorOf("[queries]\nwebapp_by_id = SELECT a FROM t\n"),
+            "test.conf: [queries] webapp_by_id: must have exactly 1 '?' parameter, found 0");
+  EXPECT_EQ(ErrorOf("[queries]\nwebapp_list = DELETE FROM webapps\n"),
+            "test.conf: [queries] webapp_list: must be a single SELECT statement");
+  EXPECT_EQ(ErrorOf("[queries]\nwebapp_list = SELECT 1; DROP TABLE webapps\n"),
+            "test.conf: [queries] webapp_list: must be a single statement (no ';')");
+  // A '?' inside a string literal is not a parameter.
+  EXPECT_TRUE(Parse("[queries]\nwebapp_by_name = SELECT '?', b, c, d, e FROM t WHERE n = ?\n", &c).ok());
+  EXPECT_EQ(ErrorOf("[sshd]\nlisten = 127.0.0.1:1\n  127.0.0.1:2\n"),
+            "test.conf:3: [sshd] listen: unexpected indented line (only [queries] values may continue)");
+}
+
+TEST(Config, PasswordFileIsRead) {
+  char path[] = "/tmp/allgo-pw-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "s3cret\n", 7), 7);
+  close(fd);
+  Config c;
+  ASSERT_TRUE(Parse(std::string("[mysql]\npassword_file = ") + path + "\n", &c).ok());
+  EXPECT_EQ(c.mysql.password, "s3cret");
+  EXPECT_EQ(ErrorOf(std::string("[mysql]\npassword = x\npassword_file = ") + path + "\n"),
+            "test.conf: [mysql] password and password_file are both set; keep one");
+  unlink(path);
+  std::string e = ErrorOf(std::string("[mysql]\npassword_file = ") + path + "\n");
+  EXPECT_NE(e.find("cannot read password_file"), std::string::npos) << e;
+  EXPECT_EQ(e.find("s3cret"), std::string::npos);
+}
+
+TEST(Config, MissingFileSaysWhatToDo) {
+  Config c;
+  Status s = LoadConfig("/nonexistent/allgo-ssh.conf", &c);
+  EXPECT_TRUE(s.IsNotFound());
+  EXPECT_EQ(s.message(),
+            "cannot read config /nonexistent/allgo-ssh.conf: No such file or directory "
+            "(copy conf/allgo-ssh.conf there, or pass --config PATH)");
+}
+
+TEST(Config, PathResolution) {
+  unsetenv("ALLGO_SSH_CONFIG");
+  EXPECT_EQ(ResolveConfigPath(""), DefaultConfigPath());
+  setenv("ALLGO_SSH_CONFIG", "/env/path.conf", 1);
+  EXPECT_EQ(ResolveConfigPath(""), "/env/path.conf");
+  EXPECT_EQ(ResolveConfigPath("/flag.conf"), "/flag.conf");
+  unsetenv("ALLGO_SSH_CONFIG");
+}
+
+TEST(Config, NulByteRejected) {
+  EXPECT_EQ(ErrorOf(std::string("[nss]\nhome = /\0x\n", 16)), "test.conf: contains a NUL byte");
+}
+
+}  // namespace
+}  // namespace allgo

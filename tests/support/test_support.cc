@@ -1,0 +1,521 @@
+#include "test_support.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <grp.h>
+#include <mysql.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <sys/socket.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/process.hpp>
+#include <boost/process/extend.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <sstream>
+#include <thread>
+
+namespace fs = std::filesystem;
+namespace bp = boost::process;
+
+namespace allgo::test {
+namespace {
+
+[[noreturn]] void Die(const std::string& what) {
+  fprintf(stderr, "test support: %s\n", what.c_str());
+  fflush(stderr);
+  _exit(99);
+}
+
+std::string MakeTempDir(const std::string& prefix) {
+  std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
+  if (!mkdtemp(tmpl.data())) Die("mkdtemp failed: " + std::string(strerror(errno)));
+  chmod(tmpl.c_str(), 0755);  // tests run commands as webapp uids that may need to traverse
+  return tmpl;
+}
+
+// Runs in the child between fork and exec: the optional identity change of RunOptions.
+struct RunAs : bp::extend::handler {
+  uid_t uid;
+  gid_t gid;
+  template <class Executor>
+  void on_exec_setup(Executor&) const {
+    if (gid != static_cast<gid_t>(-1) && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) _exit(126);
+    if (uid != static_cast<uid_t>(-1) && setuid(uid) != 0) _exit(126);
+  }
+};
+
+}  // namespace
+
+std::string SourceDir() { return ALLGO_SOURCE_DIR; }
+std::string BuildDir() { return ALLGO_BUILD_DIR; }
+
+std::string Artifact(const std::string& name) {
+  for (const char* sub : {"/bin/", "/lib/"}) {
+    std::string p = BuildDir() + sub + name;
+    if (access(p.c_str(), F_OK) == 0) return p;
+  }
+  return BuildDir() + "/bin/" + name;
+}
+
+TempDir::TempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
+TempDir::~TempDir() {
+  std::error_code ec;
+  fs::remove_all(path_, ec);
+}
+
+void WriteFile(const std::string& path, const std::string& content, mode_t mode) {
+  std::string tmp = path + ".tmp";
+  {
+    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+    if (!f) Die("cannot write " + tmp);
+    f << content;
+  }
+  chmod(tmp.c_str(), mode);
+  if (rename(tmp.c_str(), path.c_str()) != 0) Die("cannot rename to " + path);
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+RunResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
+  RunResult result;
+  boost::asio::io_context ios;
+  std::future<std::string> out, err;
+  bp::environment env = boost::this_process::environment();
+  for (const auto& [k, v] : options.env) env[k] = v;
+  boost::filesystem::path exe = argv.at(0);
+  if (argv[0].find('/') == std::string::npos) exe = bp::search_path(argv[0]);
+  if (exe.empty()) {
+    result.err = "command not found: " + argv[0];
+    result.exit_code = 127;
+    return result;
+  }
+  std::vector<std::string> args(argv.begin() + 1, argv.end());
+  bp::async_pipe in(ios);
+  std::error_code ec;
+  bp::child child(exe, bp::args(args), bp::std_in < in, bp::std_out > out, bp::std_err > err, env,
+                  ios, RunAs{{}, options.uid, options.gid}, ec);
+  if (ec) {
+    result.err = "cannot start " + argv[0] + ": " + ec.message();
+    return result;
+  }
+  auto data = std::make_shared<std::string>(options.stdin_data);
+  boost::asio::async_write(in, boost::asio::buffer(*data),
+                           [&in, data](const boost::system::error_code&, size_t) { in.close(); });
+  ios.run_for(std::chrono::seconds(options.timeout_seconds));
+  bool timed_out = !ios.stopped();
+  if (timed_out) {
+    child.terminate();
+    ios.run_for(std::chrono::seconds(5));
+  }
+  child.wait();
+  int status = child.native_exit_code();
+  result.exit_code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
+  if (timed_out) result.exit_code = 137;
+  if (out.wait_for(std::chrono::seconds(0)) == std::future_status::ready) result.out = out.get();
+  if (err.wait_for(std::chrono::seconds(0)) == std::future_status::ready) result.err = err.get();
+  return result;
+}
+
+RunResult Sh(const std::string& script, const RunOptions& options) {
+  return Run({"/bin/sh", "-c", script}, options);
+}
+
+int FreeLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  socklen_t len = sizeof addr;
+  if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    Die("cannot find a free loopback port");
+  }
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+bool WaitForTcpPort(int port, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (ok) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path,
+               const std::map<std::string, std::string>& env)
+    : log_path_(log_path) {
+  std::vector<std::string> env_strings;
+  for (char** e = environ; *e; ++e) {
+    std::string entry = *e;
+    if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
+  }
+  for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  std::vector<char*> cargv, cenv;
+  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  cargv.push_back(nullptr);
+  for (auto& e : env_strings) cenv.push_back(e.data());
+  cenv.push_back(nullptr);
+  pid_t parent = getpid();
+  pid_ = fork();
+  if (pid_ < 0) Die("fork failed");
+  if (pid_ == 0) {
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent) _exit(127);
+    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+    int devnull = open("/dev/null", O_RDONLY);
+    if (log < 0 || devnull < 0) _exit(127);
+    dup2(devnull, 0);
+    dup2(log, 1);
+    dup2(log, 2);
+    setpgid(0, 0);
+    execvpe(cargv[0], cargv.data(), cenv.data());
+    _exit(127);
+  }
+}
+
+Daemon::~Daemon() { Stop(SIGTERM, 5000); }
+
+bool Daemon::Running() {
+  if (pid_ <= 0) return false;
+  if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+    pid_ = -1;
+    return false;
+  }
+  return true;
+}
+
+int Daemon::Stop(int sig, int timeout_ms) {
+  if (!Running()) return WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : WEXITSTATUS(status_);
+  kill(pid_, sig);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (Running()) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(-pid_, SIGKILL);
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status_, 0);
+      pid_ = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return WIFSIGNALED(status_) ? 128 + WTERMSIG(status_) : WEXITSTATUS(status_);
+}
+
+std::string Daemon::Log() const { return ReadFile(log_path_); }
+
+// ---------------------------------------------------------------------------------------
+// The private NSS view.
+
+namespace {
+std::string g_ns_dir;
+
+void MountOverlay(const std::string& target, const std::string& upper, const std::string& work) {
+  fs::create_directories(upper);
+  fs::create_directories(work);
+  std::string opts = "lowerdir=" + target + ",upperdir=" + upper + ",workdir=" + work;
+  if (mount("overlay", target.c_str(), "overlay", 0, opts.c_str()) != 0) {
+    Die("cannot mount an overlay on " + target + ": " + strerror(errno) +
+        " (integration tests need root and overlayfs)");
+  }
+}
+
+std::string NsswitchWithAllgo() {
+  std::istringstream in(ReadFile("/etc/nsswitch.conf"));
+  std::string line, out;
+  while (std::getline(in, line)) {
+    if (line.rfind("passwd:", 0) == 0 || line.rfind("group:", 0) == 0) continue;
+    out += line + "\n";
+  }
+  return "passwd:         files allgo\ngroup:          files allgo\n" + out;
+}
+
+void RemoveNamespaceDir() {
+  // The mounts die with the namespace; only the files of the overlays remain to remove.
+  std::error_code ec;
+  umount2("/etc", MNT_DETACH);
+  umount2("/usr/lib/" ALLGO_MULTIARCH, MNT_DETACH);
+  fs::remove_all(g_ns_dir, ec);
+}
+}  // namespace
+
+const char* AllgoConfigPath() { return "/etc/allgo/allgo-ssh.conf"; }
+
+void EnterPrivateNssNamespace() {
+  if (unshare(CLONE_NEWNS) != 0) Die("unshare(CLONE_NEWNS) failed (run as root): " + std::string(strerror(errno)));
+  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+    Die("cannot make / private: " + std::string(strerror(errno)));
+  }
+  g_ns_dir = MakeTempDir("allgo-nss");
+  std::string etc_upper = g_ns_dir + "/etc";
+  fs::create_directories(etc_upper + "/allgo");
+  WriteFile(etc_upper + "/nsswitch.conf", NsswitchWithAllgo());
+  WriteFile(etc_upper + "/allgo/allgo-ssh.conf", "");
+  MountOverlay("/etc", etc_upper, g_ns_dir + "/etc-work");
+
+  std::string module = BuildDir() + "/lib/libnss_allgo.so.2";
+  if (access(module.c_str(), R_OK) == 0) {
+    std::string lib_upper = g_ns_dir + "/lib";
+    fs::create_directories(lib_upper);
+    fs::copy_file(module, lib_upper + "/libnss_allgo.so.2");
+    MountOverlay("/usr/lib/" ALLGO_MULTIARCH, lib_upper, g_ns_dir + "/lib-work");
+  }
+  atexit(RemoveNamespaceDir);
+}
+
+void WriteAllgoConfig(const std::string& text) { WriteFile(AllgoConfigPath(), text, 0644); }
+
+KeyPair MakeKeyPair(const std::string& dir, const std::string& name, const std::string& type) {
+  KeyPair kp;
+  kp.private_path = dir + "/" + name;
+  unlink(kp.private_path.c_str());
+  unlink((kp.private_path + ".pub").c_str());
+  std::vector<std::string> argv = {"ssh-keygen", "-q", "-t", type, "-N", "", "-C", name, "-f",
+                                   kp.private_path};
+  if (type == "rsa") {
+    argv.insert(argv.begin() + 4, {"-b", "2048"});
+  }
+  RunResult r = Run(argv);
+  if (r.exit_code != 0) Die("ssh-keygen failed: " + r.err);
+  kp.public_line = ReadFile(kp.private_path + ".pub");
+  while (!kp.public_line.empty() && kp.public_line.back() == '\n') kp.public_line.pop_back();
+  return kp;
+}
+
+// ---------------------------------------------------------------------------------------
+// MariaDB.
+
+namespace {
+constexpr const char* kSshPassword = "ssh-test-password";
+
+MYSQL* RootConnect(const std::string& socket) {
+  MYSQL* m = mysql_init(nullptr);
+  unsigned timeout = 5;
+  mysql_options(m, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+  if (!mysql_real_connect(m, "localhost", "root", nullptr, nullptr, 0, socket.c_str(),
+                          CLIENT_MULTI_STATEMENTS)) {
+    mysql_close(m);
+    return nullptr;
+  }
+  return m;
+}
+
+// Stops the server when the tests end; atexit covers binaries that exit another way, and
+// PR_SET_PDEATHSIG covers a crash.
+class TeardownEnvironment : public ::testing::Environment {
+ public:
+  void TearDown() override;
+};
+
+TestDatabase* g_database = nullptr;
+void TeardownEnvironment::TearDown() {
+  if (g_database) g_database->Stop();
+}
+}  // namespace
+
+TestDatabase& TestDatabase::Get() {
+  if (!g_database) {
+    g_database = new TestDatabase();
+    ::testing::AddGlobalTestEnvironment(new TeardownEnvironment());
+    atexit([] {
+      delete g_database;
+      g_database = nullptr;
+    });
+  }
+  return *g_database;
+}
+
+TestDatabase::TestDatabase() {
+  dir_ = MakeTempDir("allgo-mariadb");
+  socket_ = dir_ + "/mysqld.sock";
+  Install();
+  Start();
+  Exec("CREATE DATABASE allgo; USE allgo; " + ReadFile(SourceDir() + "/conf/schema.sql"));
+  std::string grants = ReadFile(SourceDir() + "/conf/grants.sql");
+  size_t at = grants.find("change-me");
+  if (at == std::string::npos) Die("conf/grants.sql has no 'change-me' password placeholder");
+  grants.replace(at, 9, kSshPassword);
+  Exec(grants);
+}
+
+TestDatabase::~TestDatabase() {
+  Stop();
+  std::error_code ec;
+  fs::remove_all(dir_, ec);
+}
+
+void TestDatabase::Install() {
+  RunResult r = Run({"mariadb-install-db", "--no-defaults", "--datadir=" + dir_ + "/data",
+                     "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db",
+                     "--skip-name-resolve"},
+                    {.timeout_seconds = 120});
+  if (r.exit_code != 0) Die("mariadb-install-db failed: " + r.out + r.err);
+}
+
+void TestDatabase::Start() {
+  if (pid_ > 0) return;
+  pid_t pid = fork();
+  if (pid < 0) Die("fork failed");
+  if (pid == 0) {
+    // The server dies with the test process, even if that one crashes or is killed.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    int log = open((dir_ + "/mysqld.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log >= 0) {
+      dup2(log, 1);
+      dup2(log, 2);
+    }
+    std::string datadir = "--datadir=" + dir_ + "/data";
+    std::string socket = "--socket=" + socket_;
+    std::string pidfile = "--pid-file=" + dir_ + "/mysqld.pid";
+    execlp("mariadbd", "mariadbd", "--no-defaults", datadir.c_str(), socket.c_str(),
+           pidfile.c_str(), "--skip-networking", "--user=root", "--skip-name-resolve",
+           "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
+           "--innodb-flush-log-at-trx-commit=0", static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  pid_ = pid;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (MYSQL* m = RootConnect(socket_)) {
+      mysql_close(m);
+      return;
+    }
+    int status;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      Die("mariadbd exited at start; log: " + ReadFile(dir_ + "/mysqld.log"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  Die("mariadbd did not accept connections within 60 s; log: " + ReadFile(dir_ + "/mysqld.log"));
+}
+
+void TestDatabase::Stop() {
+  if (pid_ <= 0) return;
+  kill(pid_, SIGTERM);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  int status;
+  while (waitpid(pid_, &status, WNOHANG) != pid_) {
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  pid_ = -1;
+}
+
+std::string TestDatabase::MysqlConfigSection() const {
+  return "[mysql]\nsocket = " + socket_ + "\ndatabase = allgo\nuser = ssh\npassword = " +
+         kSshPassword + "\nconnect_timeout = 2\n";
+}
+
+std::string TestDatabase::ConfigText(const std::string& extra) const {
+  return MysqlConfigSection() + extra;
+}
+
+namespace {
+// Runs SQL as root; returns the first column of the last result's first row, if any.
+std::string RootQuery(const std::string& socket, const std::string& sql) {
+  MYSQL* m = RootConnect(socket);
+  if (!m) Die("cannot connect to the test MariaDB as root");
+  if (mysql_real_query(m, sql.data(), sql.size()) != 0) {
+    std::string e = mysql_error(m);
+    mysql_close(m);
+    Die("SQL failed: " + e + "\n  in: " + sql.substr(0, 400));
+  }
+  std::string value;
+  do {
+    if (MYSQL_RES* res = mysql_store_result(m)) {
+      if (MYSQL_ROW row = mysql_fetch_row(res); row && row[0]) value = row[0];
+      mysql_free_result(res);
+    }
+  } while (mysql_next_result(m) == 0);
+  if (mysql_errno(m) != 0) {
+    std::string e = mysql_error(m);
+    mysql_close(m);
+    Die("SQL failed: " + e + "\n  in: " + sql.substr(0, 400));
+  }
+  mysql_close(m);
+  return value;
+}
+}  // namespace
+
+void TestDatabase::Exec(const std::string& sql) { RootQuery(socket_, sql); }
+
+std::string TestDatabase::Quote(const std::string& value) const {
+  std::string out = "'";
+  for (char c : value) {
+    switch (c) {
+      case '\0': out += "\\0"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\\': out += "\\\\"; break;
+      case '\'': out += "\\'"; break;
+      case '"': out += "\\\""; break;
+      case '\x1a': out += "\\Z"; break;
+      default: out.push_back(c);
+    }
+  }
+  return out + "'";
+}
+
+uint32_t TestDatabase::AddUser(const std::string& email, bool active, bool superuser) {
+  std::string id = RootQuery(socket_, "INSERT INTO allgo.users (email, is_active, is_superuser) VALUES (" +
+                                          Quote(email) + ", " + (active ? "1" : "0") + ", " +
+                                          (superuser ? "1" : "0") + "); SELECT LAST_INSERT_ID()");
+  return static_cast<uint32_t>(std::stoul(id));
+}
+
+void TestDatabase::AddKey(uint32_t user_id, const std::string& public_key_text) {
+  Exec("INSERT INTO allgo.ssh_keys (user_id, public_key) VALUES (" + std::to_string(user_id) +
+       ", " + Quote(public_key_text) + ")");
+}
+
+uint32_t TestDatabase::AddWebapp(const std::string& docker_name, uint32_t owner_id,
+                                 const std::string& state, const std::string& display_name) {
+  std::string id = RootQuery(
+      socket_, "INSERT INTO allgo.webapps (name, docker_name, user_id, sandbox_state) VALUES (" +
+                   Quote(display_name.empty() ? docker_name : display_name) + ", " +
+                   Quote(docker_name) + ", " + std::to_string(owner_id) + ", " + Quote(state) +
+                   "); SELECT LAST_INSERT_ID()");
+  return static_cast<uint32_t>(std::stoul(id));
+}
+
+void TestDatabase::SetState(const std::string& docker_name, const std::string& state) {
+  Exec("UPDATE allgo.webapps SET sandbox_state = " + Quote(state) +
+       " WHERE docker_name = " + Quote(docker_name));
+}
+
+void TestDatabase::Clear() {
+  Exec("TRUNCATE TABLE allgo.ssh_keys; TRUNCATE TABLE allgo.webapps; TRUNCATE TABLE allgo.users");
+}
+
+}  // namespace allgo::test
