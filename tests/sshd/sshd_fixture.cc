@@ -18,41 +18,10 @@
 
 namespace allgo::test {
 
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = 0;
-  socklen_t len = sizeof(a);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    close(fd);
-    return 0;
-  }
-  close(fd);
-  return ntohs(a.sin_port);
-}
-
-namespace {
-
-bool PortAccepts(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  a.sin_port = htons(static_cast<uint16_t>(port));
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0;
-  close(fd);
-  return ok;
-}
-
-}  // namespace
-
 SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_sections)
     : dir_("allgo-sshd-test") {
   chmod(dir_.path().c_str(), 0755);
-  port_ = FreePort();
+  port_ = FreeLoopbackPort();
   log_path_ = dir_ / "sshd.log";
   std::string host_key = dir_ / "host_ed25519";
   RunResult keygen = Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key});
@@ -63,55 +32,24 @@ SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_s
       "\nprivsep_chroot = " + chroot_dir() + "\nlog_level = debug\n" + sshd_extra + "\n" + extra_sections);
   WriteAllgoConfig(config);
 
-  pid_ = fork();
-  if (pid_ == 0) {
-    int fd = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    dup2(fd, 1);
-    dup2(fd, 2);
-    int devnull = open("/dev/null", O_RDONLY);
-    dup2(devnull, 0);
-    std::string bin = Artifact("allgo-sshd");
-    execl(bin.c_str(), bin.c_str(), "--config", AllgoConfigPath(), static_cast<char*>(nullptr));
-    _exit(127);
+  daemon_ = std::make_unique<Daemon>(
+      std::vector<std::string>{Artifact("allgo-sshd"), "--config", AllgoConfigPath()}, log_path_);
+  if (!WaitForTcpPort(port_, 10000) || !WaitForLog("ready", 10000)) {
+    ADD_FAILURE() << "allgo-sshd did not start:\n" << log();
   }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (PortAccepts(port_) && log().find("ready") != std::string::npos) return;
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      ADD_FAILURE() << "allgo-sshd exited at start-up:\n" << log();
-      return;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ADD_FAILURE() << "allgo-sshd did not start listening:\n" << log();
 }
 
 SshdServer::~SshdServer() { Stop(); }
 
 int SshdServer::Stop() {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  int status = 0;
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  bool second = false;
-  while (true) {
-    pid_t r = waitpid(pid_, &status, WNOHANG);
-    if (r == pid_) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    if (!second && std::chrono::steady_clock::now() > deadline - std::chrono::seconds(7)) {
-      kill(pid_, SIGTERM);  // second SIGTERM: end running sessions too
-      second = true;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  if (!daemon_) return -1;
+  if (daemon_->Running()) {
+    kill(daemon_->pid(), SIGTERM);
+    for (int i = 0; i < 100 && daemon_->Running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  pid_ = -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  int code = daemon_->Stop(SIGTERM, 10000);
+  daemon_.reset();
+  return code;
 }
 
 std::string SshdServer::log() const {
@@ -138,11 +76,12 @@ std::vector<std::string> SshdServer::ClientOptions(const std::string& key) const
 
 RunResult SshdServer::Ssh(const std::string& user, const std::string& key, const std::string& command,
                           const std::vector<std::string>& extra, const RunOptions& options) const {
+  // `extra` first: for ssh the first value of an option wins (e.g. a LogLevel override).
   std::vector<std::string> argv = {"ssh"};
+  for (const auto& o : extra) argv.push_back(o);
   for (const auto& o : ClientOptions(key)) argv.push_back(o);
   argv.push_back("-p");
   argv.push_back(std::to_string(port_));
-  for (const auto& o : extra) argv.push_back(o);
   argv.push_back(user + "@127.0.0.1");
   if (!command.empty()) argv.push_back(command);
   return Run(argv, options);
@@ -150,9 +89,9 @@ RunResult SshdServer::Ssh(const std::string& user, const std::string& key, const
 
 std::string SshdServer::SshCommandLine(const std::string& key, const std::vector<std::string>& extra) const {
   std::string line = "ssh";
+  for (const auto& o : extra) line += " " + ShellQuote(o);
   for (const auto& o : ClientOptions(key)) line += " " + ShellQuote(o);
   line += " -p " + std::to_string(port_);
-  for (const auto& o : extra) line += " " + ShellQuote(o);
   return line;
 }
 
@@ -171,7 +110,8 @@ std::string ProcStatusField(pid_t pid, const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) {
       std::string v = line.substr(field.size() + 1);
       size_t b = v.find_first_not_of(" \t");
-      return b == std::string::npos ? "" : v.substr(b);
+      size_t e = v.find_last_not_of(" \t");
+      return b == std::string::npos ? "" : v.substr(b, e - b + 1);
     }
   }
   return "";

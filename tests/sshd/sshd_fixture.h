@@ -5,15 +5,13 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "test_support.h"
 
 namespace allgo::test {
-
-// A free TCP port on 127.0.0.1 (bound, read back, released).
-int FreePort();
 
 class SshdServer {
  public:
@@ -24,7 +22,7 @@ class SshdServer {
   SshdServer& operator=(const SshdServer&) = delete;
 
   int port() const { return port_; }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return daemon_ ? daemon_->pid() : -1; }
   const std::string& dir() const { return dir_.path(); }
   std::string chroot_dir() const { return dir_ / "empty"; }
   std::string log() const;  // the server's stderr so far
@@ -39,15 +37,15 @@ class SshdServer {
   // The same as one shell-quoted string (for tmux, rsync -e).
   std::string SshCommandLine(const std::string& key, const std::vector<std::string>& extra = {}) const;
 
-  // Sends SIGTERM and waits for the server to exit (SIGKILL after a deadline); returns the
-  // exit code.
+  // SIGTERM, and a second one if connections are still open after a moment (that ends
+  // them); returns the exit code.
   int Stop();
 
  private:
   TempDir dir_;
   int port_ = 0;
-  pid_t pid_ = -1;
   std::string log_path_;
+  std::unique_ptr<Daemon> daemon_;
 };
 
 // Children of `pid` (from /proc/<pid>/task/<pid>/children).
