@@ -156,11 +156,13 @@ Mem ServerMemory(pid_t listener) {
   Mem m;
   for (pid_t p : Descendants(listener)) {
     std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
-    std::string key;
-    double value;
-    std::string unit;
+    std::string line;
     bool any = false;
-    while (f >> key >> value >> unit) {
+    while (std::getline(f, line)) {
+      std::istringstream fields(line);
+      std::string key;
+      double value = 0;
+      if (!(fields >> key >> value)) continue;  // the "[rollup]" header line
       if (key == "Rss:") m.rss_kb += value, any = true;
       if (key == "Pss:") m.pss_kb += value;
     }
@@ -201,8 +203,8 @@ class Bench {
       std::sort(v.begin(), v.end());
       return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
     };
-    Row("connect+auth+`true` median (ms)", pct(lat[&openssh_], 0.5), pct(lat[&allgo_], 0.5), "≤ 0.7", "%.1f");
-    Row("connect+auth+`true` p95 (ms)", pct(lat[&openssh_], 0.95), pct(lat[&allgo_], 0.95), "", "%.1f");
+    Row("connect+auth+`true` median (ms)", pct(lat[&openssh_], 0.5), pct(lat[&allgo_], 0.5), "≤ 0.7", 1);
+    Row("connect+auth+`true` p95 (ms)", pct(lat[&openssh_], 0.95), pct(lat[&allgo_], 0.95), "", 1);
 
     for (const char* cipher : {"chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com"}) {
       double down[2], up[2];
@@ -211,14 +213,14 @@ class Bench {
         up[i] = Upload(*servers[i], cipher);
       }
       std::string c = std::string(cipher).substr(0, std::string(cipher).find('@'));
-      Row(("download " + c + " (MB/s)").c_str(), down[0], down[1], "≥ 1.0", "%.0f");
-      Row(("upload " + c + " (MB/s)").c_str(), up[0], up[1], "≥ 1.0", "%.0f");
+      Row(("download " + c + " (MB/s)").c_str(), down[0], down[1], "≥ 1.0", 0);
+      Row(("upload " + c + " (MB/s)").c_str(), up[0], up[1], "≥ 1.0", 0);
     }
 
     Mem idle[2];
     for (int i = 0; i < 2; ++i) idle[i] = IdleSessions(*servers[i]);
-    Row("memory per idle PTY session, PSS (KiB)", idle[0].pss_kb / idle_, idle[1].pss_kb / idle_, "≤ 0.5", "%.0f");
-    Row("memory per idle PTY session, RSS (KiB)", idle[0].rss_kb / idle_, idle[1].rss_kb / idle_, "", "%.0f");
+    Row("memory per idle PTY session, PSS (KiB)", idle[0].pss_kb / idle_, idle[1].pss_kb / idle_, "≤ 0.5", 0);
+    Row("memory per idle PTY session, RSS (KiB)", idle[0].rss_kb / idle_, idle[1].rss_kb / idle_, "", 0);
 
     int ok[2];
     Mem peak[2];
@@ -226,19 +228,19 @@ class Bench {
     std::printf("| %d concurrent sessions: succeeded | %d/%d | %d/%d | | %d/%d |\n", concurrent_, ok[0], concurrent_,
                 ok[1], concurrent_, concurrent_, concurrent_);
     Row(("total server RSS with " + std::to_string(concurrent_) + " sessions (MiB)").c_str(), peak[0].rss_kb / 1024,
-        peak[1].rss_kb / 1024, "", "%.0f");
+        peak[1].rss_kb / 1024, "", 0);
     Row(("total server PSS with " + std::to_string(concurrent_) + " sessions (MiB)").c_str(), peak[0].pss_kb / 1024,
-        peak[1].pss_kb / 1024, "", "%.0f");
+        peak[1].pss_kb / 1024, "", 0);
     std::printf("\nlatency runs per server: %d (failures: OpenSSH %d, allgo-sshd %d); transfer size %.2f GiB\n", runs_,
                 failures_[&openssh_], failures_[&allgo_], bytes_ / 1073741824.0);
     return 0;
   }
 
  private:
-  void Row(const char* what, double openssh, double allgo, const char* goal, const char* fmt) {
+  void Row(const char* what, double openssh, double allgo, const char* goal, int decimals) {
     char a[64], b[64];
-    std::snprintf(a, sizeof(a), fmt, openssh);
-    std::snprintf(b, sizeof(b), fmt, allgo);
+    std::snprintf(a, sizeof(a), "%.*f", decimals, openssh);
+    std::snprintf(b, sizeof(b), "%.*f", decimals, allgo);
     std::printf("| %s | %s | %s | %.2f× | %s |\n", what, a, b, openssh > 0 ? allgo / openssh : 0.0, goal);
     std::fflush(stdout);
   }
@@ -314,6 +316,18 @@ class Bench {
     if (!WaitForShells(s.process->pid(), idle_, 30)) std::fprintf(stderr, "%s: idle sessions did not all start\n", s.name.c_str());
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     Mem with = ServerMemory(s.process->pid());
+    if (getenv("ALLGO_BENCH_VERBOSE") != nullptr) {
+      for (pid_t p : Descendants(s.process->pid())) {
+        std::string comm, line, pss = "?", rss = "?";
+        std::ifstream(("/proc/" + std::to_string(p) + "/comm").c_str()) >> comm;
+        std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
+        while (std::getline(f, line)) {
+          if (line.rfind("Pss:", 0) == 0) pss = line.substr(4);
+          if (line.rfind("Rss:", 0) == 0) rss = line.substr(4);
+        }
+        std::fprintf(stderr, "%s pid %d %s: Rss %s Pss %s\n", s.name.c_str(), p, comm.c_str(), rss.c_str(), pss.c_str());
+      }
+    }
     clients.clear();  // closes stdin (shell exits on EOF… or SIGTERM to the clients)
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     return Mem{with.pss_kb - base.pss_kb, with.rss_kb - base.rss_kb, with.processes - base.processes};
@@ -347,8 +361,8 @@ class Bench {
     if (RunQuiet({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key}) != 0) return false;
 
     // sshd insists on a root-owned helper path whose every directory is not group/world
-    // writable: copy allgo-authkeys next to the config.
-    std::string authkeys = dir_ / "allgo-authkeys";
+    // writable: copy allgo-authkeys next to the config (/etc/allgo is the namespace's overlay).
+    std::string authkeys = "/etc/allgo/allgo-authkeys";
     if (RunQuiet({"install", "-m", "0755", Artifact("allgo-authkeys"), authkeys}) != 0) {
       std::fprintf(stderr, "allgo-authkeys not built (%s)\n", Artifact("allgo-authkeys").c_str());
       return false;
@@ -384,7 +398,8 @@ class Bench {
         if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       if (!up) {
-        std::fprintf(stderr, "%s does not accept logins; see %s\n", s->name.c_str(), dir_.path().c_str());
+        std::string log = test::ReadFile(dir_ / (s == &openssh_ ? "openssh.log" : "allgo-sshd.log"));
+        std::fprintf(stderr, "%s does not accept logins; its log:\n%s\n", s->name.c_str(), log.c_str());
         return false;
       }
     }

@@ -1,7 +1,6 @@
 #include "monitor.h"
 
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
@@ -136,25 +135,12 @@ bool Monitor::LookupUser(const std::string& user, UserEntry** entry) {
   if (users_.size() >= kMaxDistinctUsers) return false;
   UserEntry e;
   if (IsValidUserName(user)) {
-    // NSS (and its database access) happens here, in the monitor: the chrooted network
-    // child could not reach either.
-    errno = 0;
-    struct passwd* pw = getpwnam(user.c_str());
-    if (pw != nullptr) {
-      e.account.name = pw->pw_name;
-      e.account.uid = pw->pw_uid;
-      e.account.gid = pw->pw_gid;
-      e.account.home = pw->pw_dir ? pw->pw_dir : "/";
-      e.account.shell = (pw->pw_shell && pw->pw_shell[0]) ? pw->pw_shell : "/bin/sh";
-      if (!key_source_) {
-        key_source_ = MakeKeySource(*settings_.config, settings_.privsep_uid, settings_.privsep_gid);
-      }
-      Status st = key_source_->Allowed(user, &e.keys);
-      if (st.IsUnavailable() || (!st.ok() && !st.IsNotFound())) {
-        spdlog::error("key lookup for {} failed: {}", user, st.ToString());
-        return false;
-      }
-      e.exists = true;
+    // NSS and the database are reached from a short-lived child (user_lookup.h); the
+    // chrooted network child could reach neither.
+    Status st = LookupUserInChild(*settings_.config, settings_.privsep_uid, settings_.privsep_gid, user, &e);
+    if (!st.ok()) {
+      spdlog::error("key lookup for {} failed: {}", user, st.ToString());
+      return false;
     }
   }
   *entry = &users_.emplace(user, std::move(e)).first->second;

@@ -20,6 +20,7 @@
 #include "allgo/config.h"
 #include "allgo/unique_fd.h"
 #include "key_source.h"
+#include "user_lookup.h"
 #include "monitor_protocol.h"
 #include "spawn.h"
 #include "wire.h"
@@ -45,11 +46,7 @@ class Monitor {
   int Run();
 
  private:
-  struct UserEntry {
-    bool exists = false;
-    Account account;
-    std::vector<AllowedEntry> keys;
-  };
+  using UserEntry = UserLookup;
 
   bool HandleMessage(WireMessage& msg);  // false: protocol violation
   bool HandleKeyQuery(const KeyQuery& q);
@@ -68,7 +65,6 @@ class Monitor {
   int net_child_status_ = 0;
   bool authenticated_ = false;
   Account account_;
-  std::unique_ptr<KeySource> key_source_;
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   std::map<uint32_t, pid_t> sessions_;  // live sessions: id → pid

@@ -19,7 +19,6 @@
 namespace allgo::sshd {
 namespace {
 
-constexpr size_t kIoBuffer = 256 * 1024;
 constexpr int kPtyDrainMs = 200;
 constexpr int kMonitorTimeoutMs = 60 * 1000;
 
@@ -259,17 +258,17 @@ void SessionChannel::ReadOutput(int fd, bool is_stderr) {
   if (eof) return;
   uint32_t window = ssh_channel_window_size(channel_);
   if (window == 0) return;  // Pump drops POLLIN until the peer reopens the window
-  auto& buf = owner_->buffer();
-  size_t want = std::min<size_t>(window, buf.size());
-  ssize_t n = read(fd, buf.data(), want);
+  char* buf = owner_->buffer();
+  size_t want = std::min<size_t>(window, kIoBuffer);
+  ssize_t n = read(fd, buf, want);
   if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
   if (n <= 0) {
     // EOF, or EIO from a PTY whose slave side is closed everywhere.
     eof = true;
     return;
   }
-  int written = is_stderr ? ssh_channel_write_stderr(channel_, buf.data(), static_cast<uint32_t>(n))
-                          : ssh_channel_write(channel_, buf.data(), static_cast<uint32_t>(n));
+  int written = is_stderr ? ssh_channel_write_stderr(channel_, buf, static_cast<uint32_t>(n))
+                          : ssh_channel_write(channel_, buf, static_cast<uint32_t>(n));
   if (written < 0) {
     done_ = true;  // the connection is broken; Pump releases the channel
     return;
@@ -304,9 +303,9 @@ void SessionChannel::FlushPending() {
 }
 
 void SessionChannel::PumpInput() {
-  auto& buf = owner_->buffer();
+  char* buf = owner_->buffer();
   while (pending_.empty()) {
-    int n = ssh_channel_read_nonblocking(channel_, buf.data(), static_cast<uint32_t>(buf.size()), 0);
+    int n = ssh_channel_read_nonblocking(channel_, buf, static_cast<uint32_t>(kIoBuffer), 0);
     if (n == SSH_ERROR) {
       done_ = true;
       return;
@@ -317,7 +316,7 @@ void SessionChannel::PumpInput() {
     }
     bytes_in_ += static_cast<uint64_t>(n);
     if (input_closed_) continue;  // discard
-    pending_.assign(buf.data(), static_cast<size_t>(n));
+    pending_.assign(buf, static_cast<size_t>(n));
     pending_off_ = 0;
     FlushPending();
   }
@@ -414,7 +413,7 @@ void SessionChannel::Release(const std::string& how) {
 // ---------------------------------------------------------------------------- NetSession
 
 NetSession::NetSession(NetSettings settings, ssh_session session, UniqueFd monitor)
-    : settings_(std::move(settings)), session_(session), monitor_(std::move(monitor)), buffer_(kIoBuffer) {}
+    : settings_(std::move(settings)), session_(session), monitor_(std::move(monitor)), buffer_(new char[kIoBuffer]) {}
 
 NetSession::~NetSession() {
   channels_.clear();

@@ -27,6 +27,8 @@
 
 namespace allgo::sshd {
 
+inline constexpr size_t kIoBuffer = 256 * 1024;
+
 class NetSession;
 
 // Talks to the monitor: synchronous request/answer, with Exited notices that arrive in
@@ -133,7 +135,8 @@ class NetSession {
   MonitorClient& monitor() { return monitor_; }
   const NetSettings& settings() const { return settings_; }
   const std::string& user() const { return user_; }
-  std::vector<char>& buffer() { return buffer_; }
+  // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
+  char* buffer() { return buffer_.get(); }
 
  private:
   static int OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* self);
@@ -153,7 +156,7 @@ class NetSession {
   std::string account_;
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
-  std::vector<char> buffer_;
+  std::unique_ptr<char[]> buffer_;
 };
 
 }  // namespace allgo::sshd
