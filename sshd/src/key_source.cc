@@ -18,6 +18,7 @@
 #include "allgo/names.h"
 #include "allgo/pubkey.h"
 #include "allgo/unique_fd.h"
+#include "child_process.h"
 #include "privsep.h"
 
 namespace allgo::sshd {
@@ -75,10 +76,7 @@ class CommandKeySource : public KeySource {
     pid_t pid = fork();
     if (pid < 0) return Status::FromErrno("fork", errno);
     if (pid == 0) {
-      sigset_t none;
-      sigemptyset(&none);
-      sigprocmask(SIG_SETMASK, &none, nullptr);
-      signal(SIGPIPE, SIG_DFL);
+      ResetSignalsInChild();
       int devnull = open("/dev/null", O_RDWR);
       if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(write_end.get(), 1) < 0) _exit(127);
       if (!DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
@@ -92,38 +90,10 @@ class CommandKeySource : public KeySource {
       _exit(127);
     }
     write_end.reset();
-    timespec start{};
-    clock_gettime(CLOCK_MONOTONIC, &start);
-    bool too_long = false, timed_out = false;
-    char buf[8192];
-    while (true) {
-      timespec now{};
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      long left_ms = timeout_seconds_ * 1000L - ((now.tv_sec - start.tv_sec) * 1000L +
-                                                 (now.tv_nsec - start.tv_nsec) / 1000000L);
-      if (left_ms <= 0) {
-        timed_out = true;
-        break;
-      }
-      pollfd pfd{read_end.get(), POLLIN, 0};
-      int r = poll(&pfd, 1, static_cast<int>(left_ms));
-      if (r < 0 && errno == EINTR) continue;
-      if (r <= 0) continue;
-      ssize_t n = read(read_end.get(), buf, sizeof(buf));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) break;
-      if (output->size() + static_cast<size_t>(n) > (1u << 20)) {
-        too_long = true;
-        break;
-      }
-      output->append(buf, static_cast<size_t>(n));
-    }
-    if (timed_out || too_long) kill(pid, SIGKILL);
     int status = 0;
-    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (timed_out) return Status::Unavailable("authorized_keys_command timed out: " + command_);
-    if (too_long) return Status::Unavailable("authorized_keys_command printed more than 1 MiB");
+    Status st = CollectChildOutput(pid, read_end.get(), 1u << 20, timeout_seconds_ * 1000LL,
+                                   "authorized_keys_command " + command_, output, &status);
+    if (!st.ok()) return st;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       // Like sshd: a failed helper's output is discarded.
       return Status::Unavailable("authorized_keys_command failed (status " + std::to_string(status) + ")");

@@ -11,16 +11,11 @@
 #include <spdlog/spdlog.h>
 
 #include "allgo/names.h"
+#include "child_process.h"
 #include "allgo/pubkey.h"
 
 namespace allgo::sshd {
 namespace {
-
-long long NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
 
 constexpr size_t kMaxDistinctUsers = 8;
 
@@ -47,19 +42,19 @@ int Monitor::Run() {
     return 1;
   }
   const Config& config = *settings_.config;
-  long long grace_deadline = NowMs() + config.sshd.login_grace_time * 1000LL;
+  long long grace_deadline = MonotonicMs() + config.sshd.login_grace_time * 1000LL;
   bool sock_open = true;
 
   while (net_child_alive_) {
     pollfd fds[2] = {{sigfd.get(), POLLIN, 0}, {sock_open ? sock_.get() : -1, POLLIN, 0}};
     int timeout = -1;
     if (!authenticated_ && config.sshd.login_grace_time > 0) {
-      long long left = grace_deadline - NowMs();
+      long long left = grace_deadline - MonotonicMs();
       if (left <= 0) {
         spdlog::info("connection from {}: login grace time ({} s) exceeded", settings_.conn.Client(),
                      config.sshd.login_grace_time);
         kill(net_child_, SIGKILL);
-        grace_deadline = NowMs() + 3600 * 1000LL;  // once
+        grace_deadline = MonotonicMs() + 3600 * 1000LL;  // once
         continue;
       }
       timeout = static_cast<int>(left);

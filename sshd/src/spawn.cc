@@ -15,6 +15,7 @@
 #include <cstring>
 #include <vector>
 
+#include "child_process.h"
 #include "privsep.h"
 
 namespace allgo::sshd {
@@ -74,12 +75,7 @@ Status MakePipe(UniqueFd* read_end, UniqueFd* write_end) {
 // In the child: become the webapp and exec. Never returns.
 [[noreturn]] void ExecAsUser(const Account& a, const std::vector<std::string>& argv,
                              const std::vector<std::string>& env) {
-  // The monitor blocks SIGCHLD/SIGTERM for its signalfd and ignores SIGPIPE: give the
-  // session a clean slate.
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  for (int sig : {SIGPIPE, SIGCHLD, SIGTERM, SIGHUP, SIGINT, SIGQUIT}) signal(sig, SIG_DFL);
+  ResetSignalsInChild();
 
   Status st = DropPrivileges(a.uid, a.gid, GroupsOf(a.name, a.gid));
   if (!st.ok()) ChildFail("cannot switch to user " + a.name + ": " + st.ToString());

@@ -11,6 +11,7 @@
 #include <cerrno>
 
 #include "allgo/unique_fd.h"
+#include "child_process.h"
 #include "wire.h"
 
 namespace allgo::sshd {
@@ -79,12 +80,6 @@ Status Lookup(const Config& config, uid_t helper_uid, gid_t helper_gid, const st
   return Status::Ok();
 }
 
-long long NowMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec * 1000LL + ts.tv_nsec / 1000000;
-}
-
 }  // namespace
 
 Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,
@@ -96,10 +91,7 @@ Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gi
   if (pid < 0) return Status::FromErrno("fork", errno);
   if (pid == 0) {
     read_end.reset();
-    // The monitor blocks SIGCHLD for its signalfd; the key helper's child needs it.
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
+    ResetSignalsInChild();  // the key helper's own child needs SIGCHLD
     UserLookup u;
     Status st = Lookup(config, helper_uid, helper_gid, user, &u);
     std::string answer = Encode(st, u);
@@ -115,31 +107,11 @@ Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gi
   write_end.reset();
   // Every database operation is bounded by connect_timeout (and retried once); the helper
   // command by its own limit. This is the backstop.
-  long long deadline = NowMs() + 1000LL * (4 * config.mysql.connect_timeout + 35);
   std::string data;
-  char buf[16384];
-  bool timed_out = false;
-  while (true) {
-    long long left = deadline - NowMs();
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd pfd{read_end.get(), POLLIN, 0};
-    int r = poll(&pfd, 1, static_cast<int>(left));
-    if (r < 0 && errno != EINTR) break;
-    if (r <= 0) continue;
-    ssize_t n = read(read_end.get(), buf, sizeof(buf));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;
-    data.append(buf, static_cast<size_t>(n));
-    if (data.size() > kMaxAnswer) break;
-  }
-  if (timed_out || data.size() > kMaxAnswer) kill(pid, SIGKILL);
   int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (timed_out) return Status::Unavailable("user lookup timed out");
+  Status st = CollectChildOutput(pid, read_end.get(), kMaxAnswer, 1000LL * (4 * config.mysql.connect_timeout + 35),
+                                 "user lookup", &data, &status);
+  if (!st.ok()) return st;
   if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return Status::Unavailable("user lookup process failed");
   return Decode(data, out);
 }
