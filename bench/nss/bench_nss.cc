@@ -1,0 +1,331 @@
+// bench-nss: user lookups through glibc with libnss_allgo.so.2 against the `files` backend,
+// measured in the same run on the same machine, printed as a markdown table.
+//
+// Set-up (all private to this process, nothing on the host changes): the test support's
+// private NSS namespace (/etc and the lib dir are overlays), a private MariaDB holding
+// COUNT webapps, and an /etc/passwd holding the system accounts plus COUNT users, so both
+// backends answer from the same number of entries.
+//
+// Rows:
+//   files        getpwnam/getpwuid of the COUNT passwd users, `passwd: files`
+//   allgo cached the COUNT webapps, `passwd: allgo`, cache_ttl=60, cache warm
+//   allgo cold   the same with cache_ttl=0: every lookup is a database query
+//   files allgo  the webapps through the production order (files misses, then allgo cached)
+//   raw SQL      one execution of an already prepared statement (a database round trip)
+//   MysqlConnection::Query  what the module pays per query (prepare + execute)
+//   allgo-authkeys  one run of the helper (fork+exec+config+query), vs /bin/true
+// Goals (issue 2): cached within 2x of files; cold within one database round trip.
+//
+// Usage: bench-nss [--count N] [--samples N] [--cold-samples N]   (as root)
+#include <fcntl.h>
+#include <mysql.h>
+#include <nss.h>
+#include <pwd.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "allgo/config.h"
+#include "allgo/database.h"
+#include "allgo/directory.h"
+#include "test_support.h"
+
+extern char** environ;
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using allgo::test::TestDatabase;
+
+struct Stats {
+  double median_us = 0;
+  double p99_us = 0;
+  size_t samples = 0;
+};
+
+Stats Summarise(std::vector<double> us) {
+  Stats s;
+  if (us.empty()) return s;
+  std::sort(us.begin(), us.end());
+  s.samples = us.size();
+  s.median_us = us[us.size() / 2];
+  s.p99_us = us[std::min(us.size() - 1, us.size() * 99 / 100)];
+  return s;
+}
+
+// One measured operation. `op(i)` does the i-th sample and returns false on a failed lookup
+// (fatal: a benchmark of failures measures nothing); `select` (optional) switches the
+// process to the backend the series measures before each block.
+struct Series {
+  std::string name;
+  std::function<void()> select;
+  std::function<bool(size_t)> op;
+  std::vector<double> us;
+};
+
+[[noreturn]] void Die(const std::string& what);
+
+// Runs the series round-robin, `block` samples at a time, until each has `samples`: on a
+// shared machine a burst of load then hits every series alike, and the ratios stay honest.
+void RunInterleaved(const std::vector<Series*>& series, size_t samples, size_t block) {
+  for (Series* s : series) s->us.reserve(samples);
+  for (size_t done = 0; done < samples; done += block) {
+    for (Series* s : series) {
+      if (s->select) s->select();
+      for (size_t i = done; i < std::min(samples, done + block); ++i) {
+        const Clock::time_point start = Clock::now();
+        const bool ok = s->op(i);
+        s->us.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+        if (!ok) Die(s->name + ": sample " + std::to_string(i) + " failed");
+      }
+    }
+  }
+}
+
+[[noreturn]] void Die(const std::string& what) {
+  std::fprintf(stderr, "bench-nss: %s\n", what.c_str());
+  std::exit(1);
+}
+
+// Selects the passwd services of this process, and checks the switch really happened (a
+// benchmark of the wrong backend would be worse than none).
+void UseServices(const char* services, const char* must_find, const char* must_not_find) {
+  if (__nss_configure_lookup("passwd", services) != 0) {
+    Die(std::string("__nss_configure_lookup(passwd, ") + services + ") failed");
+  }
+  if (getpwnam(must_find) == nullptr) Die(std::string(services) + ": " + must_find + " not found");
+  if (must_not_find != nullptr && getpwnam(must_not_find) != nullptr) {
+    Die(std::string(services) + ": " + must_not_find + " found, the switch did not happen");
+  }
+}
+
+std::string NssSection(unsigned ttl) {
+  return "[nss]\nuid_offset = 2000\nmin_uid = 2000\nmax_uid = 59999\ngid = 65534\n"
+         "cache_ttl = " + std::to_string(ttl) + "\n";
+}
+
+// Runs argv to completion with stdout/stderr to /dev/null; false unless it exits 0.
+bool RunQuiet(const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) return false;
+  int status = 0;
+  return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+struct Row {
+  std::string name;
+  Stats stats;
+  std::string reference;  // the row it is compared with, "" for none
+  double reference_median = 0;
+  std::string goal;
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  size_t count = 1000, samples = 20000, cold_samples = 2000;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    auto next = [&]() -> size_t {
+      if (i + 1 >= argc) Die("missing value after " + arg);
+      return std::strtoul(argv[++i], nullptr, 10);
+    };
+    if (arg == "--count") {
+      count = next();
+    } else if (arg == "--samples") {
+      samples = next();
+    } else if (arg == "--cold-samples") {
+      cold_samples = next();
+    } else if (arg == "--help" || arg == "-h") {
+      std::printf("usage: bench-nss [--count N] [--samples N] [--cold-samples N]  (as root)\n");
+      return 0;
+    } else {
+      Die("unknown argument " + arg + " (see --help)");
+    }
+  }
+  if (count == 0 || count > 50000 || samples == 0 || cold_samples == 0) Die("bad counts");
+
+  allgo::test::EnterPrivateNssNamespace();
+  TestDatabase& db = TestDatabase::Get();
+  db.Clear();
+  const uint32_t owner = db.AddUser("bench@example.org");
+
+  // COUNT webapps, inserted in batches.
+  std::vector<std::string> apps;
+  std::vector<uid_t> app_uids;
+  for (size_t first = 0; first < count; first += 500) {
+    std::string sql = "INSERT INTO allgo.webapps (id, name, docker_name, user_id) VALUES ";
+    for (size_t i = first; i < std::min(count, first + 500); ++i) {
+      const std::string name = "bapp" + std::to_string(i);
+      if (i != first) sql += ",";
+      sql += "(" + std::to_string(i + 1) + ", 'Bench app " + std::to_string(i) + "', '" + name +
+             "', " + std::to_string(owner) + ")";
+      apps.push_back(name);
+      app_uids.push_back(static_cast<uid_t>(2000 + i + 1));
+    }
+    db.Exec(sql);
+  }
+  // The same number of users in the private /etc/passwd.
+  std::string passwd = allgo::test::ReadFile("/etc/passwd");
+  std::vector<std::string> users;
+  std::vector<uid_t> user_uids;
+  for (size_t i = 0; i < count; ++i) {
+    users.push_back("fuser" + std::to_string(i));
+    user_uids.push_back(static_cast<uid_t>(100000 + i));
+    passwd += users.back() + ":x:" + std::to_string(user_uids.back()) +
+              ":65534:Files user:/nonexistent:/usr/sbin/nologin\n";
+  }
+  allgo::test::WriteFile("/etc/passwd", passwd);
+
+  // Random order, the same for every backend.
+  constexpr size_t kAuthkeysRuns = 200;
+  std::vector<size_t> order(std::max({samples, cold_samples, kAuthkeysRuns}));
+  std::mt19937 rng(42);
+  for (size_t& o : order) o = rng() % count;
+
+  auto by_name = [&](const std::vector<std::string>& names, const std::vector<uid_t>& uids) {
+    return [&names, &uids, &order](size_t i) {
+      const struct passwd* pw = getpwnam(names[order[i]].c_str());
+      return pw != nullptr && pw->pw_uid == uids[order[i]];
+    };
+  };
+  auto by_uid = [&](const std::vector<std::string>& names, const std::vector<uid_t>& uids) {
+    return [&names, &uids, &order](size_t i) {
+      const struct passwd* pw = getpwuid(uids[order[i]]);
+      return pw != nullptr && names[order[i]] == pw->pw_name;
+    };
+  };
+
+  std::vector<Row> rows;
+  auto configure = [](const char* services) {
+    return [services] { __nss_configure_lookup("passwd", services); };
+  };
+
+  // Phase 1: files vs the module with a warm cache, interleaved.
+  allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(60)));
+  UseServices("files", "root", "bapp0");
+  UseServices("allgo", "bapp0", "root");
+  for (size_t i = 0; i < count; ++i) {
+    if (getpwnam(apps[i].c_str()) == nullptr) Die("webapp " + apps[i] + " not found");
+  }
+  UseServices("files allgo", "root", nullptr);
+  Series files_name{"files getpwnam", configure("files"), by_name(users, user_uids), {}};
+  Series files_uid{"files getpwuid", configure("files"), by_uid(users, user_uids), {}};
+  Series cached_name{"allgo cached getpwnam", configure("allgo"), by_name(apps, app_uids), {}};
+  Series cached_uid{"allgo cached getpwuid", configure("allgo"), by_uid(apps, app_uids), {}};
+  Series chain_name{"files allgo getpwnam", configure("files allgo"), by_name(apps, app_uids), {}};
+  RunInterleaved({&files_name, &files_uid, &cached_name, &cached_uid, &chain_name}, samples, 500);
+
+  // Phase 2: the module without cache vs raw database round trips, interleaved.
+  allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(0)));
+  UseServices("allgo", "bapp0", "root");
+  allgo::Config config;
+  if (const allgo::Status s = allgo::LoadConfig(allgo::test::AllgoConfigPath(), &config); !s.ok()) {
+    Die(s.ToString());
+  }
+  MYSQL* m = mysql_init(nullptr);
+  if (!mysql_real_connect(m, "localhost", config.mysql.user.c_str(), config.mysql.password.c_str(),
+                          config.mysql.database.c_str(), 0, config.mysql.socket.c_str(), 0)) {
+    Die(std::string("raw connect: ") + mysql_error(m));
+  }
+  const std::string sql = allgo::WebappDirectory::DefaultQueries().webapp_by_name;
+  MYSQL_STMT* prepared = mysql_stmt_init(m);
+  if (mysql_stmt_prepare(prepared, sql.data(), sql.size()) != 0) Die(mysql_stmt_error(prepared));
+  // Binds apps[order[i]] to `stmt`, executes it, checks one row came back.
+  auto execute = [&](MYSQL_STMT* stmt, size_t i) {
+    const std::string& name = apps[order[i]];
+    MYSQL_BIND param{};
+    unsigned long len = name.size();
+    param.buffer_type = MYSQL_TYPE_STRING;
+    param.buffer = const_cast<char*>(name.data());
+    param.buffer_length = len;
+    param.length = &len;
+    const bool ok = mysql_stmt_bind_param(stmt, &param) == 0 && mysql_stmt_execute(stmt) == 0 &&
+                    mysql_stmt_store_result(stmt) == 0 && mysql_stmt_num_rows(stmt) == 1;
+    mysql_stmt_free_result(stmt);
+    return ok;
+  };
+  allgo::MysqlConnection connection(config.mysql);
+  Series cold_name{"allgo cold getpwnam", configure("allgo"), by_name(apps, app_uids), {}};
+  Series cold_uid{"allgo cold getpwuid", configure("allgo"), by_uid(apps, app_uids), {}};
+  // One round trip: a statement prepared once, executed and fetched.
+  Series raw{"raw round trip", nullptr, [&](size_t i) { return execute(prepared, i); }, {}};
+  // What a client without a statement cache does: prepare, execute, close each time.
+  Series raw_prepare{"raw prepare+execute", nullptr, [&](size_t i) {
+    MYSQL_STMT* stmt = mysql_stmt_init(m);
+    const bool ok = mysql_stmt_prepare(stmt, sql.data(), sql.size()) == 0 && execute(stmt, i);
+    mysql_stmt_close(stmt);
+    return ok;
+  }, {}};
+  // What the module pays per query through common's MysqlConnection.
+  Series query{"MysqlConnection::Query", nullptr, [&](size_t i) {
+    std::vector<allgo::SqlRow> result;
+    return connection.Query(sql, {apps[order[i]]}, 5, &result).ok() && result.size() == 1;
+  }, {}};
+  RunInterleaved({&cold_name, &cold_uid, &raw, &raw_prepare, &query}, cold_samples, 100);
+  mysql_stmt_close(prepared);
+  mysql_close(m);
+
+  const Stats files_n = Summarise(files_name.us), files_u = Summarise(files_uid.us);
+  const Stats raw_s = Summarise(raw.us);
+  rows.push_back({"getpwnam, files", files_n, "", 0, ""});
+  rows.push_back({"getpwnam, allgo cached", Summarise(cached_name.us), "files", files_n.median_us, "≤ 2"});
+  rows.push_back({"getpwnam, files allgo (webapp, cached)", Summarise(chain_name.us), "files", files_n.median_us, ""});
+  rows.push_back({"getpwnam, allgo cold (cache_ttl=0)", Summarise(cold_name.us), "raw round trip", raw_s.median_us, "≤ 1 round trip"});
+  rows.push_back({"getpwuid, files", files_u, "", 0, ""});
+  rows.push_back({"getpwuid, allgo cached", Summarise(cached_uid.us), "files", files_u.median_us, "≤ 2"});
+  rows.push_back({"getpwuid, allgo cold (cache_ttl=0)", Summarise(cold_uid.us), "raw round trip", raw_s.median_us, "≤ 1 round trip"});
+  rows.push_back({"raw round trip (prepared once, execute+fetch)", raw_s, "", 0, ""});
+  rows.push_back({"raw prepare+execute+close", Summarise(raw_prepare.us), "raw round trip", raw_s.median_us, ""});
+  rows.push_back({"MysqlConnection::Query (what the module calls)", Summarise(query.us), "raw round trip", raw_s.median_us, ""});
+
+  // allgo-authkeys, if built: a whole helper run, against spawning /bin/true.
+  const std::string authkeys = allgo::test::Artifact("allgo-authkeys");
+  if (access(authkeys.c_str(), X_OK) == 0) {
+    Series spawn_true{"/bin/true", nullptr, [](size_t) { return RunQuiet({"/bin/true"}); }, {}};
+    Series helper{"allgo-authkeys", nullptr, [&](size_t i) {
+      return RunQuiet({authkeys, "--config", allgo::test::AllgoConfigPath(), apps[order[i]]});
+    }, {}};
+    RunInterleaved({&spawn_true, &helper}, kAuthkeysRuns, 10);
+    const Stats true_s = Summarise(spawn_true.us);
+    rows.push_back({"spawn /bin/true", true_s, "", 0, ""});
+    rows.push_back({"allgo-authkeys WEBAPP (whole run)", Summarise(helper.us), "/bin/true", true_s.median_us, ""});
+  }
+
+  std::printf("\nNSS lookups through glibc, %zu webapps in MariaDB vs %zu users in /etc/passwd "
+              "(%zu samples cached/files, %zu cold)\n\n",
+              count, count, samples, cold_samples);
+  std::printf("| measurement | median µs | p99 µs | vs | ratio (median) | goal |\n");
+  std::printf("|---|---:|---:|---|---:|---|\n");
+  for (const Row& r : rows) {
+    std::string ratio = "";
+    if (!r.reference.empty() && r.reference_median > 0) {
+      char buf[32];
+      std::snprintf(buf, sizeof buf, "%.2f", r.stats.median_us / r.reference_median);
+      ratio = buf;
+    }
+    std::printf("| %s | %.1f | %.1f | %s | %s | %s |\n", r.name.c_str(), r.stats.median_us,
+                r.stats.p99_us, r.reference.c_str(), ratio.c_str(), r.goal.c_str());
+  }
+  std::printf("\n");
+  return 0;
+}

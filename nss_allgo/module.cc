@@ -1,0 +1,306 @@
+#include "module.h"
+
+#include <grp.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <utility>
+
+#include "allgo/names.h"
+
+namespace allgo::nss {
+namespace {
+
+using Connections = std::vector<std::unique_ptr<MysqlConnection>>;
+
+Module* instance = nullptr;
+
+void ForkPrepare() { instance->LockForFork(); }
+void ForkRelease() { instance->UnlockAfterFork(); }
+
+int64_t Nanoseconds(const struct timespec& ts) {
+  return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+// Whether some other NSS service (files, ldap, ...) knows `gid`. Asked through glibc itself:
+// this thread is inside the module, so the nested call into our own module returns UNAVAIL
+// at once (CallGuard) and only the other services answer.
+bool OtherServiceHasGid(gid_t gid) {
+  std::vector<char> buffer(1024);
+  while (buffer.size() <= (size_t{1} << 20)) {
+    struct group entry {};
+    struct group* result = nullptr;
+    const int err = getgrgid_r(gid, &entry, buffer.data(), buffer.size(), &result);
+    if (err == ERANGE) {
+      buffer.resize(buffer.size() * 2);
+      continue;
+    }
+    return err == 0 && result != nullptr;
+  }
+  return false;
+}
+
+}  // namespace
+
+Module& Module::Get() {
+  // Never destroyed: a thread may still be inside the module while the process exits.
+  static Module* const module = [] {
+    auto* created = new Module();
+    instance = created;
+    pthread_atfork(ForkPrepare, ForkRelease, ForkRelease);
+    return created;
+  }();
+  return *module;
+}
+
+void Module::LockForFork() { mu_.lock(); }
+void Module::UnlockAfterFork() { mu_.unlock(); }
+
+Result Module::FromStatus(const Status& status) {
+  if (status.ok()) return Result::Found();
+  if (status.IsNotFound()) return Result::NotFound();
+  if (status.IsUnavailable()) return Result::DatabaseDown();
+  // A rejected statement (bad [queries] override), a broken row shape, a local I/O error:
+  // the service cannot answer, and retrying will not help.
+  return {NSS_STATUS_UNAVAIL, EIO};
+}
+
+Result Module::CurrentConfig(Snapshot* out) {
+  const std::string path = ResolveConfigPath("");
+  struct stat st {};
+  if (stat(path.c_str(), &st) != 0) {
+    const std::lock_guard<std::mutex> lock(mu_);
+    config_.reset();
+    return Result::NoConfig();
+  }
+  const FileStamp stamp{st.st_dev, st.st_ino, st.st_size, Nanoseconds(st.st_mtim),
+                        Nanoseconds(st.st_ctim)};
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (config_ != nullptr && stamp == config_stamp_ && path == config_path_) {
+      *out = Snapshot{config_, generation_};
+      return Result::Found();
+    }
+  }
+
+  // Read and parse without the lock: other threads keep using the old config meanwhile.
+  auto loaded = std::make_shared<Config>();
+  const Status status = LoadConfig(path, loaded.get());
+  Connections drop;
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (!status.ok()) {
+      config_.reset();
+      return Result::NoConfig();
+    }
+    config_ = std::move(loaded);
+    config_path_ = path;
+    config_stamp_ = stamp;
+    ++generation_;
+    cache_.Clear();
+    cache_.SetTtl(std::chrono::seconds(config_->nss.cache_ttl));
+    pool_.Clear(&drop);
+    // A running enumeration keeps its snapshot: restarting it here could repeat entries.
+    *out = Snapshot{config_, generation_};
+  }
+  return Result::Found();  // `drop` closes the old connections here, outside the lock
+}
+
+Status Module::WithDirectory(const Snapshot& snapshot,
+                             const std::function<Status(WebappDirectory&)>& query) {
+  const pid_t pid = getpid();
+  Connections drop;
+  std::unique_ptr<MysqlConnection> connection;
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    connection = pool_.TakeIdle(snapshot.generation, pid, &drop);
+  }
+  drop.clear();
+  if (connection == nullptr) connection = std::make_unique<MysqlConnection>(snapshot.config->mysql);
+
+  WebappDirectory directory(*snapshot.config, connection.get());
+  const Status status = query(directory);
+
+  // A connection that just failed is not trusted again; a healthy one goes back to the pool
+  // if the config did not change meanwhile.
+  const bool healthy = status.ok() || status.IsNotFound();
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (healthy && snapshot.generation == generation_) {
+      pool_.Release(std::move(connection), snapshot.generation, pid, &drop);
+    }
+  }
+  return status;  // `connection` (if not pooled) and `drop` are closed outside the lock
+}
+
+PasswdRecord Module::ToRecord(const Config& config, const WebappDirectory& directory,
+                              const Webapp& webapp) {
+  PasswdRecord record;
+  record.name = webapp.docker_name;
+  record.passwd = "*";
+  record.uid = directory.UidOf(webapp);
+  record.gid = config.nss.gid;
+  record.gecos = SanitizeGecos(webapp.display_name);
+  record.dir = config.nss.home;
+  record.shell = config.nss.shell;  // LoadConfig fills in the installed allgo-shell
+  return record;
+}
+
+Result Module::LoadWebapp(const Snapshot& snapshot,
+                          const std::function<Status(WebappDirectory&, Webapp*)>& find,
+                          PasswdRecord* out) {
+  const Status status = WithDirectory(snapshot, [&](WebappDirectory& directory) {
+    Webapp webapp;
+    Status found = find(directory, &webapp);
+    if (found.ok()) *out = ToRecord(*snapshot.config, directory, webapp);
+    return found;
+  });
+  if (status.ok()) {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (snapshot.generation == generation_) cache_.Insert(*out, PasswdCache::Clock::now());
+  }
+  return FromStatus(status);
+}
+
+Result Module::PasswdByName(const char* name, PasswdRecord* out) {
+  // Names that can never be webapps are answered before any file or database is touched.
+  if (name == nullptr || !IsValidUserName(name)) return Result::NotFound();
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.FindByName(name, PasswdCache::Clock::now(), out)) return Result::Found();
+  }
+  return LoadWebapp(
+      snapshot,
+      [name](WebappDirectory& directory, Webapp* webapp) {
+        return directory.FindByName(name, webapp);
+      },
+      out);
+}
+
+Result Module::PasswdByUid(uid_t uid, PasswdRecord* out) {
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  const NssConfig& nss = snapshot.config->nss;
+  if (uid < nss.min_uid || uid > nss.max_uid) return Result::NotFound();
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (cache_.FindByUid(uid, PasswdCache::Clock::now(), out)) return Result::Found();
+  }
+  return LoadWebapp(
+      snapshot,
+      [uid](WebappDirectory& directory, Webapp* webapp) {
+        return directory.FindByUid(uid, webapp);
+      },
+      out);
+}
+
+void Module::RestartPasswdEnumeration() {
+  const std::lock_guard<std::mutex> lock(mu_);
+  ++pw_enum_.epoch;
+  pw_enum_.loaded = false;
+  pw_enum_.entries.clear();
+  pw_enum_.next = 0;
+}
+
+void Module::EndPasswdEnumeration() { RestartPasswdEnumeration(); }
+
+Result Module::PeekPasswd(PasswdRecord* out, Position* at) {
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (pw_enum_.loaded) {
+      if (pw_enum_.next >= pw_enum_.entries.size()) return Result::NotFound();
+      *out = pw_enum_.entries[pw_enum_.next];
+      *at = Position{pw_enum_.epoch, pw_enum_.next};
+      return Result::Found();
+    }
+  }
+
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  std::vector<PasswdRecord> entries;
+  const Status status = WithDirectory(snapshot, [&](WebappDirectory& directory) {
+    std::vector<Webapp> webapps;
+    Status listed = directory.List(&webapps);
+    if (!listed.ok()) return listed;
+    entries.reserve(webapps.size());
+    for (const Webapp& webapp : webapps) {
+      entries.push_back(ToRecord(*snapshot.config, directory, webapp));
+    }
+    return Status::Ok();
+  });
+  if (!status.ok()) return FromStatus(status);
+
+  const std::lock_guard<std::mutex> lock(mu_);
+  if (!pw_enum_.loaded) {  // another thread may have loaded it meanwhile: keep its cursor
+    pw_enum_.entries = std::move(entries);
+    pw_enum_.next = 0;
+    pw_enum_.loaded = true;
+  }
+  if (pw_enum_.next >= pw_enum_.entries.size()) return Result::NotFound();
+  *out = pw_enum_.entries[pw_enum_.next];
+  *at = Position{pw_enum_.epoch, pw_enum_.next};
+  return Result::Found();
+}
+
+void Module::AdvancePasswd(const Position& at) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  if (pw_enum_.loaded && pw_enum_.epoch == at.epoch && pw_enum_.next == at.index) {
+    ++pw_enum_.next;
+  }
+}
+
+GroupRecord Module::TheGroup(const Config& config) {
+  GroupRecord record;
+  record.name = config.nss.group_name;
+  record.passwd = "*";
+  record.gid = config.nss.gid;
+  return record;
+}
+
+Result Module::GroupByGid(gid_t gid, GroupRecord* out) {
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  if (gid != snapshot.config->nss.gid || OtherServiceHasGid(gid)) return Result::NotFound();
+  *out = TheGroup(*snapshot.config);
+  return Result::Found();
+}
+
+Result Module::GroupByName(const char* name, GroupRecord* out) {
+  if (name == nullptr) return Result::NotFound();
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  const NssConfig& nss = snapshot.config->nss;
+  if (nss.group_name != name || OtherServiceHasGid(nss.gid)) return Result::NotFound();
+  *out = TheGroup(*snapshot.config);
+  return Result::Found();
+}
+
+void Module::RestartGroupEnumeration() {
+  const std::lock_guard<std::mutex> lock(mu_);
+  ++gr_enum_.epoch;
+  gr_enum_.done = false;
+}
+
+Result Module::PeekGroup(GroupRecord* out, Position* at) {
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (gr_enum_.done) return Result::NotFound();
+    *at = Position{gr_enum_.epoch, 0};
+  }
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  if (OtherServiceHasGid(snapshot.config->nss.gid)) return Result::NotFound();
+  *out = TheGroup(*snapshot.config);
+  return Result::Found();
+}
+
+void Module::AdvanceGroup(const Position& at) {
+  const std::lock_guard<std::mutex> lock(mu_);
+  if (gr_enum_.epoch == at.epoch) gr_enum_.done = true;
+}
+
+}  // namespace allgo::nss
