@@ -346,6 +346,11 @@ class Bench {
       ssize_t n = read(c->out(), buf, sizeof(buf) - 1);
       if (c->Wait() == 0 && n > 0 && std::string(buf) == "ok\n") ++ok;
     }
+    if (ok < concurrent_) {
+      std::string log = test::ReadFile(dir_ / (&s == &openssh_ ? "openssh.log" : "allgo-sshd.log"));
+      std::fprintf(stderr, "%s: %d/%d concurrent sessions failed; end of its log:\n%s\n", s.name.c_str(),
+                   concurrent_ - ok, concurrent_, log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
+    }
     return ok;
   }
 

@@ -22,6 +22,7 @@
 #include "monitor.h"
 #include "net_session.h"
 #include "privsep.h"
+#include "seccomp_filter.h"
 
 namespace allgo::sshd {
 namespace {
@@ -46,6 +47,22 @@ void Numeric(const sockaddr_storage& ss, std::string* ip, uint16_t* port) {
 }
 
 }  // namespace
+
+Status ReadBanner(const Config& config, std::string* out) {
+  out->clear();
+  const std::string& path = config.sshd.banner;
+  if (path.empty()) return Status::Ok();
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Status::FromErrno(config.path + ": [sshd] banner = " + path, errno);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd.get(), buf, sizeof(buf))) > 0) {
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > 64 * 1024) return Status::Invalid("[sshd] banner " + path + " is larger than 64 KiB");
+  }
+  if (n < 0) return Status::FromErrno("[sshd] banner = " + path, errno);
+  return Status::Ok();
+}
 
 Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out) {
   struct passwd* pw = getpwnam(config.sshd.privsep_user.c_str());
@@ -116,6 +133,8 @@ Status Listener::Init() {
   Status st = MakeServerBind(config_, &bind_, &summary);
   if (!st.ok()) return st;
   for (const auto& line : summary) spdlog::info("host key {}", line);
+  st = ReadBanner(config_, &banner_);
+  if (!st.ok()) return st;
   st = ResolvePrivsepUser(config_, &privsep_);
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
@@ -232,11 +251,12 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
     Status st = EnterChroot(config_.sshd.privsep_chroot);
     if (st.ok()) st = DropPrivileges(privsep_.uid, privsep_.gid, {privsep_.gid});
     if (st.ok()) st = SetNoNewPrivs();
+    if (st.ok()) st = InstallNetworkChildFilter();
     if (!st.ok()) {
       spdlog::error("connection from {}: privilege separation failed: {}", ms.conn.Client(), st.ToString());
       _exit(1);
     }
-    NetSettings ns{&config_, ms.conn};
+    NetSettings ns{&config_, ms.conn, banner_};
     int rc;
     {
       NetSession net_session(ns, session, std::move(net_end));
@@ -261,6 +281,8 @@ void Listener::Reload() {
   UniqueBind bind;
   std::vector<std::string> summary;
   if (st.ok()) st = MakeServerBind(fresh, &bind, &summary);
+  std::string banner;
+  if (st.ok()) st = ReadBanner(fresh, &banner);
   PrivsepIdentity privsep;
   if (st.ok()) st = ResolvePrivsepUser(fresh, &privsep);
   if (st.ok()) st = EnsurePrivsepChroot(fresh.sshd.privsep_chroot);
@@ -273,6 +295,7 @@ void Listener::Reload() {
   }
   config_ = std::move(fresh);
   bind_ = std::move(bind);
+  banner_ = std::move(banner);
   privsep_ = privsep;
   spdlog::info("SIGHUP: configuration reloaded from {} (applies to new connections)", config_path_);
 }

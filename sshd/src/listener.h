@@ -33,6 +33,9 @@ struct PrivsepIdentity {
   gid_t gid = 65534;
 };
 
+// Reads the [sshd] banner file (empty path → empty text); at most 64 KiB.
+Status ReadBanner(const Config& config, std::string* out);
+
 // Resolves [sshd] privsep_user (must exist in /etc/passwd or NSS).
 Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out);
 
@@ -62,6 +65,7 @@ class Listener {
   std::string config_path_;
   Config config_;
   UniqueBind bind_;
+  std::string banner_;  // contents of [sshd] banner
   PrivsepIdentity privsep_;
   std::vector<UniqueFd> listeners_;
   std::map<pid_t, Child> children_;

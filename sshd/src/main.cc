@@ -32,10 +32,6 @@ void WarnUnsupported(const Config& c) {
   if (s.proxy_protocol != "off") warn("proxy_protocol", s.proxy_protocol);
   if (!s.metrics_listen.empty()) warn("metrics_listen", s.metrics_listen);
   if (!s.audit_log.empty()) warn("audit_log", s.audit_log);
-  if (!s.banner.empty()) warn("banner", s.banner);
-  if (s.idle_timeout != 0) warn("idle_timeout", std::to_string(s.idle_timeout));
-  if (s.client_alive_interval != 15) warn("client_alive_interval", std::to_string(s.client_alive_interval));
-  if (s.client_alive_count_max != 3) warn("client_alive_count_max", std::to_string(s.client_alive_count_max));
 }
 
 // --check: like `sshd -t`, everything that can be validated without serving.
@@ -48,6 +44,8 @@ int Check(const Config& config) {
   if (st.ok() && access(config.sshd.privsep_chroot.c_str(), F_OK) == 0) {
     st = allgo::sshd::EnsurePrivsepChroot(config.sshd.privsep_chroot);
   }
+  std::string banner;
+  if (st.ok()) st = allgo::sshd::ReadBanner(config, &banner);
   if (st.ok() && !config.sshd.authorized_keys_command.empty() && config.sshd.authorized_keys_command[0] != '/') {
     st = Status::Invalid(config.path + ": [sshd] authorized_keys_command must start with an absolute path");
   }

@@ -14,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include "allgo/names.h"
+#include "child_process.h"
 #include "wire.h"
 
 namespace allgo::sshd {
@@ -274,6 +275,7 @@ void SessionChannel::ReadOutput(int fd, bool is_stderr) {
     return;
   }
   bytes_out_ += static_cast<uint64_t>(n);
+  owner_->NoteActivity();
 }
 
 void SessionChannel::CloseInput() {
@@ -315,6 +317,7 @@ void SessionChannel::PumpInput() {
       return;
     }
     bytes_in_ += static_cast<uint64_t>(n);
+    owner_->NoteActivity();
     if (input_closed_) continue;  // discard
     pending_.assign(buf, static_cast<size_t>(n));
     pending_off_ = 0;
@@ -420,6 +423,51 @@ NetSession::~NetSession() {
   if (event_ != nullptr) ssh_event_free(event_);
 }
 
+void NetSession::NoteActivity() { last_activity_ms_ = MonotonicMs(); }
+
+int NetSession::OnAuthNone(ssh_session session, const char*, void* self) {
+  auto* s = static_cast<NetSession*>(self);
+  // Clients start with "none": the moment to show the pre-auth banner (it is only
+  // displayed during authentication).
+  if (!s->banner_sent_ && !s->settings_.banner.empty()) {
+    s->banner_sent_ = true;
+    ssh_string text = ssh_string_from_char(s->settings_.banner.c_str());
+    if (text != nullptr) {
+      ssh_send_issue_banner(session, text);
+      ssh_string_free(text);
+    }
+  }
+  return SSH_AUTH_DENIED;
+}
+
+bool NetSession::CheckLiveness() {
+  const SshdConfig& cfg = settings_.config->sshd;
+  long long now = MonotonicMs();
+  if (packet_counter_.in_packets != last_in_packets_) {
+    last_in_packets_ = packet_counter_.in_packets;
+    last_heard_ms_ = now;
+    unanswered_probes_ = 0;
+  }
+  if (!authenticated_) return true;  // login_grace_time covers that phase
+  if (cfg.idle_timeout > 0 && now - last_activity_ms_ >= cfg.idle_timeout * 1000LL) {
+    spdlog::info("user {} from {}: idle for {} s (idle_timeout), disconnecting", user_, settings_.conn.Client(),
+                 cfg.idle_timeout);
+    return false;
+  }
+  long long interval = cfg.client_alive_interval * 1000LL;
+  if (interval > 0 && now - last_heard_ms_ >= interval && now - last_probe_ms_ >= interval) {
+    if (unanswered_probes_ >= cfg.client_alive_count_max) {
+      spdlog::info("user {} from {}: client not responding to {} keepalives, disconnecting", user_,
+                   settings_.conn.Client(), unanswered_probes_);
+      return false;
+    }
+    ssh_send_keepalive(session_);
+    ++unanswered_probes_;
+    last_probe_ms_ = now;
+  }
+  return true;
+}
+
 int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* self) {
   auto* s = static_cast<NetSession*>(self);
   if (s->authenticated_ || s->too_many_failures_) return SSH_AUTH_DENIED;
@@ -490,9 +538,11 @@ int NetSession::Run() {
   ssh_options_set(session_, SSH_OPTIONS_TIMEOUT, &timeout);
 
   server_callbacks_.userdata = this;
+  server_callbacks_.auth_none_function = OnAuthNone;
   server_callbacks_.auth_pubkey_function = OnAuthPubkey;
   server_callbacks_.channel_open_request_session_function = OnChannelOpen;
-  // No password / keyboard-interactive / none callbacks: libssh denies those requests.
+  // No password / keyboard-interactive callbacks: libssh denies those requests ("none" is
+  // denied too, after showing the banner).
   ssh_callbacks_init(&server_callbacks_);
   ssh_set_server_callbacks(session_, &server_callbacks_);
   ssh_set_auth_methods(session_, SSH_AUTH_METHOD_PUBLICKEY);
@@ -505,6 +555,8 @@ int NetSession::Run() {
     return 1;
   }
   ssh_set_blocking(session_, 0);
+  ssh_set_counters(session_, &socket_counter_, &packet_counter_);
+  last_heard_ms_ = last_activity_ms_ = MonotonicMs();
   event_ = ssh_event_new();
   if (event_ == nullptr || ssh_event_add_session(event_, session_) != SSH_OK ||
       ssh_event_add_fd(event_, monitor_.fd(), POLLIN, OnMonitorFd, this) != SSH_OK) {
@@ -534,6 +586,10 @@ int NetSession::Run() {
       break;
     }
     if (monitor_gone_) break;
+    if (!CheckLiveness()) {
+      ssh_disconnect(session_);
+      break;
+    }
     int status = ssh_get_status(session_);
     if (rc == SSH_ERROR || (status & (SSH_CLOSED | SSH_CLOSED_ERROR)) != 0 || !ssh_is_connected(session_)) {
       break;

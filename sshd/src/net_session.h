@@ -119,6 +119,7 @@ class SessionChannel {
 struct NetSettings {
   const Config* config = nullptr;
   ConnectionInfo conn;
+  std::string banner;  // [sshd] banner file contents (read by the listener), may be empty
 };
 
 class NetSession {
@@ -137,9 +138,14 @@ class NetSession {
   const std::string& user() const { return user_; }
   // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
   char* buffer() { return buffer_.get(); }
+  // Channel data moved (either way): resets the idle_timeout clock.
+  void NoteActivity();
 
  private:
+  static int OnAuthNone(ssh_session, const char* user, void* self);
   static int OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* self);
+  // idle_timeout and client_alive_*: false when the connection must end.
+  bool CheckLiveness();
   static ssh_channel OnChannelOpen(ssh_session, void* self);
   static int OnMonitorFd(socket_t fd, int revents, void* self);
 
@@ -157,6 +163,14 @@ class NetSession {
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;
+  bool banner_sent_ = false;
+  ssh_counter_struct socket_counter_{};
+  ssh_counter_struct packet_counter_{};
+  uint64_t last_in_packets_ = 0;
+  long long last_heard_ms_ = 0;     // last packet from the client
+  long long last_probe_ms_ = 0;     // last keepalive sent
+  unsigned unanswered_probes_ = 0;
+  long long last_activity_ms_ = 0;  // last channel data either way
 };
 
 }  // namespace allgo::sshd

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -523,6 +524,7 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   EXPECT_EQ(ProcStatusField(net, "Gid"), "65534\t65534\t65534\t65534");
   EXPECT_EQ(ProcStatusField(net, "Groups"), "65534");
   EXPECT_EQ(ProcStatusField(net, "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatusField(net, "Seccomp"), "2");  // filter mode
   char root[4096];
   ssize_t n = readlink(("/proc/" + std::to_string(net) + "/root").c_str(), root, sizeof(root) - 1);
   ASSERT_GT(n, 0);
@@ -561,6 +563,58 @@ TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
   EXPECT_THAT(r.err, HasSubstr("ssh-keygen"));
   EXPECT_EQ(allgo::test::Run({Artifact("allgo-sshd"), "--version"}).exit_code, 0);
   EXPECT_THAT(allgo::test::Run({Artifact("allgo-sshd"), "--help"}).out, HasSubstr("--check"));
+}
+
+TEST_F(SshdTest, BannerIsShownBeforeAuthentication) {
+  TempDir t("allgo-sshd-banner");
+  WriteFile(t / "banner", "Welcome to allgo: this is a test banner\n");
+  SshdServer server("banner = " + (t / "banner"));
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo in", {"-o", "LogLevel=INFO"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "in\n");
+  EXPECT_THAT(r.err, HasSubstr("Welcome to allgo: this is a test banner"));
+}
+
+TEST_F(SshdTest, IdleTimeoutDisconnects) {
+  SshdServer server("idle_timeout = 1");
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "sleep 20; echo never");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(server.WaitForLog("idle_timeout"));
+  // Activity keeps a session alive past the timeout.
+  r = server.Ssh("webapp1", owner_key_.private_path, "for i in 1 2 3 4; do echo $i; sleep 0.5; done");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n2\n3\n4\n");
+}
+
+TEST_F(SshdTest, UnresponsiveClientIsDisconnectedByKeepalives) {
+  SshdServer server("client_alive_interval = 1\nclient_alive_count_max = 1");
+  // A client that stops answering: the ssh process is frozen mid-session.
+  pid_t client = fork();
+  if (client == 0) {
+    std::vector<std::string> argv = {"ssh"};
+    for (const auto& o : server.ClientOptions(owner_key_.private_path)) argv.push_back(o);
+    for (const std::string& o : std::vector<std::string>{"-p", std::to_string(server.port()), "webapp1@127.0.0.1", "sleep 60"}) {
+      argv.push_back(o);
+    }
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execvp("ssh", cargv.data());
+    _exit(127);
+  }
+  ASSERT_TRUE(server.WaitForLog("auth accepted", 10000));
+  // An answering client survives several intervals.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_THAT(server.log(), Not(HasSubstr("not responding")));
+  kill(client, SIGSTOP);
+  EXPECT_TRUE(server.WaitForLog("client not responding", 10000));
+  EXPECT_TRUE(server.WaitForLog("session end: user=webapp1 kind=exec sleep 60", 5000));
+  kill(client, SIGKILL);
+  kill(client, SIGCONT);
+  waitpid(client, nullptr, 0);
 }
 
 TEST_F(SshdTest, SigtermLetsRunningSessionsFinish) {
