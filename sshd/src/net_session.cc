@@ -254,9 +254,26 @@ int SessionChannel::OnFd(socket_t fd, int revents, void* self) {
   return 0;
 }
 
+bool SessionChannel::FlushOutput() {
+  while (!out_pending_.empty()) {
+    uint32_t window = ssh_channel_window_size(channel_);
+    if (window == 0) return false;
+    uint32_t len = static_cast<uint32_t>(std::min<size_t>(out_pending_.size(), window));
+    int written = out_pending_stderr_ ? ssh_channel_write_stderr(channel_, out_pending_.data(), len)
+                                      : ssh_channel_write(channel_, out_pending_.data(), len);
+    if (written < 0) {
+      done_ = true;  // the connection is broken; Pump releases the channel
+      return false;
+    }
+    if (written == 0) return false;  // e.g. a key re-exchange is running: retry next turn
+    out_pending_.erase(0, static_cast<size_t>(written));
+  }
+  return true;
+}
+
 void SessionChannel::ReadOutput(int fd, bool is_stderr) {
   bool& eof = is_stderr ? err_eof_ : out_eof_;
-  if (eof) return;
+  if (eof || !FlushOutput()) return;
   uint32_t window = ssh_channel_window_size(channel_);
   if (window == 0) return;  // Pump drops POLLIN until the peer reopens the window
   char* buf = owner_->buffer();
@@ -268,14 +285,20 @@ void SessionChannel::ReadOutput(int fd, bool is_stderr) {
     eof = true;
     return;
   }
+  bytes_out_ += static_cast<uint64_t>(n);
+  owner_->NoteActivity();
   int written = is_stderr ? ssh_channel_write_stderr(channel_, buf, static_cast<uint32_t>(n))
                           : ssh_channel_write(channel_, buf, static_cast<uint32_t>(n));
   if (written < 0) {
-    done_ = true;  // the connection is broken; Pump releases the channel
+    done_ = true;
     return;
   }
-  bytes_out_ += static_cast<uint64_t>(n);
-  owner_->NoteActivity();
+  // libssh writes less when it cannot send now (during a key re-exchange it writes
+  // nothing): keep the rest, nothing more is read until it is out.
+  if (written < n) {
+    out_pending_.assign(buf + written, static_cast<size_t>(n - written));
+    out_pending_stderr_ = is_stderr;
+  }
 }
 
 void SessionChannel::CloseInput() {
@@ -345,7 +368,13 @@ void SessionChannel::Pump() {
     Release("connection lost");
     return;
   }
-  if (exited_ && pty_ && !out_eof_) {
+  if (!out_pending_.empty()) FlushOutput();
+  if (done_) {
+    Release("connection lost");
+    return;
+  }
+  bool output_blocked = !out_pending_.empty();
+  if (exited_ && pty_ && !out_eof_ && !output_blocked) {
     // Drain what the shell left in the PTY, then stop: a background job holding the
     // terminal open must not keep the channel alive (it gets SIGHUP when we close).
     while (!out_eof_ && ssh_channel_window_size(channel_) > 0) {
@@ -356,11 +385,11 @@ void SessionChannel::Pump() {
     auto waited = std::chrono::steady_clock::now() - exited_at_;
     if (waited > std::chrono::milliseconds(kPtyDrainMs)) out_eof_ = true;
   }
-  if (exited_ && out_eof_ && err_eof_) {
+  if (exited_ && out_eof_ && err_eof_ && !output_blocked) {
     Finish();
     return;
   }
-  bool window_open = ssh_channel_window_size(channel_) > 0;
+  bool window_open = ssh_channel_window_size(channel_) > 0 && !output_blocked;
   short out_want = (!out_eof_ && window_open) ? POLLIN : 0;
   if (pty_) {
     if (!pending_.empty()) out_want |= POLLOUT;

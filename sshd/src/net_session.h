@@ -66,7 +66,7 @@ class SessionChannel {
   void Pump();
   void OnExited(uint32_t wait_status);
   // Whether Pump needs to run again soon (PTY drain after exit).
-  bool WantsTimer() const { return exited_ && pty_ && !out_eof_; }
+  bool WantsTimer() const { return (exited_ && pty_ && !out_eof_) || !out_pending_.empty(); }
   // Ends the channel from our side (connection shutting down).
   void Abort(const char* why);
 
@@ -84,6 +84,8 @@ class SessionChannel {
 
   int Start(SessionKind kind, const std::string& command);
   void ReadOutput(int fd, bool is_stderr);
+  // Sends what libssh could not take earlier; true when nothing is left.
+  bool FlushOutput();
   void PumpInput();
   void FlushPending();
   void CloseInput();
@@ -104,8 +106,10 @@ class SessionChannel {
   std::vector<std::pair<std::string, std::string>> env_;
   UniqueFd in_, out_, err_;  // for a PTY, out_ is the master and in_ is unused
   short in_events_ = 0, out_events_ = 0, err_events_ = 0;
-  std::string pending_;
+  std::string pending_;  // client data the command has not read yet
   size_t pending_off_ = 0;
+  std::string out_pending_;  // command output libssh has not accepted yet
+  bool out_pending_stderr_ = false;
   bool input_closed_ = false;  // the child's stdin is closed (EOF delivered or EPIPE)
   bool out_eof_ = false, err_eof_ = false;
   bool exited_ = false;

@@ -141,12 +141,16 @@ TEST_F(SshdTest, HundredMegabytesBothWaysKeepTheirChecksum) {
   RunOptions opts;
   opts.stdin_data = blob;
   opts.timeout_seconds = 120;
-  RunResult up = server.Ssh("webapp1", owner_key_.private_path, "cat > " + data / "remote.bin" + " && sha256sum < " + data / "remote.bin", {}, opts);
+  // RekeyLimit forces several key re-exchanges in the middle of each transfer (libssh
+  // accepts no channel data while one runs: nothing may be lost).
+  const std::vector<std::string> rekey = {"-o", "RekeyLimit=8M"};
+  RunResult up = server.Ssh("webapp1", owner_key_.private_path,
+                            "cat > " + data / "remote.bin" + " && sha256sum < " + data / "remote.bin", rekey, opts);
   ASSERT_EQ(up.exit_code, 0) << up.err;
   EXPECT_EQ(up.out, local_sum);
   RunOptions down_opts;
   down_opts.timeout_seconds = 120;
-  RunResult down = server.Ssh("webapp1", owner_key_.private_path, "cat " + data / "remote.bin", {}, down_opts);
+  RunResult down = server.Ssh("webapp1", owner_key_.private_path, "cat " + data / "remote.bin", rekey, down_opts);
   ASSERT_EQ(down.exit_code, 0) << down.err;
   EXPECT_EQ(down.out.size(), blob.size());
   EXPECT_TRUE(down.out == blob);
