@@ -490,6 +490,10 @@ bool NetSession::CheckLiveness() {
                    settings_.conn.Client(), unanswered_probes_);
       return false;
     }
+    // libssh 0.10 keeps the state of the last global request: a call made after the
+    // client's answer only clears that state and sends nothing. The second call sends when
+    // the first did not (and is a no-op while a probe is still outstanding).
+    ssh_send_keepalive(session_);
     ssh_send_keepalive(session_);
     ++unanswered_probes_;
     last_probe_ms_ = now;
