@@ -1,0 +1,451 @@
+// sshd_bench: allgo-sshd against a stock OpenSSH sshd, measured in the same run.
+//
+// Both servers serve the same webapp through the same NSS module (private namespace of the
+// test support library, real MariaDB fixture); OpenSSH gets its keys from allgo-authkeys as
+// AuthorizedKeysCommand (user nobody), allgo-sshd looks them up in-process. The client is
+// the system's OpenSSH client, kex pinned to curve25519-sha256.
+//
+// Prints a markdown table: connect+auth+`true` latency (median, p95), 1 GiB download and
+// upload throughput for chacha20-poly1305 and aes128-gcm, memory per idle interactive (PTY)
+// session (PSS and RSS of the server's processes), and N concurrent sessions.
+//
+//   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200]
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <dirent.h>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "test_support.h"
+
+extern char** environ;
+
+namespace allgo::bench {
+namespace {
+
+using test::Artifact;
+using test::TempDir;
+using test::TestDatabase;
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+// A child process with optional pipes to its stdin/stdout; stderr goes to /dev/null or a file.
+class Child {
+ public:
+  Child(const std::vector<std::string>& argv, bool pipe_in, bool pipe_out, const std::string& err_path = "") {
+    int in[2] = {-1, -1}, out[2] = {-1, -1};
+    if (pipe_in && pipe2(in, O_CLOEXEC) != 0) return;
+    if (pipe_out && pipe2(out, O_CLOEXEC) != 0) return;
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    if (pipe_in) {
+      posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    } else {
+      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    }
+    if (pipe_out) {
+      posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    } else {
+      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+    }
+    posix_spawn_file_actions_addopen(&fa, 2, err_path.empty() ? "/dev/null" : err_path.c_str(),
+                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
+    std::vector<char*> cargv;
+    for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
+    cargv.push_back(nullptr);
+    if (posix_spawnp(&pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) pid_ = -1;
+    posix_spawn_file_actions_destroy(&fa);
+    if (pipe_in) {
+      close(in[0]);
+      in_ = in[1];
+    }
+    if (pipe_out) {
+      close(out[1]);
+      out_ = out[0];
+    }
+  }
+  ~Child() {
+    CloseIn();
+    if (out_ >= 0) close(out_);
+    if (pid_ > 0) {
+      kill(pid_, SIGTERM);
+      Wait();
+    }
+  }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
+  pid_t pid() const { return pid_; }
+  int in() const { return in_; }
+  int out() const { return out_; }
+  void CloseIn() {
+    if (in_ >= 0) close(in_);
+    in_ = -1;
+  }
+  int Wait() {
+    if (pid_ <= 0) return status_;
+    int st = 0;
+    waitpid(pid_, &st, 0);
+    pid_ = -1;
+    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    return status_;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int in_ = -1, out_ = -1;
+  int status_ = -1;
+};
+
+int RunQuiet(const std::vector<std::string>& argv) {
+  Child c(argv, false, false);
+  return c.Wait();
+}
+
+std::vector<pid_t> Descendants(pid_t root) {
+  std::map<pid_t, std::vector<pid_t>> kids;
+  DIR* d = opendir("/proc");
+  while (dirent* e = readdir(d)) {
+    pid_t pid = atoi(e->d_name);
+    if (pid <= 0) continue;
+    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
+    std::string s;
+    std::getline(f, s);
+    auto rp = s.rfind(')');
+    if (rp == std::string::npos) continue;
+    std::istringstream rest(s.substr(rp + 2));
+    char state;
+    pid_t ppid;
+    rest >> state >> ppid;
+    kids[ppid].push_back(pid);
+  }
+  closedir(d);
+  std::vector<pid_t> out, todo = {root};
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    for (pid_t k : kids[p]) {
+      out.push_back(k);
+      todo.push_back(k);
+    }
+  }
+  return out;
+}
+
+struct Mem {
+  double pss_kb = 0, rss_kb = 0;
+  int processes = 0;
+};
+
+// Sum over the server's processes (listener excluded: it is a constant).
+Mem ServerMemory(pid_t listener) {
+  Mem m;
+  for (pid_t p : Descendants(listener)) {
+    std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
+    std::string line;
+    bool any = false;
+    while (std::getline(f, line)) {
+      std::istringstream fields(line);
+      std::string key;
+      double value = 0;
+      if (!(fields >> key >> value)) continue;  // the "[rollup]" header line
+      if (key == "Rss:") m.rss_kb += value, any = true;
+      if (key == "Pss:") m.pss_kb += value;
+    }
+    if (any) ++m.processes;
+  }
+  return m;
+}
+
+struct Server {
+  std::string name;
+  int port = 0;
+  std::unique_ptr<Child> process;
+};
+
+class Bench {
+ public:
+  Bench(int runs, double gib, int idle, int concurrent)
+      : runs_(runs), bytes_(static_cast<long long>(gib * 1024 * 1024 * 1024)), idle_(idle), concurrent_(concurrent) {}
+
+  int Main() {
+    if (!Setup()) return 1;
+    std::vector<Server*> servers = {&openssh_, &allgo_};
+    std::printf("\n## allgo-sshd vs OpenSSH sshd (same machine, same run)\n\n");
+    std::printf("client: OpenSSH, kex curve25519-sha256; webapp login shell /bin/sh via libnss_allgo\n\n");
+    std::printf("| measurement | OpenSSH | allgo-sshd | ratio (allgo/OpenSSH) | goal |\n|---|---|---|---|---|\n");
+
+    // Latency, interleaved so drift hits both equally.
+    std::map<Server*, std::vector<double>> lat;
+    for (int i = 0; i < runs_; ++i) {
+      for (Server* s : servers) {
+        auto t0 = Clock::now();
+        int rc = RunQuiet(Ssh(*s, "aes128-gcm@openssh.com", {"true"}));
+        if (rc != 0) ++failures_[s];
+        lat[s].push_back(Seconds(Clock::now() - t0) * 1000);
+      }
+    }
+    auto pct = [](std::vector<double> v, double p) {
+      std::sort(v.begin(), v.end());
+      return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+    };
+    Row("connect+auth+`true` median (ms)", pct(lat[&openssh_], 0.5), pct(lat[&allgo_], 0.5), "≤ 0.7", 1);
+    Row("connect+auth+`true` p95 (ms)", pct(lat[&openssh_], 0.95), pct(lat[&allgo_], 0.95), "", 1);
+
+    for (const char* cipher : {"chacha20-poly1305@openssh.com", "aes128-gcm@openssh.com"}) {
+      double down[2], up[2];
+      for (int i = 0; i < 2; ++i) {
+        down[i] = Download(*servers[i], cipher);
+        up[i] = Upload(*servers[i], cipher);
+      }
+      std::string c = std::string(cipher).substr(0, std::string(cipher).find('@'));
+      Row(("download " + c + " (MB/s)").c_str(), down[0], down[1], "≥ 1.0", 0);
+      Row(("upload " + c + " (MB/s)").c_str(), up[0], up[1], "≥ 1.0", 0);
+    }
+
+    Mem idle[2];
+    for (int i = 0; i < 2; ++i) idle[i] = IdleSessions(*servers[i]);
+    Row("memory per idle PTY session, PSS (KiB)", idle[0].pss_kb / idle_, idle[1].pss_kb / idle_, "≤ 0.5", 0);
+    Row("memory per idle PTY session, RSS (KiB)", idle[0].rss_kb / idle_, idle[1].rss_kb / idle_, "", 0);
+
+    int ok[2];
+    Mem peak[2];
+    for (int i = 0; i < 2; ++i) ok[i] = Concurrent(*servers[i], &peak[i]);
+    std::printf("| %d concurrent sessions: succeeded | %d/%d | %d/%d | | %d/%d |\n", concurrent_, ok[0], concurrent_,
+                ok[1], concurrent_, concurrent_, concurrent_);
+    Row(("total server RSS with " + std::to_string(concurrent_) + " sessions (MiB)").c_str(), peak[0].rss_kb / 1024,
+        peak[1].rss_kb / 1024, "", 0);
+    Row(("total server PSS with " + std::to_string(concurrent_) + " sessions (MiB)").c_str(), peak[0].pss_kb / 1024,
+        peak[1].pss_kb / 1024, "", 0);
+    std::printf("\nlatency runs per server: %d (failures: OpenSSH %d, allgo-sshd %d); transfer size %.2f GiB\n", runs_,
+                failures_[&openssh_], failures_[&allgo_], bytes_ / 1073741824.0);
+    return 0;
+  }
+
+ private:
+  void Row(const char* what, double openssh, double allgo, const char* goal, int decimals) {
+    char a[64], b[64];
+    std::snprintf(a, sizeof(a), "%.*f", decimals, openssh);
+    std::snprintf(b, sizeof(b), "%.*f", decimals, allgo);
+    std::printf("| %s | %s | %s | %.2f× | %s |\n", what, a, b, openssh > 0 ? allgo / openssh : 0.0, goal);
+    std::fflush(stdout);
+  }
+
+  std::vector<std::string> Ssh(const Server& s, const std::string& cipher, const std::vector<std::string>& tail,
+                               bool tty = false) {
+    std::vector<std::string> argv = {"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                                     "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o",
+                                     "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
+                                     "KexAlgorithms=curve25519-sha256", "-o", "Ciphers=" + cipher, "-i",
+                                     key_.private_path, "-p", std::to_string(s.port)};
+    if (tty) argv.push_back("-tt");
+    argv.push_back("webapp1@127.0.0.1");
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return argv;
+  }
+
+  double Download(Server& s, const char* cipher) {
+    Child c(Ssh(s, cipher, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), false, true);
+    std::vector<char> buf(1 << 20);
+    long long total = 0;
+    auto t0 = Clock::now();
+    ssize_t n;
+    while ((n = read(c.out(), buf.data(), buf.size())) > 0) total += n;
+    double secs = Seconds(Clock::now() - t0);
+    if (c.Wait() != 0 || total != bytes_) std::fprintf(stderr, "%s download incomplete: %lld bytes\n", s.name.c_str(), total);
+    return total / secs / 1e6;
+  }
+
+  double Upload(Server& s, const char* cipher) {
+    // The server side counts the bytes, so the measurement ends when all arrived.
+    Child c(Ssh(s, cipher, {"wc -c"}), true, true);
+    std::vector<char> buf(1 << 20, 'x');
+    auto t0 = Clock::now();
+    long long left = bytes_;
+    while (left > 0) {
+      ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
+      if (n <= 0) break;
+      left -= n;
+    }
+    c.CloseIn();
+    char out[64] = {0};
+    ssize_t got = read(c.out(), out, sizeof(out) - 1);
+    double secs = Seconds(Clock::now() - t0);
+    if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes_) {
+      std::fprintf(stderr, "%s upload incomplete: %s\n", s.name.c_str(), out);
+    }
+    return bytes_ / secs / 1e6;
+  }
+
+  bool WaitForShells(pid_t listener, int count, int timeout_s) {
+    auto deadline = Clock::now() + std::chrono::seconds(timeout_s);
+    while (Clock::now() < deadline) {
+      int shells = 0;
+      for (pid_t p : Descendants(listener)) {
+        std::ifstream f("/proc/" + std::to_string(p) + "/comm");
+        std::string comm;
+        f >> comm;
+        if (comm == "sh" || comm == "sleep") ++shells;
+      }
+      if (shells >= count) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  Mem IdleSessions(Server& s) {
+    Mem base = ServerMemory(s.process->pid());
+    std::vector<std::unique_ptr<Child>> clients;
+    for (int i = 0; i < idle_; ++i) {
+      clients.push_back(std::make_unique<Child>(Ssh(s, "aes128-gcm@openssh.com", {}, true), true, true));
+    }
+    if (!WaitForShells(s.process->pid(), idle_, 30)) std::fprintf(stderr, "%s: idle sessions did not all start\n", s.name.c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    Mem with = ServerMemory(s.process->pid());
+    if (getenv("ALLGO_BENCH_VERBOSE") != nullptr) {
+      for (pid_t p : Descendants(s.process->pid())) {
+        std::string comm, line, pss = "?", rss = "?";
+        std::ifstream(("/proc/" + std::to_string(p) + "/comm").c_str()) >> comm;
+        std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
+        while (std::getline(f, line)) {
+          if (line.rfind("Pss:", 0) == 0) pss = line.substr(4);
+          if (line.rfind("Rss:", 0) == 0) rss = line.substr(4);
+        }
+        std::fprintf(stderr, "%s pid %d %s: Rss %s Pss %s\n", s.name.c_str(), p, comm.c_str(), rss.c_str(), pss.c_str());
+      }
+    }
+    clients.clear();  // closes stdin (shell exits on EOF… or SIGTERM to the clients)
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return Mem{with.pss_kb - base.pss_kb, with.rss_kb - base.rss_kb, with.processes - base.processes};
+  }
+
+  int Concurrent(Server& s, Mem* peak) {
+    std::vector<std::unique_ptr<Child>> clients;
+    for (int i = 0; i < concurrent_; ++i) {
+      clients.push_back(std::make_unique<Child>(Ssh(s, "aes128-gcm@openssh.com", {"sleep 10; echo ok"}), false, true));
+    }
+    WaitForShells(s.process->pid(), concurrent_, 60);
+    *peak = ServerMemory(s.process->pid());
+    int ok = 0;
+    for (auto& c : clients) {
+      char buf[16] = {0};
+      ssize_t n = read(c->out(), buf, sizeof(buf) - 1);
+      if (c->Wait() == 0 && n > 0 && std::string(buf) == "ok\n") ++ok;
+    }
+    if (ok < concurrent_) {
+      std::string log = test::ReadFile(dir_ / (&s == &openssh_ ? "openssh.log" : "allgo-sshd.log"));
+      std::fprintf(stderr, "%s: %d/%d concurrent sessions failed; end of its log:\n%s\n", s.name.c_str(),
+                   concurrent_ - ok, concurrent_, log.substr(log.size() > 3000 ? log.size() - 3000 : 0).c_str());
+    }
+    return ok;
+  }
+
+  bool Setup() {
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    key_ = test::MakeKeyPair(dir_.path(), "client");
+    uint32_t owner = db.AddUser("bench@example.org");
+    db.AddKey(owner, key_.public_line);
+    db.AddWebapp("webapp1", owner);
+    chmod(dir_.path().c_str(), 0755);
+    std::string host_key = dir_ / "host_ed25519";
+    if (RunQuiet({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key}) != 0) return false;
+
+    // sshd insists on a root-owned helper path whose every directory is not group/world
+    // writable: copy allgo-authkeys next to the config (/etc/allgo is the namespace's overlay).
+    std::string authkeys = "/etc/allgo/allgo-authkeys";
+    if (RunQuiet({"install", "-m", "0755", Artifact("allgo-authkeys"), authkeys}) != 0) {
+      std::fprintf(stderr, "allgo-authkeys not built (%s)\n", Artifact("allgo-authkeys").c_str());
+      return false;
+    }
+    openssh_.name = "OpenSSH";
+    openssh_.port = FreePort();
+    allgo_.name = "allgo-sshd";
+    allgo_.port = FreePort();
+    test::WriteAllgoConfig(db.ConfigText("[nss]\nshell = /bin/sh\n[sshd]\nlisten = 127.0.0.1:" +
+                                         std::to_string(allgo_.port) + "\nhost_key = " + host_key +
+                                         "\nprivsep_chroot = " + (dir_ / "empty") +
+                                         "\nlog_level = warn\nmax_startups = 300:30:400\nlogin_grace_time = 60\n"));
+    std::string sshd_config = dir_ / "sshd_config";
+    test::WriteFile(sshd_config,
+                    "Port " + std::to_string(openssh_.port) + "\nListenAddress 127.0.0.1\nHostKey " + host_key +
+                        "\nPidFile " + (dir_ / "sshd.pid") +
+                        "\nUsePAM no\nAuthorizedKeysFile none\nAuthorizedKeysCommand " + authkeys + " --config " +
+                        test::AllgoConfigPath() +
+                        " %u\nAuthorizedKeysCommandUser nobody\nPasswordAuthentication no\n"
+                        "KbdInteractiveAuthentication no\nStrictModes no\nMaxStartups 300:30:400\n"
+                        "LoginGraceTime 60\nLogLevel ERROR\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+                        "PrintMotd no\nPrintLastLog no\nUseDNS no\n");
+    mkdir("/run/sshd", 0755);
+    openssh_.process = std::make_unique<Child>(
+        std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", sshd_config}, false, false, dir_ / "openssh.log");
+    allgo_.process = std::make_unique<Child>(
+        std::vector<std::string>{Artifact("allgo-sshd"), "--config", test::AllgoConfigPath()}, false, false,
+        dir_ / "allgo-sshd.log");
+    for (Server* s : {&openssh_, &allgo_}) {
+      bool up = false;
+      for (int i = 0; i < 100 && !up; ++i) {
+        up = RunQuiet(Ssh(*s, "aes128-gcm@openssh.com", {"true"})) == 0;
+        if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      }
+      if (!up) {
+        std::string log = test::ReadFile(dir_ / (s == &openssh_ ? "openssh.log" : "allgo-sshd.log"));
+        std::fprintf(stderr, "%s does not accept logins; its log:\n%s\n", s->name.c_str(), log.c_str());
+        return false;
+      }
+    }
+    return true;
+  }
+
+  static int FreePort() {
+    static int next = 0;
+    if (next == 0) next = 30000 + getpid() % 20000;
+    return next++;
+  }
+
+  int runs_;
+  long long bytes_;
+  int idle_;
+  int concurrent_;
+  TempDir dir_{"allgo-sshd-bench"};
+  test::KeyPair key_;
+  Server openssh_, allgo_;
+  std::map<Server*, int> failures_;
+};
+
+}  // namespace
+}  // namespace allgo::bench
+
+int main(int argc, char** argv) {
+  allgo::test::EnterPrivateNssNamespace();
+  int runs = 50, idle = 20, concurrent = 200;
+  double gib = 1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    std::string a = argv[i];
+    if (a == "--runs") runs = std::atoi(argv[i + 1]);
+    else if (a == "--gib") gib = std::atof(argv[i + 1]);
+    else if (a == "--idle") idle = std::atoi(argv[i + 1]);
+    else if (a == "--concurrent") concurrent = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "usage: %s [--runs N] [--gib X] [--idle N] [--concurrent N]\n", argv[0]);
+      return 2;
+    }
+  }
+  signal(SIGPIPE, SIG_IGN);
+  allgo::bench::Bench bench(runs, gib, idle, concurrent);
+  return bench.Main();
+}

@@ -1,0 +1,143 @@
+#include "key_source.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "allgo/allowed_keys.h"
+#include "allgo/database.h"
+#include "allgo/directory.h"
+#include "allgo/names.h"
+#include "allgo/pubkey.h"
+#include "allgo/unique_fd.h"
+#include "child_process.h"
+#include "privsep.h"
+
+namespace allgo::sshd {
+namespace {
+
+class InProcessKeySource : public KeySource {
+ public:
+  explicit InProcessKeySource(const Config& config)
+      : config_(config), connection_(config.mysql), directory_(config_, &connection_) {}
+
+  Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
+    AllowedKeys keys;
+    Status st = LookupAllowedKeys(directory_, user, &keys);
+    if (!st.ok()) return st;
+    for (const auto& message : keys.dropped) {
+      spdlog::warn("user {}: ignoring a stored key: {}", SanitizeForLog(user), SanitizeForLog(message, 300));
+    }
+    for (const auto& k : keys.keys) out->push_back({k.key.base64, k.email});
+    return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
+  }
+
+ private:
+  const Config& config_;
+  MysqlConnection connection_;
+  WebappDirectory directory_;
+};
+
+class CommandKeySource : public KeySource {
+ public:
+  CommandKeySource(const Config& config, uid_t uid, gid_t gid)
+      : command_(config.sshd.authorized_keys_command),
+        timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))),
+        uid_(uid),
+        gid_(gid) {}
+
+  Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
+    std::string output;
+    Status st = RunHelper(ExpandCommand(command_, user), &output);
+    if (!st.ok()) return st;
+    std::istringstream lines(output);
+    std::string line;
+    while (std::getline(lines, line)) {
+      if (line.empty() || line[0] == '#') continue;
+      PublicKey key;
+      if (ParsePublicKeyLine(line, &key).ok()) out->push_back({key.base64, key.comment});
+    }
+    return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
+  }
+
+ private:
+  Status RunHelper(const std::vector<std::string>& argv, std::string* output) {
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe2", errno);
+    UniqueFd read_end(p[0]), write_end(p[1]);
+    pid_t pid = fork();
+    if (pid < 0) return Status::FromErrno("fork", errno);
+    if (pid == 0) {
+      ResetSignalsInChild();
+      int devnull = open("/dev/null", O_RDWR);
+      if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(write_end.get(), 1) < 0) _exit(127);
+      if (!DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
+      close_range(3, ~0U, 0);
+      std::vector<char*> cargv;
+      for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
+      cargv.push_back(nullptr);
+      char path_env[] = "PATH=/usr/bin:/bin:/usr/sbin:/sbin";
+      char* envp[] = {path_env, nullptr};
+      execve(cargv[0], cargv.data(), envp);
+      _exit(127);
+    }
+    write_end.reset();
+    int status = 0;
+    Status st = CollectChildOutput(pid, read_end.get(), 1u << 20, timeout_seconds_ * 1000LL,
+                                   "authorized_keys_command " + command_, output, &status);
+    if (!st.ok()) return st;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+      // Like sshd: a failed helper's output is discarded.
+      return Status::Unavailable("authorized_keys_command failed (status " + std::to_string(status) + ")");
+    }
+    return Status::Ok();
+  }
+
+  std::string command_;
+  unsigned timeout_seconds_;
+  uid_t uid_;
+  gid_t gid_;
+};
+
+}  // namespace
+
+std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user) {
+  std::vector<std::string> argv;
+  std::istringstream words(command);
+  std::string word;
+  while (words >> word) {
+    std::string expanded;
+    for (size_t i = 0; i < word.size(); ++i) {
+      if (word[i] == '%' && i + 1 < word.size()) {
+        if (word[i + 1] == 'u') {
+          expanded += user;
+          ++i;
+          continue;
+        }
+        if (word[i + 1] == '%') {
+          expanded += '%';
+          ++i;
+          continue;
+        }
+      }
+      expanded += word[i];
+    }
+    argv.push_back(expanded);
+  }
+  return argv;
+}
+
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid) {
+  if (config.sshd.authorized_keys_command.empty()) return std::make_unique<InProcessKeySource>(config);
+  return std::make_unique<CommandKeySource>(config, run_uid, run_gid);
+}
+
+}  // namespace allgo::sshd

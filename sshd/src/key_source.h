@@ -1,0 +1,39 @@
+// Where the monitor learns which keys may log in as a user: in-process through the common
+// library (LookupAllowedKeys, the same decision as allgo-authkeys), or, when [sshd]
+// authorized_keys_command is set, by running that helper the way OpenSSH runs an
+// AuthorizedKeysCommand.
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allgo/config.h"
+#include "allgo/status.h"
+
+namespace allgo::sshd {
+
+struct AllowedEntry {
+  std::string base64;   // canonical base64 of the key blob
+  std::string account;  // allgo account (email) the key belongs to; may be empty (command)
+};
+
+class KeySource {
+ public:
+  virtual ~KeySource() = default;
+  // NotFound when the user does not exist or has no usable key; Unavailable when the
+  // database (or the helper) failed.
+  virtual Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) = 0;
+};
+
+// The command runs as (run_uid, run_gid) — the privsep user, as OpenSSH runs its helper as
+// AuthorizedKeysCommandUser — with argv split on spaces and %u replaced by the user name,
+// stdin /dev/null, a minimal environment, output capped at 1 MiB and a time limit.
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid);
+
+// Splits a command line on spaces and substitutes %u and %% (exposed for tests).
+std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user);
+
+}  // namespace allgo::sshd

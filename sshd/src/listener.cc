@@ -1,0 +1,365 @@
+#include "listener.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+#include "monitor.h"
+#include "net_session.h"
+#include "privsep.h"
+#include "seccomp_filter.h"
+
+namespace allgo::sshd {
+namespace {
+
+void Numeric(const sockaddr_storage& ss, std::string* ip, uint16_t* port) {
+  char buf[INET6_ADDRSTRLEN] = "?";
+  if (ss.ss_family == AF_INET) {
+    const auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin_port);
+  } else if (ss.ss_family == AF_INET6) {
+    const auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf));
+    *port = ntohs(a->sin6_port);
+    std::string s = buf;
+    if (s.rfind("::ffff:", 0) == 0 && s.find('.') != std::string::npos) {
+      *ip = s.substr(7);
+      return;
+    }
+  }
+  *ip = buf;
+}
+
+}  // namespace
+
+Status ReadBanner(const Config& config, std::string* out) {
+  out->clear();
+  const std::string& path = config.sshd.banner;
+  if (path.empty()) return Status::Ok();
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Status::FromErrno(config.path + ": [sshd] banner = " + path, errno);
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd.get(), buf, sizeof(buf))) > 0) {
+    out->append(buf, static_cast<size_t>(n));
+    if (out->size() > 64 * 1024) return Status::Invalid("[sshd] banner " + path + " is larger than 64 KiB");
+  }
+  if (n < 0) return Status::FromErrno("[sshd] banner = " + path, errno);
+  return Status::Ok();
+}
+
+Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out) {
+  struct passwd* pw = getpwnam(config.sshd.privsep_user.c_str());
+  if (pw == nullptr) {
+    return Status::Invalid(config.path + ": [sshd] privsep_user '" + config.sshd.privsep_user +
+                           "' does not exist (create it, e.g. useradd --system --no-create-home allgo-sshd)");
+  }
+  if (pw->pw_uid == 0) return Status::Invalid("[sshd] privsep_user must not be root");
+  out->uid = pw->pw_uid;
+  out->gid = pw->pw_gid;
+  return Status::Ok();
+}
+
+Status OpenListener(const std::string& spec, UniqueFd* out) {
+  std::string host, port;
+  if (!spec.empty() && spec[0] == '[') {
+    auto close = spec.find("]:");
+    if (close == std::string::npos) return Status::Invalid("listen = " + spec + ": expected [address]:port");
+    host = spec.substr(1, close - 1);
+    port = spec.substr(close + 2);
+  } else {
+    auto colon = spec.rfind(':');
+    if (colon == std::string::npos) {
+      port = spec;
+    } else {
+      host = spec.substr(0, colon);
+      port = spec.substr(colon + 1);
+    }
+  }
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICHOST | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(), port.c_str(), &hints, &res);
+  if (rc != 0) return Status::Invalid("listen = " + spec + ": " + gai_strerror(rc) + " (numeric address:port)");
+  Status st = Status::Invalid("listen = " + spec + ": no address");
+  for (addrinfo* ai = res; ai != nullptr; ai = ai->ai_next) {
+    UniqueFd fd(socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
+    if (!fd) {
+      st = Status::FromErrno("listen = " + spec + ": socket", errno);
+      continue;
+    }
+    int one = 1;
+    setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ai->ai_family == AF_INET6) setsockopt(fd.get(), IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd.get(), ai->ai_addr, ai->ai_addrlen) != 0) {
+      st = Status::FromErrno("listen = " + spec + ": bind", errno);
+      continue;
+    }
+    if (listen(fd.get(), 128) != 0) {
+      st = Status::FromErrno("listen = " + spec + ": listen", errno);
+      continue;
+    }
+    *out = std::move(fd);
+    st = Status::Ok();
+    break;
+  }
+  freeaddrinfo(res);
+  return st;
+}
+
+Listener::Listener(std::string config_path, Config config)
+    : config_path_(std::move(config_path)), config_(std::move(config)) {}
+
+Status Listener::Init() {
+  std::vector<std::string> summary;
+  Status st = MakeServerBind(config_, &bind_, &summary);
+  if (!st.ok()) return st;
+  for (const auto& line : summary) spdlog::info("host key {}", line);
+  st = ReadBanner(config_, &banner_);
+  if (!st.ok()) return st;
+  st = ResolvePrivsepUser(config_, &privsep_);
+  if (!st.ok()) return st;
+  st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
+  if (!st.ok()) return st;
+  std::vector<std::string> specs = config_.sshd.listen;
+  if (specs.empty()) specs.push_back("127.0.0.1:2222");
+  for (const auto& spec : specs) {
+    UniqueFd fd;
+    st = OpenListener(spec, &fd);
+    if (!st.ok()) return st;
+    spdlog::info("listening on {}", spec);
+    listeners_.push_back(std::move(fd));
+  }
+  return Status::Ok();
+}
+
+bool Listener::ShouldDrop() {
+  const SshdConfig& s = config_.sshd;
+  size_t unauth = 0;
+  for (const auto& [pid, child] : children_) unauth += child.startup ? 1 : 0;
+  if (unauth >= s.max_startups_full) return true;
+  if (unauth < s.max_startups_begin) return false;
+  unsigned span = s.max_startups_full > s.max_startups_begin ? s.max_startups_full - s.max_startups_begin : 1;
+  unsigned p = s.max_startups_rate + (100 - std::min(s.max_startups_rate, 100u)) *
+                                         static_cast<unsigned>(unauth - s.max_startups_begin) / span;
+  static std::mt19937 rng(std::random_device{}());
+  return std::uniform_int_distribution<unsigned>(0, 99)(rng) < p;
+}
+
+void Listener::Accept(int listen_fd) {
+  sockaddr_storage peer{};
+  socklen_t len = sizeof(peer);
+  UniqueFd client(accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
+  if (!client) {
+    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
+      spdlog::warn("accept: {}", std::strerror(errno));
+    }
+    return;
+  }
+  std::string ip;
+  uint16_t port = 0;
+  Numeric(peer, &ip, &port);
+  if (ShouldDrop()) {
+    spdlog::warn("connection from {}:{} dropped: too many unauthenticated connections (max_startups)", ip, port);
+    return;
+  }
+  // Without TCP_NODELAY the small handshake packets meet the client's delayed ACK: ~40 ms
+  // stalls, several per login.
+  int one = 1;
+  setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) != 0) {
+    spdlog::error("pipe2: {}", std::strerror(errno));
+    return;
+  }
+  UniqueFd startup_r(p[0]), startup_w(p[1]);
+  pid_t pid = fork();
+  if (pid < 0) {
+    spdlog::error("fork: {}", std::strerror(errno));
+    return;
+  }
+  if (pid == 0) {
+    startup_r.reset();
+    for (auto& l : listeners_) l.reset();
+    for (auto& [cpid, child] : children_) child.startup.reset();
+    sigfd_.reset();
+    // The monitor keeps the write end; it closes it on successful authentication.
+    RunConnection(std::move(client), std::move(startup_w));
+  }
+  children_[pid].startup = std::move(startup_r);
+}
+
+void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
+  MonitorSettings ms;
+  ms.config = &config_;
+  ms.privsep_uid = privsep_.uid;
+  ms.privsep_gid = privsep_.gid;
+  sockaddr_storage ss{};
+  socklen_t len = sizeof(ss);
+  getpeername(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+  Numeric(ss, &ms.conn.client_ip, &ms.conn.client_port);
+  len = sizeof(ss);
+  getsockname(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
+  Numeric(ss, &ms.conn.server_ip, &ms.conn.server_port);
+  spdlog::info("connection from {} to {}:{}", ms.conn.Client(), ms.conn.server_ip, ms.conn.server_port);
+
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+    spdlog::error("socketpair: {}", std::strerror(errno));
+    _exit(1);
+  }
+  UniqueFd mon_end(sv[0]), net_end(sv[1]);
+  pid_t net = fork();
+  if (net < 0) {
+    spdlog::error("fork: {}", std::strerror(errno));
+    _exit(1);
+  }
+  if (net == 0) {
+    mon_end.reset();
+    startup.reset();
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    signal(SIGPIPE, SIG_IGN);
+    ssh_session session = ssh_new();
+    if (session == nullptr || ssh_bind_accept_fd(bind_.get(), session, client.get()) != SSH_OK) {
+      spdlog::error("connection from {}: cannot start the SSH session: {}", ms.conn.Client(),
+                    session ? ssh_get_error(bind_.get()) : "out of memory");
+      _exit(1);
+    }
+    client.release();  // owned by the session now
+    bind_.reset();     // the session holds its own copies of the host keys
+    // From here on this process parses network bytes: no root, no filesystem, no way back.
+    Status st = EnterChroot(config_.sshd.privsep_chroot);
+    if (st.ok()) st = DropPrivileges(privsep_.uid, privsep_.gid, {privsep_.gid});
+    if (st.ok()) st = SetNoNewPrivs();
+    if (st.ok()) st = InstallNetworkChildFilter();
+    if (!st.ok()) {
+      spdlog::error("connection from {}: privilege separation failed: {}", ms.conn.Client(), st.ToString());
+      _exit(1);
+    }
+    NetSettings ns{&config_, ms.conn, banner_};
+    int rc;
+    {
+      NetSession net_session(ns, session, std::move(net_end));
+      rc = net_session.Run();
+    }
+    ssh_disconnect(session);
+    ssh_free(session);
+    _exit(rc);
+  }
+  net_end.reset();
+  client.reset();
+  bind_.reset();
+  Monitor monitor(ms, std::move(mon_end), net, std::move(startup));
+  int rc = monitor.Run();
+  spdlog::info("connection from {} closed", ms.conn.Client());
+  _exit(rc);
+}
+
+void Listener::Reload() {
+  Config fresh;
+  Status st = LoadConfig(config_path_, &fresh);
+  UniqueBind bind;
+  std::vector<std::string> summary;
+  if (st.ok()) st = MakeServerBind(fresh, &bind, &summary);
+  std::string banner;
+  if (st.ok()) st = ReadBanner(fresh, &banner);
+  PrivsepIdentity privsep;
+  if (st.ok()) st = ResolvePrivsepUser(fresh, &privsep);
+  if (st.ok()) st = EnsurePrivsepChroot(fresh.sshd.privsep_chroot);
+  if (!st.ok()) {
+    spdlog::error("SIGHUP: reload failed, keeping the running configuration: {}", st.ToString());
+    return;
+  }
+  if (fresh.sshd.listen != config_.sshd.listen) {
+    spdlog::warn("SIGHUP: listen addresses changed; they take effect after a restart");
+  }
+  config_ = std::move(fresh);
+  bind_ = std::move(bind);
+  banner_ = std::move(banner);
+  privsep_ = privsep;
+  spdlog::info("SIGHUP: configuration reloaded from {} (applies to new connections)", config_path_);
+}
+
+int Listener::Run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP}) sigaddset(&mask, sig);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  sigfd_.reset(signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!sigfd_) {
+    spdlog::critical("signalfd: {}", std::strerror(errno));
+    return 1;
+  }
+  int stopping = 0;
+  while (true) {
+    std::vector<pollfd> fds;
+    fds.push_back({sigfd_.get(), POLLIN, 0});
+    for (const auto& l : listeners_) fds.push_back({l.get(), POLLIN, 0});
+    std::vector<pid_t> pids;
+    for (const auto& [pid, child] : children_) {
+      if (!child.startup) continue;
+      fds.push_back({child.startup.get(), POLLIN, 0});
+      pids.push_back(pid);
+    }
+    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) {
+      spdlog::critical("poll: {}", std::strerror(errno));
+      return 1;
+    }
+    size_t first_pipe = 1 + listeners_.size();
+    for (size_t i = first_pipe; i < fds.size(); ++i) {
+      if (fds[i].revents != 0) children_[pids[i - first_pipe]].startup.reset();
+    }
+    if (fds[0].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
+        if (si.ssi_signo == SIGHUP) {
+          Reload();
+        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+          ++stopping;
+          if (stopping == 1) {
+            spdlog::info("stopping: no new connections; waiting for {} connection(s) to end", children_.size());
+            listeners_.clear();
+            for (auto& [pid, child] : children_) {
+              if (child.startup) kill(pid, SIGTERM);
+            }
+          } else {
+            spdlog::info("stopping now: ending {} connection(s)", children_.size());
+            for (auto& [pid, child] : children_) kill(pid, SIGTERM);
+          }
+        }
+      }
+      int status;
+      pid_t pid;
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) children_.erase(pid);
+    }
+    if (stopping > 0 && children_.empty()) break;
+    for (size_t i = 1; i < first_pipe && i < fds.size(); ++i) {
+      if (stopping == 0 && (fds[i].revents & POLLIN)) Accept(fds[i].fd);
+    }
+  }
+  spdlog::info("stopped");
+  return 0;
+}
+
+}  // namespace allgo::sshd

@@ -1,0 +1,75 @@
+// The listener: the long-lived root process. It only accepts: every connection is handed
+// to a fresh process (fork), so a crash or hang in one connection never touches another.
+//
+//   listener (root) ── fork per connection ──▶ monitor (root) ── fork ──▶ network child
+//                                                                        (privsep_user, chroot,
+//                                                                         no_new_privs, libssh)
+//
+// max_startups (begin:rate:full) is enforced here, before anything else happens: the
+// listener counts connections that have not authenticated yet (each one holds a pipe that
+// its monitor closes on success) and drops new ones early and at random past `begin`, all
+// of them past `full`, like OpenSSH's MaxStartups.
+//
+// Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
+// connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config
+// and host keys for new connections.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "allgo/config.h"
+#include "allgo/status.h"
+#include "allgo/unique_fd.h"
+#include "server_keys.h"
+
+namespace allgo::sshd {
+
+struct PrivsepIdentity {
+  uid_t uid = 65534;
+  gid_t gid = 65534;
+};
+
+// Reads the [sshd] banner file (empty path → empty text); at most 64 KiB.
+Status ReadBanner(const Config& config, std::string* out);
+
+// Resolves [sshd] privsep_user (must exist in /etc/passwd or NSS).
+Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out);
+
+// Parses "host:port", "[v6]:port" or ":port" / "port" (all addresses); binds and listens.
+Status OpenListener(const std::string& spec, UniqueFd* out);
+
+class Listener {
+ public:
+  Listener(std::string config_path, Config config);
+  Listener(const Listener&) = delete;
+  Listener& operator=(const Listener&) = delete;
+
+  // Loads host keys, checks privsep, binds every listen address.
+  Status Init();
+  // Serves until stopped; returns the exit code.
+  int Run();
+
+ private:
+  struct Child {
+    UniqueFd startup;  // open while the connection is unauthenticated
+  };
+  void Accept(int listen_fd);
+  bool ShouldDrop();
+  void Reload();
+  [[noreturn]] void RunConnection(UniqueFd client, UniqueFd startup);
+
+  std::string config_path_;
+  Config config_;
+  UniqueBind bind_;
+  std::string banner_;  // contents of [sshd] banner
+  PrivsepIdentity privsep_;
+  std::vector<UniqueFd> listeners_;
+  std::map<pid_t, Child> children_;
+  UniqueFd sigfd_;
+};
+
+}  // namespace allgo::sshd

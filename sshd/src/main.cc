@@ -1,0 +1,106 @@
+// allgo-sshd: the libssh-based SSH server of the allgo frontend (docs/architecture.md).
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <spdlog/spdlog.h>
+
+#include "allgo/config.h"
+#include "allgo/logging.h"
+#include "listener.h"
+#include "privsep.h"
+#include "server_keys.h"
+
+#ifndef ALLGO_VERSION
+#define ALLGO_VERSION "0.0.0"
+#endif
+
+namespace {
+
+using allgo::Config;
+using allgo::Status;
+
+// Keys parsed by common/ whose feature is not implemented yet: say so at start-up rather
+// than silently ignoring a setting the operator relies on.
+void WarnUnsupported(const Config& c) {
+  const auto& s = c.sshd;
+  auto warn = [&](const char* key, const std::string& value) {
+    spdlog::warn("{}: [sshd] {} = {} is not supported yet by allgo-sshd and is ignored", c.path, key, value);
+  };
+  if (s.proxy_protocol != "off") warn("proxy_protocol", s.proxy_protocol);
+  if (!s.metrics_listen.empty()) warn("metrics_listen", s.metrics_listen);
+  if (!s.audit_log.empty()) warn("audit_log", s.audit_log);
+}
+
+// --check: like `sshd -t`, everything that can be validated without serving.
+int Check(const Config& config) {
+  allgo::sshd::UniqueBind bind;
+  std::vector<std::string> summary;
+  Status st = allgo::sshd::MakeServerBind(config, &bind, &summary);
+  allgo::sshd::PrivsepIdentity privsep;
+  if (st.ok()) st = allgo::sshd::ResolvePrivsepUser(config, &privsep);
+  if (st.ok() && access(config.sshd.privsep_chroot.c_str(), F_OK) == 0) {
+    st = allgo::sshd::EnsurePrivsepChroot(config.sshd.privsep_chroot);
+  }
+  std::string banner;
+  if (st.ok()) st = allgo::sshd::ReadBanner(config, &banner);
+  if (st.ok() && !config.sshd.authorized_keys_command.empty() && config.sshd.authorized_keys_command[0] != '/') {
+    st = Status::Invalid(config.path + ": [sshd] authorized_keys_command must start with an absolute path");
+  }
+  if (!st.ok()) {
+    std::fprintf(stderr, "allgo-sshd: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  WarnUnsupported(config);
+  for (const auto& line : summary) std::fprintf(stderr, "host key %s\n", line.c_str());
+  std::fprintf(stderr, "%s: configuration OK\n", config.path.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"allgo-sshd: SSH server of the allgo frontend (publickey only; webapps as users)"};
+  std::string config_flag;
+  std::string log_level;
+  bool check = false;
+  app.add_option("-c,--config", config_flag, "config file (default: $ALLGO_SSH_CONFIG or " +
+                                                  std::string(allgo::DefaultConfigPath()) + ")");
+  app.add_flag("-t,--check", check, "validate the config and host keys, then exit 0 (ok) or 1");
+  app.add_option("--log-level", log_level, "trace|debug|info|warn|error (default: [sshd] log_level)");
+  app.set_version_flag("-V,--version", std::string("allgo-sshd ") + ALLGO_VERSION);
+  CLI11_PARSE(app, argc, argv);
+
+  std::string path = allgo::ResolveConfigPath(config_flag);
+  Config config;
+  Status st = allgo::LoadConfig(path, &config);
+  if (!st.ok()) {
+    std::fprintf(stderr, "allgo-sshd: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  if (config.path.empty()) config.path = path;
+  allgo::LogOptions log_options;
+  log_options.program = "allgo-sshd";
+  log_options.level = log_level.empty() ? config.sshd.log_level : log_level;
+  st = allgo::SetupLogging(log_options);
+  if (!st.ok()) {
+    std::fprintf(stderr, "allgo-sshd: %s\n", st.ToString().c_str());
+    return 1;
+  }
+  if (check) return Check(config);
+  if (geteuid() != 0) {
+    std::fprintf(stderr, "allgo-sshd: must run as root (it drops privileges per connection)\n");
+    return 1;
+  }
+  WarnUnsupported(config);
+  allgo::sshd::Listener listener(path, config);
+  st = listener.Init();
+  if (!st.ok()) {
+    spdlog::critical("{}", st.ToString());
+    return 1;
+  }
+  spdlog::info("allgo-sshd {} ready (config {})", ALLGO_VERSION, path);
+  return listener.Run();
+}

@@ -1,0 +1,73 @@
+// The privileged half of one connection (root, not chrooted). It never reads a byte from
+// the network: it only answers the fixed message set of monitor_protocol.h sent by its
+// unprivileged network child, in the order the state machine allows:
+//
+//   pre-auth:  KeyQuery (bounded count)   → after a signed, allowed KeyQuery: authenticated
+//   authenticated: Spawn (≤ max_sessions live), Signal (live sessions only)
+//
+// Anything else — unknown type, malformed message, a request in the wrong state — kills
+// the network child and ends the connection. It also enforces the login grace time and
+// reports session exits (Exited) from SIGCHLD.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "allgo/config.h"
+#include "allgo/unique_fd.h"
+#include "key_source.h"
+#include "user_lookup.h"
+#include "monitor_protocol.h"
+#include "spawn.h"
+#include "wire.h"
+
+namespace allgo::sshd {
+
+struct MonitorSettings {
+  const Config* config = nullptr;
+  ConnectionInfo conn;
+  uid_t privsep_uid = 65534;
+  gid_t privsep_gid = 65534;
+};
+
+class Monitor {
+ public:
+  // `startup_pipe` is closed once the client authenticated (the listener counts
+  // unauthenticated connections by these pipes, for max_startups).
+  Monitor(MonitorSettings settings, UniqueFd sock, pid_t net_child, UniqueFd startup_pipe);
+  Monitor(const Monitor&) = delete;
+  Monitor& operator=(const Monitor&) = delete;
+
+  // Serves until the network child is gone; returns the process exit code.
+  int Run();
+
+ private:
+  using UserEntry = UserLookup;
+
+  bool HandleMessage(WireMessage& msg);  // false: protocol violation
+  bool HandleKeyQuery(const KeyQuery& q);
+  bool HandleSpawn(const SpawnRequest& r);
+  bool HandleSignal(const SignalRequest& r);
+  // Looks the user up once per connection; false when the lookup failed (database down).
+  bool LookupUser(const std::string& user, UserEntry** entry);
+  void ReapChildren();
+  void HangUpSessions();
+
+  MonitorSettings settings_;
+  UniqueFd sock_;
+  pid_t net_child_;
+  UniqueFd startup_pipe_;
+  bool net_child_alive_ = true;
+  int net_child_status_ = 0;
+  bool authenticated_ = false;
+  Account account_;
+  std::map<std::string, UserEntry> users_;
+  unsigned key_queries_ = 0;
+  std::map<uint32_t, pid_t> sessions_;  // live sessions: id → pid
+};
+
+}  // namespace allgo::sshd

@@ -1,0 +1,208 @@
+#include "monitor_protocol.h"
+
+#include <csignal>
+
+#include "wire.h"
+
+namespace allgo::sshd {
+namespace {
+
+WireWriter Start(MsgType type) {
+  WireWriter w;
+  w.PutU8(static_cast<uint8_t>(type));
+  return w;
+}
+
+// Reads and checks the type byte.
+bool Expect(WireReader& r, MsgType type) {
+  uint8_t t = 0;
+  return r.GetU8(&t) && t == static_cast<uint8_t>(type);
+}
+
+bool GetBool(WireReader& r, bool* v) {
+  uint8_t b = 2;
+  if (!r.GetU8(&b) || b > 1) return false;
+  *v = b == 1;
+  return true;
+}
+
+Status Done(const WireReader& r, const char* what) {
+  if (r.Finish()) return Status::Ok();
+  return Status::Invalid(std::string("malformed monitor message: ") + what);
+}
+
+struct SignalEntry {
+  const char* name;
+  int signo;
+};
+constexpr SignalEntry kSignals[] = {
+    {"ABRT", SIGABRT}, {"ALRM", SIGALRM}, {"FPE", SIGFPE},   {"HUP", SIGHUP},
+    {"ILL", SIGILL},   {"INT", SIGINT},   {"KILL", SIGKILL}, {"PIPE", SIGPIPE},
+    {"QUIT", SIGQUIT}, {"SEGV", SIGSEGV}, {"TERM", SIGTERM}, {"USR1", SIGUSR1},
+    {"USR2", SIGUSR2},
+};
+
+}  // namespace
+
+const char* SessionKindName(SessionKind kind) {
+  switch (kind) {
+    case SessionKind::kShell: return "shell";
+    case SessionKind::kExec: return "exec";
+    case SessionKind::kSubsystem: return "subsystem";
+  }
+  return "?";
+}
+
+std::string Encode(const KeyQuery& m) {
+  WireWriter w = Start(MsgType::kKeyQuery);
+  w.PutU8(m.signed_phase ? 1 : 0);
+  w.PutString(m.user);
+  w.PutString(m.key_type);
+  w.PutString(m.key_base64);
+  return w.data();
+}
+
+std::string Encode(const KeyAnswer& m) {
+  WireWriter w = Start(MsgType::kKeyAnswer);
+  w.PutU8(m.allowed ? 1 : 0);
+  w.PutString(m.account);
+  return w.data();
+}
+
+std::string Encode(const SpawnRequest& m) {
+  WireWriter w = Start(MsgType::kSpawn);
+  w.PutU32(m.id);
+  w.PutU8(static_cast<uint8_t>(m.kind));
+  w.PutString(m.command);
+  w.PutU8(m.has_pty ? 1 : 0);
+  w.PutString(m.pty.term);
+  w.PutU32(m.pty.cols);
+  w.PutU32(m.pty.rows);
+  w.PutU32(m.pty.width_px);
+  w.PutU32(m.pty.height_px);
+  w.PutU32(static_cast<uint32_t>(m.env.size()));
+  for (const auto& [name, value] : m.env) {
+    w.PutString(name);
+    w.PutString(value);
+  }
+  return w.data();
+}
+
+std::string Encode(const SpawnResult& m) {
+  WireWriter w = Start(MsgType::kSpawnResult);
+  w.PutU32(m.id);
+  w.PutU8(m.ok ? 1 : 0);
+  w.PutString(m.error);
+  return w.data();
+}
+
+std::string Encode(const SignalRequest& m) {
+  WireWriter w = Start(MsgType::kSignal);
+  w.PutU32(m.id);
+  w.PutU32(m.signo);
+  return w.data();
+}
+
+std::string Encode(const ExitedNotice& m) {
+  WireWriter w = Start(MsgType::kExited);
+  w.PutU32(m.id);
+  w.PutU32(m.wait_status);
+  return w.data();
+}
+
+Status PeekType(const std::string& payload, MsgType* type) {
+  if (payload.empty()) return Status::Invalid("empty monitor message");
+  auto t = static_cast<uint8_t>(payload[0]);
+  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kExited)) {
+    return Status::Invalid("unknown monitor message type " + std::to_string(t));
+  }
+  *type = static_cast<MsgType>(t);
+  return Status::Ok();
+}
+
+Status Decode(const std::string& payload, KeyQuery* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kKeyQuery) && GetBool(r, &m->signed_phase)) {
+    r.GetString(&m->user, kMaxUserLen);
+    r.GetString(&m->key_type, 64);
+    r.GetString(&m->key_base64, kMaxKeyLen);
+  }
+  return Done(r, "key query");
+}
+
+Status Decode(const std::string& payload, KeyAnswer* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kKeyAnswer) && GetBool(r, &m->allowed)) {
+    r.GetString(&m->account, kMaxAccountLen);
+  }
+  return Done(r, "key answer");
+}
+
+Status Decode(const std::string& payload, SpawnRequest* m) {
+  WireReader r(payload);
+  uint8_t kind = 0;
+  uint32_t env_count = 0;
+  if (Expect(r, MsgType::kSpawn) && r.GetU32(&m->id) && r.GetU8(&kind) &&
+      r.GetString(&m->command, kMaxCommandLen) && GetBool(r, &m->has_pty) &&
+      r.GetString(&m->pty.term, kMaxTermLen) && r.GetU32(&m->pty.cols) &&
+      r.GetU32(&m->pty.rows) && r.GetU32(&m->pty.width_px) && r.GetU32(&m->pty.height_px) &&
+      r.GetU32(&env_count)) {
+    if (kind < 1 || kind > 3 || env_count > kMaxEnvEntries) {
+      return Status::Invalid("malformed monitor message: spawn request");
+    }
+    m->kind = static_cast<SessionKind>(kind);
+    m->env.clear();
+    for (uint32_t i = 0; i < env_count; ++i) {
+      std::string name, value;
+      if (!r.GetString(&name, kMaxEnvLen) || !r.GetString(&value, kMaxEnvLen)) break;
+      if (!IsAcceptedEnvName(name)) return Status::Invalid("spawn request: refused variable");
+      m->env.emplace_back(std::move(name), std::move(value));
+    }
+  }
+  return Done(r, "spawn request");
+}
+
+Status Decode(const std::string& payload, SpawnResult* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kSpawnResult) && r.GetU32(&m->id) && GetBool(r, &m->ok)) {
+    r.GetString(&m->error, kMaxErrorLen);
+  }
+  return Done(r, "spawn result");
+}
+
+Status Decode(const std::string& payload, SignalRequest* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kSignal) && r.GetU32(&m->id)) r.GetU32(&m->signo);
+  return Done(r, "signal request");
+}
+
+Status Decode(const std::string& payload, ExitedNotice* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kExited) && r.GetU32(&m->id)) r.GetU32(&m->wait_status);
+  return Done(r, "exit notice");
+}
+
+bool IsAcceptedEnvName(const std::string& name) {
+  if (name == "LANG" || name == "TERM") return true;
+  if (name.size() <= 3 || name.compare(0, 3, "LC_") != 0) return false;
+  for (char c : name) {
+    if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_')) return false;
+  }
+  return true;
+}
+
+int SignalFromName(const std::string& name) {
+  for (const auto& e : kSignals) {
+    if (name == e.name) return e.signo;
+  }
+  return 0;
+}
+
+const char* SignalName(int signo) {
+  for (const auto& e : kSignals) {
+    if (signo == e.signo) return e.name;
+  }
+  return "";
+}
+
+}  // namespace allgo::sshd

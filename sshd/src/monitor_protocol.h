@@ -1,0 +1,107 @@
+// The closed set of messages between the unprivileged network child and its privileged
+// monitor (docs/architecture.md). Every message starts with a MsgType byte; decoding is
+// strict (unknown type, bad length, trailing bytes → Invalid) and every field is bounded.
+//
+//   child → monitor                         monitor → child
+//   KeyQuery  (pre-auth only)           →   KeyAnswer
+//   Spawn     (after auth only)         →   SpawnResult (+ 1 PTY master or 3 pipe fds)
+//   Signal    (after auth, live session)    (no answer)
+//                                           Exited (any time after a Spawn succeeded)
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "allgo/status.h"
+
+namespace allgo::sshd {
+
+enum class MsgType : uint8_t {
+  kKeyQuery = 1,
+  kKeyAnswer = 2,
+  kSpawn = 3,
+  kSpawnResult = 4,
+  kSignal = 5,
+  kExited = 6,
+};
+
+inline constexpr size_t kMaxUserLen = 1024;      // longer names are refused by the child
+inline constexpr size_t kMaxKeyLen = 16 * 1024;  // base64 of the largest key we accept
+inline constexpr size_t kMaxCommandLen = 32 * 1024;
+inline constexpr size_t kMaxEnvEntries = 32;
+inline constexpr size_t kMaxEnvLen = 1024;
+inline constexpr size_t kMaxTermLen = 64;
+inline constexpr size_t kMaxAccountLen = 512;
+inline constexpr size_t kMaxErrorLen = 512;
+
+struct KeyQuery {
+  bool signed_phase = false;  // false: probe (is the key acceptable?), true: signature verified
+  std::string user;
+  std::string key_type;
+  std::string key_base64;
+};
+
+struct KeyAnswer {
+  bool allowed = false;
+  std::string account;  // the allgo account whose key matched (email), empty if refused
+};
+
+enum class SessionKind : uint8_t { kShell = 1, kExec = 2, kSubsystem = 3 };
+const char* SessionKindName(SessionKind kind);
+
+struct PtyRequest {
+  std::string term;
+  uint32_t cols = 80, rows = 24, width_px = 0, height_px = 0;
+};
+
+struct SpawnRequest {
+  uint32_t id = 0;  // chosen by the child, unique per connection
+  SessionKind kind = SessionKind::kShell;
+  std::string command;  // exec: the command; subsystem: its name; shell: empty
+  bool has_pty = false;
+  PtyRequest pty;
+  std::vector<std::pair<std::string, std::string>> env;  // already filtered by the child
+};
+
+struct SpawnResult {
+  uint32_t id = 0;
+  bool ok = false;
+  std::string error;
+};
+
+struct SignalRequest {
+  uint32_t id = 0;
+  uint32_t signo = 0;
+};
+
+struct ExitedNotice {
+  uint32_t id = 0;
+  uint32_t wait_status = 0;  // as from waitpid()
+};
+
+std::string Encode(const KeyQuery& m);
+std::string Encode(const KeyAnswer& m);
+std::string Encode(const SpawnRequest& m);
+std::string Encode(const SpawnResult& m);
+std::string Encode(const SignalRequest& m);
+std::string Encode(const ExitedNotice& m);
+
+// The type byte of a payload; Invalid when empty or unknown.
+Status PeekType(const std::string& payload, MsgType* type);
+Status Decode(const std::string& payload, KeyQuery* m);
+Status Decode(const std::string& payload, KeyAnswer* m);
+Status Decode(const std::string& payload, SpawnRequest* m);
+Status Decode(const std::string& payload, SpawnResult* m);
+Status Decode(const std::string& payload, SignalRequest* m);
+Status Decode(const std::string& payload, ExitedNotice* m);
+
+// Environment variables a client may set (OpenSSH's AcceptEnv LANG LC_* TERM).
+bool IsAcceptedEnvName(const std::string& name);
+// Signals a client may send ("TERM" → SIGTERM); 0 when not allowed.
+int SignalFromName(const std::string& name);
+// "TERM" for SIGTERM, for exit-signal; "" when the signal has no SSH name.
+const char* SignalName(int signo);
+
+}  // namespace allgo::sshd

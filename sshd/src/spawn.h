@@ -1,0 +1,58 @@
+// Starting a session process as the webapp (runs in the privileged monitor).
+//
+// OpenSSH's conventions: the login shell from the passwd entry runs `shell -c COMMAND` for
+// exec, `shell -c <sftp_server>` for the sftp subsystem, and with argv[0] "-<basename>" for
+// an interactive login shell. The environment is built from scratch: USER, LOGNAME, HOME,
+// SHELL, PATH, SSH_CONNECTION, SSH_CLIENT, SSH_TTY and TERM (PTY), the client's accepted
+// variables (LANG, LC_*, TERM), plus ALLGO_SSH_CONFIG and ALLGO_USER.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+
+#include "allgo/status.h"
+#include "allgo/unique_fd.h"
+#include "monitor_protocol.h"
+
+namespace allgo::sshd {
+
+// The passwd entry that authenticated, copied out of getpwnam's static buffer.
+struct Account {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home;
+  std::string shell;
+  std::string allgo_account;  // the allgo user whose key matched
+};
+
+// Both ends of the TCP connection, numeric.
+struct ConnectionInfo {
+  std::string client_ip;
+  uint16_t client_port = 0;
+  std::string server_ip;
+  uint16_t server_port = 0;
+  std::string Client() const { return client_ip + ":" + std::to_string(client_port); }
+};
+
+struct SpawnSettings {
+  std::string config_path;  // ALLGO_SSH_CONFIG
+  std::string sftp_server;
+};
+
+struct SpawnedSession {
+  pid_t pid = -1;
+  bool pty = false;
+  UniqueFd master;  // PTY master (pty sessions)
+  UniqueFd in, out, err;  // our ends of the child's stdin/stdout/stderr (pipe sessions)
+};
+
+// Forks the session process. Errors are returned before the fork where possible (unknown
+// subsystem, PTY allocation); failures after the fork show up as the child's exit status
+// with a message on its stderr, like OpenSSH.
+Status SpawnSession(const Account& account, const ConnectionInfo& conn, const SpawnSettings& settings,
+                    const SpawnRequest& request, SpawnedSession* out);
+
+}  // namespace allgo::sshd

@@ -1,0 +1,31 @@
+// Who is this user and which keys may log in as them — answered in a short-lived child of
+// the monitor. The monitor itself then never loads the NSS module nor opens a database
+// connection: it stays a small copy-on-write image of the listener for the whole connection
+// (memory per session), and the database client code runs in a throwaway process.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "allgo/config.h"
+#include "allgo/status.h"
+#include "key_source.h"
+#include "spawn.h"
+
+namespace allgo::sshd {
+
+struct UserLookup {
+  bool exists = false;  // a passwd entry exists and the key source knows the user
+  Account account;      // allgo_account left empty: it depends on the matching key
+  std::vector<AllowedEntry> keys;
+};
+
+// getpwnam(user) then the allowed keys (MakeKeySource). Unavailable when the lookup failed
+// (database down, helper failed, child timed out) — not the same as "no such user".
+// `user` must already be a valid user name.
+Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,
+                         UserLookup* out);
+
+}  // namespace allgo::sshd

@@ -1,0 +1,123 @@
+// The monitor protocol is the boundary between the network-facing process and root:
+// every decoder must reject what it was not built for.
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <gtest/gtest.h>
+
+#include "key_source.h"
+#include "monitor_protocol.h"
+#include "wire.h"
+
+namespace allgo::sshd {
+namespace {
+
+TEST(MonitorProtocol, RoundTrips) {
+  SpawnRequest in;
+  in.id = 7;
+  in.kind = SessionKind::kExec;
+  in.command = "echo hi";
+  in.has_pty = true;
+  in.pty.term = "xterm";
+  in.pty.cols = 120;
+  in.pty.rows = 40;
+  in.env = {{"LANG", "C"}, {"LC_ALL", "C.UTF-8"}};
+  SpawnRequest out;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_EQ(out.id, 7u);
+  EXPECT_EQ(out.kind, SessionKind::kExec);
+  EXPECT_EQ(out.command, "echo hi");
+  EXPECT_TRUE(out.has_pty);
+  EXPECT_EQ(out.pty.term, "xterm");
+  EXPECT_EQ(out.pty.cols, 120u);
+  EXPECT_EQ(out.env, in.env);
+
+  KeyQuery q{true, "webapp1", "ssh-ed25519", "AAAA"};
+  KeyQuery q2;
+  ASSERT_TRUE(Decode(Encode(q), &q2).ok());
+  EXPECT_TRUE(q2.signed_phase);
+  EXPECT_EQ(q2.user, "webapp1");
+  EXPECT_EQ(q2.key_base64, "AAAA");
+}
+
+TEST(MonitorProtocol, RejectsTruncatedTrailingAndWrongType) {
+  std::string msg = Encode(KeyQuery{false, "u", "ssh-ed25519", "AAAA"});
+  KeyQuery q;
+  for (size_t len = 0; len < msg.size(); ++len) {
+    EXPECT_FALSE(Decode(msg.substr(0, len), &q).ok()) << len;
+  }
+  EXPECT_FALSE(Decode(msg + "x", &q).ok());
+  SpawnRequest r;
+  EXPECT_FALSE(Decode(msg, &r).ok());
+  MsgType t;
+  EXPECT_FALSE(PeekType("", &t).ok());
+  EXPECT_FALSE(PeekType(std::string(1, '\x63'), &t).ok());
+}
+
+TEST(MonitorProtocol, RejectsOversizedFieldsAndForbiddenEnv) {
+  KeyQuery big{false, std::string(kMaxUserLen + 1, 'a'), "ssh-ed25519", "AAAA"};
+  KeyQuery q;
+  EXPECT_FALSE(Decode(Encode(big), &q).ok());
+  SpawnRequest r;
+  r.env = {{"LD_PRELOAD", "/tmp/x.so"}};
+  SpawnRequest out;
+  EXPECT_FALSE(Decode(Encode(r), &out).ok());
+  r.env.assign(kMaxEnvEntries + 1, {"LANG", "C"});
+  EXPECT_FALSE(Decode(Encode(r), &out).ok());
+  // A bool field must be 0 or 1.
+  std::string bad = Encode(KeyAnswer{true, "a@b"});
+  bad[1] = 2;
+  KeyAnswer a;
+  EXPECT_FALSE(Decode(bad, &a).ok());
+}
+
+TEST(MonitorProtocol, AcceptedEnvAndSignals) {
+  EXPECT_TRUE(IsAcceptedEnvName("LANG"));
+  EXPECT_TRUE(IsAcceptedEnvName("TERM"));
+  EXPECT_TRUE(IsAcceptedEnvName("LC_ALL"));
+  EXPECT_FALSE(IsAcceptedEnvName("LC_"));
+  EXPECT_FALSE(IsAcceptedEnvName("LC_a=b"));
+  EXPECT_FALSE(IsAcceptedEnvName("PATH"));
+  EXPECT_FALSE(IsAcceptedEnvName("LD_PRELOAD"));
+  EXPECT_EQ(SignalFromName("TERM"), SIGTERM);
+  EXPECT_EQ(SignalFromName("STOP"), 0);
+  EXPECT_STREQ(SignalName(SIGKILL), "KILL");
+}
+
+TEST(MonitorProtocol, RecordsCarryDescriptorsAndBoundSize) {
+  int sv[2];
+  ASSERT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd a(sv[0]), b(sv[1]);
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  UniqueFd r(p[0]), w(p[1]);
+  ASSERT_TRUE(SendRecord(a.get(), "hello", {w.get()}).ok());
+  WireMessage msg;
+  bool closed = false;
+  ASSERT_TRUE(ReceiveRecord(b.get(), 1000, &msg, &closed).ok());
+  EXPECT_FALSE(closed);
+  EXPECT_EQ(msg.payload, "hello");
+  ASSERT_EQ(msg.fds.size(), 1u);
+  ASSERT_EQ(write(msg.fds[0].get(), "x", 1), 1);
+  char c = 0;
+  ASSERT_EQ(read(r.get(), &c, 1), 1);
+  EXPECT_EQ(c, 'x');
+  EXPECT_FALSE(SendRecord(a.get(), std::string(kMaxMessage + 1, 'x')).ok());
+  EXPECT_TRUE(ReceiveRecord(b.get(), 0, &msg, &closed).IsUnavailable());
+  a.reset();
+  ASSERT_TRUE(ReceiveRecord(b.get(), 1000, &msg, &closed).ok());
+  EXPECT_TRUE(closed);
+}
+
+TEST(KeyCommand, SplitsOnSpacesAndSubstitutesUser) {
+  auto argv = ExpandCommand("/usr/bin/allgo-authkeys --config /etc/x.conf %u", "webapp1");
+  ASSERT_EQ(argv.size(), 4u);
+  EXPECT_EQ(argv[3], "webapp1");
+  argv = ExpandCommand("/bin/helper user=%u 100%%", "a b");
+  ASSERT_EQ(argv.size(), 3u);
+  EXPECT_EQ(argv[1], "user=a b");
+  EXPECT_EQ(argv[2], "100%");
+}
+
+}  // namespace
+}  // namespace allgo::sshd

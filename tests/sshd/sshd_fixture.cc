@@ -1,0 +1,132 @@
+#include "sshd_fixture.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+
+namespace allgo::test {
+
+SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_sections)
+    : dir_("allgo-sshd-test") {
+  chmod(dir_.path().c_str(), 0755);
+  port_ = FreeLoopbackPort();
+  log_path_ = dir_ / "sshd.log";
+  std::string host_key = dir_ / "host_ed25519";
+  RunResult keygen = Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key});
+  EXPECT_EQ(keygen.exit_code, 0) << keygen.err;
+  std::string config = TestDatabase::Get().ConfigText(
+      "[nss]\nshell = /bin/sh\n"
+      "[sshd]\nlisten = 127.0.0.1:" + std::to_string(port_) + "\nhost_key = " + host_key +
+      "\nprivsep_chroot = " + chroot_dir() + "\nlog_level = debug\n" + sshd_extra + "\n" + extra_sections);
+  WriteAllgoConfig(config);
+
+  daemon_ = std::make_unique<Daemon>(
+      std::vector<std::string>{Artifact("allgo-sshd"), "--config", AllgoConfigPath()}, log_path_);
+  if (!WaitForTcpPort(port_, 10000) || !WaitForLog("ready", 10000)) {
+    ADD_FAILURE() << "allgo-sshd did not start:\n" << log();
+  }
+}
+
+SshdServer::~SshdServer() { Stop(); }
+
+int SshdServer::Stop() {
+  if (!daemon_) return -1;
+  if (daemon_->Running()) {
+    kill(daemon_->pid(), SIGTERM);
+    for (int i = 0; i < 100 && daemon_->Running(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  int code = daemon_->Stop(SIGTERM, 10000);
+  daemon_.reset();
+  return code;
+}
+
+std::string SshdServer::log() const {
+  std::ifstream f(log_path_);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+bool SshdServer::WaitForLog(const std::string& needle, int timeout_ms) const {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (log().find(needle) != std::string::npos) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return log().find(needle) != std::string::npos;
+}
+
+std::vector<std::string> SshdServer::ClientOptions(const std::string& key) const {
+  return {"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+          "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+          "-o", "ConnectTimeout=10", "-i", key};
+}
+
+RunResult SshdServer::Ssh(const std::string& user, const std::string& key, const std::string& command,
+                          const std::vector<std::string>& extra, const RunOptions& options) const {
+  // `extra` first: for ssh the first value of an option wins (e.g. a LogLevel override).
+  std::vector<std::string> argv = {"ssh"};
+  for (const auto& o : extra) argv.push_back(o);
+  for (const auto& o : ClientOptions(key)) argv.push_back(o);
+  argv.push_back("-p");
+  argv.push_back(std::to_string(port_));
+  argv.push_back(user + "@127.0.0.1");
+  if (!command.empty()) argv.push_back(command);
+  return Run(argv, options);
+}
+
+std::string SshdServer::SshCommandLine(const std::string& key, const std::vector<std::string>& extra) const {
+  std::string line = "ssh";
+  for (const auto& o : extra) line += " " + ShellQuote(o);
+  for (const auto& o : ClientOptions(key)) line += " " + ShellQuote(o);
+  line += " -p " + std::to_string(port_);
+  return line;
+}
+
+std::vector<pid_t> ChildrenOf(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/task/" + std::to_string(pid) + "/children");
+  std::vector<pid_t> out;
+  pid_t child;
+  while (f >> child) out.push_back(child);
+  return out;
+}
+
+std::string ProcStatusField(pid_t pid, const std::string& field) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      std::string v = line.substr(field.size() + 1);
+      size_t b = v.find_first_not_of(" \t");
+      size_t e = v.find_last_not_of(" \t");
+      return b == std::string::npos ? "" : v.substr(b, e - b + 1);
+    }
+  }
+  return "";
+}
+
+std::string ShellQuote(const std::string& word) {
+  std::string out = "'";
+  for (char c : word) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
+}  // namespace allgo::test

@@ -1,0 +1,661 @@
+// allgo-sshd end to end: the real OpenSSH client tools against allgo-sshd, with the real
+// MariaDB fixture and the NSS module through nsswitch.conf in the private namespace.
+// Until the bridge lands, webapps log in with `[nss] shell = /bin/sh` and so run on the
+// frontend as their own uid.
+#include <arpa/inet.h>
+#include <signal.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cstring>
+#include <chrono>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sshd_fixture.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+int ConnectLoopback(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// Reads until EOF/error or the deadline; true when the server closed the socket.
+bool ClosedByPeerWithin(int fd, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  char buf[4096];
+  while (true) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return false;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    ssize_t n = read(fd, buf, sizeof(buf));
+    if (n <= 0) return true;
+  }
+}
+
+class SshdTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db().Clear();
+    chmod(keys_.path().c_str(), 0755);
+    owner_key_ = MakeKeyPair(keys_.path(), "owner");
+    owner_id_ = db().AddUser("owner@example.org");
+    db().AddKey(owner_id_, owner_key_.public_line);
+    webapp_id_ = db().AddWebapp("webapp1", owner_id_);
+  }
+
+  static TestDatabase& db() { return TestDatabase::Get(); }
+  uid_t WebappUid() const { return 2000 + webapp_id_; }
+
+  TempDir keys_{"allgo-sshd-keys"};
+  KeyPair owner_key_;
+  uint32_t owner_id_ = 0;
+  uint32_t webapp_id_ = 0;
+};
+
+// ---------------------------------------------------------------- sessions
+
+TEST_F(SshdTest, ExecReturnsOutputStderrAndExitCode) {
+  SshdServer server;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo out; echo err >&2; exit 3");
+  EXPECT_EQ(r.exit_code, 3) << r.err;
+  EXPECT_EQ(r.out, "out\n");
+  EXPECT_THAT(r.err, HasSubstr("err"));
+  EXPECT_THAT(r.err, Not(HasSubstr("out")));
+  r = server.Ssh("webapp1", owner_key_.private_path, "id -u");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, std::to_string(WebappUid()) + "\n");
+}
+
+TEST_F(SshdTest, EnvironmentFollowsOpenSsh) {
+  SshdServer server;
+  RunOptions opts;
+  opts.env["LC_ALL"] = "C.UTF-8";
+  opts.env["LANG"] = "C";
+  opts.env["EVIL_VAR"] = "x";
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "env", {"-o", "SendEnv=LC_* LANG EVIL_VAR"}, opts);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("USER=webapp1\n"));
+  EXPECT_THAT(r.out, HasSubstr("LOGNAME=webapp1\n"));
+  EXPECT_THAT(r.out, HasSubstr("HOME=/\n"));
+  EXPECT_THAT(r.out, HasSubstr("SHELL=/bin/sh\n"));
+  EXPECT_THAT(r.out, HasSubstr("PATH="));
+  EXPECT_THAT(r.out, HasSubstr("SSH_CONNECTION=127.0.0.1 "));
+  EXPECT_THAT(r.out, HasSubstr("SSH_CLIENT=127.0.0.1 "));
+  EXPECT_THAT(r.out, HasSubstr("ALLGO_USER=owner@example.org\n"));
+  EXPECT_THAT(r.out, HasSubstr(std::string("ALLGO_SSH_CONFIG=") + AllgoConfigPath() + "\n"));
+  EXPECT_THAT(r.out, HasSubstr("LC_ALL=C.UTF-8\n"));
+  EXPECT_THAT(r.out, HasSubstr("LANG=C\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("EVIL_VAR")));
+  EXPECT_THAT(r.out, Not(HasSubstr("SSH_TTY")));
+}
+
+TEST_F(SshdTest, StdinEofReachesTheCommand) {
+  SshdServer server;
+  RunOptions opts;
+  opts.stdin_data = "abc";
+  opts.timeout_seconds = 20;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "cat", {}, opts);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "abc");
+  r = server.Ssh("webapp1", owner_key_.private_path, "wc -c", {}, opts);
+  EXPECT_EQ(r.out, "3\n");
+}
+
+TEST_F(SshdTest, HundredMegabytesBothWaysKeepTheirChecksum) {
+  SshdServer server;
+  TempDir data("allgo-sshd-data");
+  chmod(data.path().c_str(), 0777);
+  std::string blob(100 * 1000 * 1000, '\0');
+  std::mt19937_64 rng(42);
+  for (size_t i = 0; i + 8 <= blob.size(); i += 8) {
+    uint64_t v = rng();
+    std::memcpy(&blob[i], &v, 8);
+  }
+  WriteFile(data / "local.bin", blob);
+  std::string local_sum = Sh("sha256sum < " + data / "local.bin").out;
+  RunOptions opts;
+  opts.stdin_data = blob;
+  opts.timeout_seconds = 120;
+  // RekeyLimit forces several key re-exchanges in the middle of each transfer (libssh
+  // accepts no channel data while one runs: nothing may be lost).
+  const std::vector<std::string> rekey = {"-o", "RekeyLimit=8M"};
+  RunResult up = server.Ssh("webapp1", owner_key_.private_path,
+                            "cat > " + data / "remote.bin" + " && sha256sum < " + data / "remote.bin", rekey, opts);
+  ASSERT_EQ(up.exit_code, 0) << up.err;
+  EXPECT_EQ(up.out, local_sum);
+  RunOptions down_opts;
+  down_opts.timeout_seconds = 120;
+  RunResult down = server.Ssh("webapp1", owner_key_.private_path, "cat " + data / "remote.bin", rekey, down_opts);
+  ASSERT_EQ(down.exit_code, 0) << down.err;
+  EXPECT_EQ(down.out.size(), blob.size());
+  EXPECT_TRUE(down.out == blob);
+}
+
+TEST_F(SshdTest, PtyShellFollowsTheTerminalSizeUnderTmux) {
+  SshdServer server;
+  TempDir t("allgo-sshd-tmux");
+  std::string sock = t / "tmux.sock";
+  std::string tmux = "TERM=xterm tmux -S " + sock + " ";
+  std::string ssh = server.SshCommandLine(owner_key_.private_path, {"-tt"}) + " webapp1@127.0.0.1";
+  ASSERT_EQ(Sh(tmux + "new-session -d -x 100 -y 30 " + ShellQuote(ssh)).exit_code, 0);
+  auto capture = [&]() { return Sh(tmux + "capture-pane -p").out; };
+  auto wait_for = [&](const std::string& needle) {
+    for (int i = 0; i < 250; ++i) {
+      if (capture().find(needle) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+  Sh(tmux + "send-keys 'echo SIZE=$(stty size) TTY=$SSH_TTY T=${TERM:-none}' Enter");
+  EXPECT_TRUE(wait_for("SIZE=30 100")) << capture();
+  EXPECT_TRUE(wait_for("TTY=/dev/pts/")) << capture();
+  EXPECT_FALSE(wait_for("T=none")) << capture();  // the client's TERM came through pty-req
+  Sh(tmux + "resize-window -x 120 -y 40");
+  Sh(tmux + "send-keys 'echo NEW=$(stty size)' Enter");
+  EXPECT_TRUE(wait_for("NEW=40 120")) << capture();
+  Sh(tmux + "send-keys 'exit 4' Enter");
+  bool ended = false;
+  for (int i = 0; i < 250 && !ended; ++i) {
+    ended = Sh(tmux + "has-session").exit_code != 0;
+    if (!ended) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(ended) << "ssh did not end after the shell exited";
+  Sh(tmux + "kill-server");
+  EXPECT_TRUE(server.WaitForLog("kind=shell status=4"));
+}
+
+TEST_F(SshdTest, PtyExecReportsExitStatus) {
+  SshdServer server;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "tty; exit 6", {"-tt"});
+  EXPECT_EQ(r.exit_code, 6) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("/dev/pts/"));
+}
+
+TEST_F(SshdTest, ExitSignalIsReported) {
+  SshdServer server;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "kill -TERM $$");
+  EXPECT_EQ(r.exit_code, 255);  // what OpenSSH's client returns for exit-signal
+  EXPECT_TRUE(server.WaitForLog("status=signal 15"));
+}
+
+TEST_F(SshdTest, ScpInBothModesSftpAndRsync) {
+  SshdServer server;
+  TempDir data("allgo-sshd-files");
+  chmod(data.path().c_str(), 0777);
+  std::string payload;
+  for (int i = 0; i < 200000; ++i) payload += std::to_string(i) + "\n";
+  WriteFile(data / "src.txt", payload);
+  std::vector<std::string> opts = server.ClientOptions(owner_key_.private_path);
+  auto with = [&](std::vector<std::string> argv, std::vector<std::string> tail) {
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return allgo::test::Run(argv);
+  };
+  std::string port = std::to_string(server.port());
+  RunResult r = with({"scp", "-P", port}, {data / "src.txt", "webapp1@127.0.0.1:" + data / "sftp-mode.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(data / "sftp-mode.txt"), payload);
+  r = with({"scp", "-O", "-P", port}, {"webapp1@127.0.0.1:" + data / "sftp-mode.txt", data / "legacy.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(data / "legacy.txt"), payload);
+
+  WriteFile(data / "batch", "put " + data / "src.txt" + " " + data / "via-sftp.txt\nls " + data.path() + "\n");
+  r = with({"sftp", "-b", data / "batch", "-P", port}, {"webapp1@127.0.0.1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(data / "via-sftp.txt"), payload);
+  EXPECT_THAT(r.out, HasSubstr("via-sftp.txt"));
+
+  r = allgo::test::Run({"rsync", "-a", "-e", server.SshCommandLine(owner_key_.private_path, {}), data / "src.txt",
+           "webapp1@127.0.0.1:" + data / "via-rsync.txt"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(data / "via-rsync.txt"), payload);
+  EXPECT_TRUE(server.WaitForLog("kind=subsystem sftp"));
+}
+
+TEST_F(SshdTest, ControlMasterCarriesSeveralChannels) {
+  SshdServer server;
+  TempDir t("allgo-sshd-cm");
+  std::string path = t / "cm";
+  RunResult m = server.Ssh("webapp1", owner_key_.private_path, "",
+                           {"-o", "ControlMaster=yes", "-o", "ControlPath=" + path, "-o", "ControlPersist=30", "-N", "-f"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int i = 0; i < 4; ++i) {
+    threads.emplace_back([&, i] {
+      RunResult r = server.Ssh("webapp1", owner_key_.private_path, "sleep 0.2; echo ch" + std::to_string(i),
+                               {"-o", "ControlPath=" + path});
+      if (r.exit_code == 0 && r.out == "ch" + std::to_string(i) + "\n") ++good;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 4);
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "exit 9", {"-o", "ControlPath=" + path});
+  EXPECT_EQ(r.exit_code, 9);
+  allgo::test::Run({"ssh", "-o", "ControlPath=" + path, "-O", "exit", "webapp1@127.0.0.1"});
+  // One TCP connection served all of them.
+  std::string log = server.log();
+  size_t connections = 0;
+  for (size_t pos = 0; (pos = log.find("auth accepted", pos)) != std::string::npos; ++pos) ++connections;
+  EXPECT_EQ(connections, 1u);
+}
+
+TEST_F(SshdTest, MaxSessionsPerConnectionIsEnforced) {
+  SshdServer server("max_sessions = 2");
+  TempDir t("allgo-sshd-cm");
+  std::string path = t / "cm";
+  RunResult m = server.Ssh("webapp1", owner_key_.private_path, "",
+                           {"-o", "ControlMaster=yes", "-o", "ControlPath=" + path, "-o", "ControlPersist=30", "-N", "-f"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  std::vector<std::thread> threads;
+  std::atomic<int> ok{0}, refused{0};
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&] {
+      RunResult r = server.Ssh("webapp1", owner_key_.private_path, "sleep 1; echo done", {"-o", "ControlPath=" + path});
+      if (r.exit_code == 0 && r.out == "done\n") ++ok;
+      if (r.err.find("refused by peer") != std::string::npos) ++refused;
+    });
+  }
+  for (auto& th : threads) th.join();
+  // The master refuses the third channel; OpenSSH's client then falls back to a connection
+  // of its own, so all three commands still run.
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_EQ(ok.load(), 3);
+  EXPECT_TRUE(server.WaitForLog("max_sessions (2) reached"));
+  RunResult after = server.Ssh("webapp1", owner_key_.private_path, "echo again", {"-o", "ControlPath=" + path});
+  EXPECT_EQ(after.out, "again\n");
+  allgo::test::Run({"ssh", "-o", "ControlPath=" + path, "-O", "exit", "webapp1@127.0.0.1"});
+}
+
+TEST_F(SshdTest, FiftyParallelSessions) {
+  SshdServer server("max_startups = 100:30:200");
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo n" + std::to_string(i));
+      if (r.exit_code == 0 && r.out == "n" + std::to_string(i) + "\n") ++good;
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 50);
+}
+
+// ---------------------------------------------------------------- authentication
+
+TEST_F(SshdTest, RefusedLogins) {
+  KeyPair other = MakeKeyPair(keys_.path(), "other");
+  uint32_t other_id = db().AddUser("other@example.org");
+  db().AddKey(other_id, other.public_line);
+  db().AddWebapp("otherapp", other_id);
+  KeyPair inactive = MakeKeyPair(keys_.path(), "inactive");
+  uint32_t inactive_id = db().AddUser("gone@example.org", /*active=*/false);
+  db().AddKey(inactive_id, inactive.public_line);
+  db().AddWebapp("goneapp", inactive_id);
+  KeyPair super = MakeKeyPair(keys_.path(), "super");
+  uint32_t super_id = db().AddUser("root@example.org", true, /*superuser=*/true);
+  db().AddKey(super_id, super.public_line);
+
+  SshdServer server;
+  struct Case {
+    const char* what;
+    std::string user;
+    std::string key;
+  } cases[] = {
+      {"unknown user", "nosuchapp", owner_key_.private_path},
+      {"other user's key", "webapp1", other.private_path},
+      {"inactive owner", "goneapp", inactive.private_path},
+      {"superuser by default", "webapp1", super.private_path},
+      {"system account", "root", owner_key_.private_path},
+  };
+  std::string expected_err;
+  for (const auto& c : cases) {
+    RunResult r = server.Ssh(c.user, c.key, "echo in");
+    EXPECT_EQ(r.exit_code, 255) << c.what;
+    EXPECT_EQ(r.out, "") << c.what;
+    EXPECT_THAT(r.err, HasSubstr("Permission denied (publickey)")) << c.what;
+  }
+  EXPECT_THAT(server.log(), HasSubstr("auth refused: client=127.0.0.1:"));
+  EXPECT_THAT(server.log(), HasSubstr("user=nosuchapp"));
+  // The owner still gets in.
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo in").out, "in\n");
+  EXPECT_THAT(server.log(), HasSubstr("auth accepted: client=127.0.0.1:"));
+  EXPECT_THAT(server.log(), HasSubstr("account=owner@example.org"));
+}
+
+TEST_F(SshdTest, SuperuserAllowedWhenConfigured) {
+  KeyPair super = MakeKeyPair(keys_.path(), "super");
+  uint32_t super_id = db().AddUser("root@example.org", true, true);
+  db().AddKey(super_id, super.public_line);
+  SshdServer server("", "[authkeys]\nallow_superusers = true\n");
+  RunResult r = server.Ssh("webapp1", super.private_path, "echo $ALLGO_USER");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "root@example.org\n");
+}
+
+TEST_F(SshdTest, OnlyPublickeyIsOffered) {
+  SshdServer server;
+  RunResult r = allgo::test::Run({"ssh", "-F", "/dev/null", "-v", "-o", "StrictHostKeyChecking=no", "-o",
+                     "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
+                     "PreferredAuthentications=password,keyboard-interactive", "-p", std::to_string(server.port()),
+                     "webapp1@127.0.0.1", "true"});
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_THAT(r.err, HasSubstr("Authentications that can continue: publickey\r\n"));
+  EXPECT_THAT(r.err, Not(HasSubstr("continue: publickey,")));
+  EXPECT_THAT(r.err, HasSubstr("Permission denied (publickey)"));
+}
+
+TEST_F(SshdTest, AuthorizedKeysCommandIsUsedWhenConfigured) {
+  TempDir helper_dir("allgo-sshd-akc");
+  chmod(helper_dir.path().c_str(), 0755);
+  std::string helper = helper_dir / "keys.sh";
+  // Prints the owner's key for webapp1 only; records which user it ran as.
+  WriteFile(helper,
+            "#!/bin/sh\n[ \"$1\" = webapp1 ] || exit 0\necho '" + owner_key_.public_line + "'\n",
+            0755);
+  KeyPair stranger = MakeKeyPair(keys_.path(), "stranger");
+  SshdServer server("authorized_keys_command = " + helper + " %u");
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo via-command");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "via-command\n");
+  EXPECT_EQ(server.Ssh("webapp1", stranger.private_path, "true").exit_code, 255);
+}
+
+TEST_F(SshdTest, TooManyAuthFailuresDisconnect) {
+  std::vector<std::string> keys;
+  for (int i = 0; i < 4; ++i) keys.push_back(MakeKeyPair(keys_.path(), "k" + std::to_string(i)).private_path);
+  SshdServer server("max_auth_tries = 2");
+  std::vector<std::string> extra;
+  for (const auto& k : keys) {
+    extra.push_back("-i");
+    extra.push_back(k);
+  }
+  // The owner's key comes last: the server hangs up before it is tried.
+  RunResult r = server.Ssh("webapp1", keys[0], "echo in", extra);
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(server.WaitForLog("too many authentication failures"));
+}
+
+// ---------------------------------------------------------------- refusals that keep the connection
+
+TEST_F(SshdTest, ForwardingIsRefusedAndTheConnectionLivesOn) {
+  SshdServer server;
+  int lport = FreeLoopbackPort();
+  std::thread poke([&] {
+    for (int i = 0; i < 100; ++i) {
+      int fd = ConnectLoopback(lport);
+      if (fd >= 0) {
+        ClosedByPeerWithin(fd, 2000);  // the client closes it once the server refuses
+        close(fd);
+        return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+  });
+  RunResult l = server.Ssh("webapp1", owner_key_.private_path, "sleep 1.5; echo alive",
+                           {"-o", "LogLevel=INFO", "-L", "127.0.0.1:" + std::to_string(lport) + ":127.0.0.1:22"});
+  poke.join();
+  EXPECT_EQ(l.exit_code, 0) << l.err;
+  EXPECT_EQ(l.out, "alive\n");
+  EXPECT_THAT(l.err, HasSubstr("open failed"));
+
+  RunResult rf = server.Ssh("webapp1", owner_key_.private_path, "echo alive",
+                            {"-o", "LogLevel=INFO", "-R", "127.0.0.1:" + std::to_string(FreeLoopbackPort()) + ":127.0.0.1:22"});
+  EXPECT_EQ(rf.exit_code, 0) << rf.err;
+  EXPECT_EQ(rf.out, "alive\n");
+  EXPECT_THAT(rf.err, HasSubstr("remote port forwarding failed"));
+
+  RunResult w = server.Ssh("webapp1", owner_key_.private_path, "", {"-W", "127.0.0.1:22"});
+  EXPECT_EQ(w.exit_code, 255);
+
+  TempDir agent_dir("allgo-sshd-agent");
+  RunOptions agent_env;
+  std::string agent_sock = agent_dir / "agent.sock";
+  RunResult agent = allgo::test::Run({"ssh-agent", "-s", "-a", agent_sock});
+  ASSERT_EQ(agent.exit_code, 0) << agent.err;
+  size_t pid_at = agent.out.find("SSH_AGENT_PID=");
+  ASSERT_NE(pid_at, std::string::npos) << agent.out;
+  pid_t agent_pid = static_cast<pid_t>(std::stol(agent.out.substr(pid_at + 14)));
+  agent_env.env["SSH_AUTH_SOCK"] = agent_sock;
+  RunResult a = server.Ssh("webapp1", owner_key_.private_path, "echo \"agent=[$SSH_AUTH_SOCK]\"", {"-A"}, agent_env);
+  kill(agent_pid, SIGTERM);
+  EXPECT_EQ(a.exit_code, 0) << a.err;
+  EXPECT_EQ(a.out, "agent=[]\n");
+
+  RunOptions x_env;
+  x_env.env["DISPLAY"] = ":0";
+  RunResult x = server.Ssh("webapp1", owner_key_.private_path, "echo \"display=[$DISPLAY]\"",
+                           {"-X", "-o", "LogLevel=INFO"}, x_env);
+  EXPECT_EQ(x.exit_code, 0) << x.err;
+  EXPECT_EQ(x.out, "display=[]\n");
+  EXPECT_THAT(x.err, HasSubstr("X11 forwarding request failed"));
+}
+
+// ---------------------------------------------------------------- hostile clients
+
+TEST_F(SshdTest, ServerKeepsServingAfterGarbageAndLongUserNames) {
+  SshdServer server;
+  std::mt19937 rng(7);
+  for (int round = 0; round < 3; ++round) {
+    int fd = ConnectLoopback(server.port());
+    ASSERT_GE(fd, 0);
+    std::string garbage(65536, '\0');
+    for (auto& c : garbage) c = static_cast<char>(rng());
+    if (round == 1) garbage = "SSH-2.0-OpenSSH_9.2\r\n" + garbage;  // valid banner, garbage packets
+    ssize_t ignored = send(fd, garbage.data(), garbage.size(), MSG_NOSIGNAL);
+    (void)ignored;
+    EXPECT_TRUE(ClosedByPeerWithin(fd, 10000)) << "round " << round;
+    close(fd);
+  }
+  std::string long_user(300, 'a');
+  RunResult r = server.Ssh(long_user, owner_key_.private_path, "true");
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_THAT(r.err, HasSubstr("Permission denied"));
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo still").out, "still\n");
+}
+
+TEST_F(SshdTest, HalfOpenFloodDoesNotLockOutRealUsers) {
+  SshdServer server("login_grace_time = 2");
+  std::vector<int> idle;
+  for (int i = 0; i < 60; ++i) {
+    int fd = ConnectLoopback(server.port());
+    if (fd >= 0) idle.push_back(fd);
+  }
+  ASSERT_EQ(idle.size(), 60u);
+  // Early drops (max_startups) and the login grace time clear the flood; a real user gets
+  // in within a few seconds, retrying like a person would.
+  bool in = false;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (!in && std::chrono::steady_clock::now() < deadline) {
+    in = server.Ssh("webapp1", owner_key_.private_path, "echo in").out == "in\n";
+    if (!in) std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  EXPECT_TRUE(in);
+  for (int fd : idle) {
+    EXPECT_TRUE(ClosedByPeerWithin(fd, 8000));
+    close(fd);
+  }
+  EXPECT_THAT(server.log(), HasSubstr("max_startups"));
+  EXPECT_THAT(server.log(), HasSubstr("login grace time"));
+}
+
+// ---------------------------------------------------------------- privilege separation
+
+TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
+  SshdServer server;
+  int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  // Find listener → monitor → network child while the client has not even sent a banner.
+  pid_t monitor = -1, net = -1;
+  for (int i = 0; i < 250 && net < 0; ++i) {
+    for (pid_t m : ChildrenOf(server.pid())) {
+      for (pid_t n : ChildrenOf(m)) {
+        monitor = m;
+        net = n;
+      }
+    }
+    if (net < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_GT(net, 0);
+  EXPECT_EQ(ProcStatusField(monitor, "Uid"), "0\t0\t0\t0");
+  EXPECT_EQ(ProcStatusField(net, "Uid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(ProcStatusField(net, "Gid"), "65534\t65534\t65534\t65534");
+  EXPECT_EQ(ProcStatusField(net, "Groups"), "65534");
+  EXPECT_EQ(ProcStatusField(net, "NoNewPrivs"), "1");
+  EXPECT_EQ(ProcStatusField(net, "Seccomp"), "2");  // filter mode
+  char root[4096];
+  ssize_t n = readlink(("/proc/" + std::to_string(net) + "/root").c_str(), root, sizeof(root) - 1);
+  ASSERT_GT(n, 0);
+  EXPECT_EQ(std::string(root, static_cast<size_t>(n)), server.chroot_dir());
+  struct stat st{};
+  ASSERT_EQ(stat(server.chroot_dir().c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, 0u);
+  EXPECT_EQ(st.st_mode & 07777, 0755u);
+  close(fd);
+
+  // After authentication the session runs as the webapp, the monitor stays root.
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "grep -E '^(Uid|Gid|NoNewPrivs):' /proc/self/status");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  std::string uid = std::to_string(WebappUid());
+  EXPECT_THAT(r.out, HasSubstr("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid));
+  EXPECT_THAT(r.out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
+}
+
+// ---------------------------------------------------------------- operations
+
+TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
+  TempDir t("allgo-sshd-check");
+  std::string key = t / "hk";
+  ASSERT_EQ(allgo::test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key}).exit_code, 0);
+  std::string good = t / "good.conf";
+  WriteFile(good, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") + "\n"));
+  RunResult r = allgo::test::Run({Artifact("allgo-sshd"), "--config", good, "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  std::string missing = t / "missing.conf";
+  WriteFile(missing, db().ConfigText("[sshd]\nhost_key = " + (t / "nokey") + "\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", missing, "--check"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ssh-keygen -t ed25519 -f " + (t / "nokey") + " -N ''"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", missing});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("ssh-keygen"));
+  EXPECT_EQ(allgo::test::Run({Artifact("allgo-sshd"), "--version"}).exit_code, 0);
+  EXPECT_THAT(allgo::test::Run({Artifact("allgo-sshd"), "--help"}).out, HasSubstr("--check"));
+}
+
+TEST_F(SshdTest, BannerIsShownBeforeAuthentication) {
+  TempDir t("allgo-sshd-banner");
+  WriteFile(t / "banner", "Welcome to allgo: this is a test banner\n");
+  SshdServer server("banner = " + (t / "banner"));
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo in", {"-o", "LogLevel=INFO"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "in\n");
+  EXPECT_THAT(r.err, HasSubstr("Welcome to allgo: this is a test banner"));
+}
+
+TEST_F(SshdTest, IdleTimeoutDisconnects) {
+  SshdServer server("idle_timeout = 1");
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "sleep 20; echo never");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(10));
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(server.WaitForLog("idle_timeout"));
+  // Activity keeps a session alive past the timeout.
+  r = server.Ssh("webapp1", owner_key_.private_path, "for i in 1 2 3 4; do echo $i; sleep 0.5; done");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\n2\n3\n4\n");
+}
+
+TEST_F(SshdTest, UnresponsiveClientIsDisconnectedByKeepalives) {
+  SshdServer server("client_alive_interval = 1\nclient_alive_count_max = 1");
+  // A client that stops answering: the ssh process is frozen mid-session.
+  pid_t client = fork();
+  if (client == 0) {
+    std::vector<std::string> argv = {"ssh"};
+    for (const auto& o : server.ClientOptions(owner_key_.private_path)) argv.push_back(o);
+    for (const std::string& o : std::vector<std::string>{"-p", std::to_string(server.port()), "webapp1@127.0.0.1", "sleep 60"}) {
+      argv.push_back(o);
+    }
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    execvp("ssh", cargv.data());
+    _exit(127);
+  }
+  ASSERT_TRUE(server.WaitForLog("auth accepted", 10000));
+  // An answering client survives several intervals.
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));
+  EXPECT_THAT(server.log(), Not(HasSubstr("not responding")));
+  kill(client, SIGSTOP);
+  EXPECT_TRUE(server.WaitForLog("client not responding", 10000));
+  EXPECT_TRUE(server.WaitForLog("session end: user=webapp1 kind=exec sleep 60", 5000));
+  kill(client, SIGKILL);
+  kill(client, SIGCONT);
+  waitpid(client, nullptr, 0);
+}
+
+TEST_F(SshdTest, SigtermLetsRunningSessionsFinish) {
+  SshdServer server;
+  RunResult r;
+  std::thread session([&] { r = server.Ssh("webapp1", owner_key_.private_path, "sleep 1; echo finished"); });
+  ASSERT_TRUE(server.WaitForLog("auth accepted"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  kill(server.pid(), SIGTERM);
+  ASSERT_TRUE(server.WaitForLog("stopping"));
+  // New connections are refused while the running session completes.
+  int fd = ConnectLoopback(server.port());
+  EXPECT_LT(fd, 0);
+  if (fd >= 0) close(fd);
+  session.join();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "finished\n");
+  EXPECT_EQ(server.Stop(), 0);
+}
+
+TEST_F(SshdTest, SighupReloadsConfigForNewConnections) {
+  KeyPair super = MakeKeyPair(keys_.path(), "super");
+  uint32_t super_id = db().AddUser("admin@example.org", true, true);
+  db().AddKey(super_id, super.public_line);
+  SshdServer server("", "[authkeys]\nallow_superusers = false\n");
+  EXPECT_EQ(server.Ssh("webapp1", super.private_path, "echo in").exit_code, 255);
+  std::string conf = ReadFile(AllgoConfigPath());
+  size_t pos = conf.find("allow_superusers = false");
+  ASSERT_NE(pos, std::string::npos);
+  conf.replace(pos, std::string("allow_superusers = false").size(), "allow_superusers = true");
+  WriteAllgoConfig(conf);
+  kill(server.pid(), SIGHUP);
+  ASSERT_TRUE(server.WaitForLog("configuration reloaded"));
+  RunResult r = server.Ssh("webapp1", super.private_path, "echo $ALLGO_USER");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "admin@example.org\n");
+}
+
+}  // namespace
+}  // namespace allgo::test
