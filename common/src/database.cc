@@ -2,6 +2,7 @@
 
 #include <errmsg.h>
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <mysqld_error.h>
 #include <unistd.h>
 
@@ -71,8 +72,19 @@ MysqlConnection::MysqlConnection(MysqlConfig config) : config_(std::move(config)
 
 MysqlConnection::~MysqlConnection() { Close(); }
 
+bool MysqlConnection::SocketStillOurs() const {
+  struct stat st;
+  int fd = static_cast<int>(mysql_get_socket(mysql_));
+  return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == socket_dev_ && st.st_ino == socket_ino_;
+}
+
 void MysqlConnection::Close() {
   if (!mysql_) return;
+  if (!SocketStillOurs()) {
+    prepared_.clear();
+    mysql_ = nullptr;  // leaked on purpose, see SocketStillOurs()
+    return;
+  }
   if (getpid() != owner_pid_) {
     // Inherited across fork: the socket is shared with the parent. mysql_close() would send
     // COM_QUIT and end the parent's session, so the socket is first pointed at /dev/null.
@@ -81,6 +93,8 @@ void MysqlConnection::Close() {
     if (fd >= 0 && devnull >= 0) dup3(devnull, fd, O_CLOEXEC);
     if (devnull >= 0) close(devnull);
   }
+  for (auto& [sql, stmt] : prepared_) mysql_stmt_close(stmt);
+  prepared_.clear();
   mysql_close(mysql_);
   mysql_ = nullptr;
 }
@@ -122,6 +136,13 @@ Status MysqlConnection::Connect() {
   }
   int fd = static_cast<int>(mysql_get_socket(m));
   if (fd >= 0) fcntl(fd, F_SETFD, fcntl(fd, F_GETFD) | FD_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0) {
+    mysql_close(m);
+    return Status::Unavailable(std::string("MySQL connection to ") + where + " has no socket");
+  }
+  socket_dev_ = st.st_dev;
+  socket_ino_ = st.st_ino;
   mysql_ = m;
   owner_pid_ = getpid();
   return Status::Ok();
@@ -129,7 +150,7 @@ Status MysqlConnection::Connect() {
 
 Status MysqlConnection::Query(const std::string& sql, const std::vector<SqlParam>& params,
                               unsigned expected_columns, std::vector<SqlRow>* rows) {
-  if (mysql_ && getpid() != owner_pid_) Close();
+  if (mysql_ && (getpid() != owner_pid_ || !SocketStillOurs())) Close();
   bool reused = mysql_ != nullptr;
   if (!mysql_) {
     Status s = Connect();
@@ -156,7 +177,15 @@ Status MysqlConnection::QueryOnce(const std::string& sql, const std::vector<SqlP
                                   bool* lost) {
   rows->clear();
   *lost = false;
-  std::unique_ptr<MYSQL_STMT, StmtCloser> stmt(mysql_stmt_init(mysql_));
+  std::unique_ptr<MYSQL_STMT, StmtCloser> stmt;
+  bool cached = false;
+  if (auto it = prepared_.find(sql); it != prepared_.end()) {
+    stmt.reset(it->second);
+    prepared_.erase(it);  // back in the cache only if this run succeeds
+    cached = true;
+  } else {
+    stmt.reset(mysql_stmt_init(mysql_));
+  }
   if (!stmt) {
     *lost = true;
     return Status::Unavailable(std::string("MySQL: ") + mysql_error(mysql_));
@@ -170,7 +199,7 @@ Status MysqlConnection::QueryOnce(const std::string& sql, const std::vector<SqlP
     }
     return Status::Invalid(msg + " (query: " + sql + ")");
   };
-  if (mysql_stmt_prepare(stmt.get(), sql.data(), sql.size()) != 0) return fail("prepare");
+  if (!cached && mysql_stmt_prepare(stmt.get(), sql.data(), sql.size()) != 0) return fail("prepare");
   if (mysql_stmt_param_count(stmt.get()) != params.size()) {
     return Status::Invalid("query expects " + std::to_string(mysql_stmt_param_count(stmt.get())) +
                            " parameters, got " + std::to_string(params.size()) + ": " + sql);
@@ -204,7 +233,10 @@ Status MysqlConnection::QueryOnce(const std::string& sql, const std::vector<SqlP
                            std::to_string(expected_columns) + ": " + sql);
   }
   if (mysql_stmt_execute(stmt.get()) != 0) return fail("execute");
-  if (columns == 0) return Status::Ok();
+  if (columns == 0) {
+    prepared_[sql] = stmt.release();
+    return Status::Ok();
+  }
   if (mysql_stmt_store_result(stmt.get()) != 0) return fail("fetch");
 
   // Every column is fetched as text; a value longer than its buffer is fetched again whole.
@@ -245,6 +277,8 @@ Status MysqlConnection::QueryOnce(const std::string& sql, const std::vector<SqlP
     }
     rows->push_back(std::move(row));
   }
+  mysql_stmt_free_result(stmt.get());
+  prepared_[sql] = stmt.release();
   return Status::Ok();
 }
 

@@ -5,7 +5,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <fcntl.h>
+
 #include <chrono>
+#include <filesystem>
+#include <set>
 
 #include "allgo/config.h"
 #include "allgo/database.h"
@@ -158,6 +162,55 @@ TEST_F(Database, ForkedChildNeverTalksOverTheParentsConnection) {
   EXPECT_EQ(WEXITSTATUS(status), 0) << "child could not query on its own connection";
   // Had the child sent COM_QUIT on the shared socket, the parent would have had to reconnect.
   EXPECT_EQ(ConnectionId(conn), parent_id);
+}
+
+std::set<int> OpenFds() {
+  std::set<int> fds;
+  for (const auto& e : std::filesystem::directory_iterator("/proc/self/fd")) {
+    fds.insert(std::stoi(e.path().filename()));
+  }
+  return fds;
+}
+
+TEST_F(Database, SocketClosedBehindOurBackIsNeitherUsedNorClosedAgain) {
+  // A host program (the NSS module lives in arbitrary ones) closes every fd, then opens a file
+  // that gets our old fd number. We must reconnect and leave its file alone.
+  Config c = TestConfig();
+  MysqlConnection conn(c.mysql);
+  std::set<int> before = OpenFds();
+  ASSERT_FALSE(ConnectionId(conn).empty());
+  std::set<int> after = OpenFds();
+  int ours = -1;
+  for (int fd : after) {
+    if (!before.count(fd)) ours = fd;
+  }
+  ASSERT_GE(ours, 3);
+  close(ours);
+  int theirs = open("/dev/null", O_RDONLY);
+  ASSERT_EQ(theirs, ours) << "the host's new file should reuse the number";
+  EXPECT_FALSE(ConnectionId(conn).empty());
+  conn.Close();
+  EXPECT_EQ(std::filesystem::read_symlink("/proc/self/fd/" + std::to_string(theirs)), "/dev/null");
+  close(theirs);
+}
+
+TEST_F(Database, PreparedStatementsAreReusedAcrossQueries) {
+  Config c = TestConfig();
+  MysqlConnection conn(c.mysql);
+  std::vector<SqlRow> rows;
+  auto prepares = [&] {
+    std::vector<SqlRow> r;
+    EXPECT_TRUE(conn.Query("SELECT VARIABLE_VALUE FROM information_schema.SESSION_STATUS "
+                           "WHERE VARIABLE_NAME = 'COM_STMT_PREPARE'", {}, 1, &r).ok());
+    return r.empty() ? -1 : std::stoi(r[0][0].value_or("-1"));
+  };
+  ASSERT_TRUE(conn.Query("SELECT ?", {uint64_t{1}}, 1, &rows).ok());
+  int first = prepares();
+  for (uint64_t i = 0; i < 20; ++i) {
+    ASSERT_TRUE(conn.Query("SELECT ?", {i}, 1, &rows).ok());
+    ASSERT_EQ(rows[0][0], std::to_string(i));
+  }
+  EXPECT_EQ(prepares(), first) << "each Query prepared its statement again";
 }
 
 }  // namespace

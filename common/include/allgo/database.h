@@ -4,6 +4,8 @@
 // in a forked child it is abandoned without sending anything on the parent's socket
 // (see Close()), so a child never talks over its parent's connection.
 //
+// Statements are prepared once per connection and reused.
+//
 // Every network operation is bounded by mysql.connect_timeout (connect, read and write).
 // A statement that fails because the server went away is retried once on a fresh connection,
 // so a long-lived process recovers from a database restart by itself.
@@ -13,6 +15,7 @@
 #include <sys/types.h>
 
 #include <functional>
+#include <map>
 #include <optional>
 #include <variant>
 
@@ -53,8 +56,17 @@ class MysqlConnection {
                    unsigned expected_columns, std::vector<SqlRow>* rows, bool* lost);
 
   MysqlConfig config_;
+  // Abandons a connection whose socket the host program closed (and maybe reused) behind our
+  // back: mysql_close() would close someone else's fd, so the handle is leaked instead.
+  bool SocketStillOurs() const;
+
   MYSQL* mysql_ = nullptr;
   pid_t owner_pid_ = 0;
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
+  // Statements prepared on this connection, by SQL text: a lookup costs one round trip
+  // (execute + fetch) instead of three (prepare, execute, close).
+  std::map<std::string, MYSQL_STMT*> prepared_;
 };
 
 }  // namespace allgo

@@ -1,0 +1,49 @@
+// libFuzzer target for the bridge protocol parser (the agent's attack surface: any local
+// process of the allowed uid can write bytes to agent.sock).
+//
+// The input is a byte stream as it would arrive on the socket, split into reads of varying
+// size. Properties checked besides "no crash, no sanitizer report, bounded memory":
+//  - the reader never holds more than one frame;
+//  - every accepted message passes Validate and re-encodes to exactly the bytes it came
+//    from (the encoding is canonical), so encoder and decoder agree.
+#include <cstdint>
+#include <cstdlib>
+#include <string>
+#include <string_view>
+
+#include "allgo/bridge/protocol.h"
+
+using namespace allgo::bridge;
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  std::string_view input(reinterpret_cast<const char*>(data), size);
+  FrameReader reader;
+  size_t pos = 0;
+  size_t chunk = size > 0 ? (data[0] % 61) + 1 : 1;  // read sizes vary with the input
+  while (pos < input.size()) {
+    size_t want = std::min(chunk, input.size() - pos);
+    size_t taken = reader.Append(input.substr(pos, want));
+    if (reader.buffered() > kFrameHeaderSize + kMaxBody) abort();
+    pos += taken;
+    for (;;) {
+      Message m;
+      std::string error;
+      size_t before = reader.buffered();
+      FrameReader::Result r = reader.Next(&m, &error);
+      if (r == FrameReader::Result::kError) {
+        if (error.empty()) abort();
+        return 0;  // the connection would be dropped here
+      }
+      if (r == FrameReader::Result::kNeedMore) break;
+      if (!Validate(m).empty()) abort();
+      std::string frame = EncodeFrame(m);
+      size_t consumed = before - reader.buffered();
+      if (frame.size() != consumed) abort();
+      // The consumed bytes are the last `consumed` bytes seen before this Next call.
+      std::string_view original = input.substr(pos - before, consumed);
+      if (frame != original) abort();
+    }
+    if (taken == 0) break;  // cannot happen: Next always frees room or fails
+  }
+  return 0;
+}

@@ -1,0 +1,199 @@
+#include "agent/spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pty.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include "io.h"
+
+extern char** environ;
+
+namespace allgo::bridge {
+namespace {
+
+rlim_t g_child_nofile = RLIM_INFINITY;  // RLIM_INFINITY: leave the limit alone
+
+struct ExecPlan {
+  std::string path;
+  std::vector<std::string> args;
+  std::vector<std::string> env;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+
+  void Finish() {
+    for (std::string& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    for (std::string& e : env) envp.push_back(e.data());
+    envp.push_back(nullptr);
+  }
+};
+
+ExecPlan PlanFor(const Open& request) {
+  ExecPlan plan;
+  if (request.login_shell) {
+    // A login shell is announced by a leading '-' in argv[0].
+    if (access("/bin/bash", X_OK) == 0) {
+      plan.path = "/bin/bash";
+      plan.args = {"-bash"};
+    } else {
+      plan.path = "/bin/sh";
+      plan.args = {"-sh"};
+    }
+  } else {
+    plan.path = "/bin/sh";
+    plan.args = {"sh", "-c", request.command};
+  }
+  plan.env = SessionEnvironment(request);
+  plan.Finish();
+  return plan;
+}
+
+// In the child, before exec: the agent blocks signals and ignores SIGPIPE; neither may leak
+// into the user's process. If the agent dies, the session hangs up like a closed terminal.
+void PrepareChild() {
+  sigset_t none;
+  sigemptyset(&none);
+  sigprocmask(SIG_SETMASK, &none, nullptr);
+  for (int sig = 1; sig < NSIG; ++sig) signal(sig, SIG_DFL);
+  prctl(PR_SET_PDEATHSIG, SIGHUP);
+  if (g_child_nofile != RLIM_INFINITY) {
+    rlimit files{};
+    if (getrlimit(RLIMIT_NOFILE, &files) == 0) {
+      files.rlim_cur = g_child_nofile;
+      setrlimit(RLIMIT_NOFILE, &files);
+    }
+  }
+}
+
+// Child side of the exec-error pipe: report errno and exit.
+[[noreturn]] void ExecOrReport(const ExecPlan& plan, int report_fd) {
+  execve(plan.path.c_str(), plan.argv.data(), plan.envp.data());
+  int err = errno;
+  ssize_t ignored = write(report_fd, &err, sizeof err);
+  (void)ignored;
+  _exit(127);
+}
+
+}  // namespace
+
+// Empty read = exec succeeded (the pipe closed on exec).
+std::string ExecReport(const Spawned& spawned) {
+  int err = 0;
+  ssize_t n;
+  do {
+    n = read(spawned.report, &err, sizeof err);
+  } while (n < 0 && errno == EINTR);
+  if (n == static_cast<ssize_t>(sizeof err)) {
+    return ErrnoText("cannot run " + spawned.program + " in the sandbox", err);
+  }
+  return "";
+}
+
+void SetChildFileLimit(rlim_t soft) { g_child_nofile = soft; }
+
+std::vector<std::string> SessionEnvironment(const Open& request) {
+  std::vector<std::string> env;
+  auto overridden = [&request](std::string_view entry) {
+    std::string_view name = entry.substr(0, entry.find('='));
+    for (const auto& [n, v] : request.env) {
+      if (n == name) return true;
+    }
+    return name == "TERM" && request.pty;
+  };
+  for (char** e = environ; e && *e; ++e) {
+    if (!overridden(*e)) env.emplace_back(*e);
+  }
+  for (const auto& [name, value] : request.env) env.push_back(name + "=" + value);
+  if (request.pty) {
+    bool has_term = false;
+    for (const auto& [name, value] : request.env) has_term |= name == "TERM";
+    if (!has_term) env.push_back("TERM=" + (request.term.empty() ? std::string("dumb") : request.term));
+  }
+  return env;
+}
+
+namespace {
+
+// The common shape of both spawns: `do_fork` is fork() or forkpty(); `setup` runs in the
+// child before exec and returns false (errno set) when the child cannot go on. Exec and
+// setup failures come back through a close-on-exec pipe, so the caller gets a message
+// instead of a process that exits 127.
+template <typename Fork, typename Setup>
+Spawned Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup setup, std::string* error) {
+  ExecPlan plan = PlanFor(request);
+  Spawned spawned;
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) {
+    *error = ErrnoText("pipe", errno);
+    return spawned;
+  }
+  pid_t pid = do_fork();
+  if (pid < 0) {
+    *error = ErrnoText(fork_error, errno);
+    close(report[0]);
+    close(report[1]);
+    return spawned;
+  }
+  if (pid == 0) {
+    close(report[0]);
+    PrepareChild();
+    if (!setup()) {
+      int e = errno;
+      ssize_t ignored = write(report[1], &e, sizeof e);
+      (void)ignored;
+      _exit(127);
+    }
+    ExecOrReport(plan, report[1]);
+  }
+  close(report[1]);
+  SetNonBlocking(report[0], true);
+  spawned.pid = pid;
+  spawned.report = report[0];
+  spawned.program = plan.path;
+  return spawned;
+}
+
+}  // namespace
+
+Spawned SpawnCommand(const Open& request, int in, int out, int err, std::string* error) {
+  auto setup = [&] {
+    setsid();
+    // dup2 clears close-on-exec on the copies; the originals close on exec.
+    return dup2(in, 0) >= 0 && dup2(out, 1) >= 0 && dup2(err, 2) >= 0;
+  };
+  return Spawn(request, "fork", [] { return fork(); }, setup, error);
+}
+
+Spawned SpawnOnPty(const Open& request, int* master, std::string* error) {
+  struct winsize ws{};
+  ws.ws_row = request.window.rows ? request.window.rows : 24;
+  ws.ws_col = request.window.cols ? request.window.cols : 80;
+  ws.ws_xpixel = request.window.xpixel;
+  ws.ws_ypixel = request.window.ypixel;
+  int fd = -1;
+  // forkpty: new session, the pty slave as controlling terminal and as fds 0, 1, 2.
+  auto do_fork = [&] { return forkpty(&fd, nullptr, nullptr, &ws); };
+  auto setup = [&] {
+    struct termios tio;
+    if (tcgetattr(0, &tio) == 0) {
+      ApplyTermModes(request.modes, &tio);
+      tcsetattr(0, TCSANOW, &tio);
+    }
+    return true;
+  };
+  Spawned spawned = Spawn(request, "cannot create a pseudo-terminal in the sandbox (is /dev/pts mounted?)",
+                          do_fork, setup, error);
+  if (spawned.pid < 0) return spawned;
+  SetCloexec(fd);
+  SetNonBlocking(fd, true);
+  *master = fd;
+  return spawned;
+}
+
+}  // namespace allgo::bridge

@@ -1,0 +1,412 @@
+// Encoder and strict decoder of the bridge protocol (docs/protocol.md).
+#include "allgo/bridge/protocol.h"
+
+#include <algorithm>
+#include <type_traits>
+
+namespace allgo::bridge {
+namespace {
+
+constexpr size_t kMaxFrame = kFrameHeaderSize + kMaxBody;
+
+// ---- encoding ----
+
+class Writer {
+ public:
+  void U8(uint8_t v) { out_.push_back(static_cast<char>(v)); }
+  void U16(uint16_t v) {
+    U8(static_cast<uint8_t>(v >> 8));
+    U8(static_cast<uint8_t>(v));
+  }
+  void U32(uint32_t v) {
+    U16(static_cast<uint16_t>(v >> 16));
+    U16(static_cast<uint16_t>(v));
+  }
+  void Str(std::string_view s) {
+    U32(static_cast<uint32_t>(s.size()));
+    out_.append(s);
+  }
+  std::string& out() { return out_; }
+
+ private:
+  std::string out_;
+};
+
+void PutWindow(Writer& w, const WindowSize& size) {
+  w.U16(size.rows);
+  w.U16(size.cols);
+  w.U16(size.xpixel);
+  w.U16(size.ypixel);
+}
+
+void EncodeFields(Writer& w, const Open& m) {
+  w.U16(m.version);
+  uint8_t flags = 0;
+  if (m.login_shell) flags |= 1;
+  if (m.pty) flags |= 2;
+  w.U8(flags);
+  w.Str(m.command);
+  w.Str(m.term);
+  PutWindow(w, m.window);
+  w.U16(static_cast<uint16_t>(m.modes.size()));
+  for (const TermMode& mode : m.modes) {
+    w.U8(mode.opcode);
+    w.U32(mode.value);
+  }
+  w.U16(static_cast<uint16_t>(m.env.size()));
+  for (const auto& [name, value] : m.env) {
+    w.Str(name);
+    w.Str(value);
+  }
+}
+void EncodeFields(Writer& w, const Opened& m) {
+  w.U16(m.version);
+  w.Str(m.session);
+}
+void EncodeFields(Writer&, const Attached&) {}
+void EncodeFields(Writer& w, const Started& m) { w.U32(m.pid); }
+void EncodeFields(Writer& w, const Window& m) { PutWindow(w, m.size); }
+void EncodeFields(Writer& w, const Signal& m) { w.U8(m.signo); }
+void EncodeFields(Writer& w, const Exit& m) {
+  w.U8(m.signaled ? 1 : 0);
+  w.U8(m.code);
+  w.U8(m.core_dumped ? 1 : 0);
+}
+void EncodeFields(Writer& w, const Error& m) { w.Str(m.text); }
+
+template <typename T>
+constexpr Type TypeOf() {
+  if constexpr (std::is_same_v<T, Open>) return Type::kOpen;
+  if constexpr (std::is_same_v<T, Opened>) return Type::kOpened;
+  if constexpr (std::is_same_v<T, Attached>) return Type::kAttached;
+  if constexpr (std::is_same_v<T, Started>) return Type::kStarted;
+  if constexpr (std::is_same_v<T, Window>) return Type::kWindow;
+  if constexpr (std::is_same_v<T, Signal>) return Type::kSignal;
+  if constexpr (std::is_same_v<T, Exit>) return Type::kExit;
+  if constexpr (std::is_same_v<T, Error>) return Type::kError;
+}
+
+// ---- validation (shared by Validate and the decoder) ----
+
+bool IsPrintableAscii(std::string_view s) {
+  for (char c : s) {
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
+}
+
+bool IsTermName(std::string_view s) {
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '+' || c == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+std::string CheckWindow(const WindowSize& size) {
+  if (size.rows > kMaxWindowCells || size.cols > kMaxWindowCells) {
+    return "window larger than 10000 cells";
+  }
+  return "";
+}
+
+std::string Check(const Open& m) {
+  if (m.version != kProtocolVersion) {
+    return "open: unsupported protocol version " + std::to_string(m.version) +
+           " (this side speaks " + std::to_string(kProtocolVersion) + ")";
+  }
+  if (m.login_shell != m.command.empty()) {
+    return m.login_shell ? "open: a login shell takes no command" : "open: empty command";
+  }
+  if (m.command.size() > kMaxCommand) return "open: command longer than 60000 bytes";
+  if (m.command.find('\0') != std::string::npos) return "open: command contains a NUL byte";
+  if (m.term.size() > kMaxTerm) return "open: terminal type longer than 64 bytes";
+  if (!IsTermName(m.term)) return "open: terminal type has characters outside [A-Za-z0-9._+-]";
+  if (std::string e = CheckWindow(m.window); !e.empty()) return "open: " + e;
+  if (m.modes.size() > kMaxModes) return "open: more than 64 terminal modes";
+  for (const TermMode& mode : m.modes) {
+    if (mode.opcode == 0 || mode.opcode >= 160) return "open: terminal mode opcode out of range";
+  }
+  if (m.env.size() > kMaxEnv) return "open: more than 64 environment variables";
+  for (const auto& [name, value] : m.env) {
+    if (name.size() > kMaxEnvName) return "open: environment variable name longer than 128 bytes";
+    if (!IsForwardableEnv(name)) return "open: environment variable not allowed: " + name;
+    if (value.size() > kMaxEnvValue) return "open: environment value longer than 4096 bytes";
+    if (value.find('\0') != std::string::npos) return "open: environment value contains NUL";
+  }
+  return "";
+}
+std::string Check(const Opened& m) {
+  if (m.version != kProtocolVersion) {
+    return "opened: unsupported protocol version " + std::to_string(m.version);
+  }
+  if (!IsValidSessionName(m.session)) return "opened: malformed session name";
+  return "";
+}
+std::string Check(const Attached&) { return ""; }
+std::string Check(const Started&) { return ""; }
+std::string Check(const Window& m) {
+  std::string e = CheckWindow(m.size);
+  return e.empty() ? e : "window: " + e;
+}
+std::string Check(const Signal& m) {
+  return IsRelayableSignal(m.signo) ? "" : "signal: signal " + std::to_string(m.signo) +
+                                               " may not be relayed";
+}
+std::string Check(const Exit& m) {
+  if (m.signaled && (m.code == 0 || m.code > 64)) return "exit: signal number out of range";
+  if (!m.signaled && m.core_dumped) return "exit: core dump without a signal";
+  return "";
+}
+std::string Check(const Error& m) {
+  if (m.text.size() > kMaxErrorText) return "error: text longer than 1024 bytes";
+  if (!IsPrintableAscii(m.text)) return "error: text is not printable ASCII";
+  return "";
+}
+
+// ---- decoding ----
+
+class Reader {
+ public:
+  explicit Reader(std::string_view in) : in_(in) {}
+  bool U8(uint8_t* v) {
+    if (in_.size() < 1) return Fail("truncated");
+    *v = static_cast<uint8_t>(in_[0]);
+    in_.remove_prefix(1);
+    return true;
+  }
+  bool U16(uint16_t* v) {
+    uint8_t hi, lo;
+    if (!U8(&hi) || !U8(&lo)) return false;
+    *v = static_cast<uint16_t>((hi << 8) | lo);
+    return true;
+  }
+  bool U32(uint32_t* v) {
+    uint16_t hi, lo;
+    if (!U16(&hi) || !U16(&lo)) return false;
+    *v = (static_cast<uint32_t>(hi) << 16) | lo;
+    return true;
+  }
+  bool Bool(bool* v) {
+    uint8_t b;
+    if (!U8(&b)) return false;
+    if (b > 1) return Fail("boolean field is neither 0 nor 1");
+    *v = b == 1;
+    return true;
+  }
+  // The bound is checked before anything is copied.
+  bool Str(size_t max, const char* what, std::string* v) {
+    uint32_t n;
+    if (!U32(&n)) return false;
+    if (n > max) return Fail(std::string(what) + " longer than " + std::to_string(max) + " bytes");
+    if (in_.size() < n) return Fail("truncated");
+    v->assign(in_.substr(0, n));
+    in_.remove_prefix(n);
+    return true;
+  }
+  bool Window(WindowSize* w) { return U16(&w->rows) && U16(&w->cols) && U16(&w->xpixel) && U16(&w->ypixel); }
+  bool AtEnd() { return in_.empty() ? true : Fail("trailing bytes"); }
+  bool Fail(std::string why) {
+    if (error_.empty()) error_ = std::move(why);
+    return false;
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string_view in_;
+  std::string error_;
+};
+
+bool DecodeFields(Reader& r, Open* m) {
+  uint8_t flags;
+  if (!r.U16(&m->version)) return false;
+  // Anything after the version may change between versions: stop here on a mismatch so the
+  // agent can answer with a clear "unsupported version" error.
+  if (m->version != kProtocolVersion) return r.Fail(Check(*m));
+  if (!r.U8(&flags)) return false;
+  if (flags & ~3u) return r.Fail("unknown flags");
+  m->login_shell = flags & 1;
+  m->pty = flags & 2;
+  if (!r.Str(kMaxCommand, "command", &m->command)) return false;
+  if (!r.Str(kMaxTerm, "terminal type", &m->term)) return false;
+  if (!r.Window(&m->window)) return false;
+  uint16_t count;
+  if (!r.U16(&count)) return false;
+  if (count > kMaxModes) return r.Fail("more than 64 terminal modes");
+  m->modes.resize(count);
+  for (TermMode& mode : m->modes) {
+    if (!r.U8(&mode.opcode) || !r.U32(&mode.value)) return false;
+  }
+  if (!r.U16(&count)) return false;
+  if (count > kMaxEnv) return r.Fail("more than 64 environment variables");
+  m->env.resize(count);
+  for (auto& [name, value] : m->env) {
+    if (!r.Str(kMaxEnvName, "environment name", &name)) return false;
+    if (!r.Str(kMaxEnvValue, "environment value", &value)) return false;
+  }
+  return true;
+}
+bool DecodeFields(Reader& r, Opened* m) {
+  if (!r.U16(&m->version)) return false;
+  if (m->version != kProtocolVersion) return r.Fail(Check(*m));
+  return r.Str(64, "session name", &m->session);
+}
+bool DecodeFields(Reader&, Attached*) { return true; }
+bool DecodeFields(Reader& r, Started* m) { return r.U32(&m->pid); }
+bool DecodeFields(Reader& r, Window* m) { return r.Window(&m->size); }
+bool DecodeFields(Reader& r, Signal* m) { return r.U8(&m->signo); }
+bool DecodeFields(Reader& r, Exit* m) {
+  return r.Bool(&m->signaled) && r.U8(&m->code) && r.Bool(&m->core_dumped);
+}
+bool DecodeFields(Reader& r, Error* m) { return r.Str(kMaxErrorText, "error text", &m->text); }
+
+template <typename T>
+bool DecodeAs(Reader& r, Message* out, std::string* error) {
+  T m;
+  bool ok = DecodeFields(r, &m) && r.AtEnd();
+  std::string why = ok ? Check(m) : r.error();
+  if (!why.empty()) {
+    // Prefix with the message name unless Check already did.
+    std::string name = TypeName(TypeOf<T>());
+    *error = why.rfind(name + ":", 0) == 0 ? why : name + ": " + why;
+    return false;
+  }
+  *out = std::move(m);
+  return true;
+}
+
+uint32_t GetU32(const char* p) {
+  auto b = [p](int i) { return static_cast<uint32_t>(static_cast<uint8_t>(p[i])); };
+  return (b(0) << 24) | (b(1) << 16) | (b(2) << 8) | b(3);
+}
+
+}  // namespace
+
+const char* TypeName(Type type) {
+  switch (type) {
+    case Type::kOpen: return "open";
+    case Type::kOpened: return "opened";
+    case Type::kAttached: return "attached";
+    case Type::kStarted: return "started";
+    case Type::kWindow: return "window";
+    case Type::kSignal: return "signal";
+    case Type::kExit: return "exit";
+    case Type::kError: return "error";
+  }
+  return "unknown";
+}
+
+bool IsForwardableEnv(std::string_view name) {
+  static constexpr std::string_view kExact[] = {"TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM",
+                                                "ALLGO_USER"};
+  for (std::string_view allowed : kExact) {
+    if (name == allowed) return true;
+  }
+  if (name.size() > 3 && name.substr(0, 3) == "LC_") {
+    for (char c : name.substr(3)) {
+      if (!((c >= 'A' && c <= 'Z') || c == '_')) return false;
+    }
+    return true;
+  }
+  return false;
+}
+
+bool IsRelayableSignal(int signo) {
+  // Linux numbering: HUP 1, INT 2, QUIT 3, KILL 9, USR1 10, USR2 12, ALRM 14, TERM 15.
+  switch (signo) {
+    case 1: case 2: case 3: case 9: case 10: case 12: case 14: case 15:
+      return true;
+    default:
+      return false;
+  }
+}
+
+bool IsValidSessionName(std::string_view name) {
+  if (name.size() != 34 || name.substr(0, 2) != "s-") return false;
+  for (char c : name.substr(2)) {
+    if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'))) return false;
+  }
+  return true;
+}
+
+std::string EncodeFrame(const Message& message) {
+  Writer w;
+  w.U32(0);  // length, patched below
+  std::visit(
+      [&w](const auto& m) {
+        w.U8(static_cast<uint8_t>(TypeOf<std::decay_t<decltype(m)>>()));
+        EncodeFields(w, m);
+      },
+      message);
+  std::string& out = w.out();
+  uint32_t n = static_cast<uint32_t>(out.size() - kFrameHeaderSize);
+  out[0] = static_cast<char>(n >> 24);
+  out[1] = static_cast<char>(n >> 16);
+  out[2] = static_cast<char>(n >> 8);
+  out[3] = static_cast<char>(n);
+  return std::move(out);
+}
+
+std::string Validate(const Message& message) {
+  std::string why = std::visit([](const auto& m) { return Check(m); }, message);
+  if (why.empty() && EncodeFrame(message).size() > kMaxFrame) why = "message larger than 64 KiB";
+  return why;
+}
+
+bool DecodeBody(std::string_view body, Message* out, std::string* error) {
+  if (body.empty()) {
+    *error = "empty message";
+    return false;
+  }
+  if (body.size() > kMaxBody) {
+    *error = "message larger than 64 KiB";
+    return false;
+  }
+  Reader r(body.substr(1));
+  switch (static_cast<Type>(static_cast<uint8_t>(body[0]))) {
+    case Type::kOpen: return DecodeAs<Open>(r, out, error);
+    case Type::kOpened: return DecodeAs<Opened>(r, out, error);
+    case Type::kAttached: return DecodeAs<Attached>(r, out, error);
+    case Type::kStarted: return DecodeAs<Started>(r, out, error);
+    case Type::kWindow: return DecodeAs<Window>(r, out, error);
+    case Type::kSignal: return DecodeAs<Signal>(r, out, error);
+    case Type::kExit: return DecodeAs<Exit>(r, out, error);
+    case Type::kError: return DecodeAs<Error>(r, out, error);
+  }
+  *error = "unknown message type " + std::to_string(static_cast<uint8_t>(body[0]));
+  return false;
+}
+
+size_t FrameReader::Room() const { return kMaxFrame - buffered(); }
+
+size_t FrameReader::Append(std::string_view bytes) {
+  if (offset_ > 0) {  // compact before growing, so the buffer stays within one frame
+    buffer_.erase(0, offset_);
+    offset_ = 0;
+  }
+  size_t n = std::min(bytes.size(), Room());
+  buffer_.append(bytes.substr(0, n));
+  return n;
+}
+
+FrameReader::Result FrameReader::Next(Message* out, std::string* error) {
+  size_t have = buffered();
+  if (have < kFrameHeaderSize) return Result::kNeedMore;
+  uint32_t n = GetU32(buffer_.data() + offset_);
+  if (n == 0 || n > kMaxBody) {
+    *error = "frame length " + std::to_string(n) + " outside 1.." + std::to_string(kMaxBody);
+    return Result::kError;
+  }
+  if (have < kFrameHeaderSize + n) return Result::kNeedMore;
+  std::string_view body(buffer_.data() + offset_ + kFrameHeaderSize, n);
+  offset_ += kFrameHeaderSize + n;
+  if (!DecodeBody(body, out, error)) return Result::kError;
+  if (offset_ == buffer_.size()) {
+    buffer_.clear();
+    offset_ = 0;
+  }
+  return Result::kMessage;
+}
+
+}  // namespace allgo::bridge

@@ -1,0 +1,144 @@
+#include "shell/agent_client.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <tuple>
+
+#include "io.h"
+
+namespace allgo::bridge {
+namespace {
+
+constexpr int kHandshakeTimeoutMs = 30000;
+constexpr const char* kSocketName = "agent.sock";
+
+bool ConnectTo(int sock, const std::string& path) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof addr.sun_path) {
+    errno = ENAMETOOLONG;
+    return false;
+  }
+  memcpy(addr.sun_path, path.c_str(), path.size() + 1);
+  int r;
+  do {
+    r = connect(sock, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  } while (r != 0 && errno == EINTR);
+  return r == 0;
+}
+
+// An fd the agent handed us by name: it must be a fifo we own.
+Status OpenFifo(int dir, const char* name, int mode, UniqueFd* fd) {
+  fd->reset(openat(dir, name, mode | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
+  if (!*fd) return Status::Invalid(ErrnoText(std::string("cannot open the session pipe ") + name, errno));
+  struct stat st;
+  if (fstat(fd->get(), &st) != 0 || !S_ISFIFO(st.st_mode) || st.st_uid != getuid()) {
+    return Status::Invalid(std::string("the session pipe ") + name + " is not a fifo of ours");
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status ConnectAgent(const std::string& bridge_dir, AgentConnection* conn) {
+  conn->dir.reset(open(bridge_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!conn->dir) {
+    int err = errno;
+    if (err == ENOENT) return Status::Unavailable(ErrnoText(bridge_dir, err));
+    if (err == ELOOP || err == ENOTDIR) {
+      return Status::Invalid(bridge_dir + " is not a directory (a symlink?); refusing it");
+    }
+    return Status::Permission(ErrnoText(bridge_dir, err));
+  }
+  struct stat st;
+  if (fstat(conn->dir.get(), &st) != 0) return Status::Permission(ErrnoText(bridge_dir, errno));
+  if ((st.st_uid != 0 && st.st_uid != getuid()) || (st.st_mode & 022) != 0) {
+    return Status::Invalid(bridge_dir + " must belong to root or uid " + std::to_string(getuid()) +
+                           " and not be writable by group or others; refusing it");
+  }
+  std::string sock_path = bridge_dir + "/" + kSocketName;
+  if (fstatat(conn->dir.get(), kSocketName, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    int err = errno;
+    return err == ENOENT ? Status::Unavailable(ErrnoText(sock_path, err))
+                         : Status::Permission(ErrnoText(sock_path, err));
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return Status::Invalid(sock_path + " is not a socket (a symlink?); refusing it");
+  }
+  conn->sock.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!conn->sock) return Status::IoError(ErrnoText("socket", errno));
+  // Through the folder we checked, so the path cannot be swapped between check and use.
+  std::string via_proc = "/proc/self/fd/" + std::to_string(conn->dir.get()) + "/" + kSocketName;
+  bool ok = ConnectTo(conn->sock.get(), via_proc);
+  if (!ok && errno == ENOENT && access("/proc/self/fd", F_OK) != 0) ok = ConnectTo(conn->sock.get(), sock_path);
+  if (!ok) {
+    int err = errno;
+    return err == ECONNREFUSED || err == ENOENT ? Status::Unavailable(ErrnoText(sock_path, err))
+                                                : Status::Permission(ErrnoText(sock_path, err));
+  }
+  ucred cred{};
+  socklen_t len = sizeof cred;
+  if (getsockopt(conn->sock.get(), SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    return Status::IoError(ErrnoText("SO_PEERCRED", errno));
+  }
+  if (cred.uid != 0 && cred.uid != getuid()) {
+    return Status::Invalid(sock_path + " is served by uid " + std::to_string(cred.uid) +
+                           ", neither root nor us; refusing it");
+  }
+  return Status::Ok();
+}
+
+Status OpenSession(AgentConnection* conn, const Open& request, SessionPipes* pipes) {
+  int sock = conn->sock.get();
+  auto expect = [&](Message* m) -> Status {
+    std::string err = ReadMessage(sock, &conn->reader, m, kHandshakeTimeoutMs);
+    if (!err.empty()) return Status::Unavailable("the sandbox agent did not answer: " + err);
+    if (auto* e = std::get_if<Error>(m)) {
+      return Status::Permission("the sandbox agent did not start the session: " + e->text);
+    }
+    return Status::Ok();
+  };
+  auto talk = [&](const Message& m) -> Status {
+    std::string err = SendMessage(sock, m);
+    return err.empty() ? Status::Ok() : Status::Unavailable("cannot talk to the sandbox agent: " + err);
+  };
+  const Status out_of_order = Status::Invalid("the sandbox agent answered out of order");
+
+  if (Status s = talk(request); !s.ok()) return s;
+  Message m;
+  if (Status s = expect(&m); !s.ok()) return s;
+  auto* opened = std::get_if<Opened>(&m);
+  if (opened == nullptr) return out_of_order;
+
+  UniqueFd session(openat(conn->dir.get(), opened->session.c_str(),
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  if (!session) return Status::Invalid(ErrnoText("cannot open the session folder " + opened->session, errno));
+  struct stat st;
+  if (fstat(session.get(), &st) != 0 || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
+    return Status::Invalid("the session folder " + opened->session + " is not private to us; refusing it");
+  }
+  // Readers first (they never block), then the writer: the agent already holds a reader.
+  for (auto [name, mode, fd] : {std::tuple{"out", O_RDONLY, &pipes->out},
+                                std::tuple{"err", O_RDONLY, &pipes->err},
+                                std::tuple{"in", O_WRONLY, &pipes->in}}) {
+    if (request.pty && strcmp(name, "err") == 0) continue;
+    if (Status s = OpenFifo(session.get(), name, mode, fd); !s.ok()) return s;
+  }
+  if (Status s = talk(Attached{}); !s.ok()) return s;
+  if (Status s = expect(&m); !s.ok()) return s;
+  auto* started = std::get_if<Started>(&m);
+  if (started == nullptr) return out_of_order;
+  pipes->pid = started->pid;
+  for (UniqueFd* fd : {&pipes->in, &pipes->out, &pipes->err}) {
+    if (*fd) SetNonBlocking(fd->get(), false);
+  }
+  return Status::Ok();
+}
+
+}  // namespace allgo::bridge

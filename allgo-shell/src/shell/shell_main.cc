@@ -1,0 +1,349 @@
+// allgo-shell: the login shell of every webapp user. Runs a command, or an interactive
+// shell, inside the webapp's sandbox through its allgo-sandbox-agent (docs/bridge.md).
+//
+// Output rule: for `-c` commands nothing of ours ever goes to stdout (scp, sftp and rsync
+// would break on one stray byte); every message of ours is one "allgo: ..." line on stderr.
+#include <errno.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <string>
+#include <thread>
+
+#include "allgo/config.h"
+#include "allgo/database.h"
+#include "allgo/directory.h"
+#include "allgo/names.h"
+#include "io.h"
+#include "shell/agent_client.h"
+#include "shell/terminal.h"
+
+extern char** environ;
+
+namespace allgo::bridge {
+namespace {
+
+// Exit statuses of our own failures (a command's status is passed through untouched).
+constexpr int kExitSetup = 1;        // config, user, sandbox not running
+constexpr int kExitUsage = 2;
+constexpr int kExitLostAgent = 255;  // like ssh when the connection breaks
+
+void Say(const std::string& line) {
+  std::string text = "allgo: " + line + "\n";
+  WriteAll(2, text.data(), text.size());
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+struct Invocation {
+  std::string config_path;
+  bool has_command = false;
+  std::string command;
+};
+
+// Login shells are run as `shell -c CMD` by sshd, with CMD possibly starting with '-':
+// that form is taken literally; anything else goes through CLI11 (--help, --version,
+// --config).
+int ParseArgs(int argc, char** argv, Invocation* inv) {
+  if (argc >= 2 && strcmp(argv[1], "-c") == 0) {
+    if (argc < 3) {
+      Say("-c needs a command");
+      return kExitUsage;
+    }
+    inv->has_command = true;
+    inv->command = argv[2];
+    return -1;
+  }
+  if (argc == 1) return -1;
+  CLI::App app{
+      "allgo-shell: the login shell of allgo webapps. Without arguments, an interactive shell "
+      "in the webapp's sandbox; with -c CMD, CMD run there by /bin/sh -c."};
+  app.set_version_flag("--version", std::string("allgo-shell ") + ALLGO_VERSION);
+  app.add_option("-c", inv->command, "command to run in the sandbox");
+  app.add_option("--config", inv->config_path, "config file (default: $ALLGO_SSH_CONFIG or " +
+                                                   std::string(DefaultConfigPath()) + ")");
+  bool login = false;
+  app.add_flag("-l,--login", login, "accepted for compatibility (allgo-shell always acts as a login shell)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int status = app.exit(e);
+    std::cout.flush();  // main() leaves through _exit, which does not flush
+    return status;
+  }
+  inv->has_command = app.count("-c") > 0;
+  return -1;
+}
+
+// The sandbox state from the database: "" with *error set when it cannot be read.
+std::string QueryState(const Config& config, std::string* error) {
+  MysqlConnection connection(config.mysql);
+  WebappDirectory directory(config, &connection);
+  Webapp webapp;
+  Status s = directory.FindByUid(getuid(), &webapp);
+  if (!s.ok()) {
+    *error = s.ToString();
+    return "";
+  }
+  return webapp.sandbox_state;
+}
+
+Open BuildRequest(const Invocation& inv, bool pty) {
+  Open req;
+  req.login_shell = !inv.has_command;
+  req.command = inv.command;
+  req.pty = pty;
+  for (char** e = environ; e && *e && req.env.size() < kMaxEnv; ++e) {
+    std::string_view entry(*e);
+    size_t eq = entry.find('=');
+    if (eq == std::string_view::npos) continue;
+    std::string name(entry.substr(0, eq));
+    std::string value(entry.substr(eq + 1));
+    if (!IsForwardableEnv(name) || value.size() > kMaxEnvValue) continue;
+    req.env.emplace_back(name, value);
+  }
+  if (pty) {
+    const char* term = getenv("TERM");
+    req.term = term ? term : "dumb";
+    struct winsize ws{};
+    if (ioctl(0, TIOCGWINSZ, &ws) == 0) {
+      req.window = {ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel};
+    }
+    struct termios tio;
+    if (tcgetattr(0, &tio) == 0) req.modes = EncodeTermModes(tio);
+  }
+  // A terminal name or size we cannot pass on is not worth refusing the session for.
+  if (!Validate(Message(req)).empty()) {
+    req.term = "dumb";
+    req.window = {};
+  }
+  return req;
+}
+
+// Waits for the agent of a sandbox in state `starting`, telling the user once.
+// Returns true when connected; false on timeout, a state change, or a fatal signal (*signo).
+// *connected tells what the last attempt found.
+bool WaitForStart(const std::string& bridge_dir, const std::string& name, const Config& config,
+                  int signals, AgentConnection* conn, std::string* state, int* signo,
+                  Status* connected) {
+  Say("the sandbox of '" + name + "' is starting; waiting up to " +
+      std::to_string(config.sandbox.start_wait) + " s for it");
+  int64_t deadline = NowMs() + int64_t{config.sandbox.start_wait} * 1000;
+  int64_t next_state_check = NowMs() + 2000;
+  while (NowMs() < deadline) {
+    pollfd pfd{signals, POLLIN, 0};
+    if (poll(&pfd, 1, 200) > 0) {
+      signalfd_siginfo info;
+      if (read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info) &&
+          info.ssi_signo != SIGWINCH) {
+        *signo = static_cast<int>(info.ssi_signo);
+        return false;
+      }
+    }
+    *conn = AgentConnection{};
+    *connected = ConnectAgent(bridge_dir, conn);
+    if (connected->ok()) return true;
+    if (!connected->IsUnavailable()) return false;
+    if (NowMs() >= next_state_check) {
+      std::string error;
+      std::string now = QueryState(config, &error);
+      if (!now.empty()) *state = now;
+      if (*state != "starting" && *state != "running") return false;
+      next_state_check = NowMs() + 2000;
+    }
+  }
+  return false;
+}
+
+// Relays the session: data through three threads (one per stream, blocking splice loops),
+// control (signals, window size, exit status) on this thread.
+int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals,
+               const std::string& name) {
+  RawTerminal terminal;
+  if (pty) terminal.Enter(0);
+
+  // stdin → process. EOF on our stdin closes the pipe, which is EOF for the process.
+  std::thread in_thread([fd = pipes.in.release()] {
+    Pump(0, fd);
+    close(fd);
+  });
+  in_thread.detach();  // it may sit in read(0) forever; the process exit ends it
+  // process → stdout/stderr. If our reader goes away (EPIPE), closing the pipe makes the
+  // process's next write fail with SIGPIPE, exactly as a local pipe would.
+  auto drain = [](int from, int to) {
+    Pump(from, to);
+    close(from);
+  };
+  std::thread out_thread(drain, pipes.out.release(), 1);
+  std::thread err_thread;
+  if (pipes.err) err_thread = std::thread(drain, pipes.err.release(), 2);
+  // On the early (lost agent) returns the output threads are abandoned, not joined.
+  struct DetachOnReturn {
+    std::thread* threads[2];
+    ~DetachOnReturn() {
+      for (std::thread* t : threads) {
+        if (t->joinable()) t->detach();
+      }
+    }
+  } detach_on_return{{&out_thread, &err_thread}};
+
+  auto lost = [&](const std::string& why) {
+    terminal.Restore();
+    Say("lost the connection to the sandbox of '" + name + "' (" + why +
+        "); the sandbox agent stopped, so the command's outcome is unknown");
+    return kExitLostAgent;
+  };
+  Exit exit;
+  int sock = conn.sock.get();
+  for (bool done = false; !done;) {
+    // Messages first: the handshake may already have buffered the exit status.
+    Message m;
+    std::string error;
+    auto r = conn.reader.Next(&m, &error);
+    if (r == FrameReader::Result::kError) return lost("protocol error: " + error);
+    if (r == FrameReader::Result::kMessage) {
+      if (auto* e = std::get_if<Exit>(&m)) {
+        exit = *e;
+        done = true;
+      } else if (auto* failure = std::get_if<Error>(&m)) {
+        return lost("agent error: " + failure->text);
+      }
+      continue;
+    }
+    pollfd pfds[2] = {{sock, POLLIN, 0}, {signals, POLLIN, 0}};
+    if (poll(pfds, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return lost(ErrnoText("poll", errno));
+    }
+    if (pfds[1].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        Message relay;
+        if (info.ssi_signo == SIGWINCH) {
+          struct winsize ws{};
+          if (!pty || ioctl(0, TIOCGWINSZ, &ws) != 0) continue;
+          relay = Window{{ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel}};
+          if (!Validate(relay).empty()) continue;
+        } else {
+          relay = Signal{static_cast<uint8_t>(info.ssi_signo)};
+        }
+        SendMessage(sock, relay);  // a failure shows up as EOF on the socket
+      }
+    }
+    if (pfds[0].revents & (POLLIN | POLLHUP | POLLERR)) {
+      char buf[4096];
+      ssize_t n = recv(sock, buf, std::min(sizeof buf, conn.reader.Room()), 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return lost(n == 0 ? "the agent closed the connection" : strerror(errno));
+      conn.reader.Append(std::string_view(buf, static_cast<size_t>(n)));
+    }
+  }
+  // Like sshd: the session ends when the process exited and its output reached EOF.
+  out_thread.join();
+  if (err_thread.joinable()) err_thread.join();
+  return exit.ShellStatus();
+}
+
+int Main(int argc, char** argv) {
+  signal(SIGPIPE, SIG_IGN);
+  Invocation inv;
+  if (int r = ParseArgs(argc, argv, &inv); r >= 0) return r;
+
+  // Block the signals we relay before any thread exists; they are read from a signalfd.
+  sigset_t relayed;
+  sigemptyset(&relayed);
+  for (int sig : {SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGWINCH}) sigaddset(&relayed, sig);
+  sigprocmask(SIG_BLOCK, &relayed, nullptr);
+  UniqueFd signals(signalfd(-1, &relayed, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (!signals) {
+    Say(ErrnoText("signalfd", errno));
+    return kExitSetup;
+  }
+
+  Config config;
+  std::string config_path = ResolveConfigPath(inv.config_path);
+  if (Status s = LoadConfig(config_path, &config); !s.ok()) {
+    Say(s.ToString());
+    return kExitSetup;
+  }
+  errno = 0;
+  struct passwd* pw = getpwuid(getuid());
+  if (pw == nullptr) {
+    Say("uid " + std::to_string(getuid()) +
+        " has no user name (is the allgo NSS module listed in /etc/nsswitch.conf?)");
+    return kExitSetup;
+  }
+  std::string name = pw->pw_name;
+  if (!IsValidUserName(name)) {
+    Say("user name '" + SanitizeForLog(name) + "' is not a webapp name");
+    return kExitSetup;
+  }
+  std::string bridge_dir = config.sandbox.dir + "/" + name;
+
+  // The socket is the truth: the database is only asked when the agent does not answer.
+  AgentConnection conn;
+  Status connected = ConnectAgent(bridge_dir, &conn);
+  if (connected.IsInvalid()) {  // unsafe folder or socket: say why, never retry
+    Say(connected.message());
+    return kExitSetup;
+  }
+  if (!connected.ok()) {
+    std::string db_error;
+    std::string state = QueryState(config, &db_error);
+    int signo = 0;
+    if (state == "starting") {
+      WaitForStart(bridge_dir, name, config, signals.get(), &conn, &state, &signo, &connected);
+      if (signo != 0) return 128 + signo;
+      if (connected.IsInvalid()) {
+        Say(connected.message());
+        return kExitSetup;
+      }
+    }
+    if (!connected.ok()) {
+      if (state.empty()) state = "unknown: " + db_error;
+      if (state == "running") {
+        Say("the sandbox of '" + name + "' does not answer (state: running; " + connected.message() +
+            "); restart it from the allgo web interface");
+      } else {
+        Say("the sandbox of '" + name + "' is not running (state: " + state +
+            "); start it from the allgo web interface");
+      }
+      return kExitSetup;
+    }
+  }
+
+  bool pty = isatty(0) == 1;
+  Open request = BuildRequest(inv, pty);
+  if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
+    Say("cannot send this request: " + invalid);
+    return kExitUsage;
+  }
+  SessionPipes pipes;
+  if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  return RunSession(conn, pipes, pty, signals.get(), name);
+}
+
+}  // namespace
+}  // namespace allgo::bridge
+
+int main(int argc, char** argv) {
+  int status = allgo::bridge::Main(argc, argv);
+  // _exit: a thread may still be blocked reading our stdin; nothing is buffered in stdio.
+  _exit(status);
+}

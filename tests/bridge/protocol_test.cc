@@ -1,0 +1,189 @@
+// The bridge protocol's encoder and strict decoder (docs/protocol.md).
+#include "allgo/bridge/protocol.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace allgo::bridge {
+namespace {
+
+Open SampleOpen() {
+  Open o;
+  o.command = "ls -l /data";
+  o.pty = true;
+  o.term = "xterm-256color";
+  o.window = {40, 120, 800, 600};
+  o.modes = {{1, 3}, {53, 1}};
+  o.env = {{"LANG", "C.UTF-8"}, {"LC_ALL", "fr_FR.UTF-8"}, {"TERM", "xterm"}};
+  return o;
+}
+
+std::string Body(const std::string& frame) { return frame.substr(kFrameHeaderSize); }
+
+// Decodes a whole frame through FrameReader, feeding it `chunk` bytes at a time.
+std::vector<Message> Feed(const std::string& stream, size_t chunk, std::string* error) {
+  FrameReader reader;
+  std::vector<Message> out;
+  size_t pos = 0;
+  while (pos < stream.size() || reader.buffered() > 0) {
+    size_t n = reader.Append(std::string_view(stream).substr(pos, std::min(chunk, stream.size() - pos)));
+    pos += n;
+    for (;;) {
+      Message m;
+      auto r = reader.Next(&m, error);
+      if (r == FrameReader::Result::kError) return out;
+      if (r == FrameReader::Result::kNeedMore) break;
+      out.push_back(m);
+    }
+    if (pos >= stream.size()) break;
+  }
+  return out;
+}
+
+TEST(BridgeProtocol, EveryMessageRoundTrips) {
+  std::vector<Message> all = {SampleOpen(),
+                              Open{kProtocolVersion, true, false, "", "", {}, {}, {}},
+                              Opened{kProtocolVersion, "s-0123456789abcdef0123456789abcdef"},
+                              Attached{},
+                              Started{4242},
+                              Window{{24, 80, 0, 0}},
+                              Signal{15},
+                              Exit{false, 3, false},
+                              Exit{true, 9, true},
+                              Error{"uid 12 may not use this sandbox"}};
+  std::string stream;
+  for (const Message& m : all) {
+    EXPECT_EQ(Validate(m), "");
+    stream += EncodeFrame(m);
+  }
+  for (size_t chunk : {size_t{1}, size_t{7}, stream.size()}) {
+    std::string error;
+    std::vector<Message> got = Feed(stream, chunk, &error);
+    EXPECT_EQ(error, "");
+    EXPECT_EQ(got, all) << "chunk " << chunk;
+  }
+}
+
+TEST(BridgeProtocol, FrameHeaderIsTheBigEndianBodyLength) {
+  std::string frame = EncodeFrame(Signal{1});
+  ASSERT_EQ(frame.size(), 6u);
+  EXPECT_EQ(frame.substr(0, 4), std::string("\0\0\0\2", 4));
+  EXPECT_EQ(frame[4], 6);  // type
+  EXPECT_EQ(frame[5], 1);
+}
+
+TEST(BridgeProtocol, RejectsFrameLengthsOutsideTheBound) {
+  for (std::string header : {std::string("\0\0\0\0", 4), std::string("\xff\xff\xff\xff", 4),
+                             std::string("\0\1\0\1", 4)}) {
+    FrameReader reader;
+    reader.Append(header);
+    Message m;
+    std::string error;
+    EXPECT_EQ(reader.Next(&m, &error), FrameReader::Result::kError);
+    EXPECT_NE(error.find("frame length"), std::string::npos) << error;
+  }
+}
+
+TEST(BridgeProtocol, ReaderNeverBuffersMoreThanOneFrame) {
+  FrameReader reader;
+  std::string big(200000, 'x');
+  EXPECT_EQ(reader.Append(big), kFrameHeaderSize + kMaxBody);
+  EXPECT_EQ(reader.Room(), 0u);
+}
+
+TEST(BridgeProtocol, RejectsUnknownTypesTrailingBytesAndTruncation) {
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(std::string("\x63", 1), &m, &error));
+  EXPECT_NE(error.find("unknown message type 99"), std::string::npos) << error;
+
+  std::string body = Body(EncodeFrame(Started{1})) + "!";
+  EXPECT_FALSE(DecodeBody(body, &m, &error));
+  EXPECT_NE(error.find("trailing bytes"), std::string::npos) << error;
+
+  std::string open = Body(EncodeFrame(SampleOpen()));
+  for (size_t cut = 1; cut < open.size(); ++cut) {
+    EXPECT_FALSE(DecodeBody(open.substr(0, cut), &m, &error)) << cut;
+  }
+  EXPECT_FALSE(DecodeBody("", &m, &error));
+}
+
+TEST(BridgeProtocol, UnsupportedVersionIsNamed) {
+  Open o = SampleOpen();
+  o.version = 7;
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(o)), &m, &error));
+  EXPECT_EQ(error, "open: unsupported protocol version 7 (this side speaks 1)");
+}
+
+TEST(BridgeProtocol, OpenFieldsAreBounded) {
+  Message m;
+  std::string error;
+  auto rejects = [&](Open o, const std::string& expected) {
+    EXPECT_NE(Validate(o), "");
+    EXPECT_FALSE(DecodeBody(Body(EncodeFrame(o)), &m, &error));
+    EXPECT_NE(error.find(expected), std::string::npos) << error;
+  };
+  Open o = SampleOpen();
+  o.command = std::string(kMaxCommand + 1, 'a');
+  rejects(o, "command longer than 60000");
+  o = SampleOpen();
+  o.command = std::string("a\0b", 3);
+  rejects(o, "NUL");
+  o = SampleOpen();
+  o.env.push_back({"LD_PRELOAD", "/tmp/x.so"});
+  rejects(o, "not allowed: LD_PRELOAD");
+  o = SampleOpen();
+  o.term = "xterm;rm -rf /";
+  rejects(o, "terminal type");
+  o = SampleOpen();
+  o.window.rows = 10001;
+  rejects(o, "window larger");
+  o = SampleOpen();
+  o.modes.push_back({0, 1});
+  rejects(o, "opcode");
+  o = SampleOpen();
+  o.command.clear();
+  rejects(o, "empty command");
+  o = SampleOpen();
+  o.login_shell = true;
+  rejects(o, "takes no command");
+  o = SampleOpen();
+  o.env.assign(kMaxEnv + 1, {"LANG", "C"});
+  rejects(o, "more than 64 environment");
+}
+
+TEST(BridgeProtocol, OtherMessagesAreChecked) {
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Opened{1, "s-../../etc"})), &m, &error));
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Opened{1, "s-0123456789ABCDEF0123456789abcdef"})), &m, &error));
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Signal{19})), &m, &error));  // SIGSTOP
+  EXPECT_NE(error.find("may not be relayed"), std::string::npos);
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Exit{true, 0, false})), &m, &error));
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Exit{false, 0, true})), &m, &error));
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Error{"bell\a"})), &m, &error));
+  std::string bad_bool = Body(EncodeFrame(Exit{false, 1, false}));
+  bad_bool[1] = 2;
+  EXPECT_FALSE(DecodeBody(bad_bool, &m, &error));
+  EXPECT_NE(error.find("neither 0 nor 1"), std::string::npos);
+}
+
+TEST(BridgeProtocol, EnvironmentAllowList) {
+  for (const char* ok : {"TERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "COLORTERM", "ALLGO_USER"}) {
+    EXPECT_TRUE(IsForwardableEnv(ok)) << ok;
+  }
+  for (const char* no : {"PATH", "LD_PRELOAD", "HOME", "LC_", "LC_all", "SSH_AUTH_SOCK", "TERMINFO", ""}) {
+    EXPECT_FALSE(IsForwardableEnv(no)) << no;
+  }
+}
+
+TEST(BridgeProtocol, ShellStatusOfExit) {
+  EXPECT_EQ((Exit{false, 7, false}.ShellStatus()), 7);
+  EXPECT_EQ((Exit{true, 15, false}.ShellStatus()), 143);
+}
+
+}  // namespace
+}  // namespace allgo::bridge
