@@ -21,6 +21,7 @@ namespace allgo::sshd {
 namespace {
 
 constexpr int kPtyDrainMs = 200;
+constexpr int kDrainTurns = 32;
 constexpr int kMonitorTimeoutMs = 60 * 1000;
 
 void SetNonBlocking(int fd) {
@@ -612,6 +613,9 @@ int NetSession::Run() {
     for (const auto& c : channels_) timer = timer || c->WantsTimer();
     dispatch_allowed_ = true;
     int rc = ssh_event_dopoll(event_, timer ? 50 : 1000);
+    // libssh reads the socket in small slices per poll turn: drain what is already there
+    // before pumping, so client data reaches the command in large writes.
+    for (int turn = 0; rc == SSH_OK && turn < kDrainTurns; ++turn) rc = ssh_event_dopoll(event_, 0);
     dispatch_allowed_ = false;
     if (!monitor_.notices().empty()) {
       while (!monitor_.notices().empty()) {
