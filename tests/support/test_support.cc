@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -57,6 +58,11 @@ struct RunAs : bp::extend::handler {
 };
 
 }  // namespace
+
+std::mutex& SpawnMutex() {
+  static std::mutex m;
+  return m;
+}
 
 std::string SourceDir() { return ALLGO_SOURCE_DIR; }
 std::string BuildDir() { return ALLGO_BUILD_DIR; }
@@ -109,8 +115,16 @@ RunResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
   std::vector<std::string> args(argv.begin() + 1, argv.end());
   bp::async_pipe in(ios);
   std::error_code ec;
-  bp::child child(exe, bp::args(args), bp::std_in < in, bp::std_out > out, bp::std_err > err, env,
-                  ios, RunAs{{}, options.uid, options.gid}, ec);
+  bp::child child;
+  {
+    // Pipes are made without O_CLOEXEC: a child forked by another thread between their creation
+    // and our parent-side close would hold them open and our child would never see EOF. So
+    // spawns are serialised, and the one end we keep (stdin's write end) is close-on-exec.
+    std::lock_guard<std::mutex> lock(SpawnMutex());
+    fcntl(in.native_sink(), F_SETFD, FD_CLOEXEC);
+    child = bp::child(exe, bp::args(args), bp::std_in < in, bp::std_out > out, bp::std_err > err,
+                      env, ios, RunAs{{}, options.uid, options.gid}, ec);
+  }
   if (ec) {
     result.err = "cannot start " + argv[0] + ": " + ec.message();
     return result;
@@ -183,6 +197,7 @@ Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path
   for (auto& e : env_strings) cenv.push_back(e.data());
   cenv.push_back(nullptr);
   pid_t parent = getpid();
+  std::lock_guard<std::mutex> lock(SpawnMutex());  // see Run()
   pid_ = fork();
   if (pid_ < 0) Die("fork failed");
   if (pid_ == 0) {

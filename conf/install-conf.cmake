@@ -1,0 +1,33 @@
+# Runs at `cmake --install` time with CMAKE_INSTALL_PREFIX set to the install prefix.
+#  - etc: /etc for the /usr prefix (as GNUInstallDirs does), else PREFIX/etc;
+#  - an existing allgo-ssh.conf is never overwritten: operators' settings survive a reinstall.
+set(prefix "${CMAKE_INSTALL_PREFIX}")
+if(prefix STREQUAL "/usr")
+  set(etc_dir "/etc/allgo")
+else()
+  set(etc_dir "${prefix}/etc/allgo")
+endif()
+set(BINDIR "${prefix}/bin")
+set(SBINDIR "${prefix}/sbin")
+set(DOCDIR "${prefix}/share/doc/allgo-ssh")
+set(share "${prefix}/share/allgo-ssh")
+
+file(MAKE_DIRECTORY "${ALLGO_CONF_STAGING_DIR}/sshd_config.d")
+file(READ "${ALLGO_CONF_SOURCE_DIR}/allgo-ssh.conf" example)
+string(REPLACE "/usr/bin/allgo-shell" "${BINDIR}/allgo-shell" example "${example}")
+file(WRITE "${ALLGO_CONF_STAGING_DIR}/allgo-ssh.conf" "${example}")
+configure_file("${ALLGO_CONF_SOURCE_DIR}/allgo-sshd.service"
+               "${ALLGO_CONF_STAGING_DIR}/allgo-sshd.service" @ONLY)
+configure_file("${ALLGO_CONF_SOURCE_DIR}/sshd_config.d/allgo.conf"
+               "${ALLGO_CONF_STAGING_DIR}/sshd_config.d/allgo.conf" @ONLY)
+
+file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-ssh.conf" DESTINATION "${share}"
+     RENAME allgo-ssh.conf.example)
+file(INSTALL "${ALLGO_CONF_STAGING_DIR}/sshd_config.d/allgo.conf" DESTINATION "${share}/sshd_config.d")
+file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-sshd.service" DESTINATION "${prefix}/lib/systemd/system")
+if(EXISTS "$ENV{DESTDIR}${etc_dir}/allgo-ssh.conf")
+  message(STATUS "Kept existing: $ENV{DESTDIR}${etc_dir}/allgo-ssh.conf")
+else()
+  file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-ssh.conf" DESTINATION "${etc_dir}"
+       FILE_PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ WORLD_READ)
+endif()

@@ -1,0 +1,49 @@
+// The whole product on one machine, as deployed: the fixture's MariaDB with a webapp 'sleep'
+// owned by an allgo user with a fresh key, its sandbox (bubblewrap, own pid/ipc/uts namespaces,
+// bridge folder bind-mounted) running allgo-sandbox-agent, and allgo-sshd whose webapps log in
+// through allgo-shell. The NSS module serves them through the test's private namespace.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "test_support.h"
+
+namespace allgo::test {
+
+class Stack {
+ public:
+  // `sshd_extra` lines are added to [sshd].
+  explicit Stack(const std::string& sshd_extra = "");
+  ~Stack();
+
+  void StartSandbox();
+  void StopSandbox();
+  Daemon& sandbox() { return *sandbox_; }
+  Daemon& sshd() { return *sshd_; }
+  int port() const { return port_; }
+  const std::string& bridge_dir() const { return bridge_; }
+  const TempDir& dir() const { return dir_; }
+  std::string SshdLog() const { return ReadFile(dir_ / "sshd.log"); }
+
+  // ssh argv for `sleep@127.0.0.1 COMMAND` with the owner's key.
+  std::vector<std::string> SshArgv(const std::string& command) const;
+  RunResult Ssh(const std::string& command, RunOptions options = {}) const;
+  // The same line for /bin/sh scripts.
+  std::string SshLine() const;
+
+  // Processes in allgo-sshd's tree (itself included), and their summed RSS in KiB.
+  std::vector<pid_t> ServerProcesses() const;
+  long ServerRssKib() const;
+
+ private:
+  TempDir dir_{"allgo-stack"};
+  int port_ = 0;
+  std::string bridge_;
+  KeyPair key_;
+  std::unique_ptr<Daemon> sandbox_;
+  std::unique_ptr<Daemon> sshd_;
+};
+
+}  // namespace allgo::test
