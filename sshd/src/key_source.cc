@@ -63,7 +63,9 @@ class CommandKeySource : public KeySource {
     while (std::getline(lines, line)) {
       if (line.empty() || line[0] == '#') continue;
       PublicKey key;
-      if (ParsePublicKeyLine(line, &key).ok()) out->push_back({key.base64, key.comment});
+      // The helper's output names no allgo account (its comment is whatever the user
+      // pasted): ALLGO_USER stays empty with this source.
+      if (ParsePublicKeyLine(line, &key).ok()) out->push_back({key.base64, ""});
     }
     return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
   }

@@ -17,7 +17,7 @@ namespace allgo::sshd {
 
 struct AllowedEntry {
   std::string base64;   // canonical base64 of the key blob
-  std::string account;  // allgo account (email) the key belongs to; may be empty (command)
+  std::string account;  // allgo account (email) the key belongs to; empty with the command
 };
 
 class KeySource {

@@ -196,10 +196,17 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
 
 bool Monitor::HandleSpawn(const SpawnRequest& r) {
   const Config& config = *settings_.config;
-  if (sessions_.count(r.id) != 0 || sessions_.size() >= config.sshd.max_sessions) return false;
-  SpawnSettings spawn_settings{config.path, config.sshd.sftp_server};
+  if (sessions_.count(r.id) != 0) return false;
+  // The child enforces max_sessions on open channels; processes may outlive their channel
+  // (closed by the client), so the monitor's own bound on live processes is looser.
+  Status st;
   SpawnedSession s;
-  Status st = SpawnSession(account_, settings_.conn, spawn_settings, r, &s);
+  if (sessions_.size() >= 2 * static_cast<size_t>(config.sshd.max_sessions) + 4) {
+    st = Status::Permission("too many running sessions on this connection");
+  } else {
+    SpawnSettings spawn_settings{config.path, config.sshd.sftp_server};
+    st = SpawnSession(account_, settings_.conn, spawn_settings, r, &s);
+  }
   SpawnResult result;
   result.id = r.id;
   result.ok = st.ok();

@@ -21,6 +21,7 @@ namespace allgo::sshd {
 namespace {
 
 constexpr int kPtyDrainMs = 200;
+constexpr int kDrainTurns = 32;
 constexpr int kMonitorTimeoutMs = 60 * 1000;
 
 void SetNonBlocking(int fd) {
@@ -242,7 +243,13 @@ void SessionChannel::OnExited(uint32_t wait_status) {
 
 int SessionChannel::OnFd(socket_t fd, int revents, void* self) {
   auto* c = static_cast<SessionChannel*>(self);
-  if (c->released_) return 0;
+  // libssh polls the whole event context from inside its own calls (ssh_channel_write
+  // waiting for window, ssh_channel_read_nonblocking...): such nested invocations would
+  // read into the shared buffer while the outer call's data is still in it (data lost or
+  // reordered). Only the main loop's ssh_event_dopoll dispatches; poll is level-triggered,
+  // so nothing is missed.
+  NetSession::DispatchGuard guard(c->owner_);
+  if (!guard.active() || c->released_) return 0;
   if (fd == c->out_.get()) {
     if (revents & (POLLIN | POLLHUP | POLLERR)) c->ReadOutput(fd, false);
     if (c->pty_ && (revents & POLLOUT)) c->FlushPending();
@@ -254,13 +261,17 @@ int SessionChannel::OnFd(socket_t fd, int revents, void* self) {
   return 0;
 }
 
+int SessionChannel::Write(const char* data, size_t len, bool is_stderr) {
+  auto n = static_cast<uint32_t>(len);
+  return is_stderr ? ssh_channel_write_stderr(channel_, data, n) : ssh_channel_write(channel_, data, n);
+}
+
 bool SessionChannel::FlushOutput() {
   while (!out_pending_.empty()) {
     uint32_t window = ssh_channel_window_size(channel_);
     if (window == 0) return false;
     uint32_t len = static_cast<uint32_t>(std::min<size_t>(out_pending_.size(), window));
-    int written = out_pending_stderr_ ? ssh_channel_write_stderr(channel_, out_pending_.data(), len)
-                                      : ssh_channel_write(channel_, out_pending_.data(), len);
+    int written = Write(out_pending_.data(), len, out_pending_stderr_);
     if (written < 0) {
       done_ = true;  // the connection is broken; Pump releases the channel
       return false;
@@ -287,14 +298,13 @@ void SessionChannel::ReadOutput(int fd, bool is_stderr) {
   }
   bytes_out_ += static_cast<uint64_t>(n);
   owner_->NoteActivity();
-  int written = is_stderr ? ssh_channel_write_stderr(channel_, buf, static_cast<uint32_t>(n))
-                          : ssh_channel_write(channel_, buf, static_cast<uint32_t>(n));
+  int written = Write(buf, static_cast<size_t>(n), is_stderr);
   if (written < 0) {
     done_ = true;
     return;
   }
-  // libssh writes less when it cannot send now (during a key re-exchange it writes
-  // nothing): keep the rest, nothing more is read until it is out.
+  // libssh writes less when it cannot send now (window, or a key re-exchange: then it
+  // writes nothing): keep the rest; nothing more is read until it is out.
   if (written < n) {
     out_pending_.assign(buf + written, static_cast<size_t>(n - written));
     out_pending_stderr_ = is_stderr;
@@ -402,6 +412,8 @@ void SessionChannel::Pump() {
 }
 
 void SessionChannel::Finish() {
+  // OpenSSH's order: EOF once the output is drained, then the exit status, then close.
+  ssh_channel_send_eof(channel_);
   int s = static_cast<int>(wait_status_);
   if (WIFSIGNALED(s)) {
     const char* name = SignalName(WTERMSIG(s));
@@ -413,7 +425,6 @@ void SessionChannel::Finish() {
   } else {
     ssh_channel_request_send_exit_status(channel_, WIFEXITED(s) ? WEXITSTATUS(s) : 255);
   }
-  ssh_channel_send_eof(channel_);
   Release("ended");
 }
 
@@ -600,7 +611,12 @@ int NetSession::Run() {
   while (true) {
     bool timer = false;
     for (const auto& c : channels_) timer = timer || c->WantsTimer();
+    dispatch_allowed_ = true;
     int rc = ssh_event_dopoll(event_, timer ? 50 : 1000);
+    // libssh reads the socket in small slices per poll turn: drain what is already there
+    // before pumping, so client data reaches the command in large writes.
+    for (int turn = 0; rc == SSH_OK && turn < kDrainTurns; ++turn) rc = ssh_event_dopoll(event_, 0);
+    dispatch_allowed_ = false;
     if (!monitor_.notices().empty()) {
       while (!monitor_.notices().empty()) {
         ExitedNotice n = monitor_.notices().front();

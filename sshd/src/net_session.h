@@ -84,6 +84,8 @@ class SessionChannel {
 
   int Start(SessionKind kind, const std::string& command);
   void ReadOutput(int fd, bool is_stderr);
+  // ssh_channel_write / _stderr: bytes libssh took (may be fewer than len), <0 on error.
+  int Write(const char* data, size_t len, bool is_stderr);
   // Sends what libssh could not take earlier; true when nothing is left.
   bool FlushOutput();
   void PumpInput();
@@ -145,6 +147,22 @@ class NetSession {
   // Channel data moved (either way): resets the idle_timeout clock.
   void NoteActivity();
 
+  // Lets one fd callback run at a time, and only from the main loop's ssh_event_dopoll.
+  class DispatchGuard {
+   public:
+    explicit DispatchGuard(NetSession* s) : s_(s), active_(s->dispatch_allowed_) { s_->dispatch_allowed_ = false; }
+    ~DispatchGuard() {
+      if (active_) s_->dispatch_allowed_ = true;
+    }
+    DispatchGuard(const DispatchGuard&) = delete;
+    DispatchGuard& operator=(const DispatchGuard&) = delete;
+    bool active() const { return active_; }
+
+   private:
+    NetSession* s_;
+    bool active_;
+  };
+
  private:
   static int OnAuthNone(ssh_session, const char* user, void* self);
   static int OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char state, void* self);
@@ -168,6 +186,7 @@ class NetSession {
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;
   bool banner_sent_ = false;
+  bool dispatch_allowed_ = false;  // see DispatchGuard
   ssh_counter_struct socket_counter_{};
   ssh_counter_struct packet_counter_{};
   uint64_t last_in_packets_ = 0;

@@ -92,6 +92,11 @@ Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gi
   if (pid == 0) {
     read_end.reset();
     ResetSignalsInChild();  // the key helper's own child needs SIGCHLD
+    // Nothing of the monitor (its socket to the network child) is left to this process,
+    // which runs the NSS module and the database client.
+    int keep = write_end.get();
+    if (keep > 3) close_range(3, static_cast<unsigned>(keep - 1), 0);
+    close_range(static_cast<unsigned>(keep + 1), ~0U, 0);
     UserLookup u;
     Status st = Lookup(config, helper_uid, helper_gid, user, &u);
     std::string answer = Encode(st, u);

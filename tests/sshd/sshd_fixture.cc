@@ -18,7 +18,8 @@
 
 namespace allgo::test {
 
-SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_sections)
+SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_sections,
+                       const std::string& login_shell)
     : dir_("allgo-sshd-test") {
   chmod(dir_.path().c_str(), 0755);
   port_ = FreeLoopbackPort();
@@ -27,7 +28,7 @@ SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_s
   RunResult keygen = Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key});
   EXPECT_EQ(keygen.exit_code, 0) << keygen.err;
   std::string config = TestDatabase::Get().ConfigText(
-      "[nss]\nshell = /bin/sh\n"
+      "[nss]\nshell = " + login_shell + "\n"
       "[sshd]\nlisten = 127.0.0.1:" + std::to_string(port_) + "\nhost_key = " + host_key +
       "\nprivsep_chroot = " + chroot_dir() + "\nlog_level = debug\n" + sshd_extra + "\n" + extra_sections);
   WriteAllgoConfig(config);

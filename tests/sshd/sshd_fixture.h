@@ -15,8 +15,10 @@ namespace allgo::test {
 
 class SshdServer {
  public:
-  // `sshd_extra` is appended to the [sshd] section, `extra_sections` after it.
-  explicit SshdServer(const std::string& sshd_extra = "", const std::string& extra_sections = "");
+  // `sshd_extra` is appended to the [sshd] section, `extra_sections` after it; webapps log
+  // in with `login_shell` ([nss] shell).
+  explicit SshdServer(const std::string& sshd_extra = "", const std::string& extra_sections = "",
+                      const std::string& login_shell = "/bin/sh");
   ~SshdServer();
   SshdServer(const SshdServer&) = delete;
   SshdServer& operator=(const SshdServer&) = delete;

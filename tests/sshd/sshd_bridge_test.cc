@@ -1,0 +1,199 @@
+// allgo-sshd through the bridge, the whole path as users take it: the OpenSSH client,
+// allgo-sshd, the webapp resolved by glibc through libnss_allgo (real MariaDB), allgo-shell as
+// its login shell, and allgo-sandbox-agent inside a bubblewrap sandbox (own pid namespace,
+// the bridge folder bind-mounted) running the commands.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sshd_fixture.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+bool WaitUntil(const std::function<bool()>& done, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return done();
+}
+
+class SshdBridgeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    key_ = MakeKeyPair(tmp_.path(), "owner");
+    owner_ = db.AddUser("owner@example.org");
+    db.AddKey(owner_, key_.public_line);
+    uid_ = db.AddWebapp("sleep", owner_) + 2000;
+    chmod(tmp_.path().c_str(), 0755);
+    sandboxes_ = tmp_ / "sandboxes";
+    bridge_ = sandboxes_ + "/sleep";
+    shared_ = tmp_ / "shared";  // visible inside and outside the sandbox
+    fs::create_directories(bridge_);
+    fs::create_directories(shared_);
+    chmod(sandboxes_.c_str(), 0755);
+    // As the allgo controller prepares it: the webapp's bridge folder, owned by its uid.
+    ASSERT_EQ(chown(bridge_.c_str(), uid_, 65534), 0);
+    chmod(bridge_.c_str(), 0755);
+    chmod(shared_.c_str(), 0777);
+    server_ = std::make_unique<SshdServer>(
+        "", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n", Artifact("allgo-shell"));
+    std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind",
+                                     "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
+                                     bridge_, bridge_, "--bind", shared_, shared_, "--die-with-parent", "--",
+                                     Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge_};
+    agent_ = std::make_unique<Daemon>(argv, tmp_ / "agent.log");
+    ASSERT_TRUE(WaitUntil([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
+        << agent_->Log();
+  }
+
+  void TearDown() override {
+    server_.reset();
+    if (agent_) agent_->Stop(SIGTERM, 5000);
+  }
+
+  RunResult Ssh(const std::string& command, const std::vector<std::string>& extra = {}, RunOptions options = {}) {
+    if (options.timeout_seconds == 60) options.timeout_seconds = 90;
+    return server_->Ssh("sleep", key_.private_path, command, extra, options);
+  }
+
+  TempDir tmp_{"allgo-sshd-bridge"};
+  KeyPair key_;
+  uint32_t owner_ = 0;
+  uid_t uid_ = 0;
+  std::string sandboxes_, bridge_, shared_;
+  std::unique_ptr<SshdServer> server_;
+  std::unique_ptr<Daemon> agent_;
+};
+
+TEST_F(SshdBridgeTest, CommandsRunInTheSandboxWithExitCodesStderrAndEof) {
+  RunResult r = Ssh("echo in-sandbox; cat /proc/1/cmdline | tr '\\0' ' '; echo oops >&2; exit 3");
+  EXPECT_EQ(r.exit_code, 3) << r.err << server_->log();
+  EXPECT_THAT(r.out, StartsWith("in-sandbox\nbwrap"));
+  EXPECT_THAT(r.err, HasSubstr("oops"));
+  EXPECT_EQ(r.out.find("oops"), std::string::npos);
+  RunOptions in;
+  in.stdin_data = "abc";
+  r = Ssh("cat", {}, in);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "abc");
+  EXPECT_EQ(Ssh("kill -TERM $$").exit_code, 143);  // allgo-shell reports 128+N
+  EXPECT_TRUE(server_->WaitForLog("session end: user=sleep kind=exec"));
+}
+
+TEST_F(SshdBridgeTest, TwentyMegabytesKeepTheirChecksum) {
+  std::string blob(20 << 20, '\0');
+  std::mt19937_64 rng(5);
+  for (auto& c : blob) c = static_cast<char>(rng());
+  WriteFile(tmp_ / "local.bin", blob);
+  std::string want = Sh("sha256sum < " + (tmp_ / "local.bin")).out;
+  RunOptions up;
+  up.stdin_data = blob;
+  RunResult r = Ssh("cat > " + shared_ + "/up.bin && sha256sum < " + shared_ + "/up.bin", {}, up);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, want);
+  r = Ssh("cat " + shared_ + "/up.bin");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out == blob) << r.out.size();
+}
+
+TEST_F(SshdBridgeTest, PtyAndResizeUnderTmux) {
+  std::string sock = tmp_ / "tmux.sock";
+  std::string tmux = "TERM=xterm tmux -S " + sock + " ";
+  std::string ssh = server_->SshCommandLine(key_.private_path, {"-tt"}) + " sleep@127.0.0.1";
+  ASSERT_EQ(Sh(tmux + "new-session -d -x 90 -y 25 " + ShellQuote(ssh)).exit_code, 0);
+  auto screen = [&]() { return Sh(tmux + "capture-pane -p").out; };
+  auto shows = [&](const std::string& needle) {
+    return WaitUntil([&] { return screen().find(needle) != std::string::npos; }, 8000);
+  };
+  Sh(tmux + "send-keys 'echo SIZE=$(stty size) PID1=$(cat /proc/1/comm)' Enter");
+  EXPECT_TRUE(shows("SIZE=25 90 PID1=bwrap")) << screen();
+  Sh(tmux + "resize-window -x 132 -y 43");
+  Sh(tmux + "send-keys 'echo NEW=$(stty size)' Enter");
+  EXPECT_TRUE(shows("NEW=43 132")) << screen();
+  Sh(tmux + "send-keys 'exit 5' Enter");
+  EXPECT_TRUE(WaitUntil([&] { return Sh(tmux + "has-session").exit_code != 0; }, 8000));
+  Sh(tmux + "kill-server");
+  EXPECT_TRUE(server_->WaitForLog("kind=shell status=5"));
+}
+
+TEST_F(SshdBridgeTest, ScpBothModesSftpAndRsyncReachTheSandbox) {
+  std::string payload(3 << 20, 'x');
+  for (size_t i = 0; i < payload.size(); i += 97) payload[i] = static_cast<char>('a' + i % 26);
+  WriteFile(tmp_ / "src.bin", payload);
+  std::vector<std::string> opts = server_->ClientOptions(key_.private_path);
+  std::string port = std::to_string(server_->port());
+  auto tool = [&](std::vector<std::string> argv, const std::vector<std::string>& tail) {
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    RunOptions o;
+    o.timeout_seconds = 90;
+    return test::Run(argv, o);
+  };
+  RunResult r = tool({"scp", "-P", port}, {tmp_ / "src.bin", "sleep@127.0.0.1:" + shared_ + "/sftp-mode.bin"});
+  ASSERT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_EQ(ReadFile(shared_ + "/sftp-mode.bin"), payload);
+  r = tool({"scp", "-O", "-P", port}, {"sleep@127.0.0.1:" + shared_ + "/sftp-mode.bin", tmp_ / "legacy.bin"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(tmp_ / "legacy.bin"), payload);
+  WriteFile(tmp_ / "batch", "put " + (tmp_ / "src.bin") + " " + shared_ + "/sftp.bin\nls " + shared_ + "\n");
+  r = tool({"sftp", "-b", tmp_ / "batch", "-P", port}, {"sleep@127.0.0.1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(shared_ + "/sftp.bin"), payload);
+  RunOptions o;
+  o.timeout_seconds = 90;
+  r = test::Run({"rsync", "-a", "-e", server_->SshCommandLine(key_.private_path), tmp_ / "src.bin",
+           "sleep@127.0.0.1:" + shared_ + "/rsync.bin"},
+          o);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(shared_ + "/rsync.bin"), payload);
+}
+
+TEST_F(SshdBridgeTest, ControlMasterSessionsShareOneConnection) {
+  std::string path = tmp_ / "cm";
+  RunResult m = Ssh("", {"-o", "ControlMaster=yes", "-o", "ControlPath=" + path, "-o", "ControlPersist=30", "-N", "-f"});
+  ASSERT_EQ(m.exit_code, 0) << m.err;
+  std::atomic<int> good{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 3; ++i) {
+    threads.emplace_back([&, i] {
+      RunResult r = Ssh("echo ch" + std::to_string(i) + " $(cat /proc/1/comm)", {"-o", "ControlPath=" + path});
+      if (r.exit_code == 0 && r.out == "ch" + std::to_string(i) + " bwrap\n") ++good;
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(good.load(), 3);
+  test::Run({"ssh", "-o", "ControlPath=" + path, "-O", "exit", "sleep@127.0.0.1"});
+}
+
+TEST_F(SshdBridgeTest, StoppedSandboxSaysSoOnOneLine) {
+  agent_->Stop(SIGTERM, 5000);
+  TestDatabase::Get().SetState("sleep", "idle");
+  RunResult r = Ssh("echo never");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err,
+            "allgo: the sandbox of 'sleep' is not running (state: idle); start it from the allgo web "
+            "interface\n");
+  EXPECT_TRUE(server_->WaitForLog("kind=exec echo never status=1"));
+}
+
+}  // namespace
+}  // namespace allgo::test
