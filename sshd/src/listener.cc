@@ -19,6 +19,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "metrics_server.h"
 #include "monitor.h"
 #include "net_session.h"
 #include "privsep.h"
@@ -125,6 +126,28 @@ Status OpenListener(const std::string& spec, UniqueFd* out) {
   return st;
 }
 
+Status Listener::ApplyOperations(const Config& config) {
+  ProxyMode mode;
+  Status st = ParseProxyMode(config.sshd.proxy_protocol, &mode);
+  if (!st.ok()) return st;
+  std::vector<Cidr> trusted;
+  for (const std::string& range : config.sshd.proxy_trusted) {
+    Cidr cidr;
+    st = ParseCidr(range, &cidr);
+    if (!st.ok()) return Status::Invalid(config.path + ": [sshd] proxy_trusted: " + st.message());
+    trusted.push_back(cidr);
+  }
+  std::unique_ptr<AuditLog> audit;
+  if (!config.sshd.audit_log.empty()) {
+    st = AuditLog::Open(config.sshd.audit_log, &audit);
+    if (!st.ok()) return Status::IoError(config.path + ": [sshd] " + st.message());
+  }
+  proxy_mode_ = mode;
+  proxy_trusted_ = std::move(trusted);
+  audit_ = std::move(audit);
+  return Status::Ok();
+}
+
 Listener::Listener(std::string config_path, Config config)
     : config_path_(std::move(config_path)), config_(std::move(config)) {}
 
@@ -139,6 +162,15 @@ Status Listener::Init() {
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
   if (!st.ok()) return st;
+  st = ApplyOperations(config_);
+  if (!st.ok()) return st;
+  metrics_ = Metrics::CreateShared();
+  if (!config_.sshd.metrics_listen.empty()) {
+    if (!metrics_) return Status::IoError("metrics: cannot map shared memory");
+    st = StartMetricsServer(config_, metrics_, privsep_.uid, privsep_.gid, &metrics_pid_);
+    if (!st.ok()) return st;
+    spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
+  }
   std::vector<std::string> specs = config_.sshd.listen;
   if (specs.empty()) specs.push_back("127.0.0.1:2222");
   for (const auto& spec : specs) {
@@ -179,8 +211,10 @@ void Listener::Accept(int listen_fd) {
   Numeric(peer, &ip, &port);
   if (ShouldDrop()) {
     spdlog::warn("connection from {}:{} dropped: too many unauthenticated connections (max_startups)", ip, port);
+    if (metrics_) metrics_->ConnectionDropped();
     return;
   }
+  if (metrics_) metrics_->ConnectionOpened();
   // Without TCP_NODELAY the small handshake packets meet the client's delayed ACK: ~40 ms
   // stalls, several per login.
   int one = 1;
@@ -216,6 +250,33 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   socklen_t len = sizeof(ss);
   getpeername(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   Numeric(ss, &ms.conn.client_ip, &ms.conn.client_port);
+  if (proxy_mode_ != ProxyMode::kOff) {
+    bool trusted = false;
+    for (const Cidr& cidr : proxy_trusted_) trusted = trusted || CidrContains(cidr, ss);
+    std::string tcp_peer = ms.conn.Client();
+    if (trusted) {
+      // The one place a root process reads network bytes: a bounded, fuzzed parser
+      // (proxy_protocol.h) that must run before the network child takes the socket.
+      ProxyHeader header;
+      int timeout_ms = static_cast<int>(std::min(config_.sshd.login_grace_time, 10u)) * 1000;
+      Status pst = ReadProxyHeader(client.get(), proxy_mode_, timeout_ms, &header);
+      if (!pst.ok()) {
+        spdlog::warn("connection from {} refused: PROXY header: {}", tcp_peer, pst.ToString());
+        if (metrics_) metrics_->ConnectionDropped();
+        _exit(1);
+      }
+      if (header.has_address) {
+        ms.conn.client_ip = AddressToString(header.source);
+        ms.conn.client_port = AddressPort(header.source);
+        spdlog::info("connection from {} via proxy {}", ms.conn.Client(), tcp_peer);
+      }
+    } else if (proxy_mode_ == ProxyMode::kRequired) {
+      spdlog::warn("connection from {} refused: proxy_protocol = required and {} is not in proxy_trusted",
+                   tcp_peer, ms.conn.client_ip);
+      if (metrics_) metrics_->ConnectionDropped();
+      _exit(1);
+    }
+  }
   len = sizeof(ss);
   getsockname(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   Numeric(ss, &ms.conn.server_ip, &ms.conn.server_port);
@@ -269,6 +330,8 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   net_end.reset();
   client.reset();
   bind_.reset();
+  ms.metrics = metrics_;
+  ms.audit = audit_.get();
   Monitor monitor(ms, std::move(mon_end), net, std::move(startup));
   int rc = monitor.Run();
   spdlog::info("connection from {} closed", ms.conn.Client());
@@ -286,12 +349,16 @@ void Listener::Reload() {
   PrivsepIdentity privsep;
   if (st.ok()) st = ResolvePrivsepUser(fresh, &privsep);
   if (st.ok()) st = EnsurePrivsepChroot(fresh.sshd.privsep_chroot);
+  if (st.ok()) st = ApplyOperations(fresh);
   if (!st.ok()) {
     spdlog::error("SIGHUP: reload failed, keeping the running configuration: {}", st.ToString());
     return;
   }
   if (fresh.sshd.listen != config_.sshd.listen) {
     spdlog::warn("SIGHUP: listen addresses changed; they take effect after a restart");
+  }
+  if (fresh.sshd.metrics_listen != config_.sshd.metrics_listen) {
+    spdlog::warn("SIGHUP: metrics_listen changed; it takes effect after a restart");
   }
   config_ = std::move(fresh);
   bind_ = std::move(bind);
@@ -351,9 +418,19 @@ int Listener::Run() {
       }
       int status;
       pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) children_.erase(pid);
+      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == metrics_pid_) {
+          spdlog::error("the metrics endpoint process ended (status {}); metrics are off until a restart", status);
+          metrics_pid_ = -1;
+          continue;
+        }
+        if (children_.erase(pid) && metrics_) metrics_->ConnectionClosed();
+      }
     }
-    if (stopping > 0 && children_.empty()) break;
+    if (stopping > 0 && children_.empty()) {
+      if (metrics_pid_ > 0) kill(metrics_pid_, SIGTERM);
+      break;
+    }
     for (size_t i = 1; i < first_pipe && i < fds.size(); ++i) {
       if (stopping == 0 && (fds[i].revents & POLLIN)) Accept(fds[i].fd);
     }

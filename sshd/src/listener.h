@@ -10,6 +10,10 @@
 // its monitor closes on success) and drops new ones early and at random past `begin`, all
 // of them past `full`, like OpenSSH's MaxStartups.
 //
+// Operations: PROXY protocol headers are read here (in the connection's root process, before
+// the network child exists) from proxy_trusted sources only; metrics live in shared memory;
+// the audit log fd is opened by the listener and used by the monitors.
+//
 // Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
 // connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config
 // and host keys for new connections.
@@ -18,12 +22,16 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "allgo/config.h"
 #include "allgo/status.h"
 #include "allgo/unique_fd.h"
+#include "audit_log.h"
+#include "metrics.h"
+#include "proxy_protocol.h"
 #include "server_keys.h"
 
 namespace allgo::sshd {
@@ -60,6 +68,8 @@ class Listener {
   void Accept(int listen_fd);
   bool ShouldDrop();
   void Reload();
+  // Audit log and PROXY settings from config_ (at start and on SIGHUP).
+  Status ApplyOperations(const Config& config);
   [[noreturn]] void RunConnection(UniqueFd client, UniqueFd startup);
 
   std::string config_path_;
@@ -70,6 +80,11 @@ class Listener {
   std::vector<UniqueFd> listeners_;
   std::map<pid_t, Child> children_;
   UniqueFd sigfd_;
+  Metrics* metrics_ = nullptr;          // shared memory, inherited by every connection
+  std::unique_ptr<AuditLog> audit_;     // reopened on SIGHUP (log rotation)
+  ProxyMode proxy_mode_ = ProxyMode::kOff;
+  std::vector<Cidr> proxy_trusted_;
+  pid_t metrics_pid_ = -1;
 };
 
 }  // namespace allgo::sshd

@@ -22,18 +22,6 @@ namespace {
 using allgo::Config;
 using allgo::Status;
 
-// Keys parsed by common/ whose feature is not implemented yet: say so at start-up rather
-// than silently ignoring a setting the operator relies on.
-void WarnUnsupported(const Config& c) {
-  const auto& s = c.sshd;
-  auto warn = [&](const char* key, const std::string& value) {
-    spdlog::warn("{}: [sshd] {} = {} is not supported yet by allgo-sshd and is ignored", c.path, key, value);
-  };
-  if (s.proxy_protocol != "off") warn("proxy_protocol", s.proxy_protocol);
-  if (!s.metrics_listen.empty()) warn("metrics_listen", s.metrics_listen);
-  if (!s.audit_log.empty()) warn("audit_log", s.audit_log);
-}
-
 // --check: like `sshd -t`, everything that can be validated without serving.
 int Check(const Config& config) {
   allgo::sshd::UniqueBind bind;
@@ -53,7 +41,6 @@ int Check(const Config& config) {
     std::fprintf(stderr, "allgo-sshd: %s\n", st.ToString().c_str());
     return 1;
   }
-  WarnUnsupported(config);
   for (const auto& line : summary) std::fprintf(stderr, "host key %s\n", line.c_str());
   std::fprintf(stderr, "%s: configuration OK\n", config.path.c_str());
   return 0;
@@ -94,7 +81,6 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "allgo-sshd: must run as root (it drops privileges per connection)\n");
     return 1;
   }
-  WarnUnsupported(config);
   allgo::sshd::Listener listener(path, config);
   st = listener.Init();
   if (!st.ok()) {

@@ -97,6 +97,8 @@ int Monitor::Run() {
     }
   }
   HangUpSessions();
+  // Sessions whose channel never reported (the network child died): audited without bytes.
+  while (!records_.empty()) RecordSessionEnd(records_.begin()->first, 0, 0);
   return 0;
 }
 
@@ -116,6 +118,10 @@ bool Monitor::HandleMessage(WireMessage& msg) {
       SignalRequest r;
       return authenticated_ && Decode(msg.payload, &r).ok() && HandleSignal(r);
     }
+    case MsgType::kSessionStats: {
+      SessionStats r;
+      return authenticated_ && Decode(msg.payload, &r).ok() && HandleSessionStats(r);
+    }
     default:
       return false;  // monitor → child types are never valid here
   }
@@ -134,7 +140,11 @@ bool Monitor::LookupUser(const std::string& user, UserEntry** entry) {
     // chrooted network child could reach neither.
     Status st = LookupUserInChild(*settings_.config, settings_.privsep_uid, settings_.privsep_gid, user, &e);
     if (!st.ok()) {
-      spdlog::error("key lookup for {} failed: {}", user, st.ToString());
+      // NSS answers UNAVAIL (EAGAIN) when the database cannot be reached.
+      spdlog::error("cannot look up user '{}': {}; the allgo database is unreachable or failing, "
+                    "logins are refused until it answers (check [mysql] in {})",
+                    SanitizeForLog(user, 64), st.ToString(), settings_.config->path);
+      if (settings_.metrics) settings_.metrics->DatabaseError();
       return false;
     }
   }
@@ -180,6 +190,10 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
   }
   const char* phase = q.signed_phase ? "signed" : "probe";
   std::string user = SanitizeForLog(q.user, 64);
+  if (!answer.allowed || q.signed_phase) {
+    RecordAuth(user, fingerprint == "?" ? "" : fingerprint, answer.allowed ? answer.account : "",
+               answer.allowed, answer.allowed ? "" : std::string(phase) + ": " + reason);
+  }
   if (answer.allowed && !q.signed_phase) {
     spdlog::debug("auth probe ok: client={} user={} key={} account={}", settings_.conn.Client(), user,
                   fingerprint, answer.account);
@@ -216,6 +230,8 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
     return SendRecord(sock_.get(), Encode(result)).ok();
   }
   sessions_[r.id] = s.pid;
+  records_[r.id] = SessionRecord{SessionKindName(r.kind), MonotonicMs()};
+  if (settings_.metrics) settings_.metrics->SessionStarted();
   std::vector<int> fds;
   if (s.pty) {
     fds = {s.master.get()};
@@ -245,6 +261,12 @@ void Monitor::ReapChildren() {
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
       if (it->second != pid) continue;
       ExitedNotice notice{it->first, static_cast<uint32_t>(status)};
+      if (auto rec = records_.find(it->first); rec != records_.end()) {
+        rec->second.exited = true;
+        rec->second.wait_status = status;
+        rec->second.duration = static_cast<double>(MonotonicMs() - rec->second.started_ms) / 1000.0;
+        if (settings_.metrics) settings_.metrics->SessionEnded(rec->second.duration);
+      }
       sessions_.erase(it);
       if (net_child_alive_) SendRecord(sock_.get(), Encode(notice));
       break;
@@ -256,6 +278,56 @@ void Monitor::HangUpSessions() {
   for (const auto& [id, pid] : sessions_) {
     kill(-pid, SIGHUP);  // each session leads its own process group (setsid)
     kill(-pid, SIGCONT);
+  }
+}
+
+bool Monitor::HandleSessionStats(const SessionStats& r) {
+  auto it = records_.find(r.id);
+  if (it == records_.end() || !it->second.exited) return true;  // unknown or early: ignored
+  RecordSessionEnd(r.id, r.bytes_in, r.bytes_out);
+  return true;
+}
+
+void Monitor::RecordSessionEnd(uint32_t id, uint64_t bytes_in, uint64_t bytes_out) {
+  auto it = records_.find(id);
+  if (it == records_.end()) return;
+  const SessionRecord& rec = it->second;
+  if (settings_.metrics) settings_.metrics->AddBytes(bytes_in, bytes_out);
+  if (settings_.audit) {
+    SessionEvent e;
+    e.client = settings_.conn.Client();
+    e.user = account_.name;
+    e.account = account_.allgo_account;
+    e.kind = rec.kind;
+    if (rec.exited && WIFEXITED(rec.wait_status)) e.exit_status = WEXITSTATUS(rec.wait_status);
+    if (rec.exited && WIFSIGNALED(rec.wait_status)) e.exit_signal = SignalName(WTERMSIG(rec.wait_status));
+    e.bytes_in = bytes_in;
+    e.bytes_out = bytes_out;
+    e.duration = rec.exited ? rec.duration
+                            : static_cast<double>(MonotonicMs() - rec.started_ms) / 1000.0;
+    Status st = settings_.audit->Session(e);
+    if (!st.ok()) spdlog::error("audit log: {}", st.ToString());
+  }
+  records_.erase(it);
+}
+
+void Monitor::RecordAuth(const std::string& user, const std::string& fingerprint,
+                         const std::string& account, bool success, const std::string& reason) {
+  if (settings_.metrics) {
+    if (success) {
+      settings_.metrics->AuthSucceeded();
+    } else if (reason.find("lookup failed") != std::string::npos) {
+      settings_.metrics->AuthRefused(AuthRefusal::kDatabaseUnavailable);
+    } else if (reason.find("unknown user") != std::string::npos) {
+      settings_.metrics->AuthRefused(AuthRefusal::kUnknownUser);
+    } else {
+      settings_.metrics->AuthRefused(AuthRefusal::kKeyNotAllowed);
+    }
+  }
+  if (settings_.audit) {
+    Status st = settings_.audit->Auth(
+        {settings_.conn.Client(), user, fingerprint, account, success ? "success" : "failure", reason});
+    if (!st.ok()) spdlog::error("audit log: {}", st.ToString());
   }
 }
 

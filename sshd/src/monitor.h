@@ -19,6 +19,8 @@
 
 #include "allgo/config.h"
 #include "allgo/unique_fd.h"
+#include "audit_log.h"
+#include "metrics.h"
 #include "key_source.h"
 #include "user_lookup.h"
 #include "monitor_protocol.h"
@@ -32,6 +34,8 @@ struct MonitorSettings {
   ConnectionInfo conn;
   uid_t privsep_uid = 65534;
   gid_t privsep_gid = 65534;
+  Metrics* metrics = nullptr;  // shared with every allgo-sshd process; may be null
+  AuditLog* audit = nullptr;   // null when [sshd] audit_log is empty
 };
 
 class Monitor {
@@ -52,6 +56,11 @@ class Monitor {
   bool HandleKeyQuery(const KeyQuery& q);
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
+  bool HandleSessionStats(const SessionStats& r);
+  // The audit line and metrics of one ended session; bytes as the network child counted them.
+  void RecordSessionEnd(uint32_t id, uint64_t bytes_in, uint64_t bytes_out);
+  void RecordAuth(const std::string& user, const std::string& fingerprint, const std::string& account,
+                  bool success, const std::string& reason);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
   void ReapChildren();
@@ -68,6 +77,14 @@ class Monitor {
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   std::map<uint32_t, pid_t> sessions_;  // live sessions: id → pid
+  struct SessionRecord {
+    std::string kind;
+    long long started_ms = 0;
+    double duration = 0;
+    bool exited = false;
+    int wait_status = 0;
+  };
+  std::map<uint32_t, SessionRecord> records_;  // spawned, not yet audited
 };
 
 }  // namespace allgo::sshd

@@ -25,6 +25,7 @@ enum class MsgType : uint8_t {
   kSpawnResult = 4,
   kSignal = 5,
   kExited = 6,
+  kSessionStats = 7,
 };
 
 inline constexpr size_t kMaxUserLen = 1024;      // longer names are refused by the child
@@ -81,12 +82,21 @@ struct ExitedNotice {
   uint32_t wait_status = 0;  // as from waitpid()
 };
 
+// Child → monitor once an exited session's channel is released: the byte counts for the
+// audit log (the monitor knows everything else about the session itself).
+struct SessionStats {
+  uint32_t id = 0;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+};
+
 std::string Encode(const KeyQuery& m);
 std::string Encode(const KeyAnswer& m);
 std::string Encode(const SpawnRequest& m);
 std::string Encode(const SpawnResult& m);
 std::string Encode(const SignalRequest& m);
 std::string Encode(const ExitedNotice& m);
+std::string Encode(const SessionStats& m);
 
 // The type byte of a payload; Invalid when empty or unknown.
 Status PeekType(const std::string& payload, MsgType* type);
@@ -96,6 +106,7 @@ Status Decode(const std::string& payload, SpawnRequest* m);
 Status Decode(const std::string& payload, SpawnResult* m);
 Status Decode(const std::string& payload, SignalRequest* m);
 Status Decode(const std::string& payload, ExitedNotice* m);
+Status Decode(const std::string& payload, SessionStats* m);
 
 // Environment variables a client may set (OpenSSH's AcceptEnv LANG LC_* TERM).
 bool IsAcceptedEnvName(const std::string& name);

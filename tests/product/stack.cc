@@ -52,10 +52,12 @@ Stack::Stack(const std::string& sshd_extra) {
   std::string host_key = dir_ / "host_key";
   EXPECT_EQ(test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key}).exit_code, 0);
   port_ = FreeLoopbackPort();
+  metrics_port_ = FreeLoopbackPort();
   WriteAllgoConfig(db.ConfigText(
       "[nss]\nshell = " + Artifact("allgo-shell") + "\n[sandbox]\ndir = " + sandboxes +
       "\nstart_wait = 3\n[sshd]\nlisten = 127.0.0.1:" + std::to_string(port_) + "\nhost_key = " +
-      host_key + "\nprivsep_chroot = " + (dir_ / "empty") + "\n" + sshd_extra + "\n"));
+      host_key + "\nprivsep_chroot = " + (dir_ / "empty") + "\naudit_log = " + audit_path() +
+      "\nmetrics_listen = 127.0.0.1:" + std::to_string(metrics_port_) + "\n" + sshd_extra + "\n"));
   StartSandbox();
   sshd_ = std::make_unique<Daemon>(
       std::vector<std::string>{Artifact("allgo-sshd"), "--config", AllgoConfigPath()},

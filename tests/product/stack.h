@@ -26,6 +26,9 @@ class Stack {
   const std::string& bridge_dir() const { return bridge_; }
   const TempDir& dir() const { return dir_; }
   std::string SshdLog() const { return ReadFile(dir_ / "sshd.log"); }
+  // Every stack has an audit log and a metrics endpoint.
+  std::string audit_path() const { return dir_ / "audit.log"; }
+  int metrics_port() const { return metrics_port_; }
 
   // ssh argv for `sleep@127.0.0.1 COMMAND` with the owner's key.
   std::vector<std::string> SshArgv(const std::string& command) const;
@@ -40,6 +43,7 @@ class Stack {
  private:
   TempDir dir_{"allgo-stack"};
   int port_ = 0;
+  int metrics_port_ = 0;
   std::string bridge_;
   KeyPair key_;
   std::unique_ptr<Daemon> sandbox_;

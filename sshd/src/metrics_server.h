@@ -1,0 +1,23 @@
+// The metrics and health endpoint ([sshd] metrics_listen): GET /metrics (Prometheus text of
+// the shared Metrics) and GET /healthz (200 when the database answers, 503 otherwise).
+//
+// It runs in its own process, forked by the listener at start-up before anything else, so
+// the listener never carries the HTTP library's threads into its per-connection forks. The
+// process binds as root (the port may be privileged), then drops to privsep_user, sets
+// no_new_privs and dies with the listener.
+#pragma once
+
+#include <sys/types.h>
+
+#include "allgo/config.h"
+#include "allgo/status.h"
+#include "metrics.h"
+#include "privsep.h"
+
+namespace allgo::sshd {
+
+// Forks the endpoint process; *pid is its pid. Errors (bad address, port in use) are
+// reported before the fork returns, so start-up fails loudly.
+Status StartMetricsServer(const Config& config, Metrics* metrics, uid_t uid, gid_t gid, pid_t* pid);
+
+}  // namespace allgo::sshd
