@@ -27,8 +27,9 @@ std::vector<nlohmann::json> AuditLines(const std::string& path) {
 RunResult SshViaProxy(const Stack& s, const std::string& header, const std::string& command,
                       const std::string& source = "127.0.0.1") {
   std::vector<std::string> argv = s.SshArgv(command);
-  std::string proxy = "sh -c '{ printf \"" + header + "\"; exec cat; } | socat - TCP:127.0.0.1:" +
-                      std::to_string(s.port()) + ",bind=" + source + "'";
+  // socat is exec'd so that nothing else holds ssh's end open once the server hangs up.
+  std::string proxy = "bash -c 'exec socat - TCP:127.0.0.1:" + std::to_string(s.port()) + ",bind=" +
+                      source + " < <(printf \"" + header + "\"; exec cat)'";
   argv.insert(argv.begin() + 1, {"-o", "ProxyCommand=" + proxy});
   return test::Run(argv, {.timeout_seconds = 30});
 }
