@@ -40,6 +40,23 @@ TEST(MonitorProtocol, RoundTrips) {
   EXPECT_EQ(q2.key_base64, "AAAA");
 }
 
+TEST(MonitorProtocol, SessionStatsCarry64BitCounts) {
+  SessionStats in{9, (uint64_t{5} << 32) + 17, 123456789012ull};
+  SessionStats out;
+  std::string wire = Encode(in);
+  ASSERT_TRUE(Decode(wire, &out).ok());
+  EXPECT_EQ(out.id, 9u);
+  EXPECT_EQ(out.bytes_in, in.bytes_in);
+  EXPECT_EQ(out.bytes_out, in.bytes_out);
+  MsgType type;
+  ASSERT_TRUE(PeekType(wire, &type).ok());
+  EXPECT_EQ(type, MsgType::kSessionStats);
+  EXPECT_FALSE(Decode(wire.substr(0, wire.size() - 1), &out).ok());
+  EXPECT_FALSE(Decode(wire + "x", &out).ok());
+  ExitedNotice wrong;
+  EXPECT_FALSE(Decode(wire, &wrong).ok());
+}
+
 TEST(MonitorProtocol, RejectsTruncatedTrailingAndWrongType) {
   std::string msg = Encode(KeyQuery{false, "u", "ssh-ed25519", "AAAA"});
   KeyQuery q;
