@@ -109,13 +109,7 @@ int main(int argc, char** argv) {
 
   // The webapp's sandbox: its own pid, ipc and uts namespaces, the host's files read-only,
   // a private /tmp, and the bridge folder shared with the frontend.
-  Daemon sandbox({"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sleep",
-                  "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                  "--tmpfs", "/tmp", "--bind", bridge, bridge,
-                  // The agent comes in like allgo's toolbox volume (the build may be under /tmp).
-                  "--ro-bind", Artifact("allgo-sandbox-agent"), Artifact("allgo-sandbox-agent"), "--",
-                  Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge},
-                 work / "sandbox.log");
+  Daemon sandbox(SandboxCommand(bridge, {.hostname = "sleep"}), work / "sandbox.log");
   for (int i = 0; i < 500 && access((bridge + "/agent.sock").c_str(), F_OK) != 0; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }

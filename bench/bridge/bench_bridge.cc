@@ -111,12 +111,7 @@ int main(int argc, char** argv) {
   auto start_agent = [&](const std::string& dir, const std::string& log) {
     // --log-level warn keeps the per-session log lines out of the measurement.
     auto agent = std::make_unique<Daemon>(
-        std::vector<std::string>{"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind",
-                                 "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
-                                 dir, dir, "--ro-bind", Artifact("allgo-sandbox-agent"),
-                                 Artifact("allgo-sandbox-agent"), "--die-with-parent", "--",
-                                 Artifact("allgo-sandbox-agent"),
-                                 "--bridge-dir", dir, "--log-level", "warn"},
+        SandboxCommand(dir, {.agent_args = {"--log-level", "warn"}}),
         log);
     std::string sock = dir + "/agent.sock";
     auto deadline = Clock::now() + std::chrono::seconds(10);

@@ -424,10 +424,7 @@ class Bench {
       login_shell = Artifact("allgo-shell");
       sandbox_section = "[sandbox]\ndir = " + sandboxes + "\n";
       agent_ = std::make_unique<Child>(
-          std::vector<std::string>{"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
-                                   "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", folder, folder,
-                                   "--die-with-parent", "--", Artifact("allgo-sandbox-agent"), "--bridge-dir",
-                                   folder},
+          test::SandboxCommand(folder),
           false, false, dir_ / "agent.log");
       for (int i = 0; i < 100 && test::ReadFile(dir_ / "agent.log").find("listening on") == std::string::npos; ++i) {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));

@@ -203,17 +203,8 @@ class Bridge : public ::testing::Test {
   }
 
   void StartAgent(const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {
-        "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
-        "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_, bridge_,
-        // The agent is mounted in like the toolbox volume (the build may live under /tmp).
-        "--ro-bind", Artifact("allgo-sandbox-agent"), Artifact("allgo-sandbox-agent"),
-        "--bind", mark_, mark_, "--die-with-parent"};
-    argv.insert(argv.end(), sandbox_extra_.begin(), sandbox_extra_.end());
-    argv.push_back("--");
-    argv.insert(argv.end(), launcher_.begin(), launcher_.end());
-    argv.insert(argv.end(), {Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge_});
-    argv.insert(argv.end(), extra.begin(), extra.end());
+    std::vector<std::string> argv = SandboxCommand(
+        bridge_, {.binds = {mark_}, .bwrap_extra = sandbox_extra_, .launcher = launcher_, .agent_args = extra});
     agent_log_ = tmp_ / ("agent" + std::to_string(++agents_started_) + ".log");
     agent_ = std::make_unique<Daemon>(argv, agent_log_);
     ASSERT_TRUE(WaitFor([&] { return Contains(agent_->Log(), "listening on"); }, 10000))

@@ -72,12 +72,7 @@ Stack::~Stack() {
 
 void Stack::StartSandbox() {
   sandbox_ = std::make_unique<Daemon>(
-      std::vector<std::string>{"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-                               "--hostname", "sleep", "--die-with-parent", "--ro-bind", "/", "/",
-                               "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
-                               bridge_, bridge_, "--ro-bind", Artifact("allgo-sandbox-agent"),
-                               Artifact("allgo-sandbox-agent"), "--", Artifact("allgo-sandbox-agent"),
-                               "--bridge-dir", bridge_},
+      SandboxCommand(bridge_, {.hostname = "sleep"}),
       dir_ / "sandbox.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (access((bridge_ + "/agent.sock").c_str(), F_OK) != 0 &&

@@ -55,10 +55,7 @@ class SshdBridgeTest : public ::testing::Test {
     chmod(shared_.c_str(), 0777);
     server_ = std::make_unique<SshdServer>(
         "", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n", Artifact("allgo-shell"));
-    std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind",
-                                     "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
-                                     bridge_, bridge_, "--bind", shared_, shared_, "--die-with-parent", "--",
-                                     Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge_};
+    std::vector<std::string> argv = SandboxCommand(bridge_, {.binds = {shared_}});
     agent_ = std::make_unique<Daemon>(argv, tmp_ / "agent.log");
     ASSERT_TRUE(WaitUntil([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
         << agent_->Log();

@@ -306,6 +306,22 @@ void EnterPrivateNssNamespace() {
 
 void WriteAllgoConfig(const std::string& text) { WriteFile(AllgoConfigPath(), text, 0644); }
 
+std::vector<std::string> SandboxCommand(const std::string& bridge_dir, const SandboxOptions& options) {
+  std::string agent = Artifact("allgo-sandbox-agent");
+  std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+                                   "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
+                                   "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_dir,
+                                   bridge_dir, "--ro-bind", agent, agent};
+  if (!options.hostname.empty()) argv.insert(argv.end(), {"--hostname", options.hostname});
+  for (const std::string& dir : options.binds) argv.insert(argv.end(), {"--bind", dir, dir});
+  argv.insert(argv.end(), options.bwrap_extra.begin(), options.bwrap_extra.end());
+  argv.push_back("--");
+  argv.insert(argv.end(), options.launcher.begin(), options.launcher.end());
+  argv.insert(argv.end(), {agent, "--bridge-dir", bridge_dir});
+  argv.insert(argv.end(), options.agent_args.begin(), options.agent_args.end());
+  return argv;
+}
+
 KeyPair MakeKeyPair(const std::string& dir, const std::string& name, const std::string& type) {
   KeyPair kp;
   kp.private_path = dir + "/" + name;

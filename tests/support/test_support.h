@@ -96,6 +96,19 @@ void EnterPrivateNssNamespace();
 void WriteAllgoConfig(const std::string& text);
 const char* AllgoConfigPath();  // "/etc/allgo/allgo-ssh.conf"
 
+// The bubblewrap command line of a webapp's sandbox as allgo's controller makes it: own pid,
+// ipc and uts namespaces, the host read-only, a private /tmp, the bridge folder shared, the
+// agent mounted in from the build (like the toolbox volume; the build may live under /tmp),
+// gone when its parent goes; it runs `allgo-sandbox-agent --bridge-dir BRIDGE`.
+struct SandboxOptions {
+  std::string hostname;                   // --hostname, when set
+  std::vector<std::string> binds;         // more folders shared read-write (same path inside)
+  std::vector<std::string> bwrap_extra;   // more bwrap options
+  std::vector<std::string> launcher;      // runs the agent inside (e.g. prlimit ...)
+  std::vector<std::string> agent_args;    // more agent options
+};
+std::vector<std::string> SandboxCommand(const std::string& bridge_dir, const SandboxOptions& options = {});
+
 // A generated ssh key pair.
 struct KeyPair {
   std::string private_path;
