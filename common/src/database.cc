@@ -6,6 +6,8 @@
 #include <mysqld_error.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <ctime>
 #include <memory>
 #include <mutex>
 
@@ -153,7 +155,15 @@ Status MysqlConnection::Query(const std::string& sql, const std::vector<SqlParam
   if (mysql_ && (getpid() != owner_pid_ || !SocketStillOurs())) Close();
   bool reused = mysql_ != nullptr;
   if (!mysql_) {
+    auto start = std::chrono::steady_clock::now();
     Status s = Connect();
+    // A connection refused or reset at once (a busy server dropping a handshake) gets one
+    // more try; a slow failure does not, so a dead server never costs more than the timeout.
+    if (!s.ok() && std::chrono::steady_clock::now() - start < std::chrono::milliseconds(200)) {
+      struct timespec pause = {0, 20 * 1000 * 1000};
+      nanosleep(&pause, nullptr);
+      s = Connect();
+    }
     if (!s.ok()) return s;
   }
   bool lost = false;

@@ -32,6 +32,18 @@ bool Contains(const std::string& haystack, const std::string& needle) {
   return haystack.find(needle) != std::string::npos;
 }
 
+// The number of allgo-sshd processes once connections that just ended are gone.
+size_t SettledServerProcesses(const Stack& s) {
+  size_t last = s.ServerProcesses().size();
+  for (int stable = 0, i = 0; stable < 5 && i < 100; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    size_t now = s.ServerProcesses().size();
+    stable = now == last ? stable + 1 : 0;
+    last = now;
+  }
+  return last;
+}
+
 // A session left running in the background: ssh's output goes to a file.
 std::unique_ptr<Daemon> Background(const Stack& s, const std::string& command, const std::string& log) {
   return std::make_unique<Daemon>(s.SshArgv(command), log);
@@ -100,7 +112,7 @@ TEST(Faults, SandboxFolderRemovedGivesAClearRefusal) {
 
 TEST(Faults, ClientKilledMidTransferLeavesNothingBehind) {
   Stack s;
-  size_t baseline = s.ServerProcesses().size();
+  size_t baseline = SettledServerProcesses(s);
   Daemon client({"sh", "-c", "exec " + s.SshLine() + " 'cat > /dev/null' < /dev/zero"},
                 s.dir() / "client.log");
   // Wait until the transfer is running (a session exists on the server).
@@ -133,8 +145,8 @@ TEST(Faults, SigtermStopsAcceptingAndLetsSessionsFinish) {
 TEST(Load, TwoHundredSessionsThenABurstOf500ThenBackToBaseline) {
   Stack s;
   ASSERT_EQ(s.Ssh("true").exit_code, 0);
+  size_t baseline_procs = SettledServerProcesses(s);
   long baseline_rss = s.ServerRssKib();
-  size_t baseline_procs = s.ServerProcesses().size();
 
   // 200 concurrent sessions, started over a few seconds as real users would arrive.
   std::string script = "cd " + s.dir().path() + " && for i in $(seq 1 200); do " + s.SshLine() +
