@@ -135,6 +135,11 @@ Status Listener::Init() {
   for (const auto& line : summary) spdlog::info("host key {}", line);
   st = ReadBanner(config_, &banner_);
   if (!st.ok()) return st;
+  if (!config_.sshd.audit_log.empty()) {
+    st = AuditLog::Open(config_.sshd.audit_log, &audit_);
+    if (!st.ok()) return st;
+    spdlog::info("audit log {}", config_.sshd.audit_log);
+  }
   st = ResolvePrivsepUser(config_, &privsep_);
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
@@ -212,6 +217,7 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   ms.config = &config_;
   ms.privsep_uid = privsep_.uid;
   ms.privsep_gid = privsep_.gid;
+  ms.audit = audit_.get();
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   getpeername(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
@@ -235,6 +241,7 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   if (net == 0) {
     mon_end.reset();
     startup.reset();
+    audit_.reset();  // only the monitor writes the audit log
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
@@ -290,12 +297,21 @@ void Listener::Reload() {
     spdlog::error("SIGHUP: reload failed, keeping the running configuration: {}", st.ToString());
     return;
   }
+  std::unique_ptr<AuditLog> audit;
+  if (!fresh.sshd.audit_log.empty()) {
+    Status a = AuditLog::Open(fresh.sshd.audit_log, &audit);
+    if (!a.ok()) {
+      spdlog::error("SIGHUP: reload failed, keeping the running configuration: {}", a.ToString());
+      return;
+    }
+  }
   if (fresh.sshd.listen != config_.sshd.listen) {
     spdlog::warn("SIGHUP: listen addresses changed; they take effect after a restart");
   }
   config_ = std::move(fresh);
   bind_ = std::move(bind);
   banner_ = std::move(banner);
+  audit_ = std::move(audit);
   privsep_ = privsep;
   spdlog::info("SIGHUP: configuration reloaded from {} (applies to new connections)", config_path_);
 }

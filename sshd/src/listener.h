@@ -18,12 +18,14 @@
 #include <sys/types.h>
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "allgo/config.h"
 #include "allgo/status.h"
 #include "allgo/unique_fd.h"
+#include "audit_log.h"
 #include "server_keys.h"
 
 namespace allgo::sshd {
@@ -66,6 +68,7 @@ class Listener {
   Config config_;
   UniqueBind bind_;
   std::string banner_;  // contents of [sshd] banner
+  std::unique_ptr<AuditLog> audit_;  // [sshd] audit_log, if set
   PrivsepIdentity privsep_;
   std::vector<UniqueFd> listeners_;
   std::map<pid_t, Child> children_;

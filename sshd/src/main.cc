@@ -31,7 +31,6 @@ void WarnUnsupported(const Config& c) {
   };
   if (s.proxy_protocol != "off") warn("proxy_protocol", s.proxy_protocol);
   if (!s.metrics_listen.empty()) warn("metrics_listen", s.metrics_listen);
-  if (!s.audit_log.empty()) warn("audit_log", s.audit_log);
 }
 
 // --check: like `sshd -t`, everything that can be validated without serving.

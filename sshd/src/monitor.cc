@@ -180,6 +180,12 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
   }
   const char* phase = q.signed_phase ? "signed" : "probe";
   std::string user = SanitizeForLog(q.user, 64);
+  if (settings_.audit != nullptr && (q.signed_phase || !answer.allowed)) {
+    AuthEvent event{settings_.conn.Client(), user, fingerprint == "?" ? "" : fingerprint, answer.account,
+                    answer.allowed ? "success" : "failure", answer.allowed ? "" : reason};
+    Status audit = settings_.audit->Auth(event);
+    if (!audit.ok()) spdlog::error("{}", audit.ToString());
+  }
   if (answer.allowed && !q.signed_phase) {
     spdlog::debug("auth probe ok: client={} user={} key={} account={}", settings_.conn.Client(), user,
                   fingerprint, answer.account);
@@ -215,7 +221,9 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
     spdlog::warn("session for {} refused: {}", account_.name, st.ToString());
     return SendRecord(sock_.get(), Encode(result)).ok();
   }
-  sessions_[r.id] = s.pid;
+  std::string kind = SessionKindName(r.kind);
+  if (r.kind == SessionKind::kSubsystem) kind += ":" + r.command;
+  sessions_[r.id] = LiveSession{s.pid, kind, MonotonicMs()};
   std::vector<int> fds;
   if (s.pty) {
     fds = {s.master.get()};
@@ -229,7 +237,7 @@ bool Monitor::HandleSignal(const SignalRequest& r) {
   auto it = sessions_.find(r.id);
   if (it == sessions_.end()) return true;  // raced with the exit: harmless
   if (std::string(SignalName(static_cast<int>(r.signo))).empty()) return false;
-  kill(it->second, static_cast<int>(r.signo));
+  kill(it->second.pid, static_cast<int>(r.signo));
   return true;
 }
 
@@ -243,8 +251,21 @@ void Monitor::ReapChildren() {
       continue;
     }
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second != pid) continue;
+      if (it->second.pid != pid) continue;
       ExitedNotice notice{it->first, static_cast<uint32_t>(status)};
+      if (settings_.audit != nullptr) {
+        // Byte counts live in the network child (its session-end log line has them).
+        SessionEvent event;
+        event.client = settings_.conn.Client();
+        event.user = account_.name;
+        event.account = account_.allgo_account;
+        event.kind = it->second.kind;
+        event.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (WIFSIGNALED(status)) event.exit_signal = SignalName(WTERMSIG(status));
+        event.duration = (MonotonicMs() - it->second.started_ms) / 1000.0;
+        Status audit = settings_.audit->Session(event);
+        if (!audit.ok()) spdlog::error("{}", audit.ToString());
+      }
       sessions_.erase(it);
       if (net_child_alive_) SendRecord(sock_.get(), Encode(notice));
       break;
@@ -253,9 +274,9 @@ void Monitor::ReapChildren() {
 }
 
 void Monitor::HangUpSessions() {
-  for (const auto& [id, pid] : sessions_) {
-    kill(-pid, SIGHUP);  // each session leads its own process group (setsid)
-    kill(-pid, SIGCONT);
+  for (const auto& [id, session] : sessions_) {
+    kill(-session.pid, SIGHUP);  // each session leads its own process group (setsid)
+    kill(-session.pid, SIGCONT);
   }
 }
 

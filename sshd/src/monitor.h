@@ -19,6 +19,7 @@
 
 #include "allgo/config.h"
 #include "allgo/unique_fd.h"
+#include "audit_log.h"
 #include "key_source.h"
 #include "user_lookup.h"
 #include "monitor_protocol.h"
@@ -32,6 +33,7 @@ struct MonitorSettings {
   ConnectionInfo conn;
   uid_t privsep_uid = 65534;
   gid_t privsep_gid = 65534;
+  AuditLog* audit = nullptr;  // [sshd] audit_log, opened by the listener; may be null
 };
 
 class Monitor {
@@ -67,7 +69,12 @@ class Monitor {
   Account account_;
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
-  std::map<uint32_t, pid_t> sessions_;  // live sessions: id → pid
+  struct LiveSession {
+    pid_t pid = -1;
+    std::string kind;  // "exec", "shell", "subsystem:sftp"
+    long long started_ms = 0;
+  };
+  std::map<uint32_t, LiveSession> sessions_;  // live sessions by id
 };
 
 }  // namespace allgo::sshd
