@@ -96,7 +96,19 @@ int Monitor::Run() {
       }
     }
   }
+  // The child's last messages (byte counts) may still be queued behind its exit.
+  while (sock_open && authenticated_) {
+    WireMessage msg;
+    bool closed = false;
+    MsgType type;
+    SessionEnd end;
+    if (!ReceiveRecord(sock_.get(), 0, &msg, &closed).ok() || closed) break;
+    if (PeekType(msg.payload, &type).ok() && type == MsgType::kSessionEnd && Decode(msg.payload, &end).ok()) {
+      HandleSessionEnd(end);
+    }
+  }
   HangUpSessions();
+  while (!audit_pending_.empty()) AuditSession(audit_pending_.begin()->first, true);
   return 0;
 }
 
@@ -115,6 +127,10 @@ bool Monitor::HandleMessage(WireMessage& msg) {
     case MsgType::kSignal: {
       SignalRequest r;
       return authenticated_ && Decode(msg.payload, &r).ok() && HandleSignal(r);
+    }
+    case MsgType::kSessionEnd: {
+      SessionEnd m;
+      return authenticated_ && Decode(msg.payload, &m).ok() && HandleSessionEnd(m);
     }
     default:
       return false;  // monitor → child types are never valid here
@@ -224,6 +240,13 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
   std::string kind = SessionKindName(r.kind);
   if (r.kind == SessionKind::kSubsystem) kind += ":" + r.command;
   sessions_[r.id] = LiveSession{s.pid, kind, MonotonicMs()};
+  if (settings_.audit != nullptr) {
+    AuditPending& pending = audit_pending_[r.id];
+    pending.event.client = settings_.conn.Client();
+    pending.event.user = account_.name;
+    pending.event.account = account_.allgo_account;
+    pending.event.kind = kind;
+  }
   std::vector<int> fds;
   if (s.pty) {
     fds = {s.master.get()};
@@ -253,24 +276,37 @@ void Monitor::ReapChildren() {
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
       if (it->second.pid != pid) continue;
       ExitedNotice notice{it->first, static_cast<uint32_t>(status)};
-      if (settings_.audit != nullptr) {
-        // Byte counts live in the network child (its session-end log line has them).
-        SessionEvent event;
-        event.client = settings_.conn.Client();
-        event.user = account_.name;
-        event.account = account_.allgo_account;
-        event.kind = it->second.kind;
+      if (auto p = audit_pending_.find(it->first); p != audit_pending_.end()) {
+        SessionEvent& event = p->second.event;
         event.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
         if (WIFSIGNALED(status)) event.exit_signal = SignalName(WTERMSIG(status));
         event.duration = (MonotonicMs() - it->second.started_ms) / 1000.0;
-        Status audit = settings_.audit->Session(event);
-        if (!audit.ok()) spdlog::error("{}", audit.ToString());
+        p->second.exited = true;
+        AuditSession(it->first, false);
       }
       sessions_.erase(it);
       if (net_child_alive_) SendRecord(sock_.get(), Encode(notice));
       break;
     }
   }
+}
+
+bool Monitor::HandleSessionEnd(const SessionEnd& m) {
+  auto p = audit_pending_.find(m.id);
+  if (p == audit_pending_.end()) return true;  // no audit log, or already written
+  p->second.event.bytes_in = m.bytes_in;
+  p->second.event.bytes_out = m.bytes_out;
+  p->second.counted = true;
+  AuditSession(m.id, false);
+  return true;
+}
+
+void Monitor::AuditSession(uint32_t id, bool flush) {
+  auto p = audit_pending_.find(id);
+  if (p == audit_pending_.end() || (!flush && !(p->second.exited && p->second.counted))) return;
+  Status st = settings_.audit->Session(p->second.event);
+  if (!st.ok()) spdlog::error("{}", st.ToString());
+  audit_pending_.erase(p);
 }
 
 void Monitor::HangUpSessions() {

@@ -54,6 +54,10 @@ class Monitor {
   bool HandleKeyQuery(const KeyQuery& q);
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
+  bool HandleSessionEnd(const SessionEnd& m);
+  // Writes the audit line of a session once both its exit and its byte counts are known
+  // (or at the end of the connection, whatever is known then).
+  void AuditSession(uint32_t id, bool flush);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
   void ReapChildren();
@@ -75,6 +79,11 @@ class Monitor {
     long long started_ms = 0;
   };
   std::map<uint32_t, LiveSession> sessions_;  // live sessions by id
+  struct AuditPending {
+    SessionEvent event;
+    bool exited = false, counted = false;
+  };
+  std::map<uint32_t, AuditPending> audit_pending_;  // spawned sessions not yet audited
 };
 
 }  // namespace allgo::sshd

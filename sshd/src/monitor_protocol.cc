@@ -110,10 +110,24 @@ std::string Encode(const ExitedNotice& m) {
   return w.data();
 }
 
+std::string Encode(const SessionEnd& m) {
+  WireWriter w = Start(MsgType::kSessionEnd);
+  w.PutU32(m.id);
+  w.PutU64(m.bytes_in);
+  w.PutU64(m.bytes_out);
+  return w.data();
+}
+
+Status Decode(const std::string& payload, SessionEnd* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kSessionEnd) && r.GetU32(&m->id) && r.GetU64(&m->bytes_in)) r.GetU64(&m->bytes_out);
+  return Done(r, "session end");
+}
+
 Status PeekType(const std::string& payload, MsgType* type) {
   if (payload.empty()) return Status::Invalid("empty monitor message");
   auto t = static_cast<uint8_t>(payload[0]);
-  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kExited)) {
+  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kSessionEnd)) {
     return Status::Invalid("unknown monitor message type " + std::to_string(t));
   }
   *type = static_cast<MsgType>(t);

@@ -442,6 +442,7 @@ void SessionChannel::Release(const std::string& how) {
   out_.reset();  // for a PTY this hangs up the terminal (SIGHUP to what is left)
   err_.reset();
   if (started_) {
+    owner_->monitor().Send(Encode(SessionEnd{id_, bytes_in_, bytes_out_}));
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
     spdlog::info("session end: user={} kind={}{}{} status={} bytes_in={} bytes_out={} duration={:.3f}s ({})",
                  owner_->user(), SessionKindName(kind_), command_for_log_.empty() ? "" : " ",

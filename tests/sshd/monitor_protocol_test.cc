@@ -40,6 +40,18 @@ TEST(MonitorProtocol, RoundTrips) {
   EXPECT_EQ(q2.key_base64, "AAAA");
 }
 
+TEST(MonitorProtocol, SessionEndCarries64BitCounts) {
+  SessionEnd in{3, 5ULL << 33, 7};
+  SessionEnd out;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_EQ(out.id, 3u);
+  EXPECT_EQ(out.bytes_in, 5ULL << 33);
+  EXPECT_EQ(out.bytes_out, 7u);
+  std::string bad = Encode(in);
+  bad.pop_back();
+  EXPECT_FALSE(Decode(bad, &out).ok());
+}
+
 TEST(MonitorProtocol, RejectsTruncatedTrailingAndWrongType) {
   std::string msg = Encode(KeyQuery{false, "u", "ssh-ed25519", "AAAA"});
   KeyQuery q;

@@ -644,7 +644,7 @@ TEST_F(SshdTest, AuditLogHasOneLinePerDecisionAndSession) {
   std::string audit = t / "audit.log";
   KeyPair stranger = MakeKeyPair(keys_.path(), "stranger");
   SshdServer server("audit_log = " + audit);
-  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "exit 4").exit_code, 4);
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo 12345678; exit 4").exit_code, 4);
   EXPECT_EQ(server.Ssh("webapp1", stranger.private_path, "true").exit_code, 255);
   std::string lines;
   for (int i = 0; i < 100 && std::count(lines.begin(), lines.end(), '\n') < 3; ++i) {
@@ -660,6 +660,7 @@ TEST_F(SshdTest, AuditLogHasOneLinePerDecisionAndSession) {
   EXPECT_THAT(lines, HasSubstr("\"event\":\"session\""));
   EXPECT_THAT(lines, HasSubstr("\"exit_status\":4"));
   EXPECT_THAT(lines, HasSubstr("\"kind\":\"exec\""));
+  EXPECT_THAT(lines, HasSubstr("\"bytes_out\":9"));
   struct stat st{};
   ASSERT_EQ(stat(audit.c_str(), &st), 0);
   EXPECT_EQ(st.st_mode & 0777, 0600u);
