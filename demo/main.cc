@@ -111,9 +111,18 @@ int main(int argc, char** argv) {
   // a private /tmp, and the bridge folder shared with the frontend.
   Daemon sandbox({"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", "sleep",
                   "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc",
-                  "--tmpfs", "/tmp", "--bind", bridge, bridge, "--",
+                  "--tmpfs", "/tmp", "--bind", bridge, bridge,
+                  // The agent comes in like allgo's toolbox volume (the build may be under /tmp).
+                  "--ro-bind", Artifact("allgo-sandbox-agent"), Artifact("allgo-sandbox-agent"), "--",
                   Artifact("allgo-sandbox-agent"), "--bridge-dir", bridge},
                  work / "sandbox.log");
+  for (int i = 0; i < 500 && access((bridge + "/agent.sock").c_str(), F_OK) != 0; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  if (access((bridge + "/agent.sock").c_str(), F_OK) != 0) {
+    std::fprintf(stderr, "demo: the sandbox's agent did not start:\n%s\n", sandbox.Log().c_str());
+    return 1;
+  }
   // allgo-sshd logs to this terminal.
   Daemon sshd({Artifact("allgo-sshd"), "--config", AllgoConfigPath()}, "/dev/stderr");
   if (!WaitForTcpPort(port, 15000)) {

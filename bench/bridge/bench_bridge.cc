@@ -113,7 +113,9 @@ int main(int argc, char** argv) {
     auto agent = std::make_unique<Daemon>(
         std::vector<std::string>{"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind",
                                  "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
-                                 dir, dir, "--die-with-parent", "--", Artifact("allgo-sandbox-agent"),
+                                 dir, dir, "--ro-bind", Artifact("allgo-sandbox-agent"),
+                                 Artifact("allgo-sandbox-agent"), "--die-with-parent", "--",
+                                 Artifact("allgo-sandbox-agent"),
                                  "--bridge-dir", dir, "--log-level", "warn"},
         log);
     std::string sock = dir + "/agent.sock";

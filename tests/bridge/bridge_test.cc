@@ -206,6 +206,8 @@ class Bridge : public ::testing::Test {
     std::vector<std::string> argv = {
         "bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--ro-bind", "/", "/",
         "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_, bridge_,
+        // The agent is mounted in like the toolbox volume (the build may live under /tmp).
+        "--ro-bind", Artifact("allgo-sandbox-agent"), Artifact("allgo-sandbox-agent"),
         "--bind", mark_, mark_, "--die-with-parent"};
     argv.insert(argv.end(), sandbox_extra_.begin(), sandbox_extra_.end());
     argv.push_back("--");

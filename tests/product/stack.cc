@@ -73,7 +73,8 @@ void Stack::StartSandbox() {
       std::vector<std::string>{"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                "--hostname", "sleep", "--die-with-parent", "--ro-bind", "/", "/",
                                "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp", "--bind",
-                               bridge_, bridge_, "--", Artifact("allgo-sandbox-agent"),
+                               bridge_, bridge_, "--ro-bind", Artifact("allgo-sandbox-agent"),
+                               Artifact("allgo-sandbox-agent"), "--", Artifact("allgo-sandbox-agent"),
                                "--bridge-dir", bridge_},
       dir_ / "sandbox.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
