@@ -56,6 +56,8 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("allgo-demo ") + ALLGO_VERSION);
   int port = 2222;
   app.add_option("--port", port, "port of allgo-sshd on 127.0.0.1 (default 2222)");
+  int metrics_port = 9122;
+  app.add_option("--metrics-port", metrics_port, "port of the metrics endpoint on 127.0.0.1 (default 9122)");
   CLI11_PARSE(app, argc, argv);
 
   if (geteuid() != 0) {
@@ -100,7 +102,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "demo: ssh-keygen failed: %s\n", keygen.err.c_str());
     return 1;
   }
-  std::string metrics = "127.0.0.1:" + std::to_string(port + 7000);
+  std::string metrics = "127.0.0.1:" + std::to_string(metrics_port);
   WriteAllgoConfig(db.ConfigText(
       "[nss]\nshell = " + Artifact("allgo-shell") + "\n[sandbox]\ndir = " + sandboxes +
       "\n[sshd]\nlisten = 127.0.0.1:" + std::to_string(port) + "\nhost_key = " + host_key +

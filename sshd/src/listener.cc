@@ -162,8 +162,7 @@ Status Listener::Init() {
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
   if (!st.ok()) return st;
-  st = ApplyOperations(config_);
-  if (!st.ok()) return st;
+  // The metrics process first: it must not inherit the audit log or any listening socket.
   metrics_ = Metrics::CreateShared();
   if (!config_.sshd.metrics_listen.empty()) {
     if (!metrics_) return Status::IoError("metrics: cannot map shared memory");
@@ -171,6 +170,9 @@ Status Listener::Init() {
     if (!st.ok()) return st;
     spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
   }
+  st = ApplyOperations(config_);
+  if (!st.ok()) return st;
+  if (audit_) spdlog::info("audit log {}", config_.sshd.audit_log);
   std::vector<std::string> specs = config_.sshd.listen;
   if (specs.empty()) specs.push_back("127.0.0.1:2222");
   for (const auto& spec : specs) {
@@ -296,6 +298,7 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   if (net == 0) {
     mon_end.reset();
     startup.reset();
+    audit_.reset();  // only the monitor writes the audit log
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);

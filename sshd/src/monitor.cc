@@ -96,9 +96,19 @@ int Monitor::Run() {
       }
     }
   }
+  // The child's last messages (byte counts) may still be queued behind its exit.
+  while (sock_open && authenticated_) {
+    WireMessage msg;
+    bool closed = false;
+    MsgType type;
+    SessionEnd end;
+    if (!ReceiveRecord(sock_.get(), 0, &msg, &closed).ok() || closed) break;
+    if (PeekType(msg.payload, &type).ok() && type == MsgType::kSessionEnd && Decode(msg.payload, &end).ok()) {
+      HandleSessionEnd(end);
+    }
+  }
   HangUpSessions();
-  // Sessions whose channel never reported (the network child died): audited without bytes.
-  while (!records_.empty()) RecordSessionEnd(records_.begin()->first, 0, 0);
+  while (!audit_pending_.empty()) AuditSession(audit_pending_.begin()->first, true);
   return 0;
 }
 
@@ -118,9 +128,9 @@ bool Monitor::HandleMessage(WireMessage& msg) {
       SignalRequest r;
       return authenticated_ && Decode(msg.payload, &r).ok() && HandleSignal(r);
     }
-    case MsgType::kSessionStats: {
-      SessionStats r;
-      return authenticated_ && Decode(msg.payload, &r).ok() && HandleSessionStats(r);
+    case MsgType::kSessionEnd: {
+      SessionEnd m;
+      return authenticated_ && Decode(msg.payload, &m).ok() && HandleSessionEnd(m);
     }
     default:
       return false;  // monitor → child types are never valid here
@@ -140,7 +150,6 @@ bool Monitor::LookupUser(const std::string& user, UserEntry** entry) {
     // chrooted network child could reach neither.
     Status st = LookupUserInChild(*settings_.config, settings_.privsep_uid, settings_.privsep_gid, user, &e);
     if (!st.ok()) {
-      // NSS answers UNAVAIL (EAGAIN) when the database cannot be reached.
       spdlog::error("cannot look up user '{}': {}; the allgo database is unreachable or failing, "
                     "logins are refused until it answers (check [mysql] in {})",
                     SanitizeForLog(user, 64), st.ToString(), settings_.config->path);
@@ -190,9 +199,12 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
   }
   const char* phase = q.signed_phase ? "signed" : "probe";
   std::string user = SanitizeForLog(q.user, 64);
-  if (!answer.allowed || q.signed_phase) {
-    RecordAuth(user, fingerprint == "?" ? "" : fingerprint, answer.allowed ? answer.account : "",
-               answer.allowed, answer.allowed ? "" : std::string(phase) + ": " + reason);
+  if (q.signed_phase || !answer.allowed) CountAuth(answer.allowed, reason);
+  if (settings_.audit != nullptr && (q.signed_phase || !answer.allowed)) {
+    AuthEvent event{settings_.conn.Client(), user, fingerprint == "?" ? "" : fingerprint, answer.account,
+                    answer.allowed ? "success" : "failure", answer.allowed ? "" : reason};
+    Status audit = settings_.audit->Auth(event);
+    if (!audit.ok()) spdlog::error("{}", audit.ToString());
   }
   if (answer.allowed && !q.signed_phase) {
     spdlog::debug("auth probe ok: client={} user={} key={} account={}", settings_.conn.Client(), user,
@@ -229,9 +241,20 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
     spdlog::warn("session for {} refused: {}", account_.name, st.ToString());
     return SendRecord(sock_.get(), Encode(result)).ok();
   }
-  sessions_[r.id] = s.pid;
-  records_[r.id] = SessionRecord{SessionKindName(r.kind), MonotonicMs()};
-  if (settings_.metrics) settings_.metrics->SessionStarted();
+  std::string kind = SessionKindName(r.kind);
+  if (r.kind == SessionKind::kSubsystem) kind += ":" + r.command;
+  sessions_[r.id] = LiveSession{s.pid, kind, MonotonicMs()};
+  if (settings_.metrics) {
+    settings_.metrics->SessionStarted();
+    bytes_pending_.insert(r.id);
+  }
+  if (settings_.audit != nullptr) {
+    AuditPending& pending = audit_pending_[r.id];
+    pending.event.client = settings_.conn.Client();
+    pending.event.user = account_.name;
+    pending.event.account = account_.allgo_account;
+    pending.event.kind = kind;
+  }
   std::vector<int> fds;
   if (s.pty) {
     fds = {s.master.get()};
@@ -245,7 +268,7 @@ bool Monitor::HandleSignal(const SignalRequest& r) {
   auto it = sessions_.find(r.id);
   if (it == sessions_.end()) return true;  // raced with the exit: harmless
   if (std::string(SignalName(static_cast<int>(r.signo))).empty()) return false;
-  kill(it->second, static_cast<int>(r.signo));
+  kill(it->second.pid, static_cast<int>(r.signo));
   return true;
 }
 
@@ -259,13 +282,18 @@ void Monitor::ReapChildren() {
       continue;
     }
     for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second != pid) continue;
+      if (it->second.pid != pid) continue;
       ExitedNotice notice{it->first, static_cast<uint32_t>(status)};
-      if (auto rec = records_.find(it->first); rec != records_.end()) {
-        rec->second.exited = true;
-        rec->second.wait_status = status;
-        rec->second.duration = static_cast<double>(MonotonicMs() - rec->second.started_ms) / 1000.0;
-        if (settings_.metrics) settings_.metrics->SessionEnded(rec->second.duration);
+      if (settings_.metrics) {
+        settings_.metrics->SessionEnded((MonotonicMs() - it->second.started_ms) / 1000.0);
+      }
+      if (auto p = audit_pending_.find(it->first); p != audit_pending_.end()) {
+        SessionEvent& event = p->second.event;
+        event.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+        if (WIFSIGNALED(status)) event.exit_signal = SignalName(WTERMSIG(status));
+        event.duration = (MonotonicMs() - it->second.started_ms) / 1000.0;
+        p->second.exited = true;
+        AuditSession(it->first, false);
       }
       sessions_.erase(it);
       if (net_child_alive_) SendRecord(sock_.get(), Encode(notice));
@@ -274,60 +302,42 @@ void Monitor::ReapChildren() {
   }
 }
 
-void Monitor::HangUpSessions() {
-  for (const auto& [id, pid] : sessions_) {
-    kill(-pid, SIGHUP);  // each session leads its own process group (setsid)
-    kill(-pid, SIGCONT);
-  }
-}
-
-bool Monitor::HandleSessionStats(const SessionStats& r) {
-  auto it = records_.find(r.id);
-  if (it == records_.end() || !it->second.exited) return true;  // unknown or early: ignored
-  RecordSessionEnd(r.id, r.bytes_in, r.bytes_out);
+bool Monitor::HandleSessionEnd(const SessionEnd& m) {
+  if (settings_.metrics && bytes_pending_.erase(m.id) == 1) settings_.metrics->AddBytes(m.bytes_in, m.bytes_out);
+  auto p = audit_pending_.find(m.id);
+  if (p == audit_pending_.end()) return true;  // no audit log, or already written
+  p->second.event.bytes_in = m.bytes_in;
+  p->second.event.bytes_out = m.bytes_out;
+  p->second.counted = true;
+  AuditSession(m.id, false);
   return true;
 }
 
-void Monitor::RecordSessionEnd(uint32_t id, uint64_t bytes_in, uint64_t bytes_out) {
-  auto it = records_.find(id);
-  if (it == records_.end()) return;
-  const SessionRecord& rec = it->second;
-  if (settings_.metrics) settings_.metrics->AddBytes(bytes_in, bytes_out);
-  if (settings_.audit) {
-    SessionEvent e;
-    e.client = settings_.conn.Client();
-    e.user = account_.name;
-    e.account = account_.allgo_account;
-    e.kind = rec.kind;
-    if (rec.exited && WIFEXITED(rec.wait_status)) e.exit_status = WEXITSTATUS(rec.wait_status);
-    if (rec.exited && WIFSIGNALED(rec.wait_status)) e.exit_signal = SignalName(WTERMSIG(rec.wait_status));
-    e.bytes_in = bytes_in;
-    e.bytes_out = bytes_out;
-    e.duration = rec.exited ? rec.duration
-                            : static_cast<double>(MonotonicMs() - rec.started_ms) / 1000.0;
-    Status st = settings_.audit->Session(e);
-    if (!st.ok()) spdlog::error("audit log: {}", st.ToString());
-  }
-  records_.erase(it);
+void Monitor::AuditSession(uint32_t id, bool flush) {
+  auto p = audit_pending_.find(id);
+  if (p == audit_pending_.end() || (!flush && !(p->second.exited && p->second.counted))) return;
+  Status st = settings_.audit->Session(p->second.event);
+  if (!st.ok()) spdlog::error("{}", st.ToString());
+  audit_pending_.erase(p);
 }
 
-void Monitor::RecordAuth(const std::string& user, const std::string& fingerprint,
-                         const std::string& account, bool success, const std::string& reason) {
-  if (settings_.metrics) {
-    if (success) {
-      settings_.metrics->AuthSucceeded();
-    } else if (reason.find("lookup failed") != std::string::npos) {
-      settings_.metrics->AuthRefused(AuthRefusal::kDatabaseUnavailable);
-    } else if (reason.find("unknown user") != std::string::npos) {
-      settings_.metrics->AuthRefused(AuthRefusal::kUnknownUser);
-    } else {
-      settings_.metrics->AuthRefused(AuthRefusal::kKeyNotAllowed);
-    }
+void Monitor::HangUpSessions() {
+  for (const auto& [id, session] : sessions_) {
+    kill(-session.pid, SIGHUP);  // each session leads its own process group (setsid)
+    kill(-session.pid, SIGCONT);
   }
-  if (settings_.audit) {
-    Status st = settings_.audit->Auth(
-        {settings_.conn.Client(), user, fingerprint, account, success ? "success" : "failure", reason});
-    if (!st.ok()) spdlog::error("audit log: {}", st.ToString());
+}
+
+void Monitor::CountAuth(bool allowed, const std::string& reason) {
+  if (!settings_.metrics) return;
+  if (allowed) {
+    settings_.metrics->AuthSucceeded();
+  } else if (reason == "lookup failed") {
+    settings_.metrics->AuthRefused(AuthRefusal::kDatabaseUnavailable);
+  } else if (reason == "unknown user or no key") {
+    settings_.metrics->AuthRefused(AuthRefusal::kUnknownUser);
+  } else {
+    settings_.metrics->AuthRefused(AuthRefusal::kKeyNotAllowed);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <sys/types.h>
 
 #include <map>
+#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,8 +35,8 @@ struct MonitorSettings {
   ConnectionInfo conn;
   uid_t privsep_uid = 65534;
   gid_t privsep_gid = 65534;
-  Metrics* metrics = nullptr;  // shared with every allgo-sshd process; may be null
-  AuditLog* audit = nullptr;   // null when [sshd] audit_log is empty
+  AuditLog* audit = nullptr;  // [sshd] audit_log, opened by the listener; may be null
+  Metrics* metrics = nullptr;  // shared by every allgo-sshd process; may be null
 };
 
 class Monitor {
@@ -56,11 +57,11 @@ class Monitor {
   bool HandleKeyQuery(const KeyQuery& q);
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
-  bool HandleSessionStats(const SessionStats& r);
-  // The audit line and metrics of one ended session; bytes as the network child counted them.
-  void RecordSessionEnd(uint32_t id, uint64_t bytes_in, uint64_t bytes_out);
-  void RecordAuth(const std::string& user, const std::string& fingerprint, const std::string& account,
-                  bool success, const std::string& reason);
+  bool HandleSessionEnd(const SessionEnd& m);
+  void CountAuth(bool allowed, const std::string& reason);
+  // Writes the audit line of a session once both its exit and its byte counts are known
+  // (or at the end of the connection, whatever is known then).
+  void AuditSession(uint32_t id, bool flush);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
   void ReapChildren();
@@ -76,15 +77,18 @@ class Monitor {
   Account account_;
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
-  std::map<uint32_t, pid_t> sessions_;  // live sessions: id → pid
-  struct SessionRecord {
-    std::string kind;
+  struct LiveSession {
+    pid_t pid = -1;
+    std::string kind;  // "exec", "shell", "subsystem:sftp"
     long long started_ms = 0;
-    double duration = 0;
-    bool exited = false;
-    int wait_status = 0;
   };
-  std::map<uint32_t, SessionRecord> records_;  // spawned, not yet audited
+  std::map<uint32_t, LiveSession> sessions_;  // live sessions by id
+  struct AuditPending {
+    SessionEvent event;
+    bool exited = false, counted = false;
+  };
+  std::map<uint32_t, AuditPending> audit_pending_;  // spawned sessions not yet audited
+  std::set<uint32_t> bytes_pending_;  // spawned sessions whose byte counts are not in metrics yet
 };
 
 }  // namespace allgo::sshd

@@ -110,20 +110,24 @@ std::string Encode(const ExitedNotice& m) {
   return w.data();
 }
 
-std::string Encode(const SessionStats& m) {
-  WireWriter w = Start(MsgType::kSessionStats);
+std::string Encode(const SessionEnd& m) {
+  WireWriter w = Start(MsgType::kSessionEnd);
   w.PutU32(m.id);
-  w.PutU32(static_cast<uint32_t>(m.bytes_in >> 32));
-  w.PutU32(static_cast<uint32_t>(m.bytes_in));
-  w.PutU32(static_cast<uint32_t>(m.bytes_out >> 32));
-  w.PutU32(static_cast<uint32_t>(m.bytes_out));
+  w.PutU64(m.bytes_in);
+  w.PutU64(m.bytes_out);
   return w.data();
+}
+
+Status Decode(const std::string& payload, SessionEnd* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kSessionEnd) && r.GetU32(&m->id) && r.GetU64(&m->bytes_in)) r.GetU64(&m->bytes_out);
+  return Done(r, "session end");
 }
 
 Status PeekType(const std::string& payload, MsgType* type) {
   if (payload.empty()) return Status::Invalid("empty monitor message");
   auto t = static_cast<uint8_t>(payload[0]);
-  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kSessionStats)) {
+  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kSessionEnd)) {
     return Status::Invalid("unknown monitor message type " + std::to_string(t));
   }
   *type = static_cast<MsgType>(t);
@@ -190,18 +194,6 @@ Status Decode(const std::string& payload, ExitedNotice* m) {
   WireReader r(payload);
   if (Expect(r, MsgType::kExited) && r.GetU32(&m->id)) r.GetU32(&m->wait_status);
   return Done(r, "exit notice");
-}
-
-Status Decode(const std::string& payload, SessionStats* m) {
-  WireReader r(payload);
-  uint32_t in_hi = 0, in_lo = 0, out_hi = 0, out_lo = 0;
-  if (Expect(r, MsgType::kSessionStats) && r.GetU32(&m->id) && r.GetU32(&in_hi) && r.GetU32(&in_lo) &&
-      r.GetU32(&out_hi)) {
-    r.GetU32(&out_lo);
-  }
-  m->bytes_in = (uint64_t{in_hi} << 32) | in_lo;
-  m->bytes_out = (uint64_t{out_hi} << 32) | out_lo;
-  return Done(r, "session stats");
 }
 
 bool IsAcceptedEnvName(const std::string& name) {

@@ -6,6 +6,8 @@
 //   KeyQuery  (pre-auth only)           →   KeyAnswer
 //   Spawn     (after auth only)         →   SpawnResult (+ 1 PTY master or 3 pipe fds)
 //   Signal    (after auth, live session)    (no answer)
+//   SessionEnd (after auth; byte counts     (no answer)
+//              for the audit log)
 //                                           Exited (any time after a Spawn succeeded)
 #pragma once
 
@@ -25,7 +27,7 @@ enum class MsgType : uint8_t {
   kSpawnResult = 4,
   kSignal = 5,
   kExited = 6,
-  kSessionStats = 7,
+  kSessionEnd = 7,
 };
 
 inline constexpr size_t kMaxUserLen = 1024;      // longer names are refused by the child
@@ -77,17 +79,16 @@ struct SignalRequest {
   uint32_t signo = 0;
 };
 
+// The channel of a session is gone; what it moved (for the audit log). Untrusted numbers
+// from the network child, used for accounting only.
+struct SessionEnd {
+  uint32_t id = 0;
+  uint64_t bytes_in = 0, bytes_out = 0;
+};
+
 struct ExitedNotice {
   uint32_t id = 0;
   uint32_t wait_status = 0;  // as from waitpid()
-};
-
-// Child → monitor once an exited session's channel is released: the byte counts for the
-// audit log (the monitor knows everything else about the session itself).
-struct SessionStats {
-  uint32_t id = 0;
-  uint64_t bytes_in = 0;
-  uint64_t bytes_out = 0;
 };
 
 std::string Encode(const KeyQuery& m);
@@ -96,7 +97,7 @@ std::string Encode(const SpawnRequest& m);
 std::string Encode(const SpawnResult& m);
 std::string Encode(const SignalRequest& m);
 std::string Encode(const ExitedNotice& m);
-std::string Encode(const SessionStats& m);
+std::string Encode(const SessionEnd& m);
 
 // The type byte of a payload; Invalid when empty or unknown.
 Status PeekType(const std::string& payload, MsgType* type);
@@ -106,7 +107,7 @@ Status Decode(const std::string& payload, SpawnRequest* m);
 Status Decode(const std::string& payload, SpawnResult* m);
 Status Decode(const std::string& payload, SignalRequest* m);
 Status Decode(const std::string& payload, ExitedNotice* m);
-Status Decode(const std::string& payload, SessionStats* m);
+Status Decode(const std::string& payload, SessionEnd* m);
 
 // Environment variables a client may set (OpenSSH's AcceptEnv LANG LC_* TERM).
 bool IsAcceptedEnvName(const std::string& name);

@@ -442,12 +442,11 @@ void SessionChannel::Release(const std::string& how) {
   out_.reset();  // for a PTY this hangs up the terminal (SIGHUP to what is left)
   err_.reset();
   if (started_) {
+    owner_->monitor().Send(Encode(SessionEnd{id_, bytes_in_, bytes_out_}));
     double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_at_).count();
     spdlog::info("session end: user={} kind={}{}{} status={} bytes_in={} bytes_out={} duration={:.3f}s ({})",
                  owner_->user(), SessionKindName(kind_), command_for_log_.empty() ? "" : " ",
                  command_for_log_, DescribeStatus(exited_, wait_status_), bytes_in_, bytes_out_, seconds, how);
-    // The monitor writes the audit line; it knows the rest of the session itself.
-    owner_->monitor().Send(Encode(SessionStats{id_, bytes_in_, bytes_out_}));
   }
   ssh_remove_channel_callbacks(channel_, &callbacks_);
   if (ssh_channel_is_open(channel_)) ssh_channel_close(channel_);

@@ -23,7 +23,7 @@ constexpr const char* kAllowed[] = {
     "clock_nanosleep", "nanosleep", "gettimeofday", "time", "sched_yield", "sched_getaffinity", "rseq",
     "set_robust_list",
     // signals and process identity (abort() uses tgkill)
-    "rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "restart_syscall", "getpid", "gettid", "getppid",
+    "rt_sigprocmask", "rt_sigaction", "rt_sigreturn", "sigaltstack", "restart_syscall", "getpid", "gettid", "getppid",
     "getuid", "geteuid", "getgid", "getegid", "tgkill", "exit", "exit_group",
 };
 

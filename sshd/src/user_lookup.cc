@@ -58,24 +58,26 @@ Status Decode(const std::string& data, UserLookup* u) {
   return Status::Ok();
 }
 
-// In the child: the actual lookup.
+// In the child: the actual lookup. The keys first: that query names a database outage
+// plainly ("cannot connect to MySQL ..."), where getpwnam would only say "not found".
 Status Lookup(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user, UserLookup* u) {
+  Status st = MakeKeySource(config, helper_uid, helper_gid)->Allowed(user, &u->keys);
+  if (st.IsNotFound()) return Status::Ok();  // not a webapp, or nobody may log in
+  if (!st.ok()) return st;
   errno = 0;
   struct passwd* pw = getpwnam(user.c_str());
   if (pw == nullptr) {
+    u->keys.clear();
     if (errno != 0 && errno != ENOENT && errno != ESRCH) {
       return Status::FromErrno("getpwnam(" + user + ")", errno);
     }
-    return Status::Ok();  // no such user
+    return Status::Ok();  // keys but no passwd entry (NSS not configured): no login
   }
   u->account.name = pw->pw_name;
   u->account.uid = pw->pw_uid;
   u->account.gid = pw->pw_gid;
   u->account.home = (pw->pw_dir && pw->pw_dir[0]) ? pw->pw_dir : "/";
   u->account.shell = (pw->pw_shell && pw->pw_shell[0]) ? pw->pw_shell : "/bin/sh";
-  Status st = MakeKeySource(config, helper_uid, helper_gid)->Allowed(user, &u->keys);
-  if (st.IsNotFound()) return Status::Ok();  // not a webapp, or nobody may log in
-  if (!st.ok()) return st;
   u->exists = true;
   return Status::Ok();
 }

@@ -25,6 +25,10 @@ class WireWriter {
  public:
   void PutU8(uint8_t v) { data_.push_back(static_cast<char>(v)); }
   void PutU32(uint32_t v);
+  void PutU64(uint64_t v) {
+    PutU32(static_cast<uint32_t>(v >> 32));
+    PutU32(static_cast<uint32_t>(v));
+  }
   void PutString(std::string_view s);
   const std::string& data() const { return data_; }
 
@@ -37,6 +41,12 @@ class WireReader {
   explicit WireReader(std::string_view data) : data_(data) {}
   bool GetU8(uint8_t* v);
   bool GetU32(uint32_t* v);
+  bool GetU64(uint64_t* v) {
+    uint32_t hi = 0, lo = 0;
+    if (!GetU32(&hi) || !GetU32(&lo)) return false;
+    *v = (static_cast<uint64_t>(hi) << 32) | lo;
+    return true;
+  }
   // Fails when the string is longer than max_len.
   bool GetString(std::string* s, size_t max_len);
   // True when every read succeeded and nothing is left.

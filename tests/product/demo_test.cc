@@ -26,7 +26,9 @@ bool WaitForText(Daemon& d, const std::string& text, int timeout_ms) {
 TEST(Demo, StartsLogsInCopiesAndCleansUpOnCtrlC) {
   TempDir home("allgo-demo-home");
   int port = FreeLoopbackPort();
-  Daemon demo({Artifact("allgo-demo"), "--port", std::to_string(port)}, home / "demo.log",
+  Daemon demo({Artifact("allgo-demo"), "--port", std::to_string(port), "--metrics-port",
+               std::to_string(FreeLoopbackPort())},
+              home / "demo.log",
               {{"HOME", home.path()}});
   ASSERT_TRUE(WaitForText(demo, "demo: ready", 120000)) << demo.Log();
   std::string log = demo.Log();

@@ -639,6 +639,33 @@ TEST_F(SshdTest, UnresponsiveClientIsDisconnectedByKeepalives) {
   waitpid(client, nullptr, 0);
 }
 
+TEST_F(SshdTest, AuditLogHasOneLinePerDecisionAndSession) {
+  TempDir t("allgo-sshd-audit");
+  std::string audit = t / "audit.log";
+  KeyPair stranger = MakeKeyPair(keys_.path(), "stranger");
+  SshdServer server("audit_log = " + audit);
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo 12345678; exit 4").exit_code, 4);
+  EXPECT_EQ(server.Ssh("webapp1", stranger.private_path, "true").exit_code, 255);
+  std::string lines;
+  for (int i = 0; i < 100 && std::count(lines.begin(), lines.end(), '\n') < 3; ++i) {
+    lines = ReadFile(audit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_EQ(std::count(lines.begin(), lines.end(), '\n'), 3) << lines;
+  EXPECT_THAT(lines, HasSubstr("\"event\":\"auth\""));
+  EXPECT_THAT(lines, HasSubstr("\"account\":\"owner@example.org\""));
+  EXPECT_THAT(lines, HasSubstr("\"result\":\"success\""));
+  EXPECT_THAT(lines, HasSubstr("\"result\":\"failure\""));
+  EXPECT_THAT(lines, HasSubstr("\"fingerprint\":\"SHA256:"));
+  EXPECT_THAT(lines, HasSubstr("\"event\":\"session\""));
+  EXPECT_THAT(lines, HasSubstr("\"exit_status\":4"));
+  EXPECT_THAT(lines, HasSubstr("\"kind\":\"exec\""));
+  EXPECT_THAT(lines, HasSubstr("\"bytes_out\":9"));
+  struct stat st{};
+  ASSERT_EQ(stat(audit.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
 TEST_F(SshdTest, SigtermLetsRunningSessionsFinish) {
   SshdServer server;
   RunResult r;
