@@ -89,10 +89,7 @@ TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
   std::string before = r.out;
   ASSERT_EQ(s.Ssh("head -c 1000 /dev/zero").out.size(), 1000u);
   ASSERT_EQ(s.Ssh("exit 3").exit_code, 3);
-  RunResult bad = test::Run({"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
-                             "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
-                             "LogLevel=ERROR", "-i", s.dir() / "owner", "-p",
-                             std::to_string(s.port()), "nosuchapp@127.0.0.1", "true"});
+  RunResult bad = test::Run(s.SshArgv("true", "nosuchapp"));
   EXPECT_EQ(bad.exit_code, 255);
   r = Http(s, "/metrics");
   ASSERT_EQ(r.exit_code, 0) << r.err;
@@ -123,10 +120,7 @@ TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
 TEST(Operations, AuditLogHasOneLinePerDecisionAndPerSession) {
   Stack s;
   ASSERT_EQ(s.Ssh("echo out; echo err >&2; exit 4").exit_code, 4);
-  RunResult bad = test::Run({"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
-                             "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o",
-                             "LogLevel=ERROR", "-i", s.dir() / "owner", "-p",
-                             std::to_string(s.port()), "ghost@127.0.0.1", "true"});
+  RunResult bad = test::Run(s.SshArgv("true", "ghost"));
   ASSERT_EQ(bad.exit_code, 255);
   auto lines = AuditLines(s.audit_path());
   ASSERT_GE(lines.size(), 3u) << ReadFile(s.audit_path());

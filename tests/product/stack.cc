@@ -87,11 +87,11 @@ void Stack::StopSandbox() {
   sandbox_.reset();
 }
 
-std::vector<std::string> Stack::SshArgv(const std::string& command) const {
+std::vector<std::string> Stack::SshArgv(const std::string& command, const std::string& user) const {
   return {"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
           "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
           "-o", "BatchMode=yes", "-o", "ConnectTimeout=20", "-i", key_.private_path, "-p",
-          std::to_string(port_), "sleep@127.0.0.1", command};
+          std::to_string(port_), user + "@127.0.0.1", command};
 }
 
 RunResult Stack::Ssh(const std::string& command, RunOptions options) const {

@@ -30,8 +30,8 @@ class Stack {
   std::string audit_path() const { return dir_ / "audit.log"; }
   int metrics_port() const { return metrics_port_; }
 
-  // ssh argv for `sleep@127.0.0.1 COMMAND` with the owner's key.
-  std::vector<std::string> SshArgv(const std::string& command) const;
+  // ssh argv for `USER@127.0.0.1 COMMAND` with the owner's key (USER: the webapp 'sleep').
+  std::vector<std::string> SshArgv(const std::string& command, const std::string& user = "sleep") const;
   RunResult Ssh(const std::string& command, RunOptions options = {}) const;
   // The same line for /bin/sh scripts.
   std::string SshLine() const;
