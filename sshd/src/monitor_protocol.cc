@@ -16,12 +16,18 @@ WireWriter Start(MsgType type) {
 // Reads and checks the type byte.
 bool Expect(WireReader& r, MsgType type) {
   uint8_t t = 0;
-  return r.GetU8(&t) && t == static_cast<uint8_t>(type);
+  if (r.GetU8(&t) && t == static_cast<uint8_t>(type)) return true;
+  r.Fail();  // a message of another type is not an empty message of this one
+  return false;
 }
 
 bool GetBool(WireReader& r, bool* v) {
   uint8_t b = 2;
-  if (!r.GetU8(&b) || b > 1) return false;
+  if (!r.GetU8(&b)) return false;
+  if (b > 1) {
+    r.Fail();  // not a boolean: the whole message is malformed
+    return false;
+  }
   *v = b == 1;
   return true;
 }

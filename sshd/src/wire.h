@@ -51,6 +51,8 @@ class WireReader {
   bool GetString(std::string* s, size_t max_len);
   // True when every read succeeded and nothing is left.
   bool Finish() const { return ok_ && pos_ == data_.size(); }
+  // Marks the message malformed (a check outside the Get* calls failed).
+  void Fail() { ok_ = false; }
 
  private:
   std::string_view data_;

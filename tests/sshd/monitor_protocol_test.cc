@@ -52,6 +52,16 @@ TEST(MonitorProtocol, SessionEndCarries64BitCounts) {
   EXPECT_FALSE(Decode(bad, &out).ok());
 }
 
+TEST(MonitorProtocol, ABareTypeByteOfAnotherTypeIsRejected) {
+  // Found by fuzz_monitor: the type check failed without marking the message malformed.
+  KeyQuery q;
+  EXPECT_FALSE(Decode(std::string(1, static_cast<char>(MsgType::kSessionEnd)), &q).ok());
+  ExitedNotice n;
+  EXPECT_FALSE(Decode(std::string(1, static_cast<char>(MsgType::kKeyQuery)), &n).ok());
+  // ...and a boolean that is neither 0 nor 1 ends the message as malformed, not as "done".
+  EXPECT_FALSE(Decode(std::string("\x01\x2d", 2), &q).ok());
+}
+
 TEST(MonitorProtocol, RejectsTruncatedTrailingAndWrongType) {
   std::string msg = Encode(KeyQuery{false, "u", "ssh-ed25519", "AAAA"});
   KeyQuery q;
