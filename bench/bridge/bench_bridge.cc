@@ -32,6 +32,7 @@ using Clock = std::chrono::steady_clock;
 struct Identity {
   uid_t uid;
   gid_t gid;
+  const char* name;  // $USER, as sshd sets it for a login
 };
 
 // Runs argv as `who` with stdin/stdout on /dev/null; returns the wall time in seconds, or a
@@ -47,6 +48,7 @@ double TimeOnce(const std::vector<std::string>& argv, Identity who) {
     dup2(null, 0);
     dup2(null, 1);
     if (setgroups(0, nullptr) != 0 || setgid(who.gid) != 0 || setuid(who.uid) != 0) _exit(126);
+    setenv("USER", who.name, 1);
     execvp(cargv[0], cargv.data());
     _exit(127);
   }
@@ -95,7 +97,7 @@ int main(int argc, char** argv) {
   TestDatabase& db = TestDatabase::Get();
   uint32_t owner = db.AddUser("bench@example.org");
   uint32_t id = db.AddWebapp("bench", owner);
-  Identity who{id + 2000, 65534};
+  Identity who{id + 2000, 65534, "bench"};
 
   TempDir tmp("allgo-bench-bridge");
   std::string sandboxes = tmp / "sandboxes";
@@ -141,7 +143,7 @@ int main(int argc, char** argv) {
     getent_times.push_back(TimeOnce({"getent", "passwd", std::to_string(who.uid)}, who));
     sh_times.push_back(TimeOnce({"sh", "-c", "true"}, who));
     bridge_times.push_back(TimeOnce({shell, "-c", "true"}, who));
-    root_times.push_back(TimeOnce({shell, "-c", "true"}, Identity{0, 0}));
+    root_times.push_back(TimeOnce({shell, "-c", "true"}, Identity{0, 0, "root"}));
     if (sh_times.back() < 0 || bridge_times.back() < 0) {
       std::fprintf(stderr, "bench_bridge: a latency run failed\n%s", agent->Log().c_str());
       return 1;

@@ -244,6 +244,38 @@ class Bridge : public ::testing::Test {
   std::vector<std::string> sandbox_extra_;  // more bwrap options
 };
 
+TEST_F(Bridge, LoginNameFromSshdIsTrustedOnlyWhenTheBridgeFolderProvesIt) {
+  StartAgent();
+  // Another webapp whose folder belongs to another uid.
+  auto& db = TestDatabase::Get();
+  uint32_t other = db.AddWebapp("other", owner_);
+  fs::create_directories(sandboxes_ + "/other");
+  ASSERT_EQ(chown((sandboxes_ + "/other").c_str(), other + 2000, gid_), 0);
+  // $USER naming our own folder: no database needed at all (sshd sets USER at login).
+  db.Stop();
+  RunOptions own;
+  own.env = {{"USER", "sleep"}};
+  RunResult r = Shell("echo via-folder", own);
+  db.Start();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "via-folder\n");
+  // $USER naming someone else's folder is ignored: the name comes from NSS, our own sandbox
+  // answers (the mark folder is only bound into ours).
+  RunOptions spoofed;
+  spoofed.env = {{"USER", "other"}};
+  r = Shell("echo mine > " + mark_ + "/who", spoofed);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(mark_ + "/who"), "mine\n");
+  // Without the hint and without the database, the name cannot be known: a clear error.
+  db.Stop();
+  RunOptions none;
+  none.env = {{"USER", "nobody-here"}};
+  r = Shell("true", none);
+  db.Start();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(Contains(r.err, "has no user name")) << r.err;
+}
+
 TEST_F(Bridge, CommandsRunInTheSandboxWithTheirExitCodes) {
   StartAgent();
   RunResult r = Shell("echo hello from $(hostname); exit 7");

@@ -13,6 +13,9 @@
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
+#include <cstdlib>
+#include <fcntl.h>
+#include <sys/stat.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -257,6 +260,20 @@ int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals
   return exit.ShellStatus();
 }
 
+// The webapp name without a database round trip (a login costs ~5 ms less): the login name
+// sshd put in $USER is taken when <sandbox dir>/<name> is a real folder owned by our uid.
+// Only the allgo controller (root) can create folders in the sandbox dir, so the ownership
+// proves the name; and an agent only ever serves its own uid anyway. Otherwise: getpwuid.
+std::string NameFromBridgeFolder(const Config& config) {
+  const char* hint = std::getenv("USER");
+  if (hint == nullptr || !IsValidUserName(hint)) return "";
+  struct stat st;
+  std::string folder = config.sandbox.dir + "/" + hint;
+  if (fstatat(AT_FDCWD, folder.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) return "";
+  if (!S_ISDIR(st.st_mode) || st.st_uid != getuid()) return "";
+  return hint;
+}
+
 int Main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   Invocation inv;
@@ -279,14 +296,17 @@ int Main(int argc, char** argv) {
     Say(s.ToString());
     return kExitSetup;
   }
-  errno = 0;
-  struct passwd* pw = getpwuid(getuid());
-  if (pw == nullptr) {
-    Say("uid " + std::to_string(getuid()) +
-        " has no user name (is the allgo NSS module listed in /etc/nsswitch.conf?)");
-    return kExitSetup;
+  std::string name = NameFromBridgeFolder(config);
+  if (name.empty()) {
+    errno = 0;
+    struct passwd* pw = getpwuid(getuid());
+    if (pw == nullptr) {
+      Say("uid " + std::to_string(getuid()) +
+          " has no user name (is the allgo NSS module listed in /etc/nsswitch.conf?)");
+      return kExitSetup;
+    }
+    name = pw->pw_name;
   }
-  std::string name = pw->pw_name;
   if (!IsValidUserName(name)) {
     Say("user name '" + SanitizeForLog(name) + "' is not a webapp name");
     return kExitSetup;
