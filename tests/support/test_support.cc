@@ -57,12 +57,13 @@ struct RunAs : bp::extend::handler {
   }
 };
 
-}  // namespace
-
+// Serialises the spawns of Run() and Daemon (see Run()).
 std::mutex& SpawnMutex() {
   static std::mutex m;
   return m;
 }
+
+}  // namespace
 
 std::string SourceDir() { return ALLGO_SOURCE_DIR; }
 std::string BuildDir() { return ALLGO_BUILD_DIR; }
