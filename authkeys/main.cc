@@ -36,7 +36,9 @@ int Run(const std::string& config_flag, const std::string& user) {
   s = allgo::LookupAllowedKeys(directory, user, &allowed);
   std::string safe_user = allgo::SanitizeForLog(user, 64);
   if (s.IsNotFound()) {
-    spdlog::info("no webapp '{}': no keys", safe_user);
+    // Also a webapp whose name or uid another account source owns (root, daemon, a local
+    // user): it does not exist for allgo, so no key may log in as it (identity.h).
+    spdlog::info("no keys for '{}': {}", safe_user, allgo::SanitizeForLog(s.message(), 200));
     return 0;
   }
   if (!s.ok()) {

@@ -12,14 +12,19 @@
 //   database unreachable            → NSS_STATUS_UNAVAIL,  *errnop = EAGAIN
 //   config missing or invalid       → NSS_STATUS_UNAVAIL,  *errnop = ENOENT
 //   nested call, other failure      → NSS_STATUS_UNAVAIL  (EIO / ENOMEM when known)
+//   ALLGO_NSS_BYPASS set            → NSS_STATUS_NOTFOUND (identity.h: how our programs ask
+//                                     what the *other* sources know; secure_getenv, so a
+//                                     setuid program never sees it)
 #include <grp.h>
 #include <nss.h>
 #include <pwd.h>
+#include <stdlib.h>
 
 #include <cerrno>
 #include <new>
 #include <type_traits>
 
+#include "allgo/identity.h"
 #include "call_guard.h"
 #include "module.h"
 #include "pack.h"
@@ -35,7 +40,9 @@ nss_status RunEntryPoint(int* errnop, Body&& body) noexcept {
   Result result{NSS_STATUS_UNAVAIL, 0};
   {
     CallGuard guard;
-    if (guard.entered()) {
+    if (guard.entered() && secure_getenv(allgo::kNssBypassVariable) != nullptr) {
+      result = Result::NotFound();
+    } else if (guard.entered()) {
       try {
         result = body();
       } catch (const std::bad_alloc&) {

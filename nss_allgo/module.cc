@@ -8,6 +8,7 @@
 #include <chrono>
 #include <utility>
 
+#include "allgo/identity.h"
 #include "allgo/names.h"
 
 namespace allgo::nss {
@@ -24,23 +25,14 @@ int64_t Nanoseconds(const struct timespec& ts) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
 
-// Whether some other NSS service (files, ldap, ...) knows `gid`. Asked through glibc itself:
-// this thread is inside the module, so the nested call into our own module returns UNAVAIL
-// at once (CallGuard) and only the other services answer.
-bool OtherServiceHasGid(gid_t gid) {
-  std::vector<char> buffer(1024);
-  while (buffer.size() <= (size_t{1} << 20)) {
-    struct group entry {};
-    struct group* result = nullptr;
-    const int err = getgrgid_r(gid, &entry, buffer.data(), buffer.size(), &result);
-    if (err == ERANGE) {
-      buffer.resize(buffer.size() * 2);
-      continue;
-    }
-    return err == 0 && result != nullptr;
-  }
-  return false;
+// Lookups from inside the module: the nested glibc call into our own module returns at once
+// (CallGuard), so only the other services answer.
+const OtherAccountSources& OtherSources() {
+  static const OtherAccountSources sources(OtherAccountSources::Caller::kInsideNssModule);
+  return sources;
 }
+
+bool OtherServiceHasGid(gid_t gid) { return OtherSources().HasGroup(gid); }
 
 }  // namespace
 
@@ -120,7 +112,8 @@ Status Module::WithDirectory(const Snapshot& snapshot,
   drop.clear();
   if (connection == nullptr) connection = std::make_unique<MysqlConnection>(snapshot.config->mysql);
 
-  WebappDirectory directory(*snapshot.config, connection.get());
+  WebappDirectory directory(*snapshot.config, connection.get(),
+                            OtherAccountSources::Caller::kInsideNssModule);
   const Status status = query(directory);
 
   // A connection that just failed is not trusted again; a healthy one goes back to the pool
@@ -135,16 +128,16 @@ Status Module::WithDirectory(const Snapshot& snapshot,
   return status;  // `connection` (if not pooled) and `drop` are closed outside the lock
 }
 
-PasswdRecord Module::ToRecord(const Config& config, const WebappDirectory& directory,
-                              const Webapp& webapp) {
+PasswdRecord Module::ToRecord(const Config& config, const Webapp& webapp) {
+  const WebappAccount account = AccountOf(config, webapp);
   PasswdRecord record;
-  record.name = webapp.docker_name;
+  record.name = account.name;
   record.passwd = "*";
-  record.uid = directory.UidOf(webapp);
-  record.gid = config.nss.gid;
+  record.uid = account.uid;
+  record.gid = account.gid;
   record.gecos = SanitizeGecos(webapp.display_name);
-  record.dir = config.nss.home;
-  record.shell = config.nss.shell;  // LoadConfig fills in the installed allgo-shell
+  record.dir = account.home;
+  record.shell = account.shell;
   return record;
 }
 
@@ -154,7 +147,7 @@ Result Module::LoadWebapp(const Snapshot& snapshot,
   const Status status = WithDirectory(snapshot, [&](WebappDirectory& directory) {
     Webapp webapp;
     Status found = find(directory, &webapp);
-    if (found.ok()) *out = ToRecord(*snapshot.config, directory, webapp);
+    if (found.ok()) *out = ToRecord(*snapshot.config, webapp);
     return found;
   });
   if (status.ok()) {
@@ -228,7 +221,7 @@ Result Module::PeekPasswd(PasswdRecord* out, Position* at) {
     if (!listed.ok()) return listed;
     entries.reserve(webapps.size());
     for (const Webapp& webapp : webapps) {
-      entries.push_back(ToRecord(*snapshot.config, directory, webapp));
+      entries.push_back(ToRecord(*snapshot.config, webapp));
     }
     return Status::Ok();
   });

@@ -115,8 +115,7 @@ class Module {
   Result LoadWebapp(const Snapshot& snapshot,
                     const std::function<Status(WebappDirectory&, Webapp*)>& find,
                     PasswdRecord* out);
-  static PasswdRecord ToRecord(const Config& config, const WebappDirectory& directory,
-                               const Webapp& webapp);
+  static PasswdRecord ToRecord(const Config& config, const Webapp& webapp);
   static GroupRecord TheGroup(const Config& config);
   static Result FromStatus(const Status& status);
 

@@ -5,11 +5,17 @@
 namespace allgo {
 
 Status LookupAllowedKeys(WebappDirectory& directory, std::string_view user, AllowedKeys* out) {
-  *out = AllowedKeys{};
-  Status s = directory.FindByName(user, &out->webapp);
+  Webapp webapp;
+  Status s = directory.FindByName(user, &webapp);
   if (!s.ok()) return s;
+  return LookupAllowedKeys(directory, webapp, out);
+}
+
+Status LookupAllowedKeys(WebappDirectory& directory, const Webapp& webapp, AllowedKeys* out) {
+  *out = AllowedKeys{};
+  out->webapp = webapp;
   std::vector<KeyRow> rows;
-  s = directory.AllowedKeyRows(out->webapp, &rows);
+  Status s = directory.AllowedKeyRows(out->webapp, &rows);
   if (!s.ok()) return s;
   for (const KeyRow& row : rows) {
     ParsedKeyField parsed = ParsePublicKeyField(row.public_key);

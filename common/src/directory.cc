@@ -44,8 +44,16 @@ const QueriesConfig& WebappDirectory::DefaultQueries() {
   return defaults;
 }
 
-WebappDirectory::WebappDirectory(const Config& config, MysqlConnection* connection)
-    : config_(config), connection_(connection) {}
+WebappDirectory::WebappDirectory(const Config& config, MysqlConnection* connection,
+                                 OtherAccountSources::Caller caller)
+    : config_(config), connection_(connection), other_sources_(caller) {}
+
+Status WebappDirectory::CheckUnclaimed(const Webapp& webapp) const {
+  Status s = other_sources_.CheckUnclaimed(webapp.docker_name, UidOf(webapp));
+  if (s.ok()) return s;
+  const std::string why = "webapp '" + webapp.docker_name + "' is not served: " + s.message();
+  return s.IsUnavailable() ? Status::Unavailable(why) : Status::NotFound(why);
+}
 
 uid_t WebappDirectory::UidOf(const Webapp& webapp) const {
   return static_cast<uid_t>(uint64_t{webapp.id} + config_.nss.uid_offset);
@@ -86,6 +94,7 @@ Status WebappDirectory::FindByName(std::string_view docker_name, Webapp* out) {
   // The database's collation may compare case- or space-insensitively; we do not.
   for (Webapp& w : found) {
     if (w.docker_name == docker_name) {
+      if (Status claimed = CheckUnclaimed(w); !claimed.ok()) return claimed;
       *out = std::move(w);
       return Status::Ok();
     }
@@ -103,6 +112,7 @@ Status WebappDirectory::FindByUid(uid_t uid, Webapp* out) {
   if (!s.ok()) return s;
   for (Webapp& w : found) {
     if (w.id == id) {
+      if (Status claimed = CheckUnclaimed(w); !claimed.ok()) return claimed;
       *out = std::move(w);
       return Status::Ok();
     }
@@ -111,7 +121,11 @@ Status WebappDirectory::FindByUid(uid_t uid, Webapp* out) {
 }
 
 Status WebappDirectory::List(std::vector<Webapp>* out) {
-  return FetchWebapps(config_.queries.webapp_list, {}, out);
+  Status s = FetchWebapps(config_.queries.webapp_list, {}, out);
+  if (!s.ok()) return s;
+  // A row another source owns is left out, and so is one that cannot be checked right now.
+  std::erase_if(*out, [this](const Webapp& w) { return !CheckUnclaimed(w).ok(); });
+  return Status::Ok();
 }
 
 Status WebappDirectory::AllowedKeyRows(const Webapp& webapp, std::vector<KeyRow>* out) {

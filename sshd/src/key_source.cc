@@ -13,7 +13,6 @@
 #include <spdlog/spdlog.h>
 
 #include "allgo/allowed_keys.h"
-#include "allgo/database.h"
 #include "allgo/directory.h"
 #include "allgo/names.h"
 #include "allgo/pubkey.h"
@@ -26,24 +25,21 @@ namespace {
 
 class InProcessKeySource : public KeySource {
  public:
-  explicit InProcessKeySource(const Config& config)
-      : config_(config), connection_(config.mysql), directory_(config_, &connection_) {}
+  explicit InProcessKeySource(WebappDirectory* directory) : directory_(directory) {}
 
-  Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
+  Status Allowed(const Webapp& webapp, std::vector<AllowedEntry>* out) override {
     AllowedKeys keys;
-    Status st = LookupAllowedKeys(directory_, user, &keys);
+    Status st = LookupAllowedKeys(*directory_, webapp, &keys);
     if (!st.ok()) return st;
     for (const auto& message : keys.dropped) {
-      spdlog::warn("user {}: ignoring a stored key: {}", SanitizeForLog(user), SanitizeForLog(message, 300));
+      spdlog::warn("user {}: ignoring a stored key: {}", webapp.docker_name, SanitizeForLog(message, 300));
     }
     for (const auto& k : keys.keys) out->push_back({k.key.base64, k.email});
     return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
   }
 
  private:
-  const Config& config_;
-  MysqlConnection connection_;
-  WebappDirectory directory_;
+  WebappDirectory* directory_;
 };
 
 class CommandKeySource : public KeySource {
@@ -54,9 +50,9 @@ class CommandKeySource : public KeySource {
         uid_(uid),
         gid_(gid) {}
 
-  Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
+  Status Allowed(const Webapp& webapp, std::vector<AllowedEntry>* out) override {
     std::string output;
-    Status st = RunHelper(ExpandCommand(command_, user), &output);
+    Status st = RunHelper(ExpandCommand(command_, webapp.docker_name), &output);
     if (!st.ok()) return st;
     std::istringstream lines(output);
     std::string line;
@@ -137,8 +133,9 @@ std::vector<std::string> ExpandCommand(const std::string& command, const std::st
   return argv;
 }
 
-std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid) {
-  if (config.sshd.authorized_keys_command.empty()) return std::make_unique<InProcessKeySource>(config);
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, WebappDirectory* directory, uid_t run_uid,
+                                         gid_t run_gid) {
+  if (config.sshd.authorized_keys_command.empty()) return std::make_unique<InProcessKeySource>(directory);
   return std::make_unique<CommandKeySource>(config, run_uid, run_gid);
 }
 

@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "allgo/config.h"
+#include "allgo/directory.h"
+#include "allgo/model.h"
 #include "allgo/status.h"
 
 namespace allgo::sshd {
@@ -23,15 +25,17 @@ struct AllowedEntry {
 class KeySource {
  public:
   virtual ~KeySource() = default;
-  // NotFound when the user does not exist or has no usable key; Unavailable when the
-  // database (or the helper) failed.
-  virtual Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) = 0;
+  // The keys allowed for `webapp` (already found in the directory). NotFound when it has no
+  // usable key; Unavailable when the database (or the helper) failed.
+  virtual Status Allowed(const Webapp& webapp, std::vector<AllowedEntry>* out) = 0;
 };
 
 // The command runs as (run_uid, run_gid) — the privsep user, as OpenSSH runs its helper as
 // AuthorizedKeysCommandUser — with argv split on spaces and %u replaced by the user name,
 // stdin /dev/null, a minimal environment, output capped at 1 MiB and a time limit.
-std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid);
+// The in-process source reads the keys through `directory`, which must outlive it.
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, WebappDirectory* directory, uid_t run_uid,
+                                         gid_t run_gid);
 
 // Splits a command line on spaces and substitutes %u and %% (exposed for tests).
 std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user);

@@ -19,6 +19,11 @@ namespace {
 
 constexpr size_t kMaxDistinctUsers = 8;
 
+// A session may only ever run as a webapp's uid: never root, always inside [min_uid, max_uid].
+bool IsWebappUid(const Config& config, uid_t uid) {
+  return uid != 0 && uid >= config.nss.min_uid && uid <= config.nss.max_uid;
+}
+
 }  // namespace
 
 Monitor::Monitor(MonitorSettings settings, UniqueFd sock, pid_t net_child, UniqueFd startup_pipe)
@@ -179,7 +184,9 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
     if (!LookupUser(q.user, &entry)) {
       reason = "lookup failed";
     } else if (!entry->exists) {
-      reason = "unknown user or no key";
+      reason = entry->reason.empty() ? "unknown user or no key" : SanitizeForLog(entry->reason, 200);
+    } else if (!IsWebappUid(config, entry->account.uid)) {
+      reason = "account uid " + std::to_string(entry->account.uid) + " is outside the webapp range";
     } else {
       for (const auto& allowed : entry->keys) {
         if (allowed.base64 == key.base64) {
@@ -227,7 +234,12 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
   // (closed by the client), so the monitor's own bound on live processes is looser.
   Status st;
   SpawnedSession s;
-  if (sessions_.size() >= 2 * static_cast<size_t>(config.sshd.max_sessions) + 4) {
+  if (!IsWebappUid(config, account_.uid)) {
+    // Belt and braces: the lookup builds accounts inside the range; nothing of ours ever
+    // starts a session as root or as a uid that is not a webapp's.
+    st = Status::Permission("refusing to start a session as uid " + std::to_string(account_.uid) +
+                            ": not a webapp uid");
+  } else if (sessions_.size() >= 2 * static_cast<size_t>(config.sshd.max_sessions) + 4) {
     st = Status::Permission("too many running sessions on this connection");
   } else {
     SpawnSettings spawn_settings{config.path, config.sshd.sftp_server};

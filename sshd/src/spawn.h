@@ -12,20 +12,17 @@
 #include <cstdint>
 #include <string>
 
+#include "allgo/identity.h"
 #include "allgo/status.h"
 #include "allgo/unique_fd.h"
 #include "monitor_protocol.h"
 
 namespace allgo::sshd {
 
-// The passwd entry that authenticated, copied out of getpwnam's static buffer.
-struct Account {
-  std::string name;
-  uid_t uid = 0;
-  gid_t gid = 0;
-  std::string home;
-  std::string shell;
-  std::string allgo_account;  // the allgo user whose key matched
+// The account that authenticated: the webapp's own (built from its row, identity.h), plus
+// the allgo user whose key matched.
+struct Account : WebappAccount {
+  std::string allgo_account;
 };
 
 // Both ends of the TCP connection, numeric.

@@ -2,7 +2,6 @@
 
 #include <fcntl.h>
 #include <poll.h>
-#include <pwd.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -10,6 +9,9 @@
 
 #include <cerrno>
 
+#include "allgo/database.h"
+#include "allgo/directory.h"
+#include "allgo/identity.h"
 #include "allgo/unique_fd.h"
 #include "child_process.h"
 #include "wire.h"
@@ -25,6 +27,7 @@ std::string Encode(const Status& st, const UserLookup& u) {
   w.PutU8(st.ok() ? 0 : 1);
   w.PutString(st.ok() ? "" : st.ToString());
   w.PutU8(u.exists ? 1 : 0);
+  w.PutString(u.reason);
   w.PutString(u.account.name);
   w.PutU32(u.account.uid);
   w.PutU32(u.account.gid);
@@ -43,7 +46,8 @@ Status Decode(const std::string& data, UserLookup* u) {
   uint8_t failed = 0, exists = 0;
   std::string error;
   uint32_t count = 0;
-  if (r.GetU8(&failed) && r.GetString(&error, 4096) && r.GetU8(&exists) && r.GetString(&u->account.name, 256) &&
+  if (r.GetU8(&failed) && r.GetString(&error, 4096) && r.GetU8(&exists) && r.GetString(&u->reason, 1024) &&
+      r.GetString(&u->account.name, 256) &&
       r.GetU32(&u->account.uid) && r.GetU32(&u->account.gid) && r.GetString(&u->account.home, 4096) &&
       r.GetString(&u->account.shell, 4096) && r.GetU32(&count) && count <= kMaxKeys) {
     for (uint32_t i = 0; i < count; ++i) {
@@ -58,26 +62,25 @@ Status Decode(const std::string& data, UserLookup* u) {
   return Status::Ok();
 }
 
-// In the child: the actual lookup. The keys first: that query names a database outage
-// plainly ("cannot connect to MySQL ..."), where getpwnam would only say "not found".
+// In the child: the actual lookup.
 Status Lookup(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user, UserLookup* u) {
-  Status st = MakeKeySource(config, helper_uid, helper_gid)->Allowed(user, &u->keys);
-  if (st.IsNotFound()) return Status::Ok();  // not a webapp, or nobody may log in
-  if (!st.ok()) return st;
-  errno = 0;
-  struct passwd* pw = getpwnam(user.c_str());
-  if (pw == nullptr) {
-    u->keys.clear();
-    if (errno != 0 && errno != ENOENT && errno != ESRCH) {
-      return Status::FromErrno("getpwnam(" + user + ")", errno);
-    }
-    return Status::Ok();  // keys but no passwd entry (NSS not configured): no login
+  MysqlConnection connection(config.mysql);
+  WebappDirectory directory(config, &connection);
+  Webapp webapp;
+  Status st = directory.FindByName(user, &webapp);
+  if (st.IsNotFound()) {  // not a webapp, or one whose name or uid another source owns
+    u->reason = st.message();
+    return Status::Ok();
   }
-  u->account.name = pw->pw_name;
-  u->account.uid = pw->pw_uid;
-  u->account.gid = pw->pw_gid;
-  u->account.home = (pw->pw_dir && pw->pw_dir[0]) ? pw->pw_dir : "/";
-  u->account.shell = (pw->pw_shell && pw->pw_shell[0]) ? pw->pw_shell : "/bin/sh";
+  if (!st.ok()) return st;
+  st = MakeKeySource(config, &directory, helper_uid, helper_gid)->Allowed(webapp, &u->keys);
+  if (st.IsNotFound()) {
+    u->reason = "no usable key";
+    return Status::Ok();
+  }
+  if (!st.ok()) return st;
+  static_cast<WebappAccount&>(u->account) = AccountOf(config, webapp);
+  if (u->account.home.empty()) u->account.home = "/";
   u->exists = true;
   return Status::Ok();
 }

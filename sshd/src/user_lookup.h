@@ -17,12 +17,16 @@
 namespace allgo::sshd {
 
 struct UserLookup {
-  bool exists = false;  // a passwd entry exists and the key source knows the user
-  Account account;      // allgo_account left empty: it depends on the matching key
+  bool exists = false;  // a webapp that is only its own uid (identity.h), with usable keys
+  std::string reason;   // why not, when !exists (for the log)
+  Account account;      // built from the webapp row; allgo_account left empty: it depends
+                        // on the matching key
   std::vector<AllowedEntry> keys;
 };
 
-// getpwnam(user) then the allowed keys (MakeKeySource). Unavailable when the lookup failed
+// The webapp row (WebappDirectory::FindByName, which applies the identity rule: a name or
+// uid another NSS source owns is no webapp), the account built from that row alone (never
+// from getpwnam), then the allowed keys (MakeKeySource). Unavailable when the lookup failed
 // (database down, helper failed, child timed out) — not the same as "no such user".
 // `user` must already be a valid user name.
 Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,

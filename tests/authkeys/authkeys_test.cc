@@ -1,4 +1,5 @@
 // allgo-authkeys as sshd runs it, then under a real OpenSSH sshd.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -81,6 +82,31 @@ TEST_F(Authkeys, UnknownInvalidAndHostileUsersGetNothingAndExitZero) {
     EXPECT_EQ(r.exit_code, 0) << user << ": " << r.err;
     EXPECT_EQ(r.out, "") << user;
   }
+}
+
+// The identity rule: a webapp named like an account another NSS source has (root, daemon, a
+// local user), or whose uid a local account owns, has no keys — whoever owns the row.
+TEST_F(Authkeys, WebappsClaimingOtherAccountsGetNoKeys) {
+  auto& db = TestDatabase::Get();
+  const uint32_t owner = db.AddUser("attacker@example.org");
+  db.AddKey(owner, MakeKeyPair(tmp_.path(), "attacker").public_line);
+  db.AddWebapp("root", owner);
+  db.AddWebapp("daemon", owner);
+  db.AddWebapp("localdev", owner);
+  const uint32_t victim = db.AddWebapp("victim", owner);
+  db.AddWebapp("fine", owner);
+  const LocalAccount localdev("localdev", 1500);
+  const LocalAccount squatter("squatter", 2000 + victim);
+  for (const char* name : {"root", "daemon", "localdev", "victim"}) {
+    RunResult r = Authkeys_({name});
+    EXPECT_EQ(r.exit_code, 0) << name << ": " << r.err;
+    EXPECT_EQ(r.out, "") << name;
+  }
+  EXPECT_THAT(Authkeys_({"--log-level", "info", "root"}).err,
+              ::testing::HasSubstr("the name 'root' belongs to another account (uid 0)"));
+  EXPECT_THAT(Authkeys_({"--log-level", "info", "victim"}).err,
+              ::testing::HasSubstr("belongs to another account ('squatter')"));
+  EXPECT_EQ(Lines(Authkeys_({"fine"}).out).size(), 1u) << "the control webapp keeps its key";
 }
 
 TEST_F(Authkeys, InjectedOptionsAndBadKeysNeverReachTheOutput) {
@@ -189,6 +215,29 @@ TEST_F(UnderOpenSsh, EveryoneElseIsRefused) {
   EXPECT_EQ(Ssh(owner_, "nosuchapp", "true").exit_code, 255) << "unknown webapp";
   RunResult ok = Ssh(owner_, "sleep", "echo still-serving");
   EXPECT_EQ(ok.out, "still-serving\n") << ok.err;
+}
+
+// A stock OpenSSH asking allgo-authkeys for root, daemon, a local account, or a webapp whose
+// uid a local account owns: the webapp owner's key opens none of them.
+TEST_F(UnderOpenSsh, WebappsClaimingOtherAccountsCannotLogIn) {
+  auto& db = TestDatabase::Get();
+  const uint32_t owner = db.AddUser("attacker@example.org");
+  const KeyPair attacker = MakeKeyPair(tmp_.path(), "attacker");
+  db.AddKey(owner, attacker.public_line);
+  db.AddWebapp("root", owner);
+  db.AddWebapp("daemon", owner);
+  db.AddWebapp("localdev", owner);
+  const uint32_t victim = db.AddWebapp("victim", owner);
+  db.AddWebapp("fine", owner);
+  const LocalAccount localdev("localdev", 1500, "/", "/bin/sh");
+  const LocalAccount squatter("squatter", 2000 + victim, "/", "/bin/sh");
+  for (const char* name : {"root", "daemon", "localdev", "victim", "squatter"}) {
+    RunResult r = Ssh(attacker, name, "id -u");
+    EXPECT_EQ(r.exit_code, 255) << name << " let the owner of a webapp in: " << r.out;
+    EXPECT_EQ(r.out, "") << name;
+  }
+  RunResult ok = Ssh(attacker, "fine", "id -u");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err << sshd_->Log();
 }
 
 }  // namespace

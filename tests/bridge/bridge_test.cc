@@ -595,6 +595,23 @@ TEST_F(Bridge, ForeignUidIsRefused) {
   EXPECT_EQ(Shell("echo mine").out, "mine\n");
 }
 
+// A webapp is only ever its own uid: a login shell of root (a passwd entry pointing root's
+// shell at allgo-shell, a misconfigured server) or of a uid outside the webapp range refuses
+// to run, before any sandbox is reached, and says why.
+TEST_F(Bridge, RefusesToRunAsRootOrOutsideTheWebappRange) {
+  StartAgent();
+  for (uid_t uid : {uid_t{0}, uid_t{1500}, uid_t{60000}}) {
+    RunOptions as;
+    as.uid = uid;
+    as.gid = gid_;
+    RunResult r = test::Run({Artifact("allgo-shell"), "-c", "echo reached"}, as);
+    EXPECT_EQ(r.exit_code, 1) << uid;
+    EXPECT_EQ(r.out, "") << uid;
+    EXPECT_TRUE(Contains(r.err, "refusing to run as uid " + std::to_string(uid))) << r.err;
+  }
+  EXPECT_EQ(Shell("echo reached").out, "reached\n");  // the webapp's own uid is served
+}
+
 TEST_F(Bridge, PlantedSymlinksRedirectNothing) {
   // A decoy listener someone wants allgo-shell to talk to.
   std::string decoy_dir = tmp_ / "decoy";

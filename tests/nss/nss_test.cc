@@ -423,6 +423,71 @@ TEST_F(NssTest, DisplayNameCannotBreakThePasswdFormat) {
   }
 }
 
+// The identity rule (DESIGN.md, identity.h): anyone who can create a webapp picks its name, so
+// a webapp named like an account another source already has — root, daemon, a local user —
+// or whose uid a local account owns, does not exist for the module. Checked with allgo both
+// after and before `files` in nsswitch.conf, so the module itself is asked every time.
+TEST_F(NssTest, WebappsClaimingAnotherSourcesNameOrUidDoNotExist) {
+  const uint32_t good = db_.AddWebapp("good", owner_);
+  const uint32_t root_app = db_.AddWebapp("root", owner_);
+  const uint32_t daemon_app = db_.AddWebapp("daemon", owner_);
+  const uint32_t local_app = db_.AddWebapp("localdev", owner_);
+  const uint32_t victim = db_.AddWebapp("victim", owner_);
+  const LocalAccount localdev("localdev", 1500);
+  const LocalAccount squatter("squatter", UidOf(victim));  // owns the uid victim would get
+  const std::string nsswitch = ReadFile("/etc/nsswitch.conf");
+  struct RestoreNsswitch {
+    std::string text;
+    ~RestoreNsswitch() { WriteFile("/etc/nsswitch.conf", text); }
+  } restore{nsswitch};
+
+  for (const std::string order : {"files allgo", "allgo files"}) {
+    SCOPED_TRACE("passwd: " + order);
+    std::string edited;
+    std::istringstream in(nsswitch);
+    for (std::string line; std::getline(in, line);) {
+      edited += (line.rfind("passwd:", 0) == 0 ? "passwd: " + order : line) + "\n";
+    }
+    WriteFile("/etc/nsswitch.conf", edited);
+
+    // By name: the other source's account, never the webapp.
+    EXPECT_EQ(Getent({"passwd", "root"}).out.rfind("root:x:0:0:", 0), 0u);
+    EXPECT_EQ(Getent({"passwd", "daemon"}).out.rfind("daemon:x:1:1:", 0), 0u);
+    EXPECT_EQ(Getent({"passwd", "localdev"}).out.rfind("localdev:x:1500:", 0), 0u);
+    EXPECT_EQ(Getent({"passwd", "squatter"}).out.rfind("squatter:x:" + std::to_string(UidOf(victim)), 0), 0u);
+    const RunResult victim_by_name = Getent({"passwd", "victim"});
+    EXPECT_EQ(victim_by_name.exit_code, 2) << victim_by_name.out;
+    // By uid: the uids these rows would get are nobody's (or the squatter's).
+    for (uint32_t id : {root_app, daemon_app, local_app}) {
+      const RunResult r = Getent({"passwd", std::to_string(UidOf(id))});
+      EXPECT_EQ(r.exit_code, 2) << id << ": " << r.out;
+    }
+    EXPECT_EQ(Getent({"passwd", std::to_string(UidOf(victim))}).out.rfind("squatter:", 0), 0u);
+    // The enumeration holds each name once, and of the webapps only the good one.
+    std::vector<std::string> ours;
+    std::map<std::string, int> seen;
+    for (const std::string& line : Lines(Getent({"passwd"}).out)) {
+      const std::vector<std::string> f = Split(line, ':');
+      ++seen[f[0]];
+      if (f.size() == 7 && f[6] == kShell) ours.push_back(f[0]);
+    }
+    EXPECT_EQ(ours, std::vector<std::string>{"good"});
+    for (const char* name : {"root", "daemon", "localdev", "squatter"}) EXPECT_EQ(seen[name], 1) << name;
+    // The unclaimed webapp is served as always.
+    EXPECT_EQ(Getent({"passwd", "good"}).out, Line("good", good, "good") + "\n");
+  }
+}
+
+// ALLGO_NSS_BYPASS (identity.h) hides the module: how our programs see the other sources.
+TEST_F(NssTest, BypassVariableHidesWebappsOnly) {
+  db_.AddWebapp("good", owner_);
+  RunOptions bypass;
+  bypass.env["ALLGO_NSS_BYPASS"] = "1";
+  EXPECT_EQ(Getent({"passwd", "good"}, bypass).exit_code, 2);
+  EXPECT_EQ(Getent({"passwd", "root"}, bypass).exit_code, 0);
+  EXPECT_EQ(Getent({"passwd", "good"}).exit_code, 0);
+}
+
 // Decision (docs/nss.md): NSS describes webapps, not who may log in. A webapp whose owner is
 // inactive still has its passwd entry (its files keep a name in `ls -l`); allgo-authkeys
 // and the servers refuse the login.

@@ -16,6 +16,7 @@
 #include <chrono>
 #include <fstream>
 #include <random>
+#include <sstream>
 #include <thread>
 
 #include <gmock/gmock.h>
@@ -364,6 +365,49 @@ TEST_F(SshdTest, RefusedLogins) {
   EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo in").out, "in\n");
   EXPECT_THAT(server.log(), HasSubstr("auth accepted: client=127.0.0.1:"));
   EXPECT_THAT(server.log(), HasSubstr("account=owner@example.org"));
+}
+
+// The identity rule (DESIGN.md): whoever owns a webapp row named root, daemon or like a local
+// account, or whose uid a local account owns, gets no login — and the log says why. The
+// account of a login is built from the row, so `id` shows the webapp's own uid.
+TEST_F(SshdTest, WebappsClaimingOtherAccountsCannotLogIn) {
+  for (const char* name : {"root", "daemon", "localdev"}) db().AddWebapp(name, owner_id_);
+  const uint32_t victim = db().AddWebapp("victim", owner_id_);
+  const LocalAccount localdev("localdev", 1500, "/", "/bin/sh");
+  const LocalAccount squatter("squatter", 2000 + victim, "/", "/bin/sh");
+  SshdServer server;
+  for (const char* name : {"root", "daemon", "localdev", "victim", "squatter"}) {
+    RunResult r = server.Ssh(name, owner_key_.private_path, "id -u");
+    EXPECT_EQ(r.exit_code, 255) << name << " let the owner of a webapp in: " << r.out;
+    EXPECT_EQ(r.out, "") << name;
+    EXPECT_THAT(r.err, HasSubstr("Permission denied (publickey)")) << name;
+  }
+  EXPECT_THAT(server.log(), HasSubstr("user=root key=SHA256:"));
+  EXPECT_THAT(server.log(), HasSubstr("the name 'root' belongs to another account (uid 0)"));
+  EXPECT_THAT(server.log(), HasSubstr("the name 'localdev' belongs to another account (uid 1500)"));
+  EXPECT_THAT(server.log(), HasSubstr("belongs to another account ('squatter')"));
+  RunResult ok = server.Ssh("webapp1", owner_key_.private_path, "id -u; id -g");
+  EXPECT_EQ(ok.out, std::to_string(WebappUid()) + "\n65534\n") << ok.err;
+}
+
+// The session account comes from the row and [nss], not from getpwnam: with the NSS module
+// out of nsswitch.conf the webapp still logs in as its own uid (and only that).
+TEST_F(SshdTest, SessionAccountIsBuiltFromTheWebappRow) {
+  const std::string nsswitch = ReadFile("/etc/nsswitch.conf");
+  struct Restore {
+    std::string text;
+    ~Restore() { WriteFile("/etc/nsswitch.conf", text); }
+  } restore{nsswitch};
+  std::string files_only;
+  std::istringstream in(nsswitch);
+  for (std::string line; std::getline(in, line);) {
+    files_only += (line.rfind("passwd:", 0) == 0 ? std::string("passwd: files") : line) + "\n";
+  }
+  WriteFile("/etc/nsswitch.conf", files_only);
+  SshdServer server;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "id -u; id -g; echo $HOME $SHELL $USER");
+  EXPECT_EQ(r.exit_code, 0) << r.err << server.log();
+  EXPECT_EQ(r.out, std::to_string(WebappUid()) + "\n65534\n/ /bin/sh webapp1\n");
 }
 
 TEST_F(SshdTest, SuperuserAllowedWhenConfigured) {

@@ -307,6 +307,21 @@ void EnterPrivateNssNamespace() {
 
 void WriteAllgoConfig(const std::string& text) { WriteFile(AllgoConfigPath(), text, 0644); }
 
+LocalAccount::LocalAccount(const std::string& name, uid_t uid, const std::string& home,
+                           const std::string& shell)
+    : passwd_before_(ReadFile("/etc/passwd")), group_before_(ReadFile("/etc/group")) {
+  if (g_ns_dir.empty()) Die("LocalAccount outside the private NSS namespace");
+  const std::string id = std::to_string(uid);
+  WriteFile("/etc/passwd", passwd_before_ + name + ":x:" + id + ":" + id + ":local test account:" + home + ":" +
+                               shell + "\n");
+  WriteFile("/etc/group", group_before_ + name + ":x:" + id + ":\n");
+}
+
+LocalAccount::~LocalAccount() {
+  WriteFile("/etc/passwd", passwd_before_);
+  WriteFile("/etc/group", group_before_);
+}
+
 std::vector<std::string> SandboxCommand(const std::string& bridge_dir, const SandboxOptions& options) {
   std::string agent = Artifact("allgo-sandbox-agent");
   std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -403,7 +418,9 @@ TestDatabase::~TestDatabase() {
 }
 
 void TestDatabase::Install() {
-  RunResult r = Run({"mariadb-install-db", "--no-defaults", "--datadir=" + dir_ + "/data",
+  // A private tmpdir: servers of test binaries running side by side never share temp files.
+  fs::create_directories(dir_ + "/tmp");
+  RunResult r = Run({"mariadb-install-db", "--no-defaults", "--datadir=" + dir_ + "/data", "--tmpdir=" + dir_ + "/tmp",
                      "--user=root", "--auth-root-authentication-method=socket", "--skip-test-db",
                      "--skip-name-resolve"},
                     {.timeout_seconds = 120});
@@ -425,8 +442,9 @@ void TestDatabase::Start() {
     std::string datadir = "--datadir=" + dir_ + "/data";
     std::string socket = "--socket=" + socket_;
     std::string pidfile = "--pid-file=" + dir_ + "/mysqld.pid";
+    std::string tmpdir = "--tmpdir=" + dir_ + "/tmp";
     execlp("mariadbd", "mariadbd", "--no-defaults", datadir.c_str(), socket.c_str(),
-           pidfile.c_str(), "--skip-networking", "--user=root", "--skip-name-resolve",
+           pidfile.c_str(), tmpdir.c_str(), "--skip-networking", "--user=root", "--skip-name-resolve",
            "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
            "--innodb-flush-log-at-trx-commit=0", static_cast<char*>(nullptr));
     _exit(127);

@@ -96,6 +96,22 @@ void EnterPrivateNssNamespace();
 void WriteAllgoConfig(const std::string& text);
 const char* AllgoConfigPath();  // "/etc/allgo/allgo-ssh.conf"
 
+// A local account of the `files` NSS source, as an administrator would add one: a line in
+// /etc/passwd (and a group line) of the private namespace, removed by the destructor.
+// Only inside EnterPrivateNssNamespace (the host's /etc is never touched).
+class LocalAccount {
+ public:
+  LocalAccount(const std::string& name, uid_t uid, const std::string& home = "/nonexistent",
+               const std::string& shell = "/bin/sh");
+  ~LocalAccount();
+  LocalAccount(const LocalAccount&) = delete;
+  LocalAccount& operator=(const LocalAccount&) = delete;
+
+ private:
+  std::string passwd_before_;
+  std::string group_before_;
+};
+
 // The bubblewrap command line of a webapp's sandbox as allgo's controller makes it: own pid,
 // ipc and uts namespaces, the host read-only, a private /tmp, the bridge folder shared, the
 // agent mounted in from the build (like the toolbox volume; the build may live under /tmp),

@@ -296,6 +296,14 @@ int Main(int argc, char** argv) {
     Say(s.ToString());
     return kExitSetup;
   }
+  // A webapp is only ever its own uid (DESIGN.md): whatever passwd entry led here, a login
+  // shell of root or of a uid outside the webapp range is a misconfiguration, never a session.
+  if (getuid() == 0 || geteuid() == 0 || getuid() < config.nss.min_uid || getuid() > config.nss.max_uid) {
+    Say("refusing to run as uid " + std::to_string(getuid()) + ": allgo-shell serves only webapp uids [" +
+        std::to_string(config.nss.min_uid) + ", " + std::to_string(config.nss.max_uid) + "] (" + config_path +
+        ")");
+    return kExitSetup;
+  }
   std::string name = NameFromBridgeFolder(config);
   if (name.empty()) {
     errno = 0;

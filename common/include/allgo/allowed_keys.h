@@ -29,5 +29,7 @@ struct AllowedKeys {
 // NotFound for an unknown or invalid user name (nothing to print, not an error for sshd),
 // Unavailable when the database cannot be reached.
 Status LookupAllowedKeys(WebappDirectory& directory, std::string_view user, AllowedKeys* out);
+// The same for a webapp already found (directory.FindByName).
+Status LookupAllowedKeys(WebappDirectory& directory, const Webapp& webapp, AllowedKeys* out);
 
 }  // namespace allgo
