@@ -555,6 +555,7 @@ class PluginTrap {
     options.env["LIBMYSQL_PLUGINS"] = "allgo_marker";
     options.env["MARIADB_PLUGIN_DIR"] = plugins_dir();
     options.env["ALLGO_TEST_MARKER"] = Marker(run);
+    options.env["LC_ALL"] = "C";  // su's messages in English
     return options;
   }
   // What the library wrote during run `run` ("ruid=R euid=E"), or "" if it never ran.
