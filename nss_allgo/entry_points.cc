@@ -12,6 +12,7 @@
 //   database unreachable            → NSS_STATUS_UNAVAIL,  *errnop = EAGAIN
 //   config missing or invalid       → NSS_STATUS_UNAVAIL,  *errnop = ENOENT
 //   nested call, other failure      → NSS_STATUS_UNAVAIL  (EIO / ENOMEM when known)
+//   setuid/setgid caller (AT_SECURE) → NSS_STATUS_UNAVAIL,  *errnop = ENOENT, nothing else done
 //   ALLGO_NSS_BYPASS set            → NSS_STATUS_NOTFOUND (identity.h: how our programs ask
 //                                     what the *other* sources know; secure_getenv, so a
 //                                     setuid program never sees it)
@@ -19,6 +20,7 @@
 #include <nss.h>
 #include <pwd.h>
 #include <stdlib.h>
+#include <sys/auxv.h>
 
 #include <cerrno>
 #include <new>
@@ -34,13 +36,29 @@
 namespace allgo::nss {
 namespace {
 
+// True in a secure-execution process: one that gained privileges when it was exec'd (setuid or
+// setgid bit, file capabilities — su, sudo, passwd, chfn, newgrp...). Its environment was
+// chosen by the unprivileged user who started it, and Connector/C obeys the environment with
+// plain getenv(): LIBMYSQL_PLUGINS and MARIADB_PLUGIN_DIR make its very first initialisation
+// dlopen() a library of that user's, MYSQL_UNIX_PORT and MYSQL_TCP_PORT move its defaults.
+// No connection option can stop the plugin loading (it runs before any MYSQL handle exists),
+// so in such a process the module never calls into Connector/C at all: every entry point
+// answers UNAVAIL before the module's state even exists (docs/nss.md "Setuid programs").
+// AT_SECURE cannot change for the life of the process image, so it is read once.
+bool SecureExecution() {
+  static const bool secure = getauxval(AT_SECURE) != 0;
+  return secure;
+}
+
 // Runs `body` (returning a Result) the way every entry point must.
 template <typename Body>
 nss_status RunEntryPoint(int* errnop, Body&& body) noexcept {
   Result result{NSS_STATUS_UNAVAIL, 0};
   {
     CallGuard guard;
-    if (guard.entered() && secure_getenv(allgo::kNssBypassVariable) != nullptr) {
+    if (guard.entered() && SecureExecution()) {
+      result = Result::SecureExecution();
+    } else if (guard.entered() && secure_getenv(allgo::kNssBypassVariable) != nullptr) {
       result = Result::NotFound();
     } else if (guard.entered()) {
       try {

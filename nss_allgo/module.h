@@ -52,6 +52,9 @@ struct Result {
   static Result NotFound() { return {NSS_STATUS_NOTFOUND, 0}; }
   // The config file is missing or invalid: the service is not set up (glibc: UNAVAIL/ENOENT).
   static Result NoConfig() { return {NSS_STATUS_UNAVAIL, ENOENT}; }
+  // A setuid/setgid process (AT_SECURE): the service is off there, like a missing config
+  // (entry_points.cc SecureExecution()).
+  static Result SecureExecution() { return {NSS_STATUS_UNAVAIL, ENOENT}; }
   // The database cannot be reached right now.
   static Result DatabaseDown() { return {NSS_STATUS_UNAVAIL, EAGAIN}; }
   // The caller's buffer is too small: glibc retries with a bigger one.

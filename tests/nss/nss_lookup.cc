@@ -23,9 +23,16 @@
 //       Closes stdin, looks NAME up (the module keeps its database connection open), then
 //       checks that fd 0 is still closed (the connection did not land on a standard stream)
 //       and that every open fd above 2 is close-on-exec. Prints "ok" or the culprits.
+//   nss-lookup secure NAME
+//       For the setuid tests, which run a root-owned setuid copy as an unprivileged uid: looks
+//       NAME up with getpwnam_r and prints one line
+//       "at_secure=N ruid=R euid=E module=loaded|absent lookup=found|notfound|errno=ERRNO_NAME",
+//       module telling whether glibc loaded libnss_allgo.so.2 into this process for the lookup.
 #include <dirent.h>
+#include <dlfcn.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <sys/auxv.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -51,7 +58,8 @@ struct Expected {
 int Usage() {
   std::fprintf(stderr,
                "usage: nss-lookup threads THREADS ROUNDS NAME:UID... | fork CHILDREN NAME:UID...\n"
-               "       | serve | enum [--tiny-first] [--interleave NAME] | erange NAME | fds NAME\n");
+               "       | serve | enum [--tiny-first] [--interleave NAME] | erange NAME | fds NAME\n"
+               "       | secure NAME\n");
   return 2;
 }
 
@@ -328,6 +336,24 @@ int Fds(int argc, char** argv) {
   return 0;
 }
 
+int Secure(int argc, char** argv) {
+  if (argc != 3) return Usage();
+  std::vector<char> buf(4096);
+  struct passwd pw {};
+  struct passwd* result = nullptr;
+  const int err = getpwnam_r(argv[2], &pw, buf.data(), buf.size(), &result);
+  // RTLD_NOLOAD: a handle only if the module is already in the process (glibc loaded it).
+  void* module = dlopen("libnss_allgo.so.2", RTLD_LAZY | RTLD_NOLOAD);
+  if (module != nullptr) dlclose(module);
+  std::string lookup = result != nullptr ? "found" : "notfound";
+  if (err != 0) {
+    lookup = std::string("errno=") + (strerrorname_np(err) != nullptr ? strerrorname_np(err) : "?");
+  }
+  std::printf("at_secure=%lu ruid=%u euid=%u module=%s lookup=%s\n", getauxval(AT_SECURE),
+              getuid(), geteuid(), module != nullptr ? "loaded" : "absent", lookup.c_str());
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -339,5 +365,6 @@ int main(int argc, char** argv) {
   if (mode == "enum") return Enumerate(argc, argv);
   if (mode == "erange") return Erange(argc, argv);
   if (mode == "fds") return Fds(argc, argv);
+  if (mode == "secure") return Secure(argc, argv);
   return Usage();
 }

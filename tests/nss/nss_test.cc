@@ -1,4 +1,4 @@
-// Integration tests of libnss_allgo.so.2 through glibc, as users meet it: getent, id, ls and
+// Integration tests of libnss_allgo.so.2 through glibc, as users meet it: getent, id, ls, su and
 // nss-lookup (threads, fork, a long-lived process) run as children inside the private NSS
 // namespace (`passwd: files allgo`, `group: files allgo`), against the real MariaDB fixture.
 //
@@ -9,6 +9,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,6 +20,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <regex>
 #include <set>
@@ -584,6 +586,117 @@ TEST_F(NssTest, UnprivilegedProcessesResolveWebapps) {
   const RunResult r = Getent({"passwd", "webapp1"}, as_nobody);
   EXPECT_EQ(r.exit_code, 0);
   EXPECT_EQ(r.out, Line("webapp1", id, "Web App") + "\n");
+}
+
+// ---- setuid programs ---------------------------------------------------------------------------
+
+constexpr uid_t kNobody = 65534;
+
+RunOptions AsNobody() {
+  RunOptions options;
+  options.uid = kNobody;
+  options.gid = kNobody;
+  return options;
+}
+
+// A library of an unprivileged user's, and the environment that tells Connector/C to load it:
+// LIBMYSQL_PLUGINS=allgo_marker with MARIADB_PLUGIN_DIR=<its folder> makes the client library
+// dlopen("<folder>/allgo_marker.so") when it initialises. The library (marker_plugin.cc) writes
+// the file $ALLGO_TEST_MARKER when loaded; each run gets its own marker file.
+class PluginTrap {
+ public:
+  PluginTrap() {
+    namespace fs = std::filesystem;
+    fs::create_directory(plugins_dir());
+    fs::copy_file(Artifact("connector-marker-plugin.so"), plugins_dir() + "/allgo_marker.so");
+    chmod((plugins_dir() + "/allgo_marker.so").c_str(), 0644);
+    // Markers are written by whoever runs the library: nobody in an ordinary process.
+    fs::create_directory(markers_dir());
+    EXPECT_EQ(chown(markers_dir().c_str(), kNobody, kNobody), 0);
+  }
+
+  // `options` plus the trap's environment for run `run`.
+  RunOptions Arm(const std::string& run, RunOptions options) const {
+    options.env["LIBMYSQL_PLUGINS"] = "allgo_marker";
+    options.env["MARIADB_PLUGIN_DIR"] = plugins_dir();
+    options.env["ALLGO_TEST_MARKER"] = Marker(run);
+    options.env["LC_ALL"] = "C";  // su's messages in English
+    return options;
+  }
+  // What the library wrote during run `run` ("ruid=R euid=E"), or "" if it never ran.
+  std::string Sprung(const std::string& run) const {
+    return access(Marker(run).c_str(), F_OK) == 0 ? ReadFile(Marker(run)) : "";
+  }
+
+ private:
+  std::string plugins_dir() const { return dir_ / "plugins"; }
+  std::string markers_dir() const { return dir_ / "markers"; }
+  std::string Marker(const std::string& run) const { return markers_dir() + "/" + run; }
+
+  TempDir dir_{"allgo-plugin-trap"};  // 0755: nobody can traverse it
+};
+
+// A root-owned setuid copy of nss-lookup (a setuid program that reports what happened inside
+// it), reachable only by root and group nogroup: a folder root:nogroup 0750.
+class SetuidLookup {
+ public:
+  SetuidLookup() {
+    EXPECT_EQ(chown(dir_.path().c_str(), 0, kNobody), 0);
+    EXPECT_EQ(chmod(dir_.path().c_str(), 0750), 0);
+    std::filesystem::copy_file(Artifact("nss-lookup"), path());
+    EXPECT_EQ(chown(path().c_str(), 0, 0), 0);
+    EXPECT_EQ(chmod(path().c_str(), 04755), 0);
+  }
+  std::string path() const { return dir_ / "nss-lookup"; }
+
+ private:
+  TempDir dir_{"allgo-setuid"};
+};
+
+TEST_F(NssTest, ConnectorPluginVariablesLoadCodeIntoOrdinaryProcesses) {
+  // The control: the environment below really makes Connector/C run a library of the
+  // caller's, in any process that is not setuid. (Harmless there: the library runs as the
+  // user who could run it anyway.) Without this, a missing marker below would prove nothing.
+  const uint32_t id = db_.AddWebapp("webapp1", owner_, "running", "Web App");
+  const PluginTrap trap;
+  const RunResult r = Getent({"passwd", "webapp1"}, trap.Arm("getent", AsNobody()));
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.out, Line("webapp1", id, "Web App") + "\n");
+  EXPECT_EQ(trap.Sprung("getent"), "ruid=65534 euid=65534\n");
+}
+
+TEST_F(NssTest, SetuidProgramsNeverLoadConnectorPlugins) {
+  db_.AddWebapp("webapp1", owner_);
+  const PluginTrap trap;
+
+  // su run by root is not a secure-execution process: it resolves the webapp through the
+  // module, Connector/C included (so su does reach our lookup with the environment intact).
+  RunResult r = allgo::test::Run({"su", "-s", "/bin/true", "webapp1", "-c", "true"},
+                                 trap.Arm("su-by-root", {}));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(trap.Sprung("su-by-root"), "ruid=0 euid=0\n");
+
+  // The same su run by nobody: setuid root, so the library would run as root. su looks the
+  // webapp up before it asks for any password; the module answers UNAVAIL without touching
+  // Connector/C, so su reports that the user does not exist, and nothing was loaded.
+  r = allgo::test::Run({"su", "webapp1", "-c", "true"}, trap.Arm("su-by-nobody", AsNobody()));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("user webapp1 does not exist"), std::string::npos) << r.err;
+  EXPECT_EQ(trap.Sprung("su-by-nobody"), "");
+
+  // Inside a setuid program: it is a secure-execution process running as root, glibc did
+  // load the module for the lookup, the module answered "service unavailable" (ENOENT, like a
+  // missing config) — and the library still never ran.
+  const SetuidLookup lookup;
+  r = allgo::test::Run({lookup.path(), "secure", "webapp1"}, trap.Arm("setuid", AsNobody()));
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "at_secure=1 ruid=65534 euid=0 module=loaded lookup=errno=ENOENT\n");
+  EXPECT_EQ(trap.Sprung("setuid"), "");
+
+  // The same program without the setuid bit's effect (run by root) resolves the webapp.
+  r = allgo::test::Run({lookup.path(), "secure", "webapp1"}, trap.Arm("root", {}));
+  EXPECT_EQ(r.out, "at_secure=0 ruid=0 euid=0 module=loaded lookup=found\n");
+  EXPECT_EQ(trap.Sprung("root"), "ruid=0 euid=0\n");
 }
 
 // ---- threads, fork -----------------------------------------------------------------------------
