@@ -777,6 +777,42 @@ TEST_F(Bridge, SandboxesDirIsMountedNosuidNodevNoexec) {
   EXPECT_EQ(errno, EACCES);
 }
 
+TEST_F(Bridge, AgentAndShellRefuseTheSameBridgeFolders) {
+  // Both sides apply one rule (bridge_folder.h): a folder that others may write, or that
+  // belongs to someone else, is served by neither, and both say why in the same words.
+  auto agent_refuses = [&](const std::vector<std::string>& args, const std::string& why) {
+    Daemon agent(SandboxCommand(bridge_, {.agent_args = args}), tmp_ / "refusing-agent.log");
+    EXPECT_TRUE(WaitFor([&] { return !agent.Running(); }, 10000)) << "the agent serves it: " << agent.Log();
+    EXPECT_EQ(agent.Stop(), 1);
+    EXPECT_TRUE(Contains(agent.Log(), why)) << agent.Log();
+  };
+  auto shell_refuses = [&](const std::string& why) {
+    RunResult r = Shell("echo never");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(Contains(r.err, why)) << r.err;
+  };
+  for (mode_t mode : {0775, 0757, 01777}) {
+    SCOPED_TRACE(mode);
+    ASSERT_EQ(chmod(bridge_.c_str(), mode), 0);
+    char octal[8];
+    snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    std::string why = bridge_ + " has mode " + octal + ": it must not be writable by group or others";
+    agent_refuses({}, why);
+    shell_refuses(why);
+  }
+  ASSERT_EQ(chmod(bridge_.c_str(), 0755), 0);
+  // Owned by another webapp's uid: not ours to use, nor the agent's to serve to us.
+  ASSERT_EQ(chown(bridge_.c_str(), uid_ + 1, gid_), 0);
+  std::string why = bridge_ + " belongs to uid " + std::to_string(uid_ + 1) + ", not to uid 0 or " + std::to_string(uid_);
+  agent_refuses({"--allow-uid", std::to_string(uid_)}, why);
+  shell_refuses(why);
+  // Put right, both are content.
+  ASSERT_EQ(chown(bridge_.c_str(), uid_, gid_), 0);
+  StartAgent();
+  EXPECT_EQ(Shell("echo served").out, "served\n");
+}
+
 // Plays the agent's side of one session on `listener` as a hostile agent would: it answers
 // `open` with a session folder made like the real agent makes it (0700, fifos 0600, owned by
 // the client, a reader held on `in`), except that `plant` first replaces one entry; `plant`
