@@ -210,7 +210,7 @@ std::string Agent::Start(const AgentOptions& options) {
 }
 
 void Agent::CleanStale() {
-  int fd = openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC);
   DIR* d = fd >= 0 ? fdopendir(fd) : nullptr;
   if (d == nullptr) {
     if (fd >= 0) close(fd);
