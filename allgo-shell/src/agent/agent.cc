@@ -138,9 +138,7 @@ std::string Agent::Start(const AgentOptions& options) {
   allow_uid_ = options.allow_uid_set ? options.allow_uid : st.st_uid;
   // The same rule allgo-shell applies (bridge_folder.h): a folder the client would refuse is
   // not served either, so a wrong folder fails here, in the operator's log.
-  if (std::string problem = BridgeFolderProblem(st, allow_uid_, path); !problem.empty()) {
-    return problem + " (others could plant files next to agent.sock)";
-  }
+  if (std::string problem = BridgeFolderProblem(st, allow_uid_, path); !problem.empty()) return problem;
 
   // One agent per folder: a second one would steal the socket of the first. The lock file is
   // created fresh, or an existing one is opened only once seen to be a regular file: anything
