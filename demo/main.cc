@@ -90,10 +90,11 @@ int main(int argc, char** argv) {
   uint32_t webapp_id = db.AddWebapp("sleep", owner, "running", "Sleep (allgo demo webapp)");
   uid_t uid = 2000 + webapp_id;
 
-  std::string sandboxes = work / "sandboxes";
+  // [sandbox] dir mounted as docs/install.md says: nosuid,nodev,noexec.
+  SandboxesMount sandboxes_mount(work / "sandboxes");
+  const std::string& sandboxes = sandboxes_mount.path();
   std::string bridge = sandboxes + "/sleep";
   fs::create_directories(bridge);
-  chmod(sandboxes.c_str(), 0755);
   chown(bridge.c_str(), uid, 65534);
   chmod(bridge.c_str(), 0700);
   std::string host_key = work / "ssh_host_ed25519_key";

@@ -1,8 +1,10 @@
 // allgo-sshd: the libssh-based SSH server of the allgo frontend (docs/architecture.md).
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <string>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
@@ -21,6 +23,23 @@ namespace {
 
 using allgo::Config;
 using allgo::Status;
+
+// Sandboxes write in their bridge folders: on the frontend nothing there may work as a device
+// node, a setuid program or an executable (docs/install.md, section 5). A warning, not an
+// error: the frontend works without it, and a missing folder is the controller's to create.
+void WarnAboutSandboxMount(const Config& config) {
+  struct statvfs vfs;
+  if (statvfs(config.sandbox.dir.c_str(), &vfs) != 0) return;
+  std::string missing;
+  for (auto [flag, name] : {std::pair{ST_NOSUID, "nosuid"}, std::pair{ST_NODEV, "nodev"}, std::pair{ST_NOEXEC, "noexec"}}) {
+    if ((vfs.f_flag & flag) == 0) missing += missing.empty() ? name : std::string(",") + name;
+  }
+  if (missing.empty()) return;
+  std::fprintf(stderr,
+               "allgo-sshd: warning: [sandbox] dir %s is not mounted %s; mount it nosuid,nodev,noexec "
+               "(docs/install.md, section 5)\n",
+               config.sandbox.dir.c_str(), missing.c_str());
+}
 
 // --check: like `sshd -t`, everything that can be validated without serving.
 int Check(const Config& config) {
@@ -42,6 +61,7 @@ int Check(const Config& config) {
     return 1;
   }
   for (const auto& line : summary) std::fprintf(stderr, "host key %s\n", line.c_str());
+  WarnAboutSandboxMount(config);
   std::fprintf(stderr, "%s: configuration OK\n", config.path.c_str());
   return 0;
 }

@@ -6,8 +6,11 @@
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/sysmacros.h>
 #include <sys/un.h>
 #include <grp.h>
 #include <sys/wait.h>
@@ -162,6 +165,28 @@ RawReply RawExchange(const std::string& socket_path, const std::string& bytes, u
   return reply;
 }
 
+// Whether `pid` has exited (gone, or a zombie nobody reaped yet).
+bool Exited(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  return paren == std::string::npos || paren + 2 >= stat.size() || stat[paren + 2] == 'Z';
+}
+
+// The IN_OPEN events an inotify fd collected (non-blocking fd).
+int OpenEvents(int inotify) {
+  int opens = 0;
+  alignas(inotify_event) char buf[4096];
+  ssize_t n;
+  while ((n = read(inotify, buf, sizeof buf)) > 0) {
+    for (ssize_t off = 0; off < n;) {
+      auto* e = reinterpret_cast<inotify_event*>(buf + off);
+      if (e->mask & IN_OPEN) ++opens;
+      off += static_cast<ssize_t>(sizeof(inotify_event) + e->len);
+    }
+  }
+  return opens;
+}
+
 // The Error texts found in a stream of frames.
 std::vector<std::string> ErrorTexts(const std::string& stream) {
   bridge::FrameReader reader;
@@ -185,11 +210,11 @@ class Bridge : public ::testing::Test {
     uint32_t id = db.AddWebapp("sleep", owner_);
     uid_ = id + 2000;
     sandboxes_ = tmp_ / "sandboxes";
+    sandboxes_mount_ = std::make_unique<SandboxesMount>(sandboxes_);  // nosuid,nodev,noexec
     bridge_ = sandboxes_ + "/sleep";
     mark_ = tmp_ / "mark";
     fs::create_directories(bridge_);
     fs::create_directories(mark_);
-    chmod(sandboxes_.c_str(), 0755);
     // As the allgo controller sets it up: the webapp's folder, owned by its uid.
     ASSERT_EQ(chown(bridge_.c_str(), uid_, gid_), 0);
     chmod(bridge_.c_str(), 0755);
@@ -234,6 +259,7 @@ class Bridge : public ::testing::Test {
   }
 
   TempDir tmp_{"allgo-bridge"};
+  std::unique_ptr<SandboxesMount> sandboxes_mount_;
   uint32_t owner_ = 0;
   uid_t uid_ = 0;
   gid_t gid_ = 65534;
@@ -630,7 +656,7 @@ TEST_F(Bridge, PlantedSymlinksRedirectNothing) {
   RunResult r = Shell("echo never");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.out, "");
-  EXPECT_TRUE(Contains(r.err, "agent.sock is not a socket (a symlink?); refusing it")) << r.err;
+  EXPECT_TRUE(Contains(r.err, "agent.sock is a symlink, not a socket; refusing it")) << r.err;
   EXPECT_LT(accept(listener, nullptr, nullptr), 0);  // nobody knocked
 
   // Stale and planted session folders and lock: the agent removes the names, never the targets.
@@ -753,6 +779,258 @@ TEST_F(Bridge, PtyClientThatNeverReadsBlocksOnlyItself) {
   EXPECT_EQ(Shell("echo still").out, "still\n");
 }
 
+TEST_F(Bridge, SandboxesDirIsMountedNosuidNodevNoexec) {
+  // As docs/install.md says to mount [sandbox] dir on the frontend, and as an operator checks it.
+  RunResult r = test::Run({"findmnt", "-n", "-o", "OPTIONS", "--target", bridge_});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* option : {"nosuid", "nodev", "noexec"}) EXPECT_TRUE(Contains(r.out, option)) << r.out;
+  struct statvfs vfs;
+  ASSERT_EQ(statvfs(bridge_.c_str(), &vfs), 0);
+  EXPECT_EQ(vfs.f_flag & (ST_NOSUID | ST_NODEV | ST_NOEXEC), ST_NOSUID | ST_NODEV | ST_NOEXEC);
+  // What it means: a device node planted there does not work, as a pipe or otherwise.
+  std::string node = bridge_ + "/planted-null";
+  ASSERT_EQ(mknod(node.c_str(), S_IFCHR | 0666, makedev(1, 3)), 0);
+  EXPECT_LT(::open(node.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC), 0);
+  EXPECT_EQ(errno, EACCES);
+}
+
+TEST_F(Bridge, AgentAndShellRefuseTheSameBridgeFolders) {
+  // Both sides apply one rule (bridge_folder.h): a folder that others may write, or that
+  // belongs to someone else, is served by neither, and both say why in the same words.
+  auto agent_refuses = [&](const std::vector<std::string>& args, const std::string& why) {
+    Daemon agent(SandboxCommand(bridge_, {.agent_args = args}), tmp_ / "refusing-agent.log");
+    EXPECT_TRUE(WaitFor([&] { return !agent.Running(); }, 10000)) << "the agent serves it: " << agent.Log();
+    EXPECT_EQ(agent.Stop(), 1);
+    EXPECT_TRUE(Contains(agent.Log(), why)) << agent.Log();
+  };
+  auto shell_refuses = [&](const std::string& why) {
+    RunResult r = Shell("echo never");
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_EQ(r.out, "");
+    EXPECT_TRUE(Contains(r.err, why)) << r.err;
+  };
+  for (mode_t mode : {0775, 0757, 01777}) {
+    SCOPED_TRACE(mode);
+    ASSERT_EQ(chmod(bridge_.c_str(), mode), 0);
+    char octal[8];
+    snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    std::string why = bridge_ + " has mode " + octal + ": it must not be writable by group or others";
+    agent_refuses({}, why);
+    shell_refuses(why);
+  }
+  ASSERT_EQ(chmod(bridge_.c_str(), 0755), 0);
+  // Owned by another webapp's uid: not ours to use, nor the agent's to serve to us.
+  ASSERT_EQ(chown(bridge_.c_str(), uid_ + 1, gid_), 0);
+  std::string why = bridge_ + " belongs to uid " + std::to_string(uid_ + 1) + ", not to uid 0 or " + std::to_string(uid_);
+  agent_refuses({"--allow-uid", std::to_string(uid_)}, why);
+  shell_refuses(why);
+  // Put right, both are content.
+  ASSERT_EQ(chown(bridge_.c_str(), uid_, gid_), 0);
+  StartAgent();
+  EXPECT_EQ(Shell("echo served").out, "served\n");
+}
+
+// Plays the agent's side of one session on `listener` as a hostile agent would: it answers
+// `open` with a session folder made like the real agent makes it (0700, fifos 0600, owned by
+// the client, a reader held on `in`), except that `plant` first replaces one entry; `plant`
+// returns the file whose opening would show (watched with inotify). Returns once the client
+// hung up; *attached tells whether the client went on as if the pipes were fine.
+void ServeHostileSession(int listener, const std::string& bridge, uid_t uid, gid_t gid, int inotify,
+                         const std::function<std::string(const std::string&)>& plant, bool* attached) {
+  pollfd p{listener, POLLIN, 0};
+  ASSERT_EQ(poll(&p, 1, 10000), 1) << "allgo-shell never connected";
+  int sock = accept4(listener, nullptr, nullptr, SOCK_CLOEXEC);
+  ASSERT_GE(sock, 0);
+  bridge::FrameReader reader;
+  bridge::Message m;
+  ASSERT_EQ(bridge::ReadMessage(sock, &reader, &m, 10000), "");
+  ASSERT_TRUE(std::holds_alternative<bridge::Open>(m));
+  std::string name = "s-" + bridge::RandomHex16();
+  std::string session = bridge + "/" + name;
+  ASSERT_EQ(mkdir(session.c_str(), 0700), 0);
+  for (const char* fifo : {"in", "out", "err"}) {
+    std::string path = session + "/" + fifo;
+    ASSERT_EQ(mkfifo(path.c_str(), 0600), 0);
+    ASSERT_EQ(chown(path.c_str(), uid, gid), 0);
+  }
+  int in_reader = ::open((session + "/in").c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  ASSERT_EQ(chown(session.c_str(), uid, gid), 0);
+  std::string watched = plant(session);
+  ASSERT_GE(inotify_add_watch(inotify, watched.c_str(), IN_OPEN), 0) << watched;
+  ASSERT_EQ(bridge::SendMessage(sock, bridge::Opened{bridge::kProtocolVersion, name}), "");
+  std::string end = bridge::ReadMessage(sock, &reader, &m, 10000);
+  *attached = end.empty() && std::holds_alternative<bridge::Attached>(m);
+  close(in_reader);
+  close(sock);
+  fs::remove_all(session);
+}
+
+TEST_F(Bridge, AnythingButOurFifoInPlaceOfASessionPipeIsRefusedUnopened) {
+  // No real agent: the test answers on agent.sock (as root, which allgo-shell accepts).
+  std::string sock_path = bridge_ + "/agent.sock";
+  int listener = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  snprintf(addr.sun_path, sizeof addr.sun_path, "%s", sock_path.c_str());
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  ASSERT_EQ(chown(sock_path.c_str(), uid_, gid_), 0);
+  // A fifo of the webapp's outside the session, for the symlink to point at.
+  std::string decoy = mark_ + "/decoy-fifo";
+  ASSERT_EQ(mkfifo(decoy.c_str(), 0600), 0);
+  ASSERT_EQ(chown(decoy.c_str(), uid_, gid_), 0);
+
+  struct Plant {
+    std::string kind;
+    std::function<std::string(const std::string& path)> make;  // returns the file to watch
+    std::string refusal;
+  };
+  auto owned = [&](const std::string& path, mode_t mode) {
+    chown(path.c_str(), uid_, gid_);
+    chmod(path.c_str(), mode);
+    return path;
+  };
+  std::vector<Plant> plants = {
+      {"device", [&](const std::string& path) {
+         // /dev/null's numbers: opening it has no visible effect of its own, so the message
+         // (refused by type, not by the nodev mount's EACCES) and inotify tell.
+         EXPECT_EQ(mknod(path.c_str(), S_IFCHR | 0600, makedev(1, 3)), 0);
+         return owned(path, 0600);
+       }, "is a character device, not a fifo"},
+      {"regular file", [&](const std::string& path) {
+         WriteFile(path, "planted", 0600);
+         return owned(path, 0600);
+       }, "is a regular file, not a fifo"},
+      {"symlink", [&](const std::string& path) {
+         EXPECT_EQ(symlink(decoy.c_str(), path.c_str()), 0);
+         return decoy;
+       }, "is a symlink, not a fifo"},
+      {"root's fifo", [&](const std::string& path) {
+         EXPECT_EQ(mkfifo(path.c_str(), 0600), 0);
+         chmod(path.c_str(), 0666);
+         return path;
+       }, "belongs to uid 0, not to uid " + std::to_string(uid_)},
+      {"fifo open to others", [&](const std::string& path) {
+         EXPECT_EQ(mkfifo(path.c_str(), 0600), 0);
+         return owned(path, 0666);
+       }, "has mode 0666: it must not be open to group or others"},
+  };
+  // allgo-shell opens out, err, then in: each position is reached with the others genuine.
+  for (const char* pipe_name : {"out", "err", "in"}) {
+    for (const Plant& plant : plants) {
+      SCOPED_TRACE(std::string(pipe_name) + " replaced by a " + plant.kind);
+      int inotify = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+      ASSERT_GE(inotify, 0);
+      bool attached = false;
+      std::thread agent([&] {
+        ServeHostileSession(listener, bridge_, uid_, gid_, inotify, [&](const std::string& session) {
+          std::string path = session + "/" + pipe_name;
+          unlink(path.c_str());
+          return plant.make(path);
+        }, &attached);
+      });
+      RunResult r = Shell("echo never");
+      agent.join();
+      EXPECT_EQ(r.exit_code, 1);
+      EXPECT_EQ(r.out, "");
+      EXPECT_EQ(r.err, "allgo: the session pipe " + std::string(pipe_name) + " " + plant.refusal + "; refusing it\n");
+      EXPECT_FALSE(attached);
+      EXPECT_EQ(OpenEvents(inotify), 0) << "allgo-shell opened what it refused";
+      close(inotify);
+    }
+  }
+  close(listener);
+  EXPECT_TRUE(SessionFolders(bridge_).empty());
+}
+
+TEST_F(Bridge, HangupEndsTheFrontendSideEvenWhenTheCommandIgnoresIt) {
+  StartAgent();
+  // As allgo-sshd does when the connection drops: SIGHUP to allgo-shell.
+  auto run = ShellAsync("trap '' HUP; touch " + mark_ + "/started; exec sleep 1000");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark_ + "/started"); }, 10000)) << AgentLog();
+  pid_t shell = FindDescendant(getpid(), "allgo-shell");
+  ASSERT_GT(shell, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  ASSERT_EQ(kill(shell, SIGHUP), 0);
+  RunResult r = run.get();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_EQ(r.exit_code, 129);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(Contains(r.err, "allgo: hung up: leaving the session in the sandbox of 'sleep'")) << r.err;
+  EXPECT_TRUE(WaitFor([&] { return Contains(AgentLog(), "client went away"); }, 5000)) << AgentLog();
+  EXPECT_TRUE(SessionFolders(bridge_).empty());
+  // The command chose to ignore the hang-up: it keeps running in the sandbox, like nohup.
+  EXPECT_GT(FindDescendant(agent_->pid(), "sleep"), 0);
+}
+
+// Kills a `sleep` left running in the sandbox on purpose; true once it is gone.
+bool KillLeftover(pid_t sandbox) {
+  pid_t sleeper = FindDescendant(sandbox, "sleep");
+  if (sleeper > 0) kill(sleeper, SIGKILL);
+  return WaitFor([&] { return FindDescendant(sandbox, "sleep") == 0; }, 5000);
+}
+
+// sshd (OpenSSH, for a command without a pty) does not signal the login shell when the
+// connection drops: it closes its ends of the pipes (or of one socketpair for stdin and
+// stdout) and exits. Runs allgo-shell so, then does that.
+void ExpectClosedStdioEndsTheFrontendSide(bool socketpair_stdio, const std::string& shell, uid_t uid, gid_t gid,
+                                          const std::string& mark, const std::string& bridge_dir, pid_t sandbox) {
+  int ours_in, ours_out = -1, theirs_in, theirs_out, err[2];
+  if (socketpair_stdio) {
+    int sv[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    ours_in = sv[0];
+    theirs_in = theirs_out = sv[1];
+  } else {
+    int i[2], o[2];
+    ASSERT_EQ(pipe2(i, O_CLOEXEC), 0);
+    ASSERT_EQ(pipe2(o, O_CLOEXEC), 0);
+    ours_in = i[1], theirs_in = i[0], ours_out = o[0], theirs_out = o[1];
+  }
+  ASSERT_EQ(pipe2(err, O_CLOEXEC), 0);
+  std::string command = "trap '' HUP; touch " + mark + "/started; exec sleep 1000";
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(theirs_in, 0);
+    dup2(theirs_out, 1);
+    dup2(err[1], 2);
+    if (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0) _exit(126);
+    execl(shell.c_str(), "allgo-shell", "-c", command.c_str(), nullptr);
+    _exit(127);
+  }
+  close(theirs_in);
+  if (theirs_out != theirs_in) close(theirs_out);
+  close(err[1]);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark + "/started"); }, 10000));
+  auto t0 = std::chrono::steady_clock::now();
+  close(ours_in);
+  if (ours_out >= 0) close(ours_out);
+  close(err[0]);
+  int status = 0;
+  bool ended = WaitFor([&] { return waitpid(pid, &status, WNOHANG) == pid; }, 8000);
+  EXPECT_TRUE(ended) << "allgo-shell outlived its client";
+  if (!ended) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 129) << status;
+  EXPECT_TRUE(SessionFolders(bridge_dir).empty());
+  EXPECT_GT(FindDescendant(sandbox, "sleep"), 0) << "the command that ignores SIGHUP keeps running";
+  EXPECT_TRUE(KillLeftover(sandbox));
+  fs::remove(mark + "/started");
+}
+
+TEST_F(Bridge, ClosedPipesEndTheFrontendSideEvenWhenTheCommandIgnoresHangups) {
+  StartAgent();
+  for (bool socketpair_stdio : {false, true}) {
+    SCOPED_TRACE(socketpair_stdio ? "stdin and stdout on a socketpair" : "pipes");
+    ExpectClosedStdioEndsTheFrontendSide(socketpair_stdio, Artifact("allgo-shell"), uid_, gid_, mark_, bridge_,
+                                         agent_->pid());
+  }
+  EXPECT_TRUE(Contains(AgentLog(), "client went away")) << AgentLog();
+}
+
 // The whole path as users take it: a stock OpenSSH sshd, the user resolved by glibc through
 // the allgo NSS module, keys from allgo-authkeys, and allgo-shell as the login shell that
 // NSS reports ([nss] shell) — for ssh commands, a pty, scp (SFTP mode) and rsync.
@@ -824,6 +1102,19 @@ TEST_F(BridgeUnderOpenSsh, SshScpRsyncAndPtyReachTheSandbox) {
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Sha256(mark_ + "/rsync.bin"), Sha256(local));
   EXPECT_TRUE(SessionFolders(bridge_).empty());
+}
+
+TEST_F(BridgeUnderOpenSsh, DroppedConnectionLeavesNothingOnTheFrontend) {
+  Daemon client({"sh", "-c", "exec ssh " + SshOptions() + " sleep@127.0.0.1 'trap \"\" HUP; touch " + mark_ +
+                                 "/started; exec sleep 1000'"},
+                tmp_ / "client.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(mark_ + "/started"); }, 15000)) << client.Log() << sshd_->Log();
+  pid_t shell = FindDescendant(sshd_->pid(), "allgo-shell");
+  ASSERT_GT(shell, 0);
+  client.Stop(SIGKILL, 5000);  // the connection drops without a goodbye
+  EXPECT_TRUE(WaitFor([&] { return Exited(shell); }, 6000)) << "allgo-shell outlived its SSH connection";
+  EXPECT_TRUE(SessionFolders(bridge_).empty());
+  EXPECT_GT(FindDescendant(agent_->pid(), "sleep"), 0) << "the command that ignores SIGHUP keeps running";
 }
 
 TEST(BridgeAgent, IsFullyStatic) {

@@ -43,10 +43,9 @@ Stack::Stack(const std::string& sshd_extra) {
   uint32_t owner = db.AddUser("owner@example.org");
   db.AddKey(owner, key_.public_line);
   uint32_t id = db.AddWebapp("sleep", owner, "running", "Sleep");
-  std::string sandboxes = dir_ / "sandboxes";
+  const std::string& sandboxes = sandboxes_.path();
   bridge_ = sandboxes + "/sleep";
   fs::create_directories(bridge_);
-  chmod(sandboxes.c_str(), 0755);
   EXPECT_EQ(chown(bridge_.c_str(), 2000 + id, 65534), 0);
   chmod(bridge_.c_str(), 0755);
   std::string host_key = dir_ / "host_key";

@@ -24,6 +24,7 @@ class Stack {
   Daemon& sshd() { return *sshd_; }
   int port() const { return port_; }
   const std::string& bridge_dir() const { return bridge_; }
+  const std::string& sandboxes_dir() const { return sandboxes_.path(); }
   const TempDir& dir() const { return dir_; }
   std::string SshdLog() const { return ReadFile(dir_ / "sshd.log"); }
   // Every stack has an audit log and a metrics endpoint.
@@ -42,6 +43,7 @@ class Stack {
 
  private:
   TempDir dir_{"allgo-stack"};
+  SandboxesMount sandboxes_{dir_ / "sandboxes"};  // [sandbox] dir: nosuid,nodev,noexec
   int port_ = 0;
   int metrics_port_ = 0;
   std::string bridge_;

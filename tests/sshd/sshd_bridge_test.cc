@@ -44,11 +44,11 @@ class SshdBridgeTest : public ::testing::Test {
     uid_ = db.AddWebapp("sleep", owner_) + 2000;
     chmod(tmp_.path().c_str(), 0755);
     sandboxes_ = tmp_ / "sandboxes";
+    sandboxes_mount_ = std::make_unique<SandboxesMount>(sandboxes_);  // nosuid,nodev,noexec
     bridge_ = sandboxes_ + "/sleep";
     shared_ = tmp_ / "shared";  // visible inside and outside the sandbox
     fs::create_directories(bridge_);
     fs::create_directories(shared_);
-    chmod(sandboxes_.c_str(), 0755);
     // As the allgo controller prepares it: the webapp's bridge folder, owned by its uid.
     ASSERT_EQ(chown(bridge_.c_str(), uid_, 65534), 0);
     chmod(bridge_.c_str(), 0755);
@@ -72,6 +72,7 @@ class SshdBridgeTest : public ::testing::Test {
   }
 
   TempDir tmp_{"allgo-sshd-bridge"};
+  std::unique_ptr<SandboxesMount> sandboxes_mount_;
   KeyPair key_;
   uint32_t owner_ = 0;
   uid_t uid_ = 0;

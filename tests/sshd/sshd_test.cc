@@ -631,6 +631,28 @@ TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
   EXPECT_THAT(allgo::test::Run({Artifact("allgo-sshd"), "--help"}).out, HasSubstr("--check"));
 }
 
+TEST_F(SshdTest, CheckWarnsWhenTheSandboxDirIsNotMountedNosuidNodevNoexec) {
+  TempDir t("allgo-sshd-check");
+  std::string key = t / "hk";
+  ASSERT_EQ(allgo::test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key}).exit_code, 0);
+  auto check = [&](const std::string& sandboxes) {
+    std::string conf = t / "sandbox.conf";
+    WriteFile(conf, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                    "\n[sandbox]\ndir = " + sandboxes + "\n"));
+    return allgo::test::Run({Artifact("allgo-sshd"), "--config", conf, "--check"});
+  };
+  std::string plain = t / "plain";
+  ASSERT_EQ(mkdir(plain.c_str(), 0755), 0);
+  RunResult r = check(plain);
+  EXPECT_EQ(r.exit_code, 0) << r.err;  // a warning, not a refusal
+  EXPECT_THAT(r.err, HasSubstr("warning: [sandbox] dir " + plain + " is not mounted"));
+  EXPECT_THAT(r.err, HasSubstr("mount it nosuid,nodev,noexec"));
+  SandboxesMount mounted(t / "mounted");
+  r = check(mounted.path());
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("warning")));
+}
+
 TEST_F(SshdTest, BannerIsShownBeforeAuthentication) {
   TempDir t("allgo-sshd-banner");
   WriteFile(t / "banner", "Welcome to allgo: this is a test banner\n");

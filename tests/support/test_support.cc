@@ -322,6 +322,16 @@ LocalAccount::~LocalAccount() {
   WriteFile("/etc/group", group_before_);
 }
 
+SandboxesMount::SandboxesMount(const std::string& path) : path_(path) {
+  fs::create_directories(path_);
+  if (mount("allgo-sandboxes", path_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0755") != 0) {
+    Die("cannot mount a nosuid,nodev,noexec tmpfs on " + path_ + ": " + strerror(errno) +
+        " (integration tests need root and a private mount namespace)");
+  }
+}
+
+SandboxesMount::~SandboxesMount() { umount2(path_.c_str(), MNT_DETACH); }
+
 std::vector<std::string> SandboxCommand(const std::string& bridge_dir, const SandboxOptions& options) {
   std::string agent = Artifact("allgo-sandbox-agent");
   std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",

@@ -112,6 +112,24 @@ class LocalAccount {
   std::string group_before_;
 };
 
+// The frontend's `[sandbox] dir` mounted as docs/install.md says: its own filesystem (a tmpfs
+// here), nosuid,nodev,noexec, mode 0755, so that nothing a sandbox plants in its bridge
+// folder works on the frontend as a device node, a setuid program or an executable. Mounted
+// at `path` (created if missing) in the test's private mount namespace, so call
+// EnterPrivateNssNamespace first; the destructor unmounts it (lazily), leaving the empty
+// folder to its TempDir. Aborts with a clear message when the kernel refuses.
+class SandboxesMount {
+ public:
+  explicit SandboxesMount(const std::string& path);
+  ~SandboxesMount();
+  SandboxesMount(const SandboxesMount&) = delete;
+  SandboxesMount& operator=(const SandboxesMount&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // The bubblewrap command line of a webapp's sandbox as allgo's controller makes it: own pid,
 // ipc and uts namespaces, the host read-only, a private /tmp, the bridge folder shared, the
 // agent mounted in from the build (like the toolbox volume; the build may live under /tmp),

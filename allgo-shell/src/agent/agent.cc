@@ -22,6 +22,7 @@
 
 #include "agent/log.h"
 #include "agent/spawn.h"
+#include "bridge_folder.h"
 #include "io.h"
 
 namespace allgo::bridge {
@@ -57,7 +58,7 @@ void RemoveSessionEntry(int dir, const std::string& name) {
     unlinkat(dir, name.c_str(), 0);
     return;
   }
-  int sd = openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+  int sd = openat(dir, name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
   if (sd >= 0) {
     DIR* d = fdopendir(sd);
     if (d != nullptr) {
@@ -130,25 +131,39 @@ std::string Agent::Start(const AgentOptions& options) {
   }
 
   const std::string& path = options.bridge_dir;
-  dir_.reset(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  dir_.reset(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC));
   if (!dir_) return ErrnoText("cannot open the bridge folder " + path, errno);
   struct stat st;
   if (fstat(dir_.get(), &st) != 0) return ErrnoText("stat " + path, errno);
   allow_uid_ = options.allow_uid_set ? options.allow_uid : st.st_uid;
-  if (st.st_mode & S_IWOTH) {
-    return path + " is world-writable: anyone could plant files next to agent.sock; "
-                  "make it 0755 or stricter";
-  }
+  // The same rule allgo-shell applies (bridge_folder.h): a folder the client would refuse is
+  // not served either, so a wrong folder fails here, in the operator's log.
+  if (std::string problem = BridgeFolderProblem(st, allow_uid_, path); !problem.empty()) return problem;
 
-  // One agent per folder: a second one would steal the socket of the first.
-  for (int attempt = 0; attempt < 2 && !lock_; ++attempt) {
+  // One agent per folder: a second one would steal the socket of the first. The lock file is
+  // created fresh, or an existing one is opened only once seen to be a regular file: anything
+  // else in its place (a symlink, a fifo, a device node) is removed, never opened.
+  std::string lock_problem;
+  for (int attempt = 0; attempt < 3 && !lock_; ++attempt) {
     lock_.reset(openat(dir_.get(), kLockName,
-                       O_RDWR | O_CREAT | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600));
-    struct stat lst;
-    if (lock_ && (fstat(lock_.get(), &lst) != 0 || !S_ISREG(lst.st_mode))) lock_.reset();
-    if (!lock_) unlinkat(dir_.get(), kLockName, 0);  // a planted symlink, fifo, ...
+                       O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK | O_CLOEXEC, 0600));
+    if (lock_) break;
+    if (errno != EEXIST) {
+      lock_problem = ErrnoText("cannot create it", errno);
+      break;
+    }
+    bool planted = false;
+    lock_ = OpenChecked(
+        dir_.get(), kLockName, O_RDWR | O_NONBLOCK,
+        [&](const struct stat& found) {
+          planted = !S_ISREG(found.st_mode);
+          return planted ? std::string("it is ") + FileKind(found.st_mode) : std::string();
+        },
+        &lock_problem);
+    if (!lock_ && !planted) break;
+    if (planted) unlinkat(dir_.get(), kLockName, 0);
   }
-  if (!lock_) return ErrnoText("cannot create " + path + "/" + kLockName, errno);
+  if (!lock_) return "cannot open " + path + "/" + kLockName + ": " + lock_problem;
   if (flock(lock_.get(), LOCK_EX | LOCK_NB) != 0) {
     return errno == EWOULDBLOCK ? "another allgo-sandbox-agent already serves " + path
                                 : ErrnoText("flock " + path + "/" + kLockName, errno);
@@ -193,7 +208,7 @@ std::string Agent::Start(const AgentOptions& options) {
 }
 
 void Agent::CleanStale() {
-  int fd = openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int fd = openat(dir_.get(), ".", O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC);
   DIR* d = fd >= 0 ? fdopendir(fd) : nullptr;
   if (d == nullptr) {
     if (fd >= 0) close(fd);
@@ -432,11 +447,11 @@ void Agent::HandleOpen(Conn& c) {
   std::string hex = RandomHex16();
   if (hex.empty()) return Fail(c, ErrnoText("getrandom", errno));
   std::string name = "s-" + hex;
-  if (mkdirat(dir_.get(), name.c_str(), 0700) != 0) {
+  if (mkdirat(dir_.get(), name.c_str(), kSessionFolderMode) != 0) {
     return Fail(c, ErrnoText("cannot create the session folder", errno));
   }
   c.session = name;
-  c.session_dir.reset(openat(dir_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  c.session_dir.reset(openat(dir_.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC));
   if (!c.session_dir) return Fail(c, ErrnoText("cannot open the session folder", errno));
   int sd = c.session_dir.get();
 
@@ -454,14 +469,14 @@ void Agent::HandleOpen(Conn& c) {
   if (!req.pty) fifos.push_back({"err", &c.ino_err});
   for (const Fifo& f : fifos) {
     struct stat st;
-    if (mkfifoat(sd, f.name, 0600) != 0 || fstatat(sd, f.name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+    if (mkfifoat(sd, f.name, kSessionPipeMode) != 0 || fstatat(sd, f.name, &st, AT_SYMLINK_NOFOLLOW) != 0) {
       return Fail(c, ErrnoText(std::string("cannot create the pipe ") + f.name, errno));
     }
     *f.ino = st.st_ino;
     if (!give(f.name)) return Fail(c, ErrnoText("cannot give the session pipes to uid " + std::to_string(c.uid), errno));
   }
   // Our reader on `in` exists before the client opens its writer, so that open never blocks.
-  c.fifo_in.reset(openat(sd, "in", O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
+  c.fifo_in.reset(openat(sd, "in", O_RDONLY | O_NONBLOCK | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC));
   if (!c.fifo_in) return Fail(c, ErrnoText("cannot open the input pipe", errno));
   // Last: until now the folder was root's (or ours) and 0700, so nobody could touch it.
   if (!give(nullptr)) return Fail(c, ErrnoText("cannot give the session folder to uid " + std::to_string(c.uid), errno));
@@ -473,13 +488,17 @@ void Agent::HandleOpen(Conn& c) {
 
 void Agent::HandleAttached(Conn& c) {
   int sd = c.session_dir.get();
-  // The folder belongs to the client now: open by name without following links, then check
-  // that each fd is the very fifo we created.
+  // The folder belongs to the client now: each name is opened only once seen to be the very
+  // fifo we created (never followed, never a device node or anything else put in its place).
   auto open_out = [&](const char* name, ino_t ino, UniqueFd* fd) {
-    fd->reset(openat(sd, name, O_WRONLY | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
-    struct stat st;
-    if (!*fd) return false;
-    return fstat(fd->get(), &st) == 0 && S_ISFIFO(st.st_mode) && st.st_ino == ino;
+    std::string problem;
+    *fd = OpenChecked(
+        sd, name, O_WRONLY | O_NONBLOCK,
+        [&](const struct stat& st) {
+          return S_ISFIFO(st.st_mode) && st.st_ino == ino ? std::string() : std::string("replaced");
+        },
+        &problem);
+    return fd->valid();
   };
   struct stat st;
   bool ok = fstat(c.fifo_in.get(), &st) == 0 && st.st_ino == c.ino_in &&

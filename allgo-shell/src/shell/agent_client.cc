@@ -10,6 +10,7 @@
 
 #include <tuple>
 
+#include "bridge_folder.h"
 #include "io.h"
 
 namespace allgo::bridge {
@@ -33,21 +34,23 @@ bool ConnectTo(int sock, const std::string& path) {
   return r == 0;
 }
 
-// An fd the agent handed us by name: it must be a fifo we own.
+// A pipe the agent handed us by name: it is opened only once it is known to be a fifo of ours,
+// so a device node, a regular file, a symlink or someone else's fifo planted in its place is
+// refused without being opened (opening has side effects: a tty would become our controlling
+// terminal, another fifo's waiting writer would be released).
 Status OpenFifo(int dir, const char* name, int mode, UniqueFd* fd) {
-  fd->reset(openat(dir, name, mode | O_NONBLOCK | O_NOFOLLOW | O_CLOEXEC));
-  if (!*fd) return Status::Invalid(ErrnoText(std::string("cannot open the session pipe ") + name, errno));
-  struct stat st;
-  if (fstat(fd->get(), &st) != 0 || !S_ISFIFO(st.st_mode) || st.st_uid != getuid()) {
-    return Status::Invalid(std::string("the session pipe ") + name + " is not a fifo of ours");
-  }
-  return Status::Ok();
+  const std::string what = std::string("the session pipe ") + name;
+  std::string problem;
+  *fd = OpenChecked(
+      dir, name, mode | O_NONBLOCK,
+      [&](const struct stat& st) { return SessionPipeProblem(st, getuid(), what); }, &problem);
+  return *fd ? Status::Ok() : Status::Invalid(problem);
 }
 
 }  // namespace
 
 Status ConnectAgent(const std::string& bridge_dir, AgentConnection* conn) {
-  conn->dir.reset(open(bridge_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+  conn->dir.reset(open(bridge_dir.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC));
   if (!conn->dir) {
     int err = errno;
     if (err == ENOENT) return Status::Unavailable(ErrnoText(bridge_dir, err));
@@ -58,24 +61,24 @@ Status ConnectAgent(const std::string& bridge_dir, AgentConnection* conn) {
   }
   struct stat st;
   if (fstat(conn->dir.get(), &st) != 0) return Status::Permission(ErrnoText(bridge_dir, errno));
-  if ((st.st_uid != 0 && st.st_uid != getuid()) || (st.st_mode & 022) != 0) {
-    return Status::Invalid(bridge_dir + " must belong to root or uid " + std::to_string(getuid()) +
-                           " and not be writable by group or others; refusing it");
+  if (std::string problem = BridgeFolderProblem(st, getuid(), bridge_dir); !problem.empty()) {
+    return Status::Invalid(problem);
   }
+  // The socket is taken by an O_PATH handle (a symlink is seen as one, never followed),
+  // checked, and connected to through that handle: what we connect to is what we checked.
   std::string sock_path = bridge_dir + "/" + kSocketName;
-  if (fstatat(conn->dir.get(), kSocketName, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  UniqueFd handle(openat(conn->dir.get(), kSocketName, O_PATH | O_NOFOLLOW | O_CLOEXEC));
+  if (!handle || fstat(handle.get(), &st) != 0) {
     int err = errno;
     return err == ENOENT ? Status::Unavailable(ErrnoText(sock_path, err))
                          : Status::Permission(ErrnoText(sock_path, err));
   }
-  if (!S_ISSOCK(st.st_mode)) {
-    return Status::Invalid(sock_path + " is not a socket (a symlink?); refusing it");
+  if (std::string problem = AgentSocketProblem(st, getuid(), sock_path); !problem.empty()) {
+    return Status::Invalid(problem);
   }
   conn->sock.reset(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
   if (!conn->sock) return Status::IoError(ErrnoText("socket", errno));
-  // Through the folder we checked, so the path cannot be swapped between check and use.
-  std::string via_proc = "/proc/self/fd/" + std::to_string(conn->dir.get()) + "/" + kSocketName;
-  bool ok = ConnectTo(conn->sock.get(), via_proc);
+  bool ok = ConnectTo(conn->sock.get(), ProcFdPath(handle.get()));
   if (!ok && errno == ENOENT && access("/proc/self/fd", F_OK) != 0) ok = ConnectTo(conn->sock.get(), sock_path);
   if (!ok) {
     int err = errno;
@@ -116,12 +119,15 @@ Status OpenSession(AgentConnection* conn, const Open& request, SessionPipes* pip
   auto* opened = std::get_if<Opened>(&m);
   if (opened == nullptr) return out_of_order;
 
+  // O_DIRECTORY: anything but a directory is refused by the lookup, before any open.
   UniqueFd session(openat(conn->dir.get(), opened->session.c_str(),
-                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+                          O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_NOCTTY | O_CLOEXEC));
   if (!session) return Status::Invalid(ErrnoText("cannot open the session folder " + opened->session, errno));
   struct stat st;
-  if (fstat(session.get(), &st) != 0 || st.st_uid != getuid() || (st.st_mode & 077) != 0) {
-    return Status::Invalid("the session folder " + opened->session + " is not private to us; refusing it");
+  if (fstat(session.get(), &st) != 0) return Status::Invalid(ErrnoText("stat " + opened->session, errno));
+  if (std::string problem = SessionFolderProblem(st, getuid(), "the session folder " + opened->session);
+      !problem.empty()) {
+    return Status::Invalid(problem);
   }
   // Readers first (they never block), then the writer: the agent already holds a reader.
   for (auto [name, mode, fd] : {std::tuple{"out", O_RDONLY, &pipes->out},

@@ -1,10 +1,13 @@
 // The client side of the bridge: finding the agent of a sandbox and opening a session.
 //
-// Nothing is trusted by path alone. The bridge folder is opened without following a final
-// symlink and must belong to root or to us and not be writable by group or others;
-// agent.sock must be a socket (not a symlink planted there) and is reached through the
-// opened folder; the process serving it must run as root or as us (SO_PEERCRED). The
-// session folder and fifos the agent hands out must be ours, private, and fifos.
+// Nothing is trusted by path alone, and nothing found in the bridge folder is opened before it
+// is known to be what it must be (the rules both sides share: bridge_folder.h). The bridge
+// folder is opened without following a final symlink and must belong to root or to us and
+// not be writable by group or others; agent.sock must be a socket of root's or ours (not a
+// symlink planted there) and is connected to through the O_PATH handle that was checked; the
+// process serving it must run as root or as us (SO_PEERCRED). The session folder and fifos
+// the agent hands out must be ours and private, and the fifos are opened only once seen to be
+// fifos (never a device node, a regular file or a symlink planted in their place).
 #pragma once
 
 #include <sys/types.h>

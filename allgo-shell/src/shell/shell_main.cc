@@ -9,6 +9,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -171,12 +172,33 @@ bool WaitForStart(const std::string& bridge_dir, const std::string& name, const 
   return false;
 }
 
+// Once our client is gone (SIGHUP or SIGTERM, or the reader of our stdout closed it: all that
+// is left of an SSH connection that dropped), how long the sandbox's command has to end by
+// itself before allgo-shell leaves without its exit status. The frontend keeps nothing for a
+// client that is gone; the agent hangs the command up when our socket closes, and a command
+// that ignores SIGHUP (nohup) keeps running in the sandbox, as it would on any host.
+constexpr int kHangupGraceMs = 2000;
+
+// Why the client is considered gone, for the one line we leave.
+std::string GoneReason(int signo) {
+  if (signo == SIGHUP) return "hung up";
+  if (signo == SIGTERM) return "terminated";
+  return "the reader of our output went away";
+}
+
 // Relays the session: data through three threads (one per stream, blocking splice loops),
-// control (signals, window size, exit status) on this thread.
+// control (signals, window size, exit status, a client that went away) on this thread.
 int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals,
                const std::string& name) {
   RawTerminal terminal;
   if (pty) terminal.Enter(0);
+  // Each output thread adds 1 when its stream reached EOF. Never closed: a thread abandoned
+  // on an early return may still write to it until _exit.
+  const int drained = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (drained < 0) {
+    Say(ErrnoText("eventfd", errno));
+    return kExitSetup;  // our socket closes: the agent hangs the command up
+  }
 
   // stdin → process. EOF on our stdin closes the pipe, which is EOF for the process.
   std::thread in_thread([fd = pipes.in.release()] {
@@ -186,14 +208,18 @@ int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals
   in_thread.detach();  // it may sit in read(0) forever; the process exit ends it
   // process → stdout/stderr. If our reader goes away (EPIPE), closing the pipe makes the
   // process's next write fail with SIGPIPE, exactly as a local pipe would.
-  auto drain = [](int from, int to) {
+  auto drain = [drained](int from, int to) {
     Pump(from, to);
     close(from);
+    uint64_t one = 1;
+    ssize_t ignored = write(drained, &one, sizeof one);
+    (void)ignored;
   };
+  const uint64_t outputs = pipes.err ? 2 : 1;
   std::thread out_thread(drain, pipes.out.release(), 1);
   std::thread err_thread;
   if (pipes.err) err_thread = std::thread(drain, pipes.err.release(), 2);
-  // On the early (lost agent) returns the output threads are abandoned, not joined.
+  // On the early (lost agent, client gone) returns the output threads are abandoned, not joined.
   struct DetachOnReturn {
     std::thread* threads[2];
     ~DetachOnReturn() {
@@ -210,38 +236,73 @@ int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals
     return kExitLostAgent;
   };
   Exit exit;
+  bool have_exit = false;
+  uint64_t finished_outputs = 0;
+  int64_t leave_at = -1;  // set once the client is gone
+  int gone_signo = 0;     // what told us (0: our stdout's reader went away)
+  auto client_gone = [&](int signo) {
+    if (leave_at >= 0) return;
+    leave_at = NowMs() + kHangupGraceMs;
+    gone_signo = signo;
+  };
+  // Our stdout is watched for its reader going away (POLLERR on a pipe, POLLHUP on a socket
+  // or a hung-up terminal); nothing is asked of it, so a file or /dev/null never wakes us.
+  bool watch_stdout = true;
   int sock = conn.sock.get();
-  for (bool done = false; !done;) {
+  // Like sshd: the session ends when the process exited and its output reached EOF.
+  while (!have_exit || finished_outputs < outputs) {
     // Messages first: the handshake may already have buffered the exit status.
-    Message m;
-    std::string error;
-    auto r = conn.reader.Next(&m, &error);
-    if (r == FrameReader::Result::kError) return lost("protocol error: " + error);
-    if (r == FrameReader::Result::kMessage) {
-      if (auto* e = std::get_if<Exit>(&m)) {
-        exit = *e;
-        done = true;
-      } else if (auto* failure = std::get_if<Error>(&m)) {
-        return lost("agent error: " + failure->text);
+    if (!have_exit) {
+      Message m;
+      std::string error;
+      auto r = conn.reader.Next(&m, &error);
+      if (r == FrameReader::Result::kError) return lost("protocol error: " + error);
+      if (r == FrameReader::Result::kMessage) {
+        if (auto* e = std::get_if<Exit>(&m)) {
+          exit = *e;
+          have_exit = true;
+        } else if (auto* failure = std::get_if<Error>(&m)) {
+          return lost("agent error: " + failure->text);
+        }
+        continue;
       }
-      continue;
     }
-    pollfd pfds[2] = {{sock, POLLIN, 0}, {signals, POLLIN, 0}};
-    if (poll(pfds, 2, -1) < 0) {
+    int timeout = -1;
+    if (leave_at >= 0) {
+      int64_t left = leave_at - NowMs();
+      if (left <= 0) break;
+      timeout = static_cast<int>(left);
+    }
+    pollfd pfds[4] = {{have_exit ? -1 : sock, POLLIN, 0},
+                      {signals, POLLIN, 0},
+                      {drained, POLLIN, 0},
+                      {watch_stdout ? 1 : -1, 0, 0}};
+    if (poll(pfds, 4, timeout) < 0) {
       if (errno == EINTR) continue;
       return lost(ErrnoText("poll", errno));
+    }
+    if (pfds[3].revents != 0) {
+      watch_stdout = false;
+      if (pfds[3].revents & (POLLERR | POLLHUP)) client_gone(0);
+    }
+    if (pfds[2].revents & POLLIN) {
+      uint64_t count = 0;
+      if (read(drained, &count, sizeof count) == static_cast<ssize_t>(sizeof count)) finished_outputs += count;
     }
     if (pfds[1].revents & POLLIN) {
       signalfd_siginfo info;
       while (read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        int signo = static_cast<int>(info.ssi_signo);
+        if (signo == SIGHUP || signo == SIGTERM) client_gone(signo);
+        if (have_exit) continue;  // nothing left to relay to
         Message relay;
-        if (info.ssi_signo == SIGWINCH) {
+        if (signo == SIGWINCH) {
           struct winsize ws{};
           if (!pty || ioctl(0, TIOCGWINSZ, &ws) != 0) continue;
           relay = Window{{ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel}};
           if (!Validate(relay).empty()) continue;
         } else {
-          relay = Signal{static_cast<uint8_t>(info.ssi_signo)};
+          relay = Signal{static_cast<uint8_t>(signo)};
         }
         SendMessage(sock, relay);  // a failure shows up as EOF on the socket
       }
@@ -254,10 +315,18 @@ int RunSession(AgentConnection& conn, SessionPipes& pipes, bool pty, int signals
       conn.reader.Append(std::string_view(buf, static_cast<size_t>(n)));
     }
   }
-  // Like sshd: the session ends when the process exited and its output reached EOF.
-  out_thread.join();
-  if (err_thread.joinable()) err_thread.join();
-  return exit.ShellStatus();
+  if (have_exit && finished_outputs >= outputs) {
+    out_thread.join();
+    if (err_thread.joinable()) err_thread.join();
+    return exit.ShellStatus();
+  }
+  // The client is gone and the grace period is over. Leaving closes our socket: the agent
+  // hangs the command up (SIGHUP, SIGCONT) and forgets the session.
+  if (have_exit) return exit.ShellStatus();  // only a background process still held its output
+  terminal.Restore();
+  Say(GoneReason(gone_signo) + ": leaving the session in the sandbox of '" + name + "'; its command did not end within " +
+      std::to_string(kHangupGraceMs / 1000) + " s and is hung up now (if it ignores SIGHUP, it keeps running there)");
+  return 128 + (gone_signo != 0 ? gone_signo : SIGHUP);
 }
 
 // The webapp name without a database round trip (a login costs ~5 ms less): the login name
