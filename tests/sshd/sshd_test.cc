@@ -233,7 +233,7 @@ TEST_F(SshdTest, SignalOutsideTheSshTableGivesExitStatus128PlusNInTheAuditLine) 
     lines = ReadFile(audit);
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
-  EXPECT_THAT(lines, HasSubstr("\"exit_status\":" + std::to_string(128 + SIGVTALRM)));
+  EXPECT_THAT(lines, HasSubstr("\"exit_status\":" + std::to_string(128 + SIGVTALRM))) << server.log();
   EXPECT_THAT(lines, Not(HasSubstr("exit_signal")));
   // A signal with a name keeps it, and no number.
   r = server.Ssh("webapp1", owner_key_.private_path, "kill -TERM $$");
