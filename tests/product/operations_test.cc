@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -67,7 +68,7 @@ class TcpClient {
   bool connected() const { return fd_ >= 0; }
   int fd() const { return fd_; }
   bool Send(const std::string& data) {
-    return write(fd_, data.data(), data.size()) == static_cast<ssize_t>(data.size());
+    return send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
   }
   void Close() {
     if (fd_ >= 0) close(fd_);
@@ -263,6 +264,16 @@ TEST(Operations, MetricsEndpointRefusesBodiesAndOtherMethodsAndServesOn) {
   EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
   EXPECT_TRUE(Contains(answer, "Connection: close")) << answer;
   client.Close();
+  // Endless header lines: the server stops reading after its request-size cap (16 KiB),
+  // it does not buffer them.
+  TcpClient flood(s.metrics_port());
+  ASSERT_TRUE(flood.connected());
+  ASSERT_TRUE(flood.Send("GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+  std::string line = "X-Filler: " + std::string(8000, 'a') + "\r\n";
+  size_t sent = 0;
+  while (sent < (64u << 20) && flood.Send(line)) sent += line.size();
+  EXPECT_LT(sent, 32u << 20) << "the endpoint kept reading header lines";
+  flood.Close();
   // It serves on.
   r = Http(s, "/metrics");
   EXPECT_TRUE(Contains(r.out, "\nallgo_ssh_connections_total ")) << r.out;
@@ -277,6 +288,17 @@ TEST(Operations, TheMetricsProcessDiesWithAKilledListenerAndARestartGetsThePort)
   // Once the start-up probe's connection has ended: the listener and its metrics process.
   ASSERT_TRUE(WaitFor([&] { return (tree = s.ServerProcesses()).size() == 2; }, 5000)) << tree.size();
   pid_t metrics = tree[0] == listener ? tree[1] : tree[0];
+  // Every thread of it unprivileged, with no_new_privs.
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(metrics) + "/task")) {
+    std::string status = ReadFile(task.path() / "status");
+    EXPECT_TRUE(Contains(status, "\nUid:\t65534\t65534\t65534\t65534\n")) << status;
+    EXPECT_TRUE(Contains(status, "\nGroups:\t65534 \n") || Contains(status, "\nGroups:\t\n") ||
+                Contains(status, "\nGroups:\t \n")) << status;
+    EXPECT_TRUE(Contains(status, "\nNoNewPrivs:\t1\n")) << status;
+    ++threads;
+  }
+  EXPECT_GE(threads, 2);
   ASSERT_TRUE(Contains(Http(s, "/metrics").out, "\n200"));
   kill(listener, SIGKILL);
   s.sshd().Stop();
