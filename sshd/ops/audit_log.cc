@@ -7,6 +7,8 @@
 #include <ctime>
 #include <nlohmann/json.hpp>
 
+#include "allgo/unique_fd.h"
+
 namespace allgo::sshd {
 
 std::string IsoTimeNow() {
@@ -22,17 +24,31 @@ std::string IsoTimeNow() {
   return out;
 }
 
+namespace {
+
+Status OpenForAppend(const std::string& path, UniqueFd* out) {
+  out->reset(open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600));
+  if (!*out) return Status::FromErrno("cannot open audit_log " + path, errno);
+  return Status::Ok();
+}
+
+}  // namespace
+
 Status AuditLog::Open(const std::string& path, std::unique_ptr<AuditLog>* out) {
-  int fd = open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
-  if (fd < 0) return Status::FromErrno("cannot open audit_log " + path, errno);
-  *out = std::make_unique<AuditLog>(UniqueFd(fd));
+  UniqueFd fd;
+  Status st = OpenForAppend(path, &fd);
+  if (!st.ok()) return st;
+  *out = std::make_unique<AuditLog>(path);
   return Status::Ok();
 }
 
 Status AuditLog::WriteLine(const std::string& line) {
+  UniqueFd fd;
+  Status st = OpenForAppend(path_, &fd);
+  if (!st.ok()) return st;
   // One write per line: O_APPEND makes each land whole at the end of the file.
-  ssize_t n = write(fd_.get(), line.data(), line.size());
-  if (n < 0) return Status::FromErrno("cannot write the audit log", errno);
+  ssize_t n = write(fd.get(), line.data(), line.size());
+  if (n < 0) return Status::FromErrno("cannot write the audit log " + path_, errno);
   if (static_cast<size_t>(n) != line.size()) return Status::IoError("short write to the audit log");
   return Status::Ok();
 }

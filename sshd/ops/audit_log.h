@@ -1,6 +1,12 @@
 // The audit log: one JSON object per line, per authentication decision and per session end
 // (docs/operations.md lists the fields). Written with one write(2) per line on an O_APPEND fd,
 // so lines from concurrent connection processes never interleave.
+//
+// Rotation: every line opens the file by its path (as root: the writers are the listener and
+// the per-connection monitors), so once the file is renamed the next line of every process,
+// long-lived connections included, creates and fills the new one; no signal has to reach the
+// monitors. An open(2)+close(2) per line is a few microseconds, and lines are rare (one per
+// authentication decision and per session).
 #pragma once
 
 #include <cstdint>
@@ -8,7 +14,6 @@
 #include <string>
 
 #include "allgo/status.h"
-#include "allgo/unique_fd.h"
 
 namespace allgo::sshd {
 
@@ -35,18 +40,18 @@ struct SessionEvent {
 
 class AuditLog {
  public:
-  // Opens (creating 0600) `path` for appending.
+  // Checks that `path` can be opened for appending (creating it 0600, refusing a symlink),
+  // so a bad path fails at start or reload rather than at the first line.
   static Status Open(const std::string& path, std::unique_ptr<AuditLog>* out);
-  // An audit log over an fd the caller opened (the privileged parent hands it down).
-  explicit AuditLog(UniqueFd fd) : fd_(std::move(fd)) {}
+  explicit AuditLog(std::string path) : path_(std::move(path)) {}
 
   Status Auth(const AuthEvent& event);
   Status Session(const SessionEvent& event);
-  int fd() const { return fd_.get(); }
+  const std::string& path() const { return path_; }
 
  private:
   Status WriteLine(const std::string& line);
-  UniqueFd fd_;
+  std::string path_;
 };
 
 // Current UTC time as 2026-11-23T10:55:01.123Z.

@@ -3,7 +3,8 @@
 #include <sys/mman.h>
 
 #include <new>
-#include <sstream>
+
+#include <prometheus/text_serializer.h>
 
 namespace allgo::sshd {
 namespace {
@@ -60,50 +61,87 @@ void Metrics::AddBytes(uint64_t in, uint64_t out) {
 }
 void Metrics::DatabaseError() { ++db_errors_; }
 
-std::string Metrics::Render() const {
-  std::ostringstream o;
-  auto family = [&](const char* name, const char* type, const char* help) {
-    o << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+namespace {
+
+using prometheus::ClientMetric;
+using prometheus::MetricFamily;
+using prometheus::MetricType;
+
+MetricFamily Family(const char* name, MetricType type, const char* help) {
+  MetricFamily f;
+  f.name = name;
+  f.help = help;
+  f.type = type;
+  return f;
+}
+
+// One sample of a counter or gauge, with at most one label.
+void AddSample(MetricFamily* family, uint64_t value, const char* label = nullptr, const char* label_value = nullptr) {
+  ClientMetric m;
+  if (label != nullptr) m.label.push_back({label, label_value});
+  if (family->type == MetricType::Counter) {
+    m.counter.value = static_cast<double>(value);
+  } else {
+    m.gauge.value = static_cast<double>(value);
+  }
+  family->metric.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<MetricFamily> MetricsCollectable::Collect() const {
+  const Metrics& m = *metrics_;
+  std::vector<MetricFamily> out;
+  auto single = [&](const char* name, MetricType type, const char* help, const std::atomic<uint64_t>& value) {
+    out.push_back(Family(name, type, help));
+    AddSample(&out.back(), value.load());
   };
-  family("allgo_ssh_connections_total", "counter", "TCP connections accepted.");
-  o << "allgo_ssh_connections_total " << connections_total_.load() << '\n';
-  family("allgo_ssh_connections_active", "gauge", "Connections open now.");
-  o << "allgo_ssh_connections_active " << connections_active_.load() << '\n';
-  family("allgo_ssh_connections_dropped_total", "counter",
-         "Connections refused before the SSH handshake (max_startups, PROXY header errors).");
-  o << "allgo_ssh_connections_dropped_total " << connections_dropped_.load() << '\n';
-  family("allgo_ssh_handshakes_total", "counter", "SSH key exchanges by result.");
-  o << "allgo_ssh_handshakes_total{result=\"success\"} " << handshakes_ok_.load() << '\n';
-  o << "allgo_ssh_handshakes_total{result=\"failure\"} " << handshakes_failed_.load() << '\n';
+  single("allgo_ssh_connections_total", MetricType::Counter, "TCP connections accepted.", m.connections_total_);
+  single("allgo_ssh_connections_active", MetricType::Gauge, "Connections open now.", m.connections_active_);
+  single("allgo_ssh_connections_dropped_total", MetricType::Counter,
+         "Connections refused before the SSH handshake (max_startups, PROXY header errors).",
+         m.connections_dropped_);
+
+  out.push_back(Family("allgo_ssh_handshakes_total", MetricType::Counter, "SSH key exchanges by result."));
+  AddSample(&out.back(), m.handshakes_ok_.load(), "result", "success");
+  AddSample(&out.back(), m.handshakes_failed_.load(), "result", "failure");
+
   uint64_t refused = 0;
-  for (const auto& c : auth_refused_) refused += c.load();
-  family("allgo_ssh_auth_total", "counter", "Authentication decisions by result.");
-  o << "allgo_ssh_auth_total{result=\"success\"} " << auth_success_.load() << '\n';
-  o << "allgo_ssh_auth_total{result=\"failure\"} " << refused << '\n';
-  family("allgo_ssh_auth_failures_total", "counter", "Refused authentications by reason.");
+  for (const auto& c : m.auth_refused_) refused += c.load();
+  out.push_back(Family("allgo_ssh_auth_total", MetricType::Counter, "Authentication decisions by result."));
+  AddSample(&out.back(), m.auth_success_.load(), "result", "success");
+  AddSample(&out.back(), refused, "result", "failure");
+  out.push_back(Family("allgo_ssh_auth_failures_total", MetricType::Counter, "Refused authentications by reason."));
   for (int i = 0; i < static_cast<int>(AuthRefusal::kCount); ++i) {
-    o << "allgo_ssh_auth_failures_total{reason=\"" << RefusalLabel(i) << "\"} "
-      << auth_refused_[i].load() << '\n';
+    AddSample(&out.back(), m.auth_refused_[i].load(), "reason", RefusalLabel(i));
   }
-  family("allgo_ssh_sessions_total", "counter", "Sessions (channels running a command) started.");
-  o << "allgo_ssh_sessions_total " << sessions_total_.load() << '\n';
-  family("allgo_ssh_sessions_active", "gauge", "Sessions running now.");
-  o << "allgo_ssh_sessions_active " << sessions_active_.load() << '\n';
-  family("allgo_ssh_session_duration_seconds", "histogram", "Duration of ended sessions.");
-  for (int i = 0; i < kBuckets; ++i) {
-    o << "allgo_ssh_session_duration_seconds_bucket{le=\"" << kBucketBounds[i] << "\"} "
-      << duration_buckets_[i].load() << '\n';
+
+  single("allgo_ssh_sessions_total", MetricType::Counter, "Sessions (channels running a command) started.",
+         m.sessions_total_);
+  single("allgo_ssh_sessions_active", MetricType::Gauge, "Sessions running now.", m.sessions_active_);
+
+  out.push_back(Family("allgo_ssh_session_duration_seconds", MetricType::Histogram, "Duration of ended sessions."));
+  ClientMetric histogram;
+  // Each bucket counter already holds the cumulative count (SessionEnded adds to every
+  // bucket whose bound is at least the duration). The serializer adds the +Inf bucket.
+  for (int i = 0; i < Metrics::kBuckets; ++i) {
+    histogram.histogram.bucket.push_back({m.duration_buckets_[i].load(), Metrics::kBucketBounds[i]});
   }
-  o << "allgo_ssh_session_duration_seconds_bucket{le=\"+Inf\"} " << duration_count_.load() << '\n';
-  o << "allgo_ssh_session_duration_seconds_sum " << static_cast<double>(duration_sum_micros_.load()) / 1e6
-    << '\n';
-  o << "allgo_ssh_session_duration_seconds_count " << duration_count_.load() << '\n';
-  family("allgo_ssh_bytes_total", "counter", "Channel payload bytes by direction (in = from clients).");
-  o << "allgo_ssh_bytes_total{direction=\"in\"} " << bytes_in_.load() << '\n';
-  o << "allgo_ssh_bytes_total{direction=\"out\"} " << bytes_out_.load() << '\n';
-  family("allgo_ssh_db_errors_total", "counter", "Lookups that failed because the database was unreachable.");
-  o << "allgo_ssh_db_errors_total " << db_errors_.load() << '\n';
-  return o.str();
+  histogram.histogram.sample_count = m.duration_count_.load();
+  histogram.histogram.sample_sum = static_cast<double>(m.duration_sum_micros_.load()) / 1e6;
+  out.back().metric.push_back(std::move(histogram));
+
+  out.push_back(Family("allgo_ssh_bytes_total", MetricType::Counter,
+                       "Channel payload bytes by direction (in = from clients)."));
+  AddSample(&out.back(), m.bytes_in_.load(), "direction", "in");
+  AddSample(&out.back(), m.bytes_out_.load(), "direction", "out");
+  single("allgo_ssh_db_errors_total", MetricType::Counter,
+         "Lookups that failed because the database was unreachable.", m.db_errors_);
+  return out;
+}
+
+std::string Metrics::Render() const {
+  return prometheus::TextSerializer().Serialize(MetricsCollectable(this).Collect());
 }
 
 }  // namespace allgo::sshd

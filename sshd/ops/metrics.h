@@ -2,8 +2,11 @@
 //
 // allgo-sshd runs a process per connection, so an in-process registry would only see the
 // listener. The counters live instead in one MAP_SHARED anonymous mapping made by the
-// listener before it forks: every process adds to the same atomics, and the listener renders
-// them. (Debian 12 has no Prometheus client library for C++; the text format is simple.)
+// listener before it forks: every process adds to the same atomics. prometheus-cpp (Debian's
+// prometheus-cpp-dev, core library only) renders them: a prometheus::Collectable reads the
+// shared block and prometheus::TextSerializer writes the exposition format, so names, label
+// escaping and number formatting are the library's, not ours. Its own Counter/Registry types
+// are not used: they live in one process's heap, and these counters must live in shared memory.
 // A compromised connection process could corrupt these numbers, nothing else: they are
 // counters, never read for any decision.
 #pragma once
@@ -11,6 +14,10 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/metric_family.h>
 
 namespace allgo::sshd {
 
@@ -32,7 +39,7 @@ class Metrics {
   void AddBytes(uint64_t in, uint64_t out);
   void DatabaseError();
 
-  // The Prometheus text exposition format (version 0.0.4).
+  // The Prometheus text exposition format (version 0.0.4), via prometheus::TextSerializer.
   std::string Render() const;
 
   static constexpr int kBuckets = 11;
@@ -57,6 +64,18 @@ class Metrics {
   Counter bytes_in_{0};
   Counter bytes_out_{0};
   Counter db_errors_{0};
+
+  friend class MetricsCollectable;
+};
+
+// The shared counters as Prometheus metric families (a snapshot of the atomics).
+class MetricsCollectable : public prometheus::Collectable {
+ public:
+  explicit MetricsCollectable(const Metrics* metrics) : metrics_(metrics) {}
+  std::vector<prometheus::MetricFamily> Collect() const override;
+
+ private:
+  const Metrics* metrics_;
 };
 
 }  // namespace allgo::sshd

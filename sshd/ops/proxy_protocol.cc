@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <poll.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 
@@ -221,7 +222,7 @@ bool CidrContains(const Cidr& cidr, const sockaddr_storage& address) {
   return (net[full] & mask) == (addr[full] & mask);
 }
 
-Status ReadProxyHeader(int fd, ProxyMode mode, int timeout_ms, ProxyHeader* out) {
+Status ReadProxyHeader(int fd, ProxyMode mode, int timeout_ms, ProxyHeader* out, int optional_wait_ms) {
   *out = ProxyHeader{};
   if (mode == ProxyMode::kOff) return Status::Ok();
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -251,9 +252,16 @@ Status ReadProxyHeader(int fd, ProxyMode mode, int timeout_ms, ProxyHeader* out)
                                     deadline - std::chrono::steady_clock::now())
                                     .count());
     if (left <= 0) return Status::Unavailable("no complete PROXY header within the timeout");
+    // Optional and nothing yet: the peer may be a client waiting for our version.
+    bool first_byte = mode == ProxyMode::kOptional && have == 0;
+    int wait = first_byte ? std::min(left, optional_wait_ms) : left;
     pollfd p{fd, POLLIN, 0};
-    int r = poll(&p, 1, left);
+    int r = poll(&p, 1, wait);
     if (r < 0 && errno == EINTR) continue;
+    if (r == 0 && first_byte) {
+      *out = ProxyHeader{};
+      return Status::Ok();
+    }
     if (r <= 0) return Status::Unavailable("no complete PROXY header within the timeout");
     ssize_t n = recv(fd, buf, sizeof buf, MSG_PEEK);
     if (n <= 0) return Status::IoError("connection closed before the PROXY header ended");

@@ -48,10 +48,18 @@ struct Cidr {
 Status ParseCidr(const std::string& text, Cidr* out);
 bool CidrContains(const Cidr& cidr, const sockaddr_storage& address);
 
+// How long kOptional waits for a first byte before deciding there is no header. A proxy
+// writes its header as soon as the TCP connection is up, so it arrives within a round trip;
+// an SSH client may legitimately send nothing until it has read the server's version
+// (RFC 4253 4.2 allows either side to wait), and such a client is served after this wait.
+inline constexpr int kOptionalProxyWaitMs = 1000;
+
 // Reads a PROXY header from `fd` (blocking socket) within timeout_ms. With kOptional, a stream
-// that does not start with a signature is left untouched (`*out` without address). With
-// kRequired, its absence is an error. The caller checks the peer is trusted before calling.
-Status ReadProxyHeader(int fd, ProxyMode mode, int timeout_ms, ProxyHeader* out);
+// that does not start with a signature, or a peer silent for optional_wait_ms, is left
+// untouched (`*out` without address). With kRequired, its absence is an error. The caller
+// checks the peer is trusted before calling.
+Status ReadProxyHeader(int fd, ProxyMode mode, int timeout_ms, ProxyHeader* out,
+                       int optional_wait_ms = kOptionalProxyWaitMs);
 
 // "1.2.3.4" or "2001:db8::1" (no port).
 std::string AddressToString(const sockaddr_storage& address);

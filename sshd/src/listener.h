@@ -12,7 +12,8 @@
 //
 // Operations: PROXY protocol headers are read here (in the connection's root process, before
 // the network child exists) from proxy_trusted sources only; metrics live in shared memory;
-// the audit log fd is opened by the listener and used by the monitors.
+// the audit log path is checked by the listener (at start and on SIGHUP) and written by the
+// monitors, which open it per line so that a rotated file is replaced everywhere at once.
 //
 // Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
 // connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config
@@ -81,7 +82,7 @@ class Listener {
   std::map<pid_t, Child> children_;
   UniqueFd sigfd_;
   Metrics* metrics_ = nullptr;          // shared memory, inherited by every connection
-  std::unique_ptr<AuditLog> audit_;     // reopened on SIGHUP (log rotation)
+  std::unique_ptr<AuditLog> audit_;     // [sshd] audit_log, re-checked on SIGHUP
   ProxyMode proxy_mode_ = ProxyMode::kOff;
   std::vector<Cidr> proxy_trusted_;
   pid_t metrics_pid_ = -1;

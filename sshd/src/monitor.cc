@@ -113,7 +113,7 @@ int Monitor::Run() {
     }
   }
   HangUpSessions();
-  while (!audit_pending_.empty()) AuditSession(audit_pending_.begin()->first, true);
+  while (!sessions_.empty()) FinishSession(sessions_.begin()->first, true);
   return 0;
 }
 
@@ -231,7 +231,8 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
   const Config& config = *settings_.config;
   if (sessions_.count(r.id) != 0) return false;
   // The child enforces max_sessions on open channels; processes may outlive their channel
-  // (closed by the client), so the monitor's own bound on live processes is looser.
+  // (closed by the client), so the monitor's own bound on records (live processes, and
+  // exited ones still waiting for their byte counts) is looser.
   Status st;
   SpawnedSession s;
   if (!IsWebappUid(config, account_.uid)) {
@@ -255,18 +256,14 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
   }
   std::string kind = SessionKindName(r.kind);
   if (r.kind == SessionKind::kSubsystem) kind += ":" + r.command;
-  sessions_[r.id] = LiveSession{s.pid, kind, MonotonicMs()};
-  if (settings_.metrics) {
-    settings_.metrics->SessionStarted();
-    bytes_pending_.insert(r.id);
-  }
-  if (settings_.audit != nullptr) {
-    AuditPending& pending = audit_pending_[r.id];
-    pending.event.client = settings_.conn.Client();
-    pending.event.user = account_.name;
-    pending.event.account = account_.allgo_account;
-    pending.event.kind = kind;
-  }
+  SessionRecord& record = sessions_[r.id];
+  record.pid = s.pid;
+  record.started_ms = MonotonicMs();
+  record.event.client = settings_.conn.Client();
+  record.event.user = account_.name;
+  record.event.account = account_.allgo_account;
+  record.event.kind = kind;
+  if (settings_.metrics) settings_.metrics->SessionStarted();
   std::vector<int> fds;
   if (s.pty) {
     fds = {s.master.get()};
@@ -278,7 +275,7 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
 
 bool Monitor::HandleSignal(const SignalRequest& r) {
   auto it = sessions_.find(r.id);
-  if (it == sessions_.end()) return true;  // raced with the exit: harmless
+  if (it == sessions_.end() || it->second.exited) return true;  // raced with the exit: harmless
   if (std::string(SignalName(static_cast<int>(r.signo))).empty()) return false;
   kill(it->second.pid, static_cast<int>(r.signo));
   return true;
@@ -293,49 +290,61 @@ void Monitor::ReapChildren() {
       net_child_status_ = status;
       continue;
     }
-    for (auto it = sessions_.begin(); it != sessions_.end(); ++it) {
-      if (it->second.pid != pid) continue;
-      ExitedNotice notice{it->first, static_cast<uint32_t>(status)};
-      if (settings_.metrics) {
-        settings_.metrics->SessionEnded((MonotonicMs() - it->second.started_ms) / 1000.0);
+    for (auto& [id, record] : sessions_) {
+      if (record.exited || record.pid != pid) continue;
+      record.exited = true;
+      SessionEvent& event = record.event;
+      event.duration = (MonotonicMs() - record.started_ms) / 1000.0;
+      event.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      if (WIFSIGNALED(status)) {
+        // A signal outside the SSH name table reaches the client as exit-status 128+N
+        // (net_session.cc); the audit line says the same.
+        event.exit_signal = SignalName(WTERMSIG(status));
+        if (event.exit_signal.empty()) event.exit_status = 128 + WTERMSIG(status);
       }
-      if (auto p = audit_pending_.find(it->first); p != audit_pending_.end()) {
-        SessionEvent& event = p->second.event;
-        event.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-        if (WIFSIGNALED(status)) event.exit_signal = SignalName(WTERMSIG(status));
-        event.duration = (MonotonicMs() - it->second.started_ms) / 1000.0;
-        p->second.exited = true;
-        AuditSession(it->first, false);
-      }
-      sessions_.erase(it);
-      if (net_child_alive_) SendRecord(sock_.get(), Encode(notice));
+      if (settings_.metrics) settings_.metrics->SessionEnded(event.duration);
+      uint32_t ended = id;
+      if (net_child_alive_) SendRecord(sock_.get(), Encode(ExitedNotice{ended, static_cast<uint32_t>(status)}));
+      FinishSession(ended, false);  // may drop the record: stop iterating
       break;
     }
   }
 }
 
 bool Monitor::HandleSessionEnd(const SessionEnd& m) {
-  if (settings_.metrics && bytes_pending_.erase(m.id) == 1) settings_.metrics->AddBytes(m.bytes_in, m.bytes_out);
-  auto p = audit_pending_.find(m.id);
-  if (p == audit_pending_.end()) return true;  // no audit log, or already written
-  p->second.event.bytes_in = m.bytes_in;
-  p->second.event.bytes_out = m.bytes_out;
-  p->second.counted = true;
-  AuditSession(m.id, false);
+  auto it = sessions_.find(m.id);
+  if (it == sessions_.end() || it->second.counted) return true;  // unknown or already reported
+  SessionRecord& record = it->second;
+  record.counted = true;
+  record.event.bytes_in = m.bytes_in;
+  record.event.bytes_out = m.bytes_out;
+  if (settings_.metrics) settings_.metrics->AddBytes(m.bytes_in, m.bytes_out);
+  FinishSession(m.id, false);
   return true;
 }
 
-void Monitor::AuditSession(uint32_t id, bool flush) {
-  auto p = audit_pending_.find(id);
-  if (p == audit_pending_.end() || (!flush && !(p->second.exited && p->second.counted))) return;
-  Status st = settings_.audit->Session(p->second.event);
-  if (!st.ok()) spdlog::error("{}", st.ToString());
-  audit_pending_.erase(p);
+void Monitor::FinishSession(uint32_t id, bool flush) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  SessionRecord& record = it->second;
+  if (!flush && !(record.exited && record.counted)) return;
+  if (!record.exited) {
+    // Still running as the connection ends (hung up, not reaped yet): it leaves the
+    // sessions_active gauge now, with the duration so far.
+    record.event.duration = (MonotonicMs() - record.started_ms) / 1000.0;
+    if (settings_.metrics) settings_.metrics->SessionEnded(record.event.duration);
+  }
+  if (settings_.audit != nullptr) {
+    Status st = settings_.audit->Session(record.event);
+    if (!st.ok()) spdlog::error("{}", st.ToString());
+  }
+  sessions_.erase(it);
 }
 
 void Monitor::HangUpSessions() {
   for (const auto& [id, session] : sessions_) {
-    kill(-session.pid, SIGHUP);  // each session leads its own process group (setsid)
+    if (session.exited) continue;  // reaped: its pid may belong to someone else now
+    kill(-session.pid, SIGHUP);    // each session leads its own process group (setsid)
     kill(-session.pid, SIGCONT);
   }
 }

@@ -13,7 +13,6 @@
 #include <sys/types.h>
 
 #include <map>
-#include <set>
 #include <memory>
 #include <string>
 #include <vector>
@@ -59,9 +58,6 @@ class Monitor {
   bool HandleSignal(const SignalRequest& r);
   bool HandleSessionEnd(const SessionEnd& m);
   void CountAuth(bool allowed, const std::string& reason);
-  // Writes the audit line of a session once both its exit and its byte counts are known
-  // (or at the end of the connection, whatever is known then).
-  void AuditSession(uint32_t id, bool flush);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
   void ReapChildren();
@@ -77,18 +73,21 @@ class Monitor {
   Account account_;
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
-  struct LiveSession {
+  // One record per spawned session, for both its audit line and its metrics. It lives
+  // until the process has exited and the network child has reported the channel's byte
+  // counts (SessionEnd), or until the connection ends, whichever comes first.
+  struct SessionRecord {
     pid_t pid = -1;
-    std::string kind;  // "exec", "shell", "subsystem:sftp"
     long long started_ms = 0;
+    bool exited = false;   // reaped: event.exit_status/exit_signal/duration are final
+    bool counted = false;  // SessionEnd received: event.bytes_in/bytes_out are final
+    SessionEvent event;    // client, user, account, kind ("exec", "shell", "subsystem:sftp")
   };
-  std::map<uint32_t, LiveSession> sessions_;  // live sessions by id
-  struct AuditPending {
-    SessionEvent event;
-    bool exited = false, counted = false;
-  };
-  std::map<uint32_t, AuditPending> audit_pending_;  // spawned sessions not yet audited
-  std::set<uint32_t> bytes_pending_;  // spawned sessions whose byte counts are not in metrics yet
+  // Writes the audit line and drops the record once it is complete (or, with `flush`, at
+  // the end of the connection, with whatever is known then).
+  void FinishSession(uint32_t id, bool flush);
+
+  std::map<uint32_t, SessionRecord> sessions_;  // by channel id
 };
 
 }  // namespace allgo::sshd

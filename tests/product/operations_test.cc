@@ -1,9 +1,20 @@
 // Operations features of allgo-sshd through the real client: PROXY protocol, metrics and
 // health endpoint, audit log.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 #include "stack.h"
 
@@ -34,9 +45,74 @@ RunResult SshViaProxy(const Stack& s, const std::string& header, const std::stri
   return test::Run(argv, {.timeout_seconds = 30});
 }
 
-RunResult Http(const Stack& s, const std::string& path) {
-  return test::Run({"curl", "-s", "-w", "\n%{http_code}", "--max-time", "10",
-                    "http://127.0.0.1:" + std::to_string(s.metrics_port()) + path});
+RunResult Http(const Stack& s, const std::string& path, const std::vector<std::string>& extra = {}) {
+  std::vector<std::string> argv = {"curl", "-s", "-w", "\n%{http_code}", "--max-time", "10"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  argv.push_back("http://127.0.0.1:" + std::to_string(s.metrics_port()) + path);
+  return test::Run(argv);
+}
+
+// A TCP connection to 127.0.0.1:port, closed when it goes out of scope.
+class TcpClient {
+ public:
+  explicit TcpClient(int port) : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (fd_ >= 0 && connect(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0) Close();
+  }
+  ~TcpClient() { Close(); }
+  TcpClient(const TcpClient&) = delete;
+  TcpClient& operator=(const TcpClient&) = delete;
+  bool connected() const { return fd_ >= 0; }
+  int fd() const { return fd_; }
+  bool Send(const std::string& data) {
+    return send(fd_, data.data(), data.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(data.size());
+  }
+  void Close() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  int fd_;
+};
+
+// Reads from `fd` until `text` has arrived or timeout_ms passed; everything read so far.
+std::string ReadUntil(int fd, const std::string& text, int timeout_ms) {
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (got.find(text) == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    char buf[4096];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  return got;
+}
+
+// A process that exists and is not a zombie.
+bool Alive(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) return false;
+  size_t paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() && line[paren + 2] != 'Z';
+}
+
+template <typename Predicate>
+bool WaitFor(Predicate done, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
 }
 
 TEST(Operations, ProxyHeadersFromTrustedSourcesGiveTheRealClientAddress) {
@@ -66,6 +142,26 @@ TEST(Operations, ProxyHeadersFromTrustedSourcesGiveTheRealClientAddress) {
   r = SshViaProxy(s, "PROXY TCP4 999.1.1.1 127.0.0.1 1 2\\r\\n", "echo bad");
   EXPECT_EQ(r.out, "");
   EXPECT_EQ(SshViaProxy(s, "PROXY UNKNOWN\\r\\n", "echo unknown").out, "unknown\n");
+}
+
+TEST(Operations, OptionalProxyServesATrustedClientThatWaitsForTheServerVersion) {
+  Stack s("proxy_protocol = optional\nproxy_trusted = 127.0.0.1/32");
+  // This client writes nothing before it has read the server's version (RFC 4253 allows it).
+  TcpClient client(s.port());
+  ASSERT_TRUE(client.connected());
+  auto start = std::chrono::steady_clock::now();
+  std::string banner = ReadUntil(client.fd(), "\r\n", 8000);
+  EXPECT_EQ(banner.rfind("SSH-2.0-", 0), 0u) << banner << s.SshdLog();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(5));
+  // It then gets a key exchange, not a hang-up.
+  ASSERT_TRUE(client.Send("SSH-2.0-WaitingClient_1.0\r\n"));
+  std::string kex = ReadUntil(client.fd(), "curve25519-sha256", 5000);
+  EXPECT_NE(kex.find("curve25519-sha256"), std::string::npos) << s.SshdLog();
+  client.Close();
+  // And a proxied connection still gives the client's address.
+  EXPECT_EQ(SshViaProxy(s, "PROXY TCP4 203.0.113.9 127.0.0.1 40001 22\\r\\n", "echo proxied").out, "proxied\n")
+      << s.SshdLog();
+  EXPECT_TRUE(Contains(s.SshdLog(), "connection from 203.0.113.9:40001 via proxy")) << s.SshdLog();
 }
 
 TEST(Operations, OptionalProxyAcceptsBothKinds) {
@@ -111,8 +207,10 @@ TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
   EXPECT_EQ(s.Ssh("true").exit_code, 255);
   std::this_thread::sleep_for(std::chrono::milliseconds(2100));  // the health check's own cache
   r = Http(s, "/healthz");
-  EXPECT_TRUE(Contains(r.out, "database unavailable")) << r.out;
-  EXPECT_TRUE(Contains(r.out, "\n503")) << r.out;
+  // A generic answer: the database's own error text (socket path, server message) stays in
+  // the server's log.
+  EXPECT_EQ(r.out, "database unavailable\n\n503");
+  EXPECT_TRUE(Contains(s.SshdLog(), "/healthz: the database check failed")) << s.SshdLog();
   EXPECT_TRUE(Contains(Http(s, "/metrics").out, "\nallgo_ssh_db_errors_total 1\n"));
   TestDatabase::Get().Start();
 }
@@ -144,6 +242,102 @@ TEST(Operations, AuditLogHasOneLinePerDecisionAndPerSession) {
   EXPECT_EQ((*session)["bytes_out"], 8);  // "out\n" + "err\n"
   EXPECT_EQ((*session)["account"], "owner@example.org");
   EXPECT_GE((*session)["duration"].get<double>(), 0.0);
+}
+
+TEST(Operations, MetricsEndpointRefusesBodiesAndOtherMethodsAndServesOn) {
+  Stack s;
+  std::string body = s.dir() / "body";
+  WriteFile(body, std::string(8 << 20, 'x'));
+  // A large POST: refused without its body being read (the connection is closed).
+  RunResult r = Http(s, "/metrics", {"-X", "POST", "--data-binary", "@" + body});
+  EXPECT_TRUE(Contains(r.out, "\n405") || Contains(r.out, "\n000")) << r.out;
+  EXPECT_FALSE(Contains(r.out, "allgo_ssh_connections_total")) << r.out;
+  // A GET carrying a body: refused too.
+  r = Http(s, "/metrics", {"-X", "GET", "--data-binary", "@" + body});
+  EXPECT_TRUE(Contains(r.out, "\n413") || Contains(r.out, "\n000")) << r.out;
+  EXPECT_FALSE(Contains(r.out, "allgo_ssh_connections_total")) << r.out;
+  // The same on a raw socket: the body is never read, the answer is 413 and a close.
+  TcpClient client(s.metrics_port());
+  ASSERT_TRUE(client.connected());
+  ASSERT_TRUE(client.Send("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 100000000\r\n\r\n"));
+  std::string answer = ReadUntil(client.fd(), "\r\n\r\n", 5000);
+  EXPECT_EQ(answer.rfind("HTTP/1.1 413", 0), 0u) << answer;
+  EXPECT_TRUE(Contains(answer, "Connection: close")) << answer;
+  client.Close();
+  // Endless header lines: the server stops reading after its request-size cap (16 KiB),
+  // it does not buffer them.
+  TcpClient flood(s.metrics_port());
+  ASSERT_TRUE(flood.connected());
+  ASSERT_TRUE(flood.Send("GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+  std::string line = "X-Filler: " + std::string(8000, 'a') + "\r\n";
+  size_t sent = 0;
+  while (sent < (64u << 20) && flood.Send(line)) sent += line.size();
+  EXPECT_LT(sent, 32u << 20) << "the endpoint kept reading header lines";
+  flood.Close();
+  // It serves on.
+  r = Http(s, "/metrics");
+  EXPECT_TRUE(Contains(r.out, "\nallgo_ssh_connections_total ")) << r.out;
+  EXPECT_TRUE(Contains(r.out, "\n200")) << r.out;
+  EXPECT_EQ(Http(s, "/healthz").out, "ok\n\n200");
+}
+
+TEST(Operations, TheMetricsProcessDiesWithAKilledListenerAndARestartGetsThePort) {
+  Stack s;
+  pid_t listener = s.sshd().pid();
+  std::vector<pid_t> tree;
+  // Once the start-up probe's connection has ended: the listener and its metrics process.
+  ASSERT_TRUE(WaitFor([&] { return (tree = s.ServerProcesses()).size() == 2; }, 5000)) << tree.size();
+  pid_t metrics = tree[0] == listener ? tree[1] : tree[0];
+  // Every thread of it unprivileged, with no_new_privs.
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(metrics) + "/task")) {
+    std::string status = ReadFile(task.path() / "status");
+    EXPECT_TRUE(Contains(status, "\nUid:\t65534\t65534\t65534\t65534\n")) << status;
+    EXPECT_TRUE(Contains(status, "\nGroups:\t65534 \n") || Contains(status, "\nGroups:\t\n") ||
+                Contains(status, "\nGroups:\t \n")) << status;
+    EXPECT_TRUE(Contains(status, "\nNoNewPrivs:\t1\n")) << status;
+    ++threads;
+  }
+  EXPECT_GE(threads, 2);
+  ASSERT_TRUE(Contains(Http(s, "/metrics").out, "\n200"));
+  kill(listener, SIGKILL);
+  s.sshd().Stop();
+  EXPECT_TRUE(WaitFor([&] { return !Alive(metrics); }, 5000)) << "the metrics process outlived its listener";
+  ASSERT_TRUE(s.RestartSshd()) << s.SshdLog();
+  EXPECT_NE(s.sshd().pid(), listener);
+  RunResult r = Http(s, "/metrics");
+  EXPECT_TRUE(Contains(r.out, "\n200")) << r.out << s.SshdLog();
+  EXPECT_EQ(s.Ssh("echo again").out, "again\n") << s.SshdLog();
+}
+
+TEST(Operations, AfterRotationEveryProcessWritesToTheNewAuditLog) {
+  Stack s;
+  // A long-lived session: its connection's monitor has been running since before the rotation.
+  RunResult longer;
+  std::thread session([&] { longer = s.Ssh("sleep 3; echo done"); });
+  ASSERT_TRUE(WaitFor([&] { return Contains(ReadFile(s.audit_path()), "\"result\":\"success\""); }, 15000))
+      << s.SshdLog();
+  std::string rotated = s.audit_path() + ".1";
+  ASSERT_EQ(std::rename(s.audit_path().c_str(), rotated.c_str()), 0);
+  kill(s.sshd().pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return Contains(s.SshdLog(), "configuration reloaded"); }, 5000)) << s.SshdLog();
+  ASSERT_EQ(s.Ssh("echo new").out, "new\n");
+  session.join();
+  EXPECT_EQ(longer.out, "done\n") << longer.err;
+  ASSERT_TRUE(WaitFor([&] { return AuditLines(s.audit_path()).size() >= 3; }, 5000)) << ReadFile(s.audit_path());
+  auto old_lines = AuditLines(rotated);
+  auto new_lines = AuditLines(s.audit_path());
+  // Before the rotation: the long session's authentication only.
+  ASSERT_EQ(old_lines.size(), 1u) << ReadFile(rotated);
+  EXPECT_EQ(old_lines[0]["event"], "auth");
+  // After: the new connection's two lines and the long session's end.
+  std::vector<std::string> kinds;
+  for (const auto& l : new_lines) kinds.push_back(l["event"].get<std::string>());
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "session"), 2) << ReadFile(s.audit_path());
+  EXPECT_EQ(std::count(kinds.begin(), kinds.end(), "auth"), 1) << ReadFile(s.audit_path());
+  bool long_session = false;
+  for (const auto& l : new_lines) long_session = long_session || (l["event"] == "session" && l["duration"] > 2.5);
+  EXPECT_TRUE(long_session) << ReadFile(s.audit_path());
 }
 
 }  // namespace

@@ -58,10 +58,14 @@ Stack::Stack(const std::string& sshd_extra) {
       host_key + "\nprivsep_chroot = " + (dir_ / "empty") + "\naudit_log = " + audit_path() +
       "\nmetrics_listen = 127.0.0.1:" + std::to_string(metrics_port_) + "\n" + sshd_extra + "\n"));
   StartSandbox();
+  EXPECT_TRUE(RestartSshd()) << SshdLog();
+}
+
+bool Stack::RestartSshd() {
   sshd_ = std::make_unique<Daemon>(
       std::vector<std::string>{Artifact("allgo-sshd"), "--config", AllgoConfigPath()},
       dir_ / "sshd.log");
-  EXPECT_TRUE(WaitForTcpPort(port_, 10000)) << SshdLog();
+  return WaitForTcpPort(port_, 10000);
 }
 
 Stack::~Stack() {

@@ -22,6 +22,9 @@ class Stack {
   void StopSandbox();
   Daemon& sandbox() { return *sandbox_; }
   Daemon& sshd() { return *sshd_; }
+  // Starts allgo-sshd again with the same configuration (after the test stopped or killed
+  // it); true once it listens.
+  bool RestartSshd();
   int port() const { return port_; }
   const std::string& bridge_dir() const { return bridge_; }
   const std::string& sandboxes_dir() const { return sandboxes_.path(); }

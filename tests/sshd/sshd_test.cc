@@ -222,6 +222,31 @@ TEST_F(SshdTest, ExitSignalIsReported) {
   EXPECT_TRUE(server.WaitForLog("status=signal 15"));
 }
 
+TEST_F(SshdTest, SignalOutsideTheSshTableGivesExitStatus128PlusNInTheAuditLine) {
+  TempDir t("allgo-sshd-audit");
+  std::string audit = t / "audit.log";
+  SshdServer server("audit_log = " + audit);
+  // SIGVTALRM has no SSH name (RFC 4254 6.10): the client gets exit-status 128+26.
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "kill -VTALRM $$");
+  EXPECT_EQ(r.exit_code, 128 + SIGVTALRM) << r.err;
+  std::string lines;
+  for (int i = 0; i < 100 && lines.find("\"event\":\"session\"") == std::string::npos; ++i) {
+    lines = ReadFile(audit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(lines, HasSubstr("\"exit_status\":" + std::to_string(128 + SIGVTALRM))) << server.log();
+  EXPECT_THAT(lines, Not(HasSubstr("exit_signal")));
+  // A signal with a name keeps it, and no number.
+  r = server.Ssh("webapp1", owner_key_.private_path, "kill -TERM $$");
+  EXPECT_EQ(r.exit_code, 255);
+  for (int i = 0; i < 100 && lines.find("\"exit_signal\":\"TERM\"") == std::string::npos; ++i) {
+    lines = ReadFile(audit);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_THAT(lines, HasSubstr("\"exit_signal\":\"TERM\""));
+  EXPECT_THAT(lines, HasSubstr("\"exit_status\":null"));
+}
+
 TEST_F(SshdTest, ScpInBothModesSftpAndRsync) {
   SshdServer server;
   TempDir data("allgo-sshd-files");

@@ -93,6 +93,32 @@ TEST_F(Audit, ConcurrentProcessesNeverInterleave) {
   EXPECT_EQ(Lines().size(), 800u);  // parse() throws on any torn line
 }
 
+TEST_F(Audit, ARenamedFileIsReplacedByTheNextLine) {
+  std::unique_ptr<AuditLog> log;
+  ASSERT_TRUE(AuditLog::Open(path_, &log).ok());
+  ASSERT_TRUE(log->Auth({"1.2.3.4:1", "before", "", "", "failure", "x"}).ok());
+  std::string rotated = path_ + ".1";
+  ASSERT_EQ(rename(path_.c_str(), rotated.c_str()), 0);
+  // A process that opened the log before the rotation (a long-lived connection).
+  pid_t pid = fork();
+  if (pid == 0) _exit(log->Auth({"1.2.3.4:1", "after", "", "", "failure", "x"}).ok() ? 0 : 1);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_EQ(status, 0);
+  auto lines = Lines();
+  ASSERT_EQ(lines.size(), 1u);
+  EXPECT_EQ(lines[0]["user"], "after");
+  struct stat st;
+  ASSERT_EQ(stat(path_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0600u);
+  std::ifstream old(rotated);
+  std::string line;
+  ASSERT_TRUE(std::getline(old, line));
+  EXPECT_EQ(nlohmann::json::parse(line)["user"], "before");
+  EXPECT_FALSE(std::getline(old, line));
+  unlink(rotated.c_str());
+}
+
 TEST_F(Audit, SymlinkedPathIsRefused) {
   ASSERT_EQ(symlink("/etc/passwd", path_.c_str()), 0);
   std::unique_ptr<AuditLog> log;

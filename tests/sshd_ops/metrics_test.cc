@@ -46,6 +46,29 @@ TEST(Metrics, CountsFromForkedProcessesAddUp) {
   EXPECT_TRUE(Has(text, "allgo_ssh_bytes_total{direction=\"out\"} 4000")) << text;
   EXPECT_TRUE(Has(text, "allgo_ssh_db_errors_total 1")) << text;
   EXPECT_TRUE(Has(text, "# TYPE allgo_ssh_session_duration_seconds histogram")) << text;
+  EXPECT_TRUE(Has(text, "allgo_ssh_session_duration_seconds_bucket{le=\"0.1\"} 0")) << text;
+  EXPECT_TRUE(Has(text, "allgo_ssh_session_duration_seconds_count 4")) << text;
+  EXPECT_TRUE(Has(text, "# TYPE allgo_ssh_auth_total counter")) << text;
+  EXPECT_TRUE(Has(text, "# TYPE allgo_ssh_sessions_active gauge")) << text;
+  EXPECT_TRUE(Has(text, "# HELP allgo_ssh_db_errors_total Lookups that failed because the database was unreachable."))
+      << text;
+}
+
+TEST(Metrics, TheCollectableSnapshotsTheSharedCounters) {
+  Metrics* m = Metrics::CreateShared();
+  ASSERT_NE(m, nullptr);
+  m->AddBytes(7, 9);
+  auto families = MetricsCollectable(m).Collect();
+  const prometheus::MetricFamily* bytes = nullptr;
+  for (const auto& f : families) {
+    if (f.name == "allgo_ssh_bytes_total") bytes = &f;
+  }
+  ASSERT_NE(bytes, nullptr);
+  EXPECT_EQ(bytes->type, prometheus::MetricType::Counter);
+  ASSERT_EQ(bytes->metric.size(), 2u);
+  EXPECT_EQ(bytes->metric[0].label[0].value, "in");
+  EXPECT_EQ(bytes->metric[0].counter.value, 7);
+  EXPECT_EQ(bytes->metric[1].counter.value, 9);
 }
 
 TEST(Metrics, GaugesNeverWrapBelowZero) {

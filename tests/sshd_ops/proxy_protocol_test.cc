@@ -144,6 +144,32 @@ TEST_F(SocketPair, OptionalModeLetsPlainSshThrough) {
   EXPECT_EQ(Rest(), "SSH-2.0-OpenSSH_9.2\r\n");
 }
 
+TEST_F(SocketPair, OptionalModeServesAPeerWaitingForTheServerVersion) {
+  ProxyHeader h;
+  auto start = std::chrono::steady_clock::now();
+  Status s = ReadProxyHeader(fds_[0], ProxyMode::kOptional, 5000, &h, 100);
+  EXPECT_TRUE(s.ok()) << s.message();
+  EXPECT_FALSE(h.has_address);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::milliseconds(1000));
+  // What the client sends after our version is left for SSH.
+  Send("SSH-2.0-late\r\n");
+  EXPECT_EQ(Rest(), "SSH-2.0-late\r\n");
+}
+
+TEST_F(SocketPair, OptionalModeStillWaitsForTheRestOfAStartedHeader) {
+  std::thread writer([this] {
+    Send("PROXY TCP4 ");
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    Send("198.51.100.1 10.0.0.1 1000 22\r\n");
+  });
+  ProxyHeader h;
+  Status s = ReadProxyHeader(fds_[0], ProxyMode::kOptional, 2000, &h, 500);
+  writer.join();
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_TRUE(h.has_address);
+  EXPECT_EQ(AddressToString(h.source), "198.51.100.1");
+}
+
 TEST_F(SocketPair, RequiredModeRefusesPlainSshAndSilentPeersTimeOut) {
   ProxyHeader h;
   auto start = std::chrono::steady_clock::now();
