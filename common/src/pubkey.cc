@@ -180,6 +180,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
   std::string_view token;
   if (!NextToken(&rest, &token, false)) return Status::Invalid("empty key line");
   bool had_options = false;
+  std::string_view options;
   if (LooksLikeKeyType(token) && !IsAcceptedType(token)) {
     return Status::Invalid("unsupported key type '" + std::string(token.substr(0, 60)) +
                            "' (use ssh-ed25519, ecdsa-sha2-* or ssh-rsa of 2048 bits or more)");
@@ -190,6 +191,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
     rest = Trim(line);
     if (!NextToken(&rest, &token, true)) return Status::Invalid("unterminated quote in key options");
     had_options = true;
+    options = token;
     if (!NextToken(&rest, &token, false)) return Status::Invalid("no key type found");
     if (!IsAcceptedType(token)) {
       return Status::Invalid("unsupported or unknown key type '" +
@@ -231,6 +233,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
   k.fingerprint = Sha256Fingerprint(key.get());
   k.bits = bits;
   k.had_options = had_options;
+  k.options = std::string(options);
   *out = std::move(k);
   return Status::Ok();
 }

@@ -22,6 +22,7 @@ struct PublicKey {
   std::string fingerprint;  // "SHA256:..." as ssh-keygen -l prints it
   unsigned bits = 0;        // key size in bits
   bool had_options = false; // the pasted line carried options (which were discarded)
+  std::string options;      // their text, for an authorized_keys_command's output (key_options.h)
 };
 
 Status ParsePublicKeyLine(std::string_view line, PublicKey* out);
