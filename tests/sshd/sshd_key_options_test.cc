@@ -99,6 +99,25 @@ TEST_F(SshdKeyOptionsTest, FromMustAllowTheClientAddress) {
   ExpectAllowed("restrict,from=\"127.0.0.0/8,!127.0.0.2\"");
 }
 
+// Behind a trusted proxy, from= sees the client address of the PROXY header.
+TEST_F(SshdKeyOptionsTest, FromMatchesTheAddressFromAProxyHeader) {
+  SshdServer server("proxy_protocol = required\nproxy_trusted = 127.0.0.1/32",
+                    KeyOptions("restrict,from=\"203.0.113.0/24\""));
+  auto via_proxy = [&](const std::string& source) {
+    // socat is exec'd so that nothing else holds ssh's end open once the server hangs up.
+    std::string proxy = "bash -c 'exec socat - TCP:127.0.0.1:" + std::to_string(server.port()) +
+                        " < <(printf \"PROXY TCP4 " + source + " 127.0.0.1 40001 22\\r\\n\"; exec cat)'";
+    return Ssh(server, "echo in", {"-o", "ProxyCommand=" + proxy});
+  };
+  RunResult r = via_proxy("203.0.113.9");
+  EXPECT_EQ(r.exit_code, 0) << r.err << server.log();
+  EXPECT_EQ(r.out, "in\n");
+  r = via_proxy("198.51.100.7");
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_EQ(r.out, "");
+  EXPECT_TRUE(server.WaitForLog("key option from= does not allow 198.51.100.7")) << server.log();
+}
+
 TEST_F(SshdKeyOptionsTest, ExpiredKeyIsRefusedAndAFutureOneWorks) {
   ExpectRefused("restrict,expiry-time=\"20200101\"", "key expired (key option expiry-time)");
   ExpectAllowed("restrict,expiry-time=\"29991231\"");
