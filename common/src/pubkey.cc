@@ -50,8 +50,8 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Splits off the first whitespace-delimited token. With `quoted`, double-quoted parts (with
-// backslash escapes) may contain spaces, as in OpenSSH's options syntax.
+// Splits off the first whitespace-delimited token. With `quoted`, double-quoted parts may
+// contain spaces, and \" inside them is the only escape, as in OpenSSH's options syntax.
 bool NextToken(std::string_view* rest, std::string_view* token, bool quoted) {
   std::string_view s = *rest;
   while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
@@ -60,7 +60,7 @@ bool NextToken(std::string_view* rest, std::string_view* token, bool quoted) {
   bool in_quotes = false;
   for (; i < s.size(); ++i) {
     char c = s[i];
-    if (quoted && in_quotes && c == '\\' && i + 1 < s.size()) {
+    if (quoted && in_quotes && c == '\\' && i + 1 < s.size() && s[i + 1] == '"') {
       ++i;
     } else if (quoted && c == '"') {
       in_quotes = !in_quotes;
