@@ -299,7 +299,7 @@ const char* TypeName(Type type) {
 
 bool IsForwardableEnv(std::string_view name) {
   static constexpr std::string_view kExact[] = {"TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM",
-                                                "ALLGO_USER"};
+                                                "ALLGO_USER", "SSH_ORIGINAL_COMMAND"};
   for (std::string_view allowed : kExact) {
     if (name == allowed) return true;
   }

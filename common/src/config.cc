@@ -229,7 +229,15 @@ const std::map<std::string, KeySpec>& Table() {
       {"nss.shell", {Path(&C::nss, &NssConfig::shell, false)}},
       {"nss.home", {Path(&C::nss, &NssConfig::home, false)}},
       {"nss.cache_ttl", {Uint(&C::nss, &NssConfig::cache_ttl, 0, 3600)}},
-      {"authkeys.key_options", {Str(&C::authkeys, &AuthkeysConfig::key_options)}},
+      {"authkeys.key_options",
+       {[](Config& c, const std::string& v) -> std::string {
+          KeyOptions parsed;
+          Status st = ParseKeyOptions(v, &parsed);
+          if (!st.ok()) return st.message();
+          c.authkeys.key_options = v;
+          c.authkeys.options = std::move(parsed);
+          return "";
+        }}},
       {"authkeys.allow_superusers", {Bool(&C::authkeys, &AuthkeysConfig::allow_superusers)}},
       {"sandbox.dir", {Path(&C::sandbox, &SandboxConfig::dir, false)}},
       {"sandbox.start_wait", {Uint(&C::sandbox, &SandboxConfig::start_wait, 0, 3600)}},

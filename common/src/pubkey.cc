@@ -50,8 +50,8 @@ std::string_view Trim(std::string_view s) {
   return s;
 }
 
-// Splits off the first whitespace-delimited token. With `quoted`, double-quoted parts (with
-// backslash escapes) may contain spaces, as in OpenSSH's options syntax.
+// Splits off the first whitespace-delimited token. With `quoted`, double-quoted parts may
+// contain spaces, and \" inside them is the only escape, as in OpenSSH's options syntax.
 bool NextToken(std::string_view* rest, std::string_view* token, bool quoted) {
   std::string_view s = *rest;
   while (!s.empty() && IsSpace(s.front())) s.remove_prefix(1);
@@ -60,7 +60,7 @@ bool NextToken(std::string_view* rest, std::string_view* token, bool quoted) {
   bool in_quotes = false;
   for (; i < s.size(); ++i) {
     char c = s[i];
-    if (quoted && in_quotes && c == '\\' && i + 1 < s.size()) {
+    if (quoted && in_quotes && c == '\\' && i + 1 < s.size() && s[i + 1] == '"') {
       ++i;
     } else if (quoted && c == '"') {
       in_quotes = !in_quotes;
@@ -180,6 +180,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
   std::string_view token;
   if (!NextToken(&rest, &token, false)) return Status::Invalid("empty key line");
   bool had_options = false;
+  std::string_view options;
   if (LooksLikeKeyType(token) && !IsAcceptedType(token)) {
     return Status::Invalid("unsupported key type '" + std::string(token.substr(0, 60)) +
                            "' (use ssh-ed25519, ecdsa-sha2-* or ssh-rsa of 2048 bits or more)");
@@ -190,6 +191,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
     rest = Trim(line);
     if (!NextToken(&rest, &token, true)) return Status::Invalid("unterminated quote in key options");
     had_options = true;
+    options = token;
     if (!NextToken(&rest, &token, false)) return Status::Invalid("no key type found");
     if (!IsAcceptedType(token)) {
       return Status::Invalid("unsupported or unknown key type '" +
@@ -231,6 +233,7 @@ Status ParsePublicKeyLine(std::string_view line, PublicKey* out) {
   k.fingerprint = Sha256Fingerprint(key.get());
   k.bits = bits;
   k.had_options = had_options;
+  k.options = std::string(options);
   *out = std::move(k);
   return Status::Ok();
 }

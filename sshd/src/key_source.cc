@@ -14,6 +14,7 @@
 
 #include "allgo/allowed_keys.h"
 #include "allgo/directory.h"
+#include "allgo/key_options.h"
 #include "allgo/names.h"
 #include "allgo/pubkey.h"
 #include "allgo/unique_fd.h"
@@ -34,7 +35,7 @@ class InProcessKeySource : public KeySource {
     for (const auto& message : keys.dropped) {
       spdlog::warn("user {}: ignoring a stored key: {}", webapp.docker_name, SanitizeForLog(message, 300));
     }
-    for (const auto& k : keys.keys) out->push_back({k.key.base64, k.email});
+    for (const auto& k : keys.keys) out->push_back({k.key.base64, k.email, ""});
     return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
   }
 
@@ -59,9 +60,19 @@ class CommandKeySource : public KeySource {
     while (std::getline(lines, line)) {
       if (line.empty() || line[0] == '#') continue;
       PublicKey key;
+      if (!ParsePublicKeyLine(line, &key).ok()) continue;
+      // Like OpenSSH, a key whose options cannot be honoured is skipped (never used
+      // without them).
+      KeyOptions options;
+      Status parsed = ParseKeyOptions(key.options, &options);
+      if (!parsed.ok()) {
+        spdlog::warn("user {}: authorized_keys_command: key {} skipped, its options cannot be honoured: {}",
+                     SanitizeForLog(user), key.fingerprint, SanitizeForLog(parsed.message(), 300));
+        continue;
+      }
       // The helper's output names no allgo account (its comment is whatever the user
       // pasted): ALLGO_USER stays empty with this source.
-      if (ParsePublicKeyLine(line, &key).ok()) out->push_back({key.base64, ""});
+      out->push_back({key.base64, "", key.options});
     }
     return out->empty() ? Status::NotFound("no usable key") : Status::Ok();
   }

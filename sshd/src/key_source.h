@@ -20,6 +20,10 @@ namespace allgo::sshd {
 struct AllowedEntry {
   std::string base64;   // canonical base64 of the key blob
   std::string account;  // allgo account (email) the key belongs to; empty with the command
+  // authorized_keys options the command printed before this key (already checked with
+  // ParseKeyOptions); they restrict further what [authkeys] key_options allows. Empty for
+  // in-process keys: options pasted into the database are never honoured.
+  std::string options;
 };
 
 class KeySource {

@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "allgo/key_options.h"
 #include "allgo/names.h"
 #include "child_process.h"
 #include "allgo/pubkey.h"
@@ -188,18 +189,23 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
     } else if (!IsWebappUid(config, entry->account.uid)) {
       reason = "account uid " + std::to_string(entry->account.uid) + " is outside the webapp range";
     } else {
+      KeyOptions options;
       for (const auto& allowed : entry->keys) {
-        if (allowed.base64 == key.base64) {
-          answer.allowed = true;
-          answer.account = allowed.account;
-          break;
-        }
+        // Like OpenSSH, the first line of this key whose options let this client in wins.
+        if (allowed.base64 != key.base64 || !KeyOptionsAllow(allowed, &options, &reason)) continue;
+        answer.allowed = true;
+        answer.account = allowed.account;
+        answer.pty_allowed = options.pty;
+        break;
       }
-      if (!answer.allowed) reason = entry->keys.empty() ? "unknown user or no key" : "key not allowed";
+      if (!answer.allowed && reason.empty()) {
+        reason = entry->keys.empty() ? "unknown user or no key" : "key not allowed";
+      }
       if (answer.allowed && q.signed_phase) {
         authenticated_ = true;
         account_ = entry->account;
         account_.allgo_account = answer.account;
+        key_options_ = std::move(options);
         startup_pipe_.reset();  // no longer counted by max_startups
       }
     }
@@ -227,6 +233,27 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
   return st.ok();
 }
 
+bool Monitor::KeyOptionsAllow(const AllowedEntry& allowed, KeyOptions* options, std::string* reason) const {
+  const Config& config = *settings_.config;
+  KeyOptions own;
+  Status st = ParseKeyOptions(allowed.options, &own);
+  if (st.ok()) st = RestrictKeyOptions(config.authkeys.options, own, options);
+  if (!st.ok()) {
+    *reason = "key options: " + st.message();
+    return false;
+  }
+  // The client address is the PROXY header's when one was accepted; never resolved (no DNS).
+  if (!FromAllows(*options, settings_.conn.client_ip)) {
+    *reason = "key option from= does not allow " + settings_.conn.client_ip;
+    return false;
+  }
+  if (Expired(*options, time(nullptr))) {
+    *reason = "key expired (key option expiry-time)";
+    return false;
+  }
+  return true;
+}
+
 bool Monitor::HandleSpawn(const SpawnRequest& r) {
   const Config& config = *settings_.config;
   if (sessions_.count(r.id) != 0) return false;
@@ -242,8 +269,12 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
                             ": not a webapp uid");
   } else if (sessions_.size() >= 2 * static_cast<size_t>(config.sshd.max_sessions) + 4) {
     st = Status::Permission("too many running sessions on this connection");
+  } else if (r.has_pty && !key_options_.pty) {
+    // The network child refuses pty-req already; this is the check that counts.
+    st = Status::Permission("a PTY is not permitted by the key's options (no-pty or restrict)");
   } else {
-    SpawnSettings spawn_settings{config.path, config.sshd.sftp_server};
+    SpawnSettings spawn_settings{config.path, config.sshd.sftp_server, key_options_.has_command,
+                                 key_options_.command};
     st = SpawnSession(account_, settings_.conn, spawn_settings, r, &s);
   }
   SpawnResult result;

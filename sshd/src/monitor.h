@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "allgo/config.h"
+#include "allgo/key_options.h"
 #include "allgo/unique_fd.h"
 #include "audit_log.h"
 #include "metrics.h"
@@ -54,6 +55,9 @@ class Monitor {
 
   bool HandleMessage(WireMessage& msg);  // false: protocol violation
   bool HandleKeyQuery(const KeyQuery& q);
+  // [authkeys] key_options restricted by the key's own options: false (and why) when they
+  // refuse this client now (from=, expiry-time, options that cannot hold together).
+  bool KeyOptionsAllow(const AllowedEntry& allowed, KeyOptions* options, std::string* reason) const;
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
   bool HandleSessionEnd(const SessionEnd& m);
@@ -71,6 +75,7 @@ class Monitor {
   int net_child_status_ = 0;
   bool authenticated_ = false;
   Account account_;
+  KeyOptions key_options_;  // of the key that authenticated: PTY and forced command at Spawn
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   // One record per spawned session, for both its audit line and its metrics. It lives

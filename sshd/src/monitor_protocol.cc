@@ -72,6 +72,7 @@ std::string Encode(const KeyAnswer& m) {
   WireWriter w = Start(MsgType::kKeyAnswer);
   w.PutU8(m.allowed ? 1 : 0);
   w.PutString(m.account);
+  w.PutU8(m.pty_allowed ? 1 : 0);
   return w.data();
 }
 
@@ -152,8 +153,8 @@ Status Decode(const std::string& payload, KeyQuery* m) {
 
 Status Decode(const std::string& payload, KeyAnswer* m) {
   WireReader r(payload);
-  if (Expect(r, MsgType::kKeyAnswer) && GetBool(r, &m->allowed)) {
-    r.GetString(&m->account, kMaxAccountLen);
+  if (Expect(r, MsgType::kKeyAnswer) && GetBool(r, &m->allowed) && r.GetString(&m->account, kMaxAccountLen)) {
+    GetBool(r, &m->pty_allowed);
   }
   return Done(r, "key answer");
 }

@@ -49,6 +49,9 @@ struct KeyQuery {
 struct KeyAnswer {
   bool allowed = false;
   std::string account;  // the allgo account whose key matched (email), empty if refused
+  // The key's options permit a PTY (key_options.h): the child then refuses pty-req early,
+  // as OpenSSH does; the monitor enforces it again at Spawn.
+  bool pty_allowed = false;
 };
 
 enum class SessionKind : uint8_t { kShell = 1, kExec = 2, kSubsystem = 3 };

@@ -112,6 +112,9 @@ int SessionChannel::OnPtyRequest(ssh_session, ssh_channel, const char* term, int
                                  int py, void* self) {
   auto* c = static_cast<SessionChannel*>(self);
   if (c->started_ || c->pty_ || std::strlen(term) > kMaxTermLen) return -1;
+  // The key's options forbid a PTY: refuse the request itself, so the client says "PTY
+  // allocation request failed" and carries on without one, as with OpenSSH.
+  if (!c->owner_->pty_allowed()) return -1;
   c->pty_ = true;
   c->pty_request_.term = term;
   c->pty_request_.cols = static_cast<uint32_t>(std::max(cols, 0));
@@ -517,6 +520,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
   auto* s = static_cast<NetSession*>(self);
   if (s->authenticated_ || s->too_many_failures_) return SSH_AUTH_DENIED;
   bool allowed = false;
+  bool pty_allowed = false;
   std::string account;
   if ((state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) &&
       std::strlen(user) <= kMaxUserLen) {
@@ -540,6 +544,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
       }
       allowed = answer.allowed;
       account = answer.account;
+      pty_allowed = answer.pty_allowed;
     }
   }
   if (!allowed) {
@@ -551,6 +556,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
     s->authenticated_ = true;
     s->user_ = user;
     s->account_ = account;
+    s->pty_allowed_ = pty_allowed;
   }
   return SSH_AUTH_SUCCESS;
 }

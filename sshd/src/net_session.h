@@ -142,6 +142,8 @@ class NetSession {
   MonitorClient& monitor() { return monitor_; }
   const NetSettings& settings() const { return settings_; }
   const std::string& user() const { return user_; }
+  // Whether the authenticated key's options permit a PTY (the monitor checks again).
+  bool pty_allowed() const { return pty_allowed_; }
   // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
   char* buffer() { return buffer_.get(); }
   // Channel data moved (either way): resets the idle_timeout clock.
@@ -182,6 +184,7 @@ class NetSession {
   unsigned failures_ = 0;
   std::string user_;
   std::string account_;
+  bool pty_allowed_ = false;
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;

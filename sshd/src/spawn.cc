@@ -38,7 +38,8 @@ std::string Basename(const std::string& path) {
 }
 
 std::vector<std::string> BuildEnv(const Account& a, const ConnectionInfo& c, const SpawnSettings& s,
-                                  const SpawnRequest& r, const std::string& tty) {
+                                  const SpawnRequest& r, const std::string& tty,
+                                  const std::string* original_command) {
   std::vector<std::string> env;
   std::string term;
   for (const auto& [name, value] : r.env) {
@@ -62,6 +63,7 @@ std::vector<std::string> BuildEnv(const Account& a, const ConnectionInfo& c, con
   if (!term.empty()) env.push_back("TERM=" + term);
   env.push_back("ALLGO_SSH_CONFIG=" + s.config_path);
   env.push_back("ALLGO_USER=" + a.allgo_account);
+  if (original_command != nullptr) env.push_back("SSH_ORIGINAL_COMMAND=" + *original_command);
   return env;
 }
 
@@ -103,17 +105,25 @@ Status SpawnSession(const Account& account, const ConnectionInfo& conn, const Sp
                     const SpawnRequest& request, SpawnedSession* out) {
   std::string shell_base = Basename(account.shell);
   std::vector<std::string> argv;
+  std::string requested;  // what the session would run without a forced command
   switch (request.kind) {
     case SessionKind::kShell:
       argv = {"-" + shell_base};
       break;
     case SessionKind::kExec:
-      argv = {shell_base, "-c", request.command};
+      requested = request.command;
       break;
     case SessionKind::kSubsystem:
       if (request.command != "sftp") return Status::NotFound("unknown subsystem '" + request.command + "'");
-      argv = {shell_base, "-c", settings.sftp_server};
+      requested = settings.sftp_server;
       break;
+  }
+  const std::string* original_command = nullptr;
+  if (settings.has_forced_command) {
+    argv = {shell_base, "-c", settings.forced_command};
+    if (request.kind != SessionKind::kShell) original_command = &requested;
+  } else if (request.kind != SessionKind::kShell) {
+    argv = {shell_base, "-c", requested};
   }
 
   if (request.has_pty) {
@@ -139,7 +149,7 @@ Status SpawnSession(const Account& account, const ConnectionInfo& conn, const Sp
     ws.ws_xpixel = static_cast<unsigned short>(std::min<uint32_t>(request.pty.width_px, 65535));
     ws.ws_ypixel = static_cast<unsigned short>(std::min<uint32_t>(request.pty.height_px, 65535));
     ioctl(master.get(), TIOCSWINSZ, &ws);
-    std::vector<std::string> env = BuildEnv(account, conn, settings, request, tty);
+    std::vector<std::string> env = BuildEnv(account, conn, settings, request, tty, original_command);
 
     pid_t pid = fork();
     if (pid < 0) return Status::FromErrno("fork", errno);
@@ -160,7 +170,7 @@ Status SpawnSession(const Account& account, const ConnectionInfo& conn, const Sp
   if (st.ok()) st = MakePipe(&out_r, &out_w);
   if (st.ok()) st = MakePipe(&err_r, &err_w);
   if (!st.ok()) return st;
-  std::vector<std::string> env = BuildEnv(account, conn, settings, request, "");
+  std::vector<std::string> env = BuildEnv(account, conn, settings, request, "", original_command);
   pid_t pid = fork();
   if (pid < 0) return Status::FromErrno("fork", errno);
   if (pid == 0) {

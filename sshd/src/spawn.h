@@ -4,7 +4,8 @@
 // exec, `shell -c <sftp_server>` for the sftp subsystem, and with argv[0] "-<basename>" for
 // an interactive login shell. The environment is built from scratch: USER, LOGNAME, HOME,
 // SHELL, PATH, SSH_CONNECTION, SSH_CLIENT, SSH_TTY and TERM (PTY), the client's accepted
-// variables (LANG, LC_*, TERM), plus ALLGO_SSH_CONFIG and ALLGO_USER.
+// variables (LANG, LC_*, TERM), plus ALLGO_SSH_CONFIG and ALLGO_USER, and
+// SSH_ORIGINAL_COMMAND under a forced command.
 #pragma once
 
 #include <sys/types.h>
@@ -37,6 +38,11 @@ struct ConnectionInfo {
 struct SpawnSettings {
   std::string config_path;  // ALLGO_SSH_CONFIG
   std::string sftp_server;
+  // The key's command="..." option: exec, shell and subsystem all run `shell -c COMMAND`
+  // instead, with SSH_ORIGINAL_COMMAND set to the client's command (exec), the subsystem's
+  // command (sftp_server), or unset (shell) — as OpenSSH does.
+  bool has_forced_command = false;
+  std::string forced_command;
 };
 
 struct SpawnedSession {

@@ -37,6 +37,7 @@ std::string Encode(const Status& st, const UserLookup& u) {
   for (const auto& k : u.keys) {
     w.PutString(k.base64);
     w.PutString(k.account);
+    w.PutString(k.options);
   }
   return w.data();
 }
@@ -52,7 +53,7 @@ Status Decode(const std::string& data, UserLookup* u) {
       r.GetString(&u->account.shell, 4096) && r.GetU32(&count) && count <= kMaxKeys) {
     for (uint32_t i = 0; i < count; ++i) {
       AllowedEntry e;
-      if (!r.GetString(&e.base64, 16384) || !r.GetString(&e.account, 512)) break;
+      if (!r.GetString(&e.base64, 16384) || !r.GetString(&e.account, 512) || !r.GetString(&e.options, 16384)) break;
       u->keys.push_back(std::move(e));
     }
   }

@@ -152,6 +152,26 @@ TEST_F(Authkeys, BadConfigIsReportedWithFileAndLine) {
   EXPECT_NE(r.err.find("No such file or directory"), std::string::npos) << r.err;
 }
 
+TEST_F(Authkeys, KeyOptionsOpenSshWouldRejectAreRefusedAndGoodOnesPrintedAsWritten) {
+  std::string conf = tmp_ / "opts.conf";
+  // OpenSSH refuses a key line with an unknown option: printing it would lock everyone out.
+  WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = restrict,bogus\n"));
+  RunResult r = Authkeys_({"--config", conf, "sleep"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find(conf + ":8: [authkeys] key_options: bogus: unknown option"), std::string::npos) << r.err;
+  WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = restrict,pty,\n"));
+  r = Authkeys_({"--config", conf, "sleep"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  WriteFile(conf, TestDatabase::Get().ConfigText(
+                      "[authkeys]\nkey_options = restrict,command=\"echo a, b\",from=\"127.0.0.0/8\"\n"));
+  r = Authkeys_({"--config", conf, "sleep"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out),
+            std::vector<std::string>{"restrict,command=\"echo a, b\",from=\"127.0.0.0/8\" " + owner_.public_line});
+}
+
 TEST_F(Authkeys, HelpAndVersion) {
   RunResult r = Authkeys_({"--help"});
   EXPECT_EQ(r.exit_code, 0);
@@ -206,6 +226,33 @@ TEST_F(UnderOpenSsh, OwnersKeyLogsInAsTheWebappUser) {
   RunResult r = Ssh(owner_, "sleep", "id -un; id -u");
   ASSERT_EQ(r.exit_code, 0) << r.err << sshd_->Log();
   EXPECT_EQ(Lines(r.out), (std::vector<std::string>{"sleep", "2001"}));
+}
+
+// The same key_options as the allgo-sshd tests (tests/sshd/sshd_key_options_test.cc), here
+// enforced by OpenSSH itself: both servers give the same answers.
+TEST_F(UnderOpenSsh, KeyOptionsMeanWhatTheyMeanUnderAllgoSshd) {
+  auto& db = TestDatabase::Get();
+  WriteAllgoConfig(db.ConfigText(
+      "[nss]\nshell = /bin/sh\n[authkeys]\nkey_options = restrict,command=\"echo forced:$SSH_ORIGINAL_COMMAND\"\n"));
+  RunResult r = Ssh(owner_, "sleep", "rm -rf / anything");
+  EXPECT_EQ(r.out, "forced:rm -rf / anything\n") << r.err << sshd_->Log();
+  WriteAllgoConfig(db.ConfigText("[nss]\nshell = /bin/sh\n[authkeys]\nkey_options = restrict\n"));
+  r = test::Run({"ssh", "-tt", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                 "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o",
+                 "LogLevel=ERROR", "-i", owner_.private_path, "-p", std::to_string(port_), "sleep@127.0.0.1",
+                 "echo ran"},
+                {.timeout_seconds = 30});
+  EXPECT_EQ(r.exit_code, 255);
+  EXPECT_EQ(r.out, "");
+  EXPECT_NE(r.err.find("PTY allocation request failed on channel 0"), std::string::npos) << r.err;
+  WriteAllgoConfig(db.ConfigText("[nss]\nshell = /bin/sh\n[authkeys]\nkey_options = restrict,from=\"10.0.0.0/8\"\n"));
+  EXPECT_EQ(Ssh(owner_, "sleep", "true").exit_code, 255);
+  WriteAllgoConfig(db.ConfigText("[nss]\nshell = /bin/sh\n[authkeys]\nkey_options = restrict,expiry-time=\"20200101\"\n"));
+  EXPECT_EQ(Ssh(owner_, "sleep", "true").exit_code, 255);
+  WriteAllgoConfig(db.ConfigText(
+      "[nss]\nshell = /bin/sh\n[authkeys]\nkey_options = restrict,from=\"127.0.0.0/8\",expiry-time=\"29991231\"\n"));
+  r = Ssh(owner_, "sleep", "echo in");
+  EXPECT_EQ(r.out, "in\n") << r.err << sshd_->Log();
 }
 
 TEST_F(UnderOpenSsh, EveryoneElseIsRefused) {

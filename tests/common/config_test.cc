@@ -83,6 +83,26 @@ TEST(Config, ErrorsNameFileLineSectionAndKey) {
   EXPECT_EQ(ErrorOf("[nss]\nmin_uid = 5000\nmax_uid = 4000\n"), "test.conf: [nss] min_uid is greater than max_uid");
 }
 
+TEST(Config, KeyOptionsAreParsedOnceAndAnOptionThatCannotHoldIsAnError) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.authkeys.key_options, "restrict,pty");
+  EXPECT_TRUE(c.authkeys.options.pty);
+  ASSERT_TRUE(Parse("[authkeys]\nkey_options = restrict,command=\"echo hi\",from=\"127.0.0.0/8\"\n", &c).ok());
+  EXPECT_FALSE(c.authkeys.options.pty);
+  EXPECT_EQ(c.authkeys.options.command, "echo hi");
+  EXPECT_EQ(c.authkeys.options.from.size(), 1u);
+  ASSERT_TRUE(Parse("[authkeys]\nkey_options =\n", &c).ok()) << "no options at all is valid";
+  EXPECT_TRUE(c.authkeys.options.pty);
+  EXPECT_EQ(ErrorOf("[authkeys]\nallow_superusers = false\nkey_options = restrict,environment=\"A=B\"\n").substr(0, 56),
+            "test.conf:3: [authkeys] key_options: environment: allgo-");
+  EXPECT_EQ(ErrorOf("[authkeys]\nkey_options = restrict,bogus\n"),
+            "test.conf:2: [authkeys] key_options: bogus: unknown option (OpenSSH refuses every key line that "
+            "carries it)");
+  EXPECT_EQ(ErrorOf("[authkeys]\nkey_options = restrict,port-forwarding\n").substr(0, 53),
+            "test.conf:2: [authkeys] key_options: port-forwarding:");
+}
+
 TEST(Config, ValuesInLaterLinesAreCountedCorrectly) {
   // Comments, blank lines and sections all count as lines.
   EXPECT_EQ(ErrorOf("# c\n; c\n\n[nss]\n  ; indented comment\nhome = /\nbogus = 1\n"),

@@ -87,6 +87,14 @@ TEST_F(Keys, OptionsAreParsedPastAndNeverKept) {
   EXPECT_EQ(printed, "restrict,pty " + Pub("ed25519"));
   EXPECT_EQ(printed.find("command"), std::string::npos);
   EXPECT_EQ(FormatAuthorizedKeysLine(k, ""), Pub("ed25519"));
+  // Their text is kept apart, for an authorized_keys_command's output (never printed).
+  EXPECT_EQ(k.options, "command=\"/bin/sh -c 'evil; x'\",no-pty,environment=\"A=b c\"");
+  ASSERT_TRUE(ParsePublicKeyLine("command=\"a \\\" b\",no-pty " + Pub("ed25519"), &k).ok());
+  EXPECT_EQ(k.options, "command=\"a \\\" b\",no-pty");
+  // Only \" is an escape inside quotes, as in OpenSSH: in "a\\" b" the quote after the two
+  // backslashes is escaped, and the value runs on to the last quote.
+  ASSERT_TRUE(ParsePublicKeyLine("command=\"a\\\\\" b\" " + Pub("ed25519"), &k).ok());
+  EXPECT_EQ(k.options, "command=\"a\\\\\" b\"");
 }
 
 TEST_F(Keys, InnerTypeMustMatchDeclaredType) {

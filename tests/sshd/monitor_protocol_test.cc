@@ -32,6 +32,16 @@ TEST(MonitorProtocol, RoundTrips) {
   EXPECT_EQ(out.pty.cols, 120u);
   EXPECT_EQ(out.env, in.env);
 
+  KeyAnswer answer{true, "owner@example.org", true};
+  KeyAnswer answer2;
+  ASSERT_TRUE(Decode(Encode(answer), &answer2).ok());
+  EXPECT_TRUE(answer2.allowed);
+  EXPECT_EQ(answer2.account, "owner@example.org");
+  EXPECT_TRUE(answer2.pty_allowed);
+  answer.pty_allowed = false;
+  ASSERT_TRUE(Decode(Encode(answer), &answer2).ok());
+  EXPECT_FALSE(answer2.pty_allowed);
+
   KeyQuery q{true, "webapp1", "ssh-ed25519", "AAAA"};
   KeyQuery q2;
   ASSERT_TRUE(Decode(Encode(q), &q2).ok());
@@ -87,7 +97,7 @@ TEST(MonitorProtocol, RejectsOversizedFieldsAndForbiddenEnv) {
   r.env.assign(kMaxEnvEntries + 1, {"LANG", "C"});
   EXPECT_FALSE(Decode(Encode(r), &out).ok());
   // A bool field must be 0 or 1.
-  std::string bad = Encode(KeyAnswer{true, "a@b"});
+  std::string bad = Encode(KeyAnswer{true, "a@b", true});
   bad[1] = 2;
   KeyAnswer a;
   EXPECT_FALSE(Decode(bad, &a).ok());

@@ -96,6 +96,18 @@ TEST_F(SshdBridgeTest, CommandsRunInTheSandboxWithExitCodesStderrAndEof) {
   EXPECT_TRUE(server_->WaitForLog("session end: user=sleep kind=exec"));
 }
 
+// key_options command=: the forced command runs in the sandbox and sees the client's command.
+TEST_F(SshdBridgeTest, ForcedCommandRunsInTheSandboxWithTheOriginalCommand) {
+  server_.reset();
+  server_ = std::make_unique<SshdServer>(
+      "", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n[authkeys]\nkey_options = "
+          "restrict,command=\"echo forced:$SSH_ORIGINAL_COMMAND; head -c 4 /proc/1/cmdline\"\n",
+      Artifact("allgo-shell"));
+  RunResult r = Ssh("rm -rf /");
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_EQ(r.out, "forced:rm -rf /\nbwra");
+}
+
 TEST_F(SshdBridgeTest, TwentyMegabytesKeepTheirChecksum) {
   std::string blob(20 << 20, '\0');
   std::mt19937_64 rng(5);

@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "allgo/key_options.h"
 #include "allgo/status.h"
 
 namespace allgo {
@@ -41,7 +42,10 @@ struct NssConfig {
 };
 
 struct AuthkeysConfig {
+  // Printed by allgo-authkeys before every key (for OpenSSH) and enforced by allgo-sshd;
+  // validated at load (key_options.h): an option allgo-sshd cannot honour is a config error.
   std::string key_options = "restrict,pty";
+  KeyOptions options = DefaultKeyOptions();  // key_options, parsed
   bool allow_superusers = false;
 };
 

@@ -1,8 +1,9 @@
 // OpenSSH public keys as users paste them into allgo (library allgo_keys, uses libssh).
 //
 // A pasted field may hold several lines; each non-empty line that is not a '#' comment must
-// be `[options] type base64 [comment]`. Options are parsed past and discarded: they never
-// reach an authorized_keys line we print. The base64 blob must decode to a key whose inner
+// be `[options] type base64 [comment]`. Options are parsed past: they never reach an
+// authorized_keys line we print (their text is kept in `options` for allgo-sshd, which honours
+// them only in an authorized_keys_command's output). The base64 blob must decode to a key whose inner
 // type is the declared type (checked by re-encoding the parsed key and comparing); RSA keys
 // below 2048 bits, DSA keys, certificates and lines containing NUL or CR are rejected.
 #pragma once
@@ -22,6 +23,7 @@ struct PublicKey {
   std::string fingerprint;  // "SHA256:..." as ssh-keygen -l prints it
   unsigned bits = 0;        // key size in bits
   bool had_options = false; // the pasted line carried options (which were discarded)
+  std::string options;      // their text, for an authorized_keys_command's output (key_options.h)
 };
 
 Status ParsePublicKeyLine(std::string_view line, PublicKey* out);
