@@ -67,7 +67,7 @@ class CommandKeySource : public KeySource {
       Status parsed = ParseKeyOptions(key.options, &options);
       if (!parsed.ok()) {
         spdlog::warn("user {}: authorized_keys_command: key {} skipped, its options cannot be honoured: {}",
-                     SanitizeForLog(user), key.fingerprint, SanitizeForLog(parsed.message(), 300));
+                     webapp.docker_name, key.fingerprint, SanitizeForLog(parsed.message(), 300));
         continue;
       }
       // The helper's output names no allgo account (its comment is whatever the user
