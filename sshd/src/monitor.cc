@@ -175,6 +175,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
 
   KeyAnswer answer;
   std::string reason;
+  AuthRefusal refusal = AuthRefusal::kKeyNotAllowed;  // for the metrics, when refused
   PublicKey key;
   std::string fingerprint = "?";
   if (!ParsePublicKeyLine(q.key_type + " " + q.key_base64, &key).ok()) {
@@ -184,8 +185,10 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
     UserEntry* entry = nullptr;
     if (!LookupUser(q.user, &entry)) {
       reason = "lookup failed";
+      refusal = AuthRefusal::kDatabaseUnavailable;
     } else if (!entry->exists) {
       reason = entry->reason.empty() ? "unknown user or no key" : SanitizeForLog(entry->reason, 200);
+      refusal = AuthRefusal::kUnknownUser;
     } else if (!IsWebappUid(config, entry->account.uid)) {
       reason = "account uid " + std::to_string(entry->account.uid) + " is outside the webapp range";
     } else {
@@ -200,6 +203,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
       }
       if (!answer.allowed && reason.empty()) {
         reason = entry->keys.empty() ? "unknown user or no key" : "key not allowed";
+        if (entry->keys.empty()) refusal = AuthRefusal::kUnknownUser;
       }
       if (answer.allowed && q.signed_phase) {
         authenticated_ = true;
@@ -212,7 +216,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
   }
   const char* phase = q.signed_phase ? "signed" : "probe";
   std::string user = SanitizeForLog(q.user, 64);
-  if (q.signed_phase || !answer.allowed) CountAuth(answer.allowed, reason);
+  if (q.signed_phase || !answer.allowed) CountAuth(answer.allowed, refusal);
   if (settings_.audit != nullptr && (q.signed_phase || !answer.allowed)) {
     AuthEvent event{settings_.conn.Client(), user, fingerprint == "?" ? "" : fingerprint, answer.account,
                     answer.allowed ? "success" : "failure", answer.allowed ? "" : reason};
@@ -380,16 +384,12 @@ void Monitor::HangUpSessions() {
   }
 }
 
-void Monitor::CountAuth(bool allowed, const std::string& reason) {
+void Monitor::CountAuth(bool allowed, AuthRefusal refusal) {
   if (!settings_.metrics) return;
   if (allowed) {
     settings_.metrics->AuthSucceeded();
-  } else if (reason == "lookup failed") {
-    settings_.metrics->AuthRefused(AuthRefusal::kDatabaseUnavailable);
-  } else if (reason == "unknown user or no key") {
-    settings_.metrics->AuthRefused(AuthRefusal::kUnknownUser);
   } else {
-    settings_.metrics->AuthRefused(AuthRefusal::kKeyNotAllowed);
+    settings_.metrics->AuthRefused(refusal);
   }
 }
 

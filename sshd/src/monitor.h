@@ -61,7 +61,7 @@ class Monitor {
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
   bool HandleSessionEnd(const SessionEnd& m);
-  void CountAuth(bool allowed, const std::string& reason);
+  void CountAuth(bool allowed, AuthRefusal refusal);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
   void ReapChildren();
