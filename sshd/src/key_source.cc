@@ -19,7 +19,6 @@
 #include "allgo/pubkey.h"
 #include "allgo/unique_fd.h"
 #include "child_process.h"
-#include "privsep.h"
 
 namespace allgo::sshd {
 namespace {
@@ -48,11 +47,9 @@ class InProcessKeySource : public KeySource {
 
 class CommandKeySource : public KeySource {
  public:
-  CommandKeySource(const Config& config, uid_t uid, gid_t gid)
+  explicit CommandKeySource(const Config& config)
       : command_(config.sshd.authorized_keys_command),
-        timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))),
-        uid_(uid),
-        gid_(gid) {}
+        timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))) {}
 
   Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
     std::string output;
@@ -81,7 +78,7 @@ class CommandKeySource : public KeySource {
       ResetSignalsInChild();
       int devnull = open("/dev/null", O_RDWR);
       if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(write_end.get(), 1) < 0) _exit(127);
-      if (!DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
+      if (geteuid() == 0) _exit(127);  // the lookup child dropped to lookup_user before
       close_range(3, ~0U, 0);
       std::vector<char*> cargv;
       for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
@@ -105,8 +102,6 @@ class CommandKeySource : public KeySource {
 
   std::string command_;
   unsigned timeout_seconds_;
-  uid_t uid_;
-  gid_t gid_;
 };
 
 }  // namespace
@@ -137,9 +132,9 @@ std::vector<std::string> ExpandCommand(const std::string& command, const std::st
   return argv;
 }
 
-std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid) {
+std::unique_ptr<KeySource> MakeKeySource(const Config& config) {
   if (config.sshd.authorized_keys_command.empty()) return std::make_unique<InProcessKeySource>(config);
-  return std::make_unique<CommandKeySource>(config, run_uid, run_gid);
+  return std::make_unique<CommandKeySource>(config);
 }
 
 }  // namespace allgo::sshd

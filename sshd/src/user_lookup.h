@@ -22,10 +22,11 @@ struct UserLookup {
   std::vector<AllowedEntry> keys;
 };
 
-// getpwnam(user) then the allowed keys (MakeKeySource). Unavailable when the lookup failed
-// (database down, helper failed, child timed out) — not the same as "no such user".
-// `user` must already be a valid user name.
-Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,
+// getpwnam(user) then the allowed keys (MakeKeySource), in a child that first drops to
+// lookup_uid/lookup_gid ([sshd] lookup_user, checked, with PR_SET_NO_NEW_PRIVS). Unavailable
+// when the lookup failed (database down, helper failed, child timed out, the drop failed) —
+// not the same as "no such user". `user` must already be a valid user name.
+Status LookupUserInChild(const Config& config, uid_t lookup_uid, gid_t lookup_gid, const std::string& user,
                          UserLookup* out);
 
 }  // namespace allgo::sshd

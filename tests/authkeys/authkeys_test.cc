@@ -157,7 +157,7 @@ class UnderOpenSsh : public Authkeys {
                   (tmp_ / "host_key") +
                   "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
                   "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\n"
-                  "AuthorizedKeysCommandUser nobody\nPasswordAuthentication no\n"
+                  "AuthorizedKeysCommandUser allgo-authkeys\nPasswordAuthentication no\n"
                   "KbdInteractiveAuthentication no\nStrictModes no\nLogLevel VERBOSE\n");
     sshd_ = std::make_unique<Daemon>(
         std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", tmp_ / "sshd_config"},

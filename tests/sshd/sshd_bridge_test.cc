@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <filesystem>
@@ -190,6 +191,42 @@ TEST_F(SshdBridgeTest, StoppedSandboxSaysSoOnOneLine) {
             "allgo: the sandbox of 'sleep' is not running (state: idle); start it from the allgo web "
             "interface\n");
   EXPECT_TRUE(server_->WaitForLog("kind=exec echo never status=1"));
+}
+
+TEST_F(SshdBridgeTest, PasswordFileReadableByRootOnly) {
+  // The database password in a file only root may read (docs/configuration.md, [mysql]).
+  std::string password_file = tmp_ / "mysql.password";
+  WriteFile(password_file, std::string(TestDatabase::kPassword) + "\n", 0600);
+  ASSERT_EQ(chmod(password_file.c_str(), 0600), 0);
+  std::string mysql = TestDatabase::Get().MysqlConfigSection();
+  std::string inline_password = "password = " + std::string(TestDatabase::kPassword);
+  ASSERT_NE(mysql.find(inline_password), std::string::npos);
+  mysql.replace(mysql.find(inline_password), inline_password.size(), "password_file = " + password_file);
+  server_.reset();
+  server_ = std::make_unique<SshdServer>("", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n",
+                                         Artifact("allgo-shell"), mysql);
+  // What degrades, as documented: an unprivileged process no longer resolves webapps by NSS.
+  RunOptions as_webapp;
+  as_webapp.uid = uid_;
+  as_webapp.gid = 65534;
+  EXPECT_NE(test::Run({"getent", "passwd", "sleep"}, as_webapp).exit_code, 0);
+  EXPECT_EQ(test::Run({"getent", "passwd", "sleep"}).exit_code, 0) << "root still does";
+
+  // Logins and sessions through allgo-sshd do not.
+  // (Needs the lookup child to build the account from the webapp row, not from getpwnam: it
+  // runs as lookup_user, for whom the NSS module cannot read this file.)
+  RunResult r = Ssh("echo in-sandbox");
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_EQ(r.out, "in-sandbox\n");
+
+  // Nor does the "not running" line; allgo-shell (the webapp's uid) cannot read the state.
+  agent_->Stop(SIGTERM, 5000);
+  r = Ssh("echo never");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("allgo: the sandbox of 'sleep' is not running (state: unknown: "));
+  EXPECT_THAT(r.err, HasSubstr(password_file + " is not readable by uid " + std::to_string(uid_)));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 }  // namespace
