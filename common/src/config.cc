@@ -7,6 +7,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -461,8 +462,8 @@ Status ParseConfig(const std::string& text, const std::string& origin, Config* o
   return Status::Ok();
 }
 
-// read(2) straight into one buffer sized from fstat, wiped before it is freed: no stdio
-// buffer and no reallocation leaves a stray copy of the password behind.
+// read(2) into a buffer sized from fstat (a pipe or /dev/stdin grows it), every buffer wiped
+// before it is freed: no stdio buffer and no reallocation leaves a stray copy of the password.
 Status LoadConfig(const std::string& path, Config* out, PasswordFile password) {
   UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
   if (!fd) {
@@ -477,12 +478,16 @@ Status LoadConfig(const std::string& path, Config* out, PasswordFile password) {
   constexpr size_t kMaxSize = 1u << 20;
   struct stat st {};
   if (fstat(fd.get(), &st) != 0) return Status::FromErrno("cannot read config " + path, errno);
-  if (static_cast<uint64_t>(st.st_size) > kMaxSize) {
-    return Status::Invalid(path + ": larger than 1 MiB; is this really the config file?");
-  }
-  std::string text(static_cast<size_t>(st.st_size) + 1, '\0');  // +1: a file that grew shows
+  std::string text(std::max<size_t>(static_cast<size_t>(st.st_size) + 1, 4096), '\0');
   size_t used = 0;
-  while (used < text.size()) {
+  while (true) {
+    if (used == text.size()) {
+      if (used > kMaxSize) break;  // refused below
+      std::string bigger(2 * text.size(), '\0');
+      std::memcpy(bigger.data(), text.data(), used);
+      WipeString(&text);
+      text.swap(bigger);
+    }
     ssize_t n = read(fd.get(), text.data() + used, text.size() - used);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
@@ -492,9 +497,9 @@ Status LoadConfig(const std::string& path, Config* out, PasswordFile password) {
     if (n == 0) break;
     used += static_cast<size_t>(n);
   }
-  if (used == text.size()) {
+  if (used > kMaxSize) {
     WipeString(&text);
-    return Status::Invalid(path + ": changed while being read; try again");
+    return Status::Invalid(path + ": larger than 1 MiB; is this really the config file?");
   }
   text.resize(used);
   Status s = ParseConfig(text, path, out, password);

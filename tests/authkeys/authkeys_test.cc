@@ -111,7 +111,7 @@ TEST_F(Authkeys, DatabaseDownMeansNoOutputNonZeroAndAClearMessage) {
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("cannot list keys for 'sleep': cannot connect to MySQL at"), std::string::npos)
       << r.err;
-  EXPECT_EQ(r.err.find("ssh-test-password"), std::string::npos) << "password leaked";
+  EXPECT_EQ(r.err.find(TestDatabase::kPassword), std::string::npos) << "password leaked";
 }
 
 TEST_F(Authkeys, BadConfigIsReportedWithFileAndLine) {

@@ -184,6 +184,29 @@ TEST(Config, ServiceUsersHaveDedicatedDefaults) {
   EXPECT_NE(ErrorOf("[sshd]\nlookup_user =\n").find("lookup_user"), std::string::npos);
 }
 
+TEST(Config, LoadsFromAPipeAndRefusesHugeFiles) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  std::string text = "[nss]\n";
+  for (int i = 0; i < 600; ++i) text += "# comment\n";  // past the first 4 KiB buffer
+  text += "home = /srv\n";
+  ASSERT_EQ(write(p[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(p[1]);
+  Config c;
+  Status s = LoadConfig("/proc/self/fd/" + std::to_string(p[0]), &c);
+  close(p[0]);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.nss.home, "/srv");
+  char path[] = "/tmp/allgo-big-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, (1 << 20) + 10), 0);
+  close(fd);
+  s = LoadConfig(path, &c);
+  unlink(path);
+  EXPECT_NE(s.message().find("larger than 1 MiB"), std::string::npos) << s.message();
+}
+
 TEST(Config, MissingFileSaysWhatToDo) {
   Config c;
   Status s = LoadConfig("/nonexistent/allgo-ssh.conf", &c);

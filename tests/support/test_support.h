@@ -125,7 +125,8 @@ KeyPair MakeKeyPair(const std::string& dir, const std::string& name,
 
 class TestDatabase {
  public:
-  static constexpr const char* kPassword = "ssh-test-password";  // of the read-only `ssh` account
+  // Of the read-only `ssh` account; long enough that a freed copy keeps a searchable tail.
+  static constexpr const char* kPassword = "ssh-test-password-7c41e9d2b5a80f63";
 
   // Starts the server on first use; later calls return the same one.
   static TestDatabase& Get();
