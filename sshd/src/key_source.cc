@@ -19,6 +19,7 @@
 #include "allgo/pubkey.h"
 #include "allgo/unique_fd.h"
 #include "child_process.h"
+#include "privsep.h"
 
 namespace allgo::sshd {
 namespace {
@@ -47,9 +48,11 @@ class InProcessKeySource : public KeySource {
 
 class CommandKeySource : public KeySource {
  public:
-  explicit CommandKeySource(const Config& config)
+  CommandKeySource(const Config& config, uid_t uid, gid_t gid)
       : command_(config.sshd.authorized_keys_command),
-        timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))) {}
+        timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))),
+        uid_(uid),
+        gid_(gid) {}
 
   Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) override {
     std::string output;
@@ -78,7 +81,10 @@ class CommandKeySource : public KeySource {
       ResetSignalsInChild();
       int devnull = open("/dev/null", O_RDWR);
       if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(write_end.get(), 1) < 0) _exit(127);
-      if (geteuid() == 0) _exit(127);  // the lookup child dropped to lookup_user before
+      // allgo-sshd's lookup child already runs as lookup_user (it cannot drop again); a root
+      // caller drops here. Never run the helper as root.
+      if (geteuid() != uid_ && !DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
+      if (geteuid() == 0) _exit(127);
       close_range(3, ~0U, 0);
       std::vector<char*> cargv;
       for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
@@ -102,6 +108,8 @@ class CommandKeySource : public KeySource {
 
   std::string command_;
   unsigned timeout_seconds_;
+  uid_t uid_;
+  gid_t gid_;
 };
 
 }  // namespace
@@ -132,9 +140,9 @@ std::vector<std::string> ExpandCommand(const std::string& command, const std::st
   return argv;
 }
 
-std::unique_ptr<KeySource> MakeKeySource(const Config& config) {
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid) {
   if (config.sshd.authorized_keys_command.empty()) return std::make_unique<InProcessKeySource>(config);
-  return std::make_unique<CommandKeySource>(config);
+  return std::make_unique<CommandKeySource>(config, run_uid, run_gid);
 }
 
 }  // namespace allgo::sshd

@@ -28,11 +28,11 @@ class KeySource {
   virtual Status Allowed(const std::string& user, std::vector<AllowedEntry>* out) = 0;
 };
 
-// The command runs as the calling process's user — the lookup child, already [sshd]
-// lookup_user, as OpenSSH runs its helper as AuthorizedKeysCommandUser — with argv split on
-// spaces and %u replaced by the user name, stdin /dev/null, a minimal environment, output
-// capped at 1 MiB and a time limit.
-std::unique_ptr<KeySource> MakeKeySource(const Config& config);
+// The command runs as (run_uid, run_gid) — [sshd] lookup_user, as OpenSSH runs its helper as
+// AuthorizedKeysCommandUser; the caller may already be that user — with argv split on spaces
+// and %u replaced by the user name, stdin /dev/null, a minimal environment, output capped at
+// 1 MiB and a time limit.
+std::unique_ptr<KeySource> MakeKeySource(const Config& config, uid_t run_uid, gid_t run_gid);
 
 // Splits a command line on spaces and substitutes %u and %% (exposed for tests).
 std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user);

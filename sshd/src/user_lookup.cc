@@ -61,8 +61,8 @@ Status Decode(const std::string& data, UserLookup* u) {
 
 // In the child: the actual lookup. The keys first: that query names a database outage
 // plainly ("cannot connect to MySQL ..."), where getpwnam would only say "not found".
-Status Lookup(const Config& config, const std::string& user, UserLookup* u) {
-  Status st = MakeKeySource(config)->Allowed(user, &u->keys);
+Status Lookup(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user, UserLookup* u) {
+  Status st = MakeKeySource(config, helper_uid, helper_gid)->Allowed(user, &u->keys);
   if (st.IsNotFound()) return Status::Ok();  // not a webapp, or nobody may log in
   if (!st.ok()) return st;
   errno = 0;
@@ -107,7 +107,7 @@ Status LookupUserInChild(const Config& config, uid_t lookup_uid, gid_t lookup_gi
     Status st = DropPrivileges(lookup_uid, lookup_gid, {lookup_gid});
     if (st.ok()) st = SetNoNewPrivs();
     if (!st.ok()) st = Status::Unavailable("cannot drop to [sshd] lookup_user: " + st.ToString());
-    if (st.ok()) st = Lookup(config, user, &u);
+    if (st.ok()) st = Lookup(config, lookup_uid, lookup_gid, user, &u);
     std::string answer = Encode(st, u);
     size_t off = 0;
     while (off < answer.size()) {
