@@ -376,7 +376,6 @@ Status ReadPasswordFile(const std::string& path, std::string* out) {
   }
   size_t len = 0;
   while (len < static_cast<size_t>(n) && buf[len] != '\n' && buf[len] != '\r') ++len;
-  out->reserve(len);
   out->assign(buf, len);
   explicit_bzero(buf, sizeof buf);
   if (len == 0) return Status::Invalid("password_file " + path + " is empty");
@@ -438,6 +437,12 @@ std::string ResolveConfigPath(const std::string& explicit_path) {
 
 Status ParseConfig(const std::string& text, const std::string& origin, Config* out, PasswordFile password) {
   Config config;
+  // On every return, the local copy's secrets are wiped (after the move below only a short
+  // password's inline bytes remain there).
+  struct ScrubOnReturn {
+    Config* config;
+    ~ScrubOnReturn() { ScrubSecrets(config); }
+  } scrub{&config};
   config.path = origin;
   ParseContext ctx;
   ctx.config = &config;
@@ -452,13 +457,9 @@ Status ParseConfig(const std::string& text, const std::string& origin, Config* o
   }
   if (rc < 0) return Status::IoError(origin + ": cannot parse (out of memory)");
   Status s = Validate(origin, password, &config);
-  if (!s.ok()) {
-    ScrubSecrets(&config);
-    return s;
-  }
+  if (!s.ok()) return s;
   ScrubSecrets(out);
   *out = std::move(config);
-  ScrubSecrets(&config);  // a short password lives inside the string object, not on the heap
   return Status::Ok();
 }
 
