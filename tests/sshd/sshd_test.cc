@@ -666,6 +666,21 @@ TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
   r = allgo::test::Run({Artifact("allgo-sshd"), "--config", missing});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("ssh-keygen"));
+  // Service users: missing, or shared with other daemons, is refused with the fix.
+  std::string no_user = t / "no-user.conf";
+  WriteFile(no_user, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                     "\nprivsep_user = allgo-no-such-user\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", no_user});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[sshd] privsep_user = allgo-no-such-user: no such user; create it with "
+                               "`adduser --system --no-create-home --group --shell /usr/sbin/nologin "
+                               "allgo-no-such-user`"));
+  std::string shared = t / "shared.conf";
+  WriteFile(shared, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                    "\nlookup_user = nobody\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", shared, "--check"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[sshd] lookup_user = nobody: must be a dedicated user of its own"));
   EXPECT_EQ(allgo::test::Run({Artifact("allgo-sshd"), "--version"}).exit_code, 0);
   EXPECT_THAT(allgo::test::Run({Artifact("allgo-sshd"), "--help"}).out, HasSubstr("--check"));
 }
