@@ -2,8 +2,8 @@
 //
 // Both servers serve the same webapp through the same NSS module (private namespace of the
 // test support library, real MariaDB fixture); OpenSSH gets its keys from allgo-authkeys as
-// AuthorizedKeysCommand (user nobody), allgo-sshd looks them up in-process. The client is
-// the system's OpenSSH client, kex pinned to curve25519-sha256.
+// AuthorizedKeysCommand (user allgo-authkeys, as conf/sshd_config.d), allgo-sshd looks them
+// up in-process. The client is the system's OpenSSH client, kex pinned to curve25519-sha256.
 //
 // Prints a markdown table: connect+auth+`true` latency (median, p95), 1 GiB download and
 // upload throughput for chacha20-poly1305 and aes128-gcm, memory per idle interactive (PTY)
@@ -440,7 +440,7 @@ class Bench {
                         "\nPidFile " + (dir_ / "sshd.pid") +
                         "\nUsePAM no\nAuthorizedKeysFile none\nAuthorizedKeysCommand " + authkeys + " --config " +
                         test::AllgoConfigPath() +
-                        " %u\nAuthorizedKeysCommandUser nobody\nPasswordAuthentication no\n"
+                        " %u\nAuthorizedKeysCommandUser allgo-authkeys\nPasswordAuthentication no\n"
                         "KbdInteractiveAuthentication no\nStrictModes no\nMaxStartups 300:30:400\n"
                         "LoginGraceTime 60\nLogLevel ERROR\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
                         "PrintMotd no\nPrintLastLog no\nUseDNS no\n");

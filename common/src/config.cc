@@ -2,9 +2,12 @@
 // continuation lines; everything that makes a value valid is decided here, in one table.
 #include "allgo/config.h"
 
+#include <fcntl.h>
 #include <ini.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cerrno>
 #include <cstdio>
@@ -16,6 +19,7 @@
 #include <string_view>
 
 #include "allgo/directory.h"
+#include "allgo/unique_fd.h"
 
 namespace allgo {
 namespace {
@@ -37,7 +41,12 @@ struct ParseContext {
 // silently split a longer line in two.
 char* StringReader(char* buf, int size, void* stream) {
   auto* ctx = static_cast<ParseContext*>(stream);
-  if (ctx->too_long || ctx->text[ctx->pos] == '\0') return nullptr;
+  if (ctx->too_long || ctx->text[ctx->pos] == '\0') {
+    // inih frees its line buffer (heap, in Debian's build) without clearing it after this
+    // last call: the lines it held may carry the password.
+    explicit_bzero(buf, static_cast<size_t>(size));
+    return nullptr;
+  }
   const char* start = ctx->text + ctx->pos;
   const char* nl = std::strchr(start, '\n');
   size_t len = nl ? static_cast<size_t>(nl - start) + 1 : std::strlen(start);
@@ -46,6 +55,7 @@ char* StringReader(char* buf, int size, void* stream) {
   ++ctx->line;
   if (content >= static_cast<size_t>(size) - 1) {
     ctx->too_long = true;
+    explicit_bzero(buf, static_cast<size_t>(size));
     if (ctx->error.empty()) {
       ctx->error = ctx->origin + ":" + std::to_string(ctx->line) + ": line longer than " +
                    std::to_string(size - 2) +
@@ -255,6 +265,8 @@ const std::map<std::string, KeySpec>& Table() {
       {"sshd.sftp_server", {Path(&C::sshd, &SshdConfig::sftp_server, false)}},
       {"sshd.authorized_keys_command", {Str(&C::sshd, &SshdConfig::authorized_keys_command)}},
       {"sshd.privsep_user", {NonEmptyStr(&C::sshd, &SshdConfig::privsep_user)}},
+      {"sshd.lookup_user", {NonEmptyStr(&C::sshd, &SshdConfig::lookup_user)}},
+      {"sshd.metrics_user", {NonEmptyStr(&C::sshd, &SshdConfig::metrics_user)}},
       {"sshd.privsep_chroot", {Path(&C::sshd, &SshdConfig::privsep_chroot, false)}},
       {"sshd.login_grace_time", {Uint(&C::sshd, &SshdConfig::login_grace_time, 1, 3600)}},
       {"sshd.max_auth_tries", {Uint(&C::sshd, &SshdConfig::max_auth_tries, 1, 100)}},
@@ -346,26 +358,40 @@ int Handler(void* user, const char* section, const char* name, const char* value
   } else if (!spec.repeatable && !ctx->seen.insert(key).second) {
     return fail("given twice");
   }
-  std::string problem = spec.set(*ctx->config, value);
+  // Our own copy, wiped once stored: a value may be the password, and a freed copy would
+  // outlive the parse in the memory of every process allgo-sshd forks.
+  std::string copy = value;
+  std::string problem = spec.set(*ctx->config, copy);
+  WipeString(&copy);
   if (!problem.empty()) return fail(problem);
   return 1;
 }
 
+// The first line, read with read(2) into a buffer wiped afterwards (stdio would leave a copy
+// in its freed buffer).
 Status ReadPasswordFile(const std::string& path, std::string* out) {
-  FILE* f = std::fopen(path.c_str(), "re");
-  if (!f) return Status::FromErrno("cannot read password_file " + path, errno);
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) return Status::FromErrno("cannot read password_file " + path, errno);
   char buf[1024];
-  bool got = std::fgets(buf, sizeof buf, f) != nullptr;
-  std::fclose(f);
-  if (!got) return Status::Invalid("password_file " + path + " is empty");
-  std::string pw(buf);
-  while (!pw.empty() && (pw.back() == '\n' || pw.back() == '\r')) pw.pop_back();
-  *out = pw;
+  ssize_t n;
+  do {
+    n = read(fd.get(), buf, sizeof buf - 1);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    int err = errno;
+    explicit_bzero(buf, sizeof buf);
+    return Status::FromErrno("cannot read password_file " + path, err);
+  }
+  size_t len = 0;
+  while (len < static_cast<size_t>(n) && buf[len] != '\n' && buf[len] != '\r') ++len;
+  out->assign(buf, len);
+  explicit_bzero(buf, sizeof buf);
+  if (len == 0) return Status::Invalid("password_file " + path + " is empty");
   return Status::Ok();
 }
 
 // Cross-key rules and defaults, after the whole file was read.
-Status Validate(const std::string& origin, Config* c) {
+Status Validate(const std::string& origin, PasswordFile password, Config* c) {
   auto bad = [&](const std::string& what) { return Status::Invalid(origin + ": " + what); };
   if (c->mysql.host.empty() && c->mysql.socket.empty()) c->mysql.socket = "/run/mysqld/mysqld.sock";
   if (!c->mysql.password.empty() && !c->mysql.password_file.empty()) {
@@ -373,7 +399,12 @@ Status Validate(const std::string& origin, Config* c) {
   }
   if (!c->mysql.password_file.empty()) {
     Status s = ReadPasswordFile(c->mysql.password_file, &c->mysql.password);
-    if (!s.ok()) return bad("[mysql] password_file: " + s.message());
+    if (!s.ok() && password == PasswordFile::kIfReadable && s.code() == Status::Code::kPermission) {
+      c->mysql.password_error = "[mysql] password_file " + c->mysql.password_file +
+                                " is not readable by uid " + std::to_string(getuid());
+    } else if (!s.ok()) {
+      return bad("[mysql] password_file: " + s.message());
+    }
   }
   if (c->nss.min_uid > c->nss.max_uid) return bad("[nss] min_uid is greater than max_uid");
   if (c->nss.shell.empty()) c->nss.shell = ALLGO_DEFAULT_SHELL;
@@ -412,8 +443,14 @@ std::string ResolveConfigPath(const std::string& explicit_path) {
   return DefaultConfigPath();
 }
 
-Status ParseConfig(const std::string& text, const std::string& origin, Config* out) {
+Status ParseConfig(const std::string& text, const std::string& origin, Config* out, PasswordFile password) {
   Config config;
+  // On every return, the local copy's secrets are wiped (after the move below only a short
+  // password's inline bytes remain there).
+  struct ScrubOnReturn {
+    Config* config;
+    ~ScrubOnReturn() { ScrubSecrets(config); }
+  } scrub{&config};
   config.path = origin;
   ParseContext ctx;
   ctx.config = &config;
@@ -427,15 +464,18 @@ Status ParseConfig(const std::string& text, const std::string& origin, Config* o
                            ": syntax error (expected [section], key = value, or a comment)");
   }
   if (rc < 0) return Status::IoError(origin + ": cannot parse (out of memory)");
-  Status s = Validate(origin, &config);
+  Status s = Validate(origin, password, &config);
   if (!s.ok()) return s;
+  ScrubSecrets(out);
   *out = std::move(config);
   return Status::Ok();
 }
 
-Status LoadConfig(const std::string& path, Config* out) {
-  FILE* f = std::fopen(path.c_str(), "re");
-  if (!f) {
+// read(2) into a buffer sized from fstat (a pipe or /dev/stdin grows it), every buffer wiped
+// before it is freed: no stdio buffer and no reallocation leaves a stray copy of the password.
+Status LoadConfig(const std::string& path, Config* out, PasswordFile password) {
+  UniqueFd fd(open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY));
+  if (!fd) {
     int err = errno;
     Status s = Status::FromErrno("cannot read config " + path, err);
     if (err == ENOENT) {
@@ -444,20 +484,43 @@ Status LoadConfig(const std::string& path, Config* out) {
     }
     return s;
   }
-  std::string text;
-  char buf[8192];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-    text.append(buf, n);
-    if (text.size() > (1u << 20)) {
-      std::fclose(f);
-      return Status::Invalid(path + ": larger than 1 MiB; is this really the config file?");
+  constexpr size_t kMaxSize = 1u << 20;
+  struct stat st {};
+  if (fstat(fd.get(), &st) != 0) return Status::FromErrno("cannot read config " + path, errno);
+  std::string text(std::max<size_t>(static_cast<size_t>(st.st_size) + 1, 4096), '\0');
+  size_t used = 0;
+  while (true) {
+    if (used == text.size()) {
+      if (used > kMaxSize) break;  // refused below
+      std::string bigger(2 * text.size(), '\0');
+      std::memcpy(bigger.data(), text.data(), used);
+      WipeString(&text);
+      text.swap(bigger);
     }
+    ssize_t n = read(fd.get(), text.data() + used, text.size() - used);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      WipeString(&text);
+      return Status::IoError("cannot read config " + path);
+    }
+    if (n == 0) break;
+    used += static_cast<size_t>(n);
   }
-  bool failed = std::ferror(f);
-  std::fclose(f);
-  if (failed) return Status::IoError("cannot read config " + path);
-  return ParseConfig(text, path, out);
+  if (used > kMaxSize) {
+    WipeString(&text);
+    return Status::Invalid(path + ": larger than 1 MiB; is this really the config file?");
+  }
+  text.resize(used);
+  Status s = ParseConfig(text, path, out, password);
+  WipeString(&text);
+  return s;
 }
+
+void WipeString(std::string* s) {
+  explicit_bzero(s->data(), s->capacity());
+  s->clear();
+}
+
+void ScrubSecrets(Config* config) { WipeString(&config->mysql.password); }
 
 }  // namespace allgo

@@ -88,7 +88,10 @@ class CommandKeySource : public KeySource {
       ResetSignalsInChild();
       int devnull = open("/dev/null", O_RDWR);
       if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(write_end.get(), 1) < 0) _exit(127);
-      if (!DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
+      // allgo-sshd's lookup child already runs as lookup_user (it cannot drop again); a root
+      // caller drops here. Never run the helper as root.
+      if (geteuid() != uid_ && !DropPrivileges(uid_, gid_, {gid_}).ok()) _exit(127);
+      if (geteuid() == 0) _exit(127);
       close_range(3, ~0U, 0);
       std::vector<char*> cargv;
       for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));

@@ -34,10 +34,11 @@ class KeySource {
   virtual Status Allowed(const Webapp& webapp, std::vector<AllowedEntry>* out) = 0;
 };
 
-// The command runs as (run_uid, run_gid) — the privsep user, as OpenSSH runs its helper as
-// AuthorizedKeysCommandUser — with argv split on spaces and %u replaced by the user name,
-// stdin /dev/null, a minimal environment, output capped at 1 MiB and a time limit.
-// The in-process source reads the keys through `directory`, which must outlive it.
+// The command runs as (run_uid, run_gid) — [sshd] lookup_user, as OpenSSH runs its helper as
+// AuthorizedKeysCommandUser; the caller may already be that user — with argv split on spaces
+// and %u replaced by the user name, stdin /dev/null, a minimal environment, output capped at
+// 1 MiB and a time limit. The in-process source reads the keys through `directory`, which
+// must outlive it.
 std::unique_ptr<KeySource> MakeKeySource(const Config& config, WebappDirectory* directory, uid_t run_uid,
                                          gid_t run_gid);
 

@@ -65,18 +65,6 @@ Status ReadBanner(const Config& config, std::string* out) {
   return Status::Ok();
 }
 
-Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out) {
-  struct passwd* pw = getpwnam(config.sshd.privsep_user.c_str());
-  if (pw == nullptr) {
-    return Status::Invalid(config.path + ": [sshd] privsep_user '" + config.sshd.privsep_user +
-                           "' does not exist (create it, e.g. useradd --system --no-create-home allgo-sshd)");
-  }
-  if (pw->pw_uid == 0) return Status::Invalid("[sshd] privsep_user must not be root");
-  out->uid = pw->pw_uid;
-  out->gid = pw->pw_gid;
-  return Status::Ok();
-}
-
 Status OpenListener(const std::string& spec, UniqueFd* out) {
   std::string host, port;
   if (!spec.empty() && spec[0] == '[') {
@@ -149,7 +137,9 @@ Status Listener::ApplyOperations(const Config& config) {
 }
 
 Listener::Listener(std::string config_path, Config config)
-    : config_path_(std::move(config_path)), config_(std::move(config)) {}
+    : config_path_(std::move(config_path)), config_(std::move(config)) {
+  ScrubSecrets(&config);  // a short password is copied, not moved, out of the string object
+}
 
 Status Listener::Init() {
   std::vector<std::string> summary;
@@ -158,7 +148,7 @@ Status Listener::Init() {
   for (const auto& line : summary) spdlog::info("host key {}", line);
   st = ReadBanner(config_, &banner_);
   if (!st.ok()) return st;
-  st = ResolvePrivsepUser(config_, &privsep_);
+  st = ResolveServiceUsers(config_, &users_);
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
   if (!st.ok()) return st;
@@ -166,7 +156,7 @@ Status Listener::Init() {
   metrics_ = Metrics::CreateShared();
   if (!config_.sshd.metrics_listen.empty()) {
     if (!metrics_) return Status::IoError("metrics: cannot map shared memory");
-    st = StartMetricsServer(config_, metrics_, privsep_.uid, privsep_.gid, &metrics_pid_);
+    st = StartMetricsServer(config_, metrics_, users_.metrics.uid, users_.metrics.gid, &metrics_pid_);
     if (!st.ok()) return st;
     spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
   }
@@ -246,8 +236,8 @@ void Listener::Accept(int listen_fd) {
 void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
   MonitorSettings ms;
   ms.config = &config_;
-  ms.privsep_uid = privsep_.uid;
-  ms.privsep_gid = privsep_.gid;
+  ms.lookup_uid = users_.lookup.uid;
+  ms.lookup_gid = users_.lookup.gid;
   sockaddr_storage ss{};
   socklen_t len = sizeof(ss);
   getpeername(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
@@ -296,6 +286,9 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
     _exit(1);
   }
   if (net == 0) {
+    // Least knowledge: before its first network byte this process forgets every [mysql]
+    // secret (LoadConfig left no other copy; docs/security.md "The network child").
+    ScrubSecrets(&config_);
     mon_end.reset();
     startup.reset();
     audit_.reset();  // only the monitor writes the audit log
@@ -313,7 +306,7 @@ void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
     bind_.reset();     // the session holds its own copies of the host keys
     // From here on this process parses network bytes: no root, no filesystem, no way back.
     Status st = EnterChroot(config_.sshd.privsep_chroot);
-    if (st.ok()) st = DropPrivileges(privsep_.uid, privsep_.gid, {privsep_.gid});
+    if (st.ok()) st = DropPrivileges(users_.privsep.uid, users_.privsep.gid, {users_.privsep.gid});
     if (st.ok()) st = SetNoNewPrivs();
     if (st.ok()) st = InstallNetworkChildFilter();
     if (!st.ok()) {
@@ -349,11 +342,12 @@ void Listener::Reload() {
   if (st.ok()) st = MakeServerBind(fresh, &bind, &summary);
   std::string banner;
   if (st.ok()) st = ReadBanner(fresh, &banner);
-  PrivsepIdentity privsep;
-  if (st.ok()) st = ResolvePrivsepUser(fresh, &privsep);
+  ServiceUsers users;
+  if (st.ok()) st = ResolveServiceUsers(fresh, &users);
   if (st.ok()) st = EnsurePrivsepChroot(fresh.sshd.privsep_chroot);
   if (st.ok()) st = ApplyOperations(fresh);
   if (!st.ok()) {
+    ScrubSecrets(&fresh);
     spdlog::error("SIGHUP: reload failed, keeping the running configuration: {}", st.ToString());
     return;
   }
@@ -363,10 +357,12 @@ void Listener::Reload() {
   if (fresh.sshd.metrics_listen != config_.sshd.metrics_listen) {
     spdlog::warn("SIGHUP: metrics_listen changed; it takes effect after a restart");
   }
+  ScrubSecrets(&config_);  // the move below would hand the old buffer to `fresh`, freed unwiped
   config_ = std::move(fresh);
+  ScrubSecrets(&fresh);
   bind_ = std::move(bind);
   banner_ = std::move(banner);
-  privsep_ = privsep;
+  users_ = users;
   spdlog::info("SIGHUP: configuration reloaded from {} (applies to new connections)", config_path_);
 }
 

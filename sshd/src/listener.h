@@ -34,19 +34,12 @@
 #include "metrics.h"
 #include "proxy_protocol.h"
 #include "server_keys.h"
+#include "service_users.h"
 
 namespace allgo::sshd {
 
-struct PrivsepIdentity {
-  uid_t uid = 65534;
-  gid_t gid = 65534;
-};
-
 // Reads the [sshd] banner file (empty path → empty text); at most 64 KiB.
 Status ReadBanner(const Config& config, std::string* out);
-
-// Resolves [sshd] privsep_user (must exist in /etc/passwd or NSS).
-Status ResolvePrivsepUser(const Config& config, PrivsepIdentity* out);
 
 // Parses "host:port", "[v6]:port" or ":port" / "port" (all addresses); binds and listens.
 Status OpenListener(const std::string& spec, UniqueFd* out);
@@ -77,7 +70,7 @@ class Listener {
   Config config_;
   UniqueBind bind_;
   std::string banner_;  // contents of [sshd] banner
-  PrivsepIdentity privsep_;
+  ServiceUsers users_;
   std::vector<UniqueFd> listeners_;
   std::map<pid_t, Child> children_;
   UniqueFd sigfd_;

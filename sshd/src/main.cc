@@ -46,8 +46,8 @@ int Check(const Config& config) {
   allgo::sshd::UniqueBind bind;
   std::vector<std::string> summary;
   Status st = allgo::sshd::MakeServerBind(config, &bind, &summary);
-  allgo::sshd::PrivsepIdentity privsep;
-  if (st.ok()) st = allgo::sshd::ResolvePrivsepUser(config, &privsep);
+  allgo::sshd::ServiceUsers users;
+  if (st.ok()) st = allgo::sshd::ResolveServiceUsers(config, &users);
   if (st.ok() && access(config.sshd.privsep_chroot.c_str(), F_OK) == 0) {
     st = allgo::sshd::EnsurePrivsepChroot(config.sshd.privsep_chroot);
   }
@@ -101,7 +101,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "allgo-sshd: must run as root (it drops privileges per connection)\n");
     return 1;
   }
-  allgo::sshd::Listener listener(path, config);
+  allgo::sshd::Listener listener(path, std::move(config));
+  allgo::ScrubSecrets(&config);  // the listener holds the one copy
   st = listener.Init();
   if (!st.ok()) {
     spdlog::critical("{}", st.ToString());

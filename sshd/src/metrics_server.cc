@@ -94,7 +94,7 @@ Status CheckDropped(uid_t uid, gid_t gid) {
   gid_t rg, eg, sg;
   if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0) return Status::FromErrno("getresuid", errno);
   if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
-    return Status::Permission("the metrics process is not running as privsep_user");
+    return Status::Permission("the metrics process is not running as metrics_user");
   }
   gid_t groups[4];
   int n = getgroups(4, groups);
@@ -105,7 +105,7 @@ Status CheckDropped(uid_t uid, gid_t gid) {
   return Status::Ok();
 }
 
-// Binds, drops to privsep_user and starts serving; false on any failure (logged).
+// Binds, drops to metrics_user and starts serving; false on any failure (logged).
 std::unique_ptr<prometheus::Exposer> StartExposer(const Config& config, uid_t uid, gid_t gid) {
   // no_new_privs before the threads exist, so every thread has it.
   Status st = SetNoNewPrivs();
@@ -119,7 +119,7 @@ std::unique_ptr<prometheus::Exposer> StartExposer(const Config& config, uid_t ui
   try {
     exposer = std::make_unique<prometheus::Exposer>(
         std::vector<std::string>{"listening_ports", CivetPort(config.sshd.metrics_listen), "run_as_user",
-                                 config.sshd.privsep_user, "num_threads", "2", "request_timeout_ms", "5000",
+                                 config.sshd.metrics_user, "num_threads", "2", "request_timeout_ms", "5000",
                                  "max_request_size", "16384", "enable_keep_alive", "no"},
         &callbacks);
   } catch (const std::exception& e) {

@@ -4,7 +4,7 @@
 // It runs in its own process, forked by the listener at start-up before anything else, so
 // the listener never carries the HTTP library's threads into its per-connection forks. The
 // HTTP side is prometheus-cpp's Exposer (civetweb): it binds as root (the port may be
-// privileged) and drops to privsep_user before its threads start; the process has
+// privileged) and drops to [sshd] metrics_user before its threads start; the process has
 // no_new_privs and dies with the listener (its parent-death signal is armed after the drop,
 // which clears it, so a killed listener never leaves it holding the port). It answers only
 // small GET requests; /healthz never shows the database's error text.

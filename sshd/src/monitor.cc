@@ -154,7 +154,7 @@ bool Monitor::LookupUser(const std::string& user, UserEntry** entry) {
   if (IsValidUserName(user)) {
     // NSS and the database are reached from a short-lived child (user_lookup.h); the
     // chrooted network child could reach neither.
-    Status st = LookupUserInChild(*settings_.config, settings_.privsep_uid, settings_.privsep_gid, user, &e);
+    Status st = LookupUserInChild(*settings_.config, settings_.lookup_uid, settings_.lookup_gid, user, &e);
     if (!st.ok()) {
       spdlog::error("cannot look up user '{}': {}; the allgo database is unreachable or failing, "
                     "logins are refused until it answers (check [mysql] in {})",

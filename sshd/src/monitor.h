@@ -33,8 +33,8 @@ namespace allgo::sshd {
 struct MonitorSettings {
   const Config* config = nullptr;
   ConnectionInfo conn;
-  uid_t privsep_uid = 65534;
-  gid_t privsep_gid = 65534;
+  uid_t lookup_uid = static_cast<uid_t>(-1);  // [sshd] lookup_user: the lookup child runs as it
+  gid_t lookup_gid = static_cast<gid_t>(-1);
   AuditLog* audit = nullptr;  // [sshd] audit_log, opened by the listener; may be null
   Metrics* metrics = nullptr;  // shared by every allgo-sshd process; may be null
 };

@@ -14,6 +14,7 @@
 #include "allgo/identity.h"
 #include "allgo/unique_fd.h"
 #include "child_process.h"
+#include "privsep.h"
 #include "wire.h"
 
 namespace allgo::sshd {
@@ -88,7 +89,7 @@ Status Lookup(const Config& config, uid_t helper_uid, gid_t helper_gid, const st
 
 }  // namespace
 
-Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,
+Status LookupUserInChild(const Config& config, uid_t lookup_uid, gid_t lookup_gid, const std::string& user,
                          UserLookup* out) {
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) return Status::FromErrno("pipe2", errno);
@@ -103,8 +104,14 @@ Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gi
     int keep = write_end.get();
     if (keep > 3) close_range(3, static_cast<unsigned>(keep - 1), 0);
     close_range(static_cast<unsigned>(keep + 1), ~0U, 0);
+    // Everything below parses what the database (or NSS, or the helper) returns: never as
+    // root. The config, password included, is already in memory, so a password_file only
+    // root may read still works; the helper runs as this same user.
     UserLookup u;
-    Status st = Lookup(config, helper_uid, helper_gid, user, &u);
+    Status st = DropPrivileges(lookup_uid, lookup_gid, {lookup_gid});
+    if (st.ok()) st = SetNoNewPrivs();
+    if (!st.ok()) st = Status::Unavailable("cannot drop to [sshd] lookup_user: " + st.ToString());
+    if (st.ok()) st = Lookup(config, lookup_uid, lookup_gid, user, &u);
     std::string answer = Encode(st, u);
     size_t off = 0;
     while (off < answer.size()) {

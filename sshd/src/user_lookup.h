@@ -24,12 +24,13 @@ struct UserLookup {
   std::vector<AllowedEntry> keys;
 };
 
-// The webapp row (WebappDirectory::FindByName, which applies the identity rule: a name or
-// uid another NSS source owns is no webapp), the account built from that row alone (never
-// from getpwnam), then the allowed keys (MakeKeySource). Unavailable when the lookup failed
-// (database down, helper failed, child timed out) — not the same as "no such user".
-// `user` must already be a valid user name.
-Status LookupUserInChild(const Config& config, uid_t helper_uid, gid_t helper_gid, const std::string& user,
+// In a child that first drops to lookup_uid/lookup_gid ([sshd] lookup_user, checked, with
+// PR_SET_NO_NEW_PRIVS): the webapp row (WebappDirectory::FindByName, which applies the
+// identity rule: a name or uid another NSS source owns is no webapp), the account built from
+// that row alone (never from getpwnam), then the allowed keys (MakeKeySource). Unavailable
+// when the lookup failed (database down, helper failed, child timed out, the drop failed) —
+// not the same as "no such user". `user` must already be a valid user name.
+Status LookupUserInChild(const Config& config, uid_t lookup_uid, gid_t lookup_gid, const std::string& user,
                          UserLookup* out);
 
 }  // namespace allgo::sshd

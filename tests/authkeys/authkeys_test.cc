@@ -137,7 +137,7 @@ TEST_F(Authkeys, DatabaseDownMeansNoOutputNonZeroAndAClearMessage) {
   EXPECT_EQ(r.out, "");
   EXPECT_NE(r.err.find("cannot list keys for 'sleep': cannot connect to MySQL at"), std::string::npos)
       << r.err;
-  EXPECT_EQ(r.err.find("ssh-test-password"), std::string::npos) << "password leaked";
+  EXPECT_EQ(r.err.find(TestDatabase::kPassword), std::string::npos) << "password leaked";
 }
 
 TEST_F(Authkeys, BadConfigIsReportedWithFileAndLine) {
@@ -203,7 +203,7 @@ class UnderOpenSsh : public Authkeys {
                   (tmp_ / "host_key") +
                   "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
                   "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\n"
-                  "AuthorizedKeysCommandUser nobody\nPasswordAuthentication no\n"
+                  "AuthorizedKeysCommandUser allgo-authkeys\nPasswordAuthentication no\n"
                   "KbdInteractiveAuthentication no\nStrictModes no\nLogLevel VERBOSE\n");
     sshd_ = std::make_unique<Daemon>(
         std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", tmp_ / "sshd_config"},

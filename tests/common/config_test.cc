@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -146,6 +148,83 @@ TEST(Config, PasswordFileIsRead) {
   std::string e = ErrorOf(std::string("[mysql]\npassword_file = ") + path + "\n");
   EXPECT_NE(e.find("cannot read password_file"), std::string::npos) << e;
   EXPECT_EQ(e.find("s3cret"), std::string::npos);
+}
+
+TEST(Config, PasswordFileUnreadableIsAnErrorUnlessIfReadable) {
+  // As an unprivileged uid (a forked child drops to it) a root-only (0600) file is unreadable.
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to own a file another uid cannot read";
+  char path[] = "/tmp/allgo-pw-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(write(fd, "s3cret\n", 7), 7);
+  close(fd);
+  ASSERT_EQ(chmod(path, 0600), 0);
+  std::string text = std::string("[mysql]\npassword_file = ") + path + "\n";
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(10);
+    Config c;
+    Status required = ParseConfig(text, "test.conf", &c);
+    if (required.ok() || required.message().find("cannot read password_file") == std::string::npos) _exit(11);
+    Status tolerant = ParseConfig(text, "test.conf", &c, PasswordFile::kIfReadable);
+    if (!tolerant.ok() || !c.mysql.password.empty()) _exit(12);
+    if (c.mysql.password_error.find(std::string(path) + " is not readable by uid 65534") == std::string::npos) _exit(13);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  unlink(path);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  Config root;  // root reads it: kIfReadable changes nothing then
+  ASSERT_TRUE(ParseConfig(std::string("[mysql]\npassword = p\n"), "t", &root, PasswordFile::kIfReadable).ok());
+  EXPECT_EQ(root.mysql.password_error, "");
+}
+
+TEST(Config, ScrubSecretsWipesThePasswordInPlace) {
+  Config c;
+  ASSERT_TRUE(Parse("[mysql]\npassword = a-long-password-that-lives-on-the-heap\n", &c).ok());
+  const char* buffer = c.mysql.password.data();
+  size_t size = c.mysql.password.size();
+  ScrubSecrets(&c);
+  EXPECT_EQ(c.mysql.password, "");
+  EXPECT_EQ(c.mysql.password.data(), buffer) << "the same buffer, overwritten (not freed unwiped)";
+  EXPECT_EQ(std::string(buffer, size), std::string(size, '\0'));
+}
+
+TEST(Config, ServiceUsersHaveDedicatedDefaults) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.sshd.privsep_user, "allgo-sshd");
+  EXPECT_EQ(c.sshd.lookup_user, "allgo-authkeys");
+  EXPECT_EQ(c.sshd.metrics_user, "allgo-metrics");
+  ASSERT_TRUE(Parse("[sshd]\nlookup_user = keys\nmetrics_user = prom\n", &c).ok());
+  EXPECT_EQ(c.sshd.lookup_user, "keys");
+  EXPECT_EQ(c.sshd.metrics_user, "prom");
+  EXPECT_NE(ErrorOf("[sshd]\nlookup_user =\n").find("lookup_user"), std::string::npos);
+}
+
+TEST(Config, LoadsFromAPipeAndRefusesHugeFiles) {
+  int p[2];
+  ASSERT_EQ(pipe(p), 0);
+  std::string text = "[nss]\n";
+  for (int i = 0; i < 600; ++i) text += "# comment\n";  // past the first 4 KiB buffer
+  text += "home = /srv\n";
+  ASSERT_EQ(write(p[1], text.data(), text.size()), static_cast<ssize_t>(text.size()));
+  close(p[1]);
+  Config c;
+  Status s = LoadConfig("/proc/self/fd/" + std::to_string(p[0]), &c);
+  close(p[0]);
+  ASSERT_TRUE(s.ok()) << s.message();
+  EXPECT_EQ(c.nss.home, "/srv");
+  char path[] = "/tmp/allgo-big-XXXXXX";
+  int fd = mkstemp(path);
+  ASSERT_GE(fd, 0);
+  ASSERT_EQ(ftruncate(fd, (1 << 20) + 10), 0);
+  close(fd);
+  s = LoadConfig(path, &c);
+  unlink(path);
+  EXPECT_NE(s.message().find("larger than 1 MiB"), std::string::npos) << s.message();
 }
 
 TEST(Config, MissingFileSaysWhatToDo) {

@@ -3,6 +3,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sstream>
+#include <string>
+#include <vector>
+
 #include "test_support.h"
 
 namespace allgo::test {
@@ -54,7 +58,7 @@ TEST_F(Install, AgentIsFullyStatic) {
 TEST_F(Install, InstalledConfigIsTheCommentedExampleAndParses) {
   std::string conf = ReadFile(P("etc/allgo/allgo-ssh.conf"));
   for (const char* key : {"socket", "uid_offset", "key_options", "start_wait", "listen", "host_key",
-                          "privsep_user", "max_startups", "proxy_protocol", "metrics_listen",
+                          "privsep_user", "lookup_user", "metrics_user", "max_startups", "proxy_protocol", "metrics_listen",
                           "audit_log", "banner"}) {
     EXPECT_NE(conf.find(std::string("\n") + key), std::string::npos) << key;
   }
@@ -64,6 +68,39 @@ TEST_F(Install, InstalledConfigIsTheCommentedExampleAndParses) {
   RunResult r = test::Run({P("sbin/allgo-sshd"), "--check", "--config", P("etc/allgo/allgo-ssh.conf")});
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE((r.out + r.err).find("ssh-keygen"), std::string::npos) << r.out << r.err;
+}
+
+TEST_F(Install, CreateUsersMakesDedicatedSystemUsersOnce) {
+  // This binary runs in a private mount namespace whose /etc is an overlay (test_support.h):
+  // the users appear there only. The host's passwd is read through pid 1's root.
+  std::string script = P("share/allgo-ssh/create-users");
+  ASSERT_TRUE(Executable("share/allgo-ssh/create-users"));
+  EXPECT_NE(install_log_->find("create-users"), std::string::npos) << "a non-/usr install says to run it";
+  std::string host_before = ReadFile("/proc/1/root/etc/passwd");
+  RunResult r = test::Run({script, "allgo-test-role"});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  RunResult entry = test::Run({"getent", "passwd", "allgo-test-role"});
+  ASSERT_EQ(entry.exit_code, 0);
+  std::vector<std::string> fields;
+  std::stringstream ss(entry.out.substr(0, entry.out.find('\n')));
+  for (std::string f; std::getline(ss, f, ':');) fields.push_back(f);
+  ASSERT_EQ(fields.size(), 7u) << entry.out;
+  EXPECT_GT(std::stoul(fields[2]), 0u);
+  EXPECT_LT(std::stoul(fields[2]), 1000u) << "a system user";
+  EXPECT_NE(fields[2], "65534");
+  EXPECT_EQ(fields[6], "/usr/sbin/nologin");
+  EXPECT_EQ(test::Run({"getent", "group", "allgo-test-role"}).exit_code, 0) << "a group of its own";
+  // Idempotent: the second run changes nothing.
+  std::string passwd = ReadFile("/etc/passwd");
+  r = test::Run({script, "allgo-test-role"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("exists"), std::string::npos) << r.out;
+  EXPECT_EQ(ReadFile("/etc/passwd"), passwd);
+  // The default roles are distinct users (made when this binary started, by the same script).
+  EXPECT_NE(UidOf("allgo-sshd"), UidOf("allgo-authkeys"));
+  EXPECT_NE(UidOf("allgo-authkeys"), UidOf("allgo-metrics"));
+  EXPECT_EQ(ReadFile("/proc/1/root/etc/passwd"), host_before);
+  EXPECT_EQ(host_before.find("allgo-test-role:"), std::string::npos) << "the host's /etc was changed";
 }
 
 TEST_F(Install, ReinstallKeepsTheOperatorsConfig) {

@@ -180,6 +180,19 @@ double Sample(const std::string& text, const std::string& series) {
 
 TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
   Stack s;
+  // The endpoint (parses HTTP, holds the database password) is [sshd] metrics_user, a user of
+  // its own: the one unprivileged child of the listener (the others are root monitors).
+  std::string metrics_uid = std::to_string(UidOf("allgo-metrics"));
+  std::string listener = "\nPPid:\t" + std::to_string(s.sshd().pid()) + "\n";
+  int unprivileged = 0;
+  for (pid_t pid : s.ServerProcesses()) {
+    std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+    if (!Contains(status, listener) || Contains(status, "\nUid:\t0\t")) continue;
+    ++unprivileged;
+    EXPECT_TRUE(Contains(status, "\nUid:\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\n"))
+        << status;
+  }
+  EXPECT_EQ(unprivileged, 1);
   RunResult r = Http(s, "/metrics");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string before = r.out;

@@ -2,11 +2,15 @@
 // allgo-sshd, the webapp resolved by glibc through libnss_allgo (real MariaDB), allgo-shell as
 // its login shell, and allgo-sandbox-agent inside a bubblewrap sandbox (own pid namespace,
 // the bridge folder bind-mounted) running the commands.
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <random>
 #include <thread>
@@ -203,6 +207,77 @@ TEST_F(SshdBridgeTest, StoppedSandboxSaysSoOnOneLine) {
             "allgo: the sandbox of 'sleep' is not running (state: idle); start it from the allgo web "
             "interface\n");
   EXPECT_TRUE(server_->WaitForLog("kind=exec echo never status=1"));
+}
+
+// Whether a unix socket still has a listener (the sandbox's agent takes a moment to go away
+// after bubblewrap).
+bool AcceptsConnections(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", path.c_str());
+  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  close(fd);
+  return ok;
+}
+
+// The [mysql] section with the password moved to a file only root may read.
+std::string RootOnlyPasswordSection(const std::string& password_file) {
+  WriteFile(password_file, std::string(TestDatabase::kPassword) + "\n", 0600);
+  EXPECT_EQ(chmod(password_file.c_str(), 0600), 0);
+  std::string mysql = TestDatabase::Get().MysqlConfigSection();
+  std::string inline_password = "password = " + std::string(TestDatabase::kPassword);
+  EXPECT_NE(mysql.find(inline_password), std::string::npos);
+  mysql.replace(mysql.find(inline_password), inline_password.size(), "password_file = " + password_file);
+  return mysql;
+}
+
+TEST_F(SshdBridgeTest, AllgoShellWorksWithoutAPasswordItCannotRead) {
+  // allgo-shell as sshd starts it (the webapp's uid, $USER), with a root-only password_file.
+  std::string config = tmp_ / "root-only.conf";
+  WriteFile(config, RootOnlyPasswordSection(tmp_ / "mysql.password") + "[sandbox]\ndir = " + sandboxes_ + "\n");
+  RunOptions as_webapp;
+  as_webapp.uid = uid_;
+  as_webapp.gid = 65534;
+  as_webapp.env = {{"USER", "sleep"}, {"ALLGO_SSH_CONFIG", config}};
+  // What degrades, as documented: an unprivileged process no longer resolves webapps by NSS.
+  RunOptions nss_as_webapp = as_webapp;
+  nss_as_webapp.env.erase("USER");
+  EXPECT_NE(test::Run({"getent", "passwd", "sleep"}, nss_as_webapp).exit_code, 0);
+  RunOptions nss_as_root;
+  nss_as_root.env = {{"ALLGO_SSH_CONFIG", config}};
+  EXPECT_EQ(test::Run({"getent", "passwd", "sleep"}, nss_as_root).exit_code, 0) << "root still does";
+  // Sessions do not need the database.
+  RunResult r = test::Run({Artifact("allgo-shell"), "-c", "echo in-sandbox"}, as_webapp);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "in-sandbox\n");
+  // The "not running" line stays one clear line, without the state it cannot read.
+  agent_->Stop(SIGTERM, 5000);
+  ASSERT_TRUE(WaitUntil([&] { return !AcceptsConnections(bridge_ + "/agent.sock"); }, 5000));
+  r = test::Run({Artifact("allgo-shell"), "-c", "echo never"}, as_webapp);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("allgo: the sandbox of 'sleep' is not running (state: unknown: "));
+  EXPECT_THAT(r.err, HasSubstr((tmp_ / "mysql.password") + " is not readable by uid " + std::to_string(uid_)));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+TEST_F(SshdBridgeTest, PasswordFileReadableByRootOnly) {
+  // Through allgo-sshd: the root monitor read the file; the lookup child (lookup_user) uses
+  // that copy. (The login needs the lookup child to build the account from the webapp row
+  // rather than getpwnam: for lookup_user the NSS module cannot read this file.)
+  std::string mysql = RootOnlyPasswordSection(tmp_ / "mysql.password");
+  server_.reset();
+  server_ = std::make_unique<SshdServer>("", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n",
+                                         Artifact("allgo-shell"), mysql);
+  RunResult r = Ssh("echo in-sandbox");
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_EQ(r.out, "in-sandbox\n");
+  agent_->Stop(SIGTERM, 5000);
+  r = Ssh("echo never");
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("allgo: the sandbox of 'sleep' is not running (state: unknown: "));
 }
 
 }  // namespace

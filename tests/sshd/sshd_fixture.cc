@@ -19,7 +19,7 @@
 namespace allgo::test {
 
 SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_sections,
-                       const std::string& login_shell)
+                       const std::string& login_shell, const std::string& mysql_section)
     : dir_("allgo-sshd-test") {
   chmod(dir_.path().c_str(), 0755);
   port_ = FreeLoopbackPort();
@@ -27,10 +27,10 @@ SshdServer::SshdServer(const std::string& sshd_extra, const std::string& extra_s
   std::string host_key = dir_ / "host_ed25519";
   RunResult keygen = Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key});
   EXPECT_EQ(keygen.exit_code, 0) << keygen.err;
-  std::string config = TestDatabase::Get().ConfigText(
-      "[nss]\nshell = " + login_shell + "\n"
+  std::string mysql = mysql_section.empty() ? TestDatabase::Get().MysqlConfigSection() : mysql_section;
+  std::string config = mysql + "[nss]\nshell = " + login_shell + "\n"
       "[sshd]\nlisten = 127.0.0.1:" + std::to_string(port_) + "\nhost_key = " + host_key +
-      "\nprivsep_chroot = " + chroot_dir() + "\nlog_level = debug\n" + sshd_extra + "\n" + extra_sections);
+      "\nprivsep_chroot = " + chroot_dir() + "\nlog_level = debug\n" + sshd_extra + "\n" + extra_sections;
   WriteAllgoConfig(config);
 
   daemon_ = std::make_unique<Daemon>(

@@ -16,9 +16,10 @@ namespace allgo::test {
 class SshdServer {
  public:
   // `sshd_extra` is appended to the [sshd] section, `extra_sections` after it; webapps log
-  // in with `login_shell` ([nss] shell).
+  // in with `login_shell` ([nss] shell). `mysql_section` replaces the test database's
+  // [mysql] section (e.g. with a password_file).
   explicit SshdServer(const std::string& sshd_extra = "", const std::string& extra_sections = "",
-                      const std::string& login_shell = "/bin/sh");
+                      const std::string& login_shell = "/bin/sh", const std::string& mysql_section = "");
   ~SshdServer();
   SshdServer(const SshdServer&) = delete;
   SshdServer& operator=(const SshdServer&) = delete;

@@ -3,6 +3,7 @@
 // Until the bridge lands, webapps log in with `[nss] shell = /bin/sh` and so run on the
 // frontend as their own uid.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -461,9 +462,14 @@ TEST_F(SshdTest, AuthorizedKeysCommandIsUsedWhenConfigured) {
   TempDir helper_dir("allgo-sshd-akc");
   chmod(helper_dir.path().c_str(), 0755);
   std::string helper = helper_dir / "keys.sh";
-  // Prints the owner's key for webapp1 only; records which user it ran as.
+  // Prints the owner's key for webapp1 only; records which user it and its parent (the
+  // lookup child) ran as.
+  std::string ran_as = helper_dir / "ran-as";
+  WriteFile(ran_as, "", 0666);
+  chmod(ran_as.c_str(), 0666);
   WriteFile(helper,
-            "#!/bin/sh\n[ \"$1\" = webapp1 ] || exit 0\necho '" + owner_key_.public_line + "'\n",
+            "#!/bin/sh\necho \"$(id -u) $(awk '/^Uid:/{print $2,$3,$4,$5}' /proc/$PPID/status)\" >> " + ran_as +
+                "\n[ \"$1\" = webapp1 ] || exit 0\necho '" + owner_key_.public_line + "'\n",
             0755);
   KeyPair stranger = MakeKeyPair(keys_.path(), "stranger");
   SshdServer server("authorized_keys_command = " + helper + " %u");
@@ -471,6 +477,12 @@ TEST_F(SshdTest, AuthorizedKeysCommandIsUsedWhenConfigured) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "via-command\n");
   EXPECT_EQ(server.Ssh("webapp1", stranger.private_path, "true").exit_code, 255);
+  // Neither the helper nor the lookup child that parses its output is root: both are
+  // [sshd] lookup_user, a user of its own.
+  std::string lookup = std::to_string(UidOf("allgo-authkeys"));
+  std::string line = ReadFile(ran_as).substr(0, ReadFile(ran_as).find('\n'));
+  EXPECT_EQ(line, lookup + " " + lookup + " " + lookup + " " + lookup + " " + lookup);
+  EXPECT_NE(UidOf("allgo-authkeys"), UidOf("allgo-sshd"));
 }
 
 TEST_F(SshdTest, TooManyAuthFailuresDisconnect) {
@@ -594,26 +606,34 @@ TEST_F(SshdTest, HalfOpenFloodDoesNotLockOutRealUsers) {
 
 // ---------------------------------------------------------------- privilege separation
 
+// The monitor and network child of the one open connection to `server` (listener → monitor →
+// network child); false if they did not appear within 5 s.
+bool FindConnectionProcesses(const SshdServer& server, pid_t* monitor, pid_t* net) {
+  for (int i = 0; i < 250; ++i) {
+    for (pid_t m : ChildrenOf(server.pid())) {
+      for (pid_t n : ChildrenOf(m)) {
+        *monitor = m;
+        *net = n;
+        return true;
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
 TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   SshdServer server;
   int fd = ConnectLoopback(server.port());
   ASSERT_GE(fd, 0);
   // Find listener → monitor → network child while the client has not even sent a banner.
   pid_t monitor = -1, net = -1;
-  for (int i = 0; i < 250 && net < 0; ++i) {
-    for (pid_t m : ChildrenOf(server.pid())) {
-      for (pid_t n : ChildrenOf(m)) {
-        monitor = m;
-        net = n;
-      }
-    }
-    if (net < 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  ASSERT_GT(net, 0);
+  ASSERT_TRUE(FindConnectionProcesses(server, &monitor, &net));
   EXPECT_EQ(ProcStatusField(monitor, "Uid"), "0\t0\t0\t0");
-  EXPECT_EQ(ProcStatusField(net, "Uid"), "65534\t65534\t65534\t65534");
-  EXPECT_EQ(ProcStatusField(net, "Gid"), "65534\t65534\t65534\t65534");
-  EXPECT_EQ(ProcStatusField(net, "Groups"), "65534");
+  std::string uid = std::to_string(UidOf("allgo-sshd")), gid = std::to_string(GidOf("allgo-sshd"));
+  EXPECT_EQ(ProcStatusField(net, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
+  EXPECT_EQ(ProcStatusField(net, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
+  EXPECT_EQ(ProcStatusField(net, "Groups"), gid);
   EXPECT_EQ(ProcStatusField(net, "NoNewPrivs"), "1");
   EXPECT_EQ(ProcStatusField(net, "Seccomp"), "2");  // filter mode
   char root[4096];
@@ -629,9 +649,72 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   // After authentication the session runs as the webapp, the monitor stays root.
   RunResult r = server.Ssh("webapp1", owner_key_.private_path, "grep -E '^(Uid|Gid|NoNewPrivs):' /proc/self/status");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  std::string uid = std::to_string(WebappUid());
+  uid = std::to_string(WebappUid());
   EXPECT_THAT(r.out, HasSubstr("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid));
   EXPECT_THAT(r.out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
+}
+
+// Whether `needle` occurs anywhere in the readable memory of `pid` (/proc/PID/maps and mem;
+// the test runs as root). Regions the kernel refuses to read ([vvar]...) are skipped.
+bool MemoryContains(pid_t pid, const std::string& needle) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(mem, 0) << "/proc/" << pid << "/mem: " << strerror(errno);
+  bool found = false;
+  std::string line;
+  while (!found && std::getline(maps, line)) {
+    unsigned long start = 0, end = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, perms) != 3 || perms[0] != 'r') continue;
+    std::string region(end - start, '\0');
+    ssize_t n = pread(mem, region.data(), region.size(), static_cast<off_t>(start));
+    if (n <= 0) continue;
+    region.resize(static_cast<size_t>(n));
+    found = region.find(needle) != std::string::npos;
+  }
+  close(mem);
+  return found;
+}
+
+// Opens a connection (no byte sent) and checks, once its network child has dropped (so is
+// past the scrub, before its first read), where the password can be found.
+void ExpectPasswordOnlyInTheMonitor(const SshdServer& server) {
+  std::string password = TestDatabase::kPassword;
+  int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  pid_t monitor = -1, net = -1;
+  ASSERT_TRUE(FindConnectionProcesses(server, &monitor, &net));
+  std::string uid = std::to_string(UidOf("allgo-sshd"));
+  for (int i = 0; i < 250 && ProcStatusField(net, "Uid") != uid + "\t" + uid + "\t" + uid + "\t" + uid; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Controls: the same search finds the password in the monitor, which needs it, and does
+  // read the network child's memory (its config is still there, the chroot path in it).
+  EXPECT_TRUE(MemoryContains(monitor, password)) << "monitor " << monitor << ", network child " << net << "\n"
+                                                 << server.log();
+  // A freed copy loses its first 16 bytes to the allocator's links, a reused one its head:
+  // the network child must hold neither end of the password.
+  EXPECT_FALSE(MemoryContains(net, password.substr(0, 16))) << "the network child holds the [mysql] password";
+  EXPECT_FALSE(MemoryContains(net, password.substr(password.size() - 16))) << "the network child holds the [mysql] password";
+  EXPECT_TRUE(MemoryContains(net, server.chroot_dir())) << server.log();
+  close(fd);
+  for (int i = 0; i < 250 && !ChildrenOf(server.pid()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+TEST_F(SshdTest, NetworkChildHoldsNoDatabaseSecret) {
+  SshdServer server;
+  ASSERT_THAT(ReadFile(AllgoConfigPath()), HasSubstr("password = " + std::string(TestDatabase::kPassword)));
+  ExpectPasswordOnlyInTheMonitor(server);
+  // A reload reads the config again (and frees the old one): still no stray copy.
+  kill(server.pid(), SIGHUP);
+  ASSERT_TRUE(server.WaitForLog("SIGHUP: configuration reloaded"));
+  ExpectPasswordOnlyInTheMonitor(server);
+  // And logins still work after the scrub.
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo ok");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "ok\n");
 }
 
 // ---------------------------------------------------------------- operations
@@ -652,6 +735,21 @@ TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
   r = allgo::test::Run({Artifact("allgo-sshd"), "--config", missing});
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("ssh-keygen"));
+  // Service users: missing, or shared with other daemons, is refused with the fix.
+  std::string no_user = t / "no-user.conf";
+  WriteFile(no_user, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                     "\nprivsep_user = allgo-no-such-user\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", no_user});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[sshd] privsep_user = allgo-no-such-user: no such user; create it with "
+                               "`adduser --system --no-create-home --group --shell /usr/sbin/nologin "
+                               "allgo-no-such-user`"));
+  std::string shared = t / "shared.conf";
+  WriteFile(shared, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                    "\nlookup_user = nobody\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", shared, "--check"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[sshd] lookup_user = nobody: must be a dedicated user of its own"));
   EXPECT_EQ(allgo::test::Run({Artifact("allgo-sshd"), "--version"}).exit_code, 0);
   EXPECT_THAT(allgo::test::Run({Artifact("allgo-sshd"), "--help"}).out, HasSubstr("--check"));
 }

@@ -9,6 +9,7 @@
 #include <sys/socket.h>
 #include <sched.h>
 #include <signal.h>
+#include <pwd.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -277,6 +278,7 @@ void RemoveNamespaceDir() {
   std::error_code ec;
   umount2("/etc", MNT_DETACH);
   umount2("/usr/lib/" ALLGO_MULTIARCH, MNT_DETACH);
+  umount2("/var/log", MNT_DETACH);
   fs::remove_all(g_ns_dir, ec);
 }
 }  // namespace
@@ -302,7 +304,24 @@ void EnterPrivateNssNamespace() {
     fs::copy_file(module, lib_upper + "/libnss_allgo.so.2");
     MountOverlay("/usr/lib/" ALLGO_MULTIARCH, lib_upper, g_ns_dir + "/lib-work");
   }
+  // The service users, made by the install's own script: useradd also writes lastlog and
+  // faillog, hence the overlay on /var/log too; the host's files never change.
+  MountOverlay("/var/log", g_ns_dir + "/log", g_ns_dir + "/log-work");
   atexit(RemoveNamespaceDir);
+  RunResult users = Run({SourceDir() + "/conf/create-users"});
+  if (users.exit_code != 0) Die("conf/create-users failed in the private namespace: " + users.out + users.err);
+}
+
+uid_t UidOf(const std::string& user) {
+  struct passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) Die("no user " + user + " in the private namespace");
+  return pw->pw_uid;
+}
+
+gid_t GidOf(const std::string& user) {
+  struct passwd* pw = getpwnam(user.c_str());
+  if (pw == nullptr) Die("no user " + user + " in the private namespace");
+  return pw->pw_gid;
 }
 
 void WriteAllgoConfig(const std::string& text) { WriteFile(AllgoConfigPath(), text, 0644); }
@@ -369,7 +388,7 @@ KeyPair MakeKeyPair(const std::string& dir, const std::string& name, const std::
 // MariaDB.
 
 namespace {
-constexpr const char* kSshPassword = "ssh-test-password";
+constexpr const char* kSshPassword = TestDatabase::kPassword;
 
 MYSQL* RootConnect(const std::string& socket) {
   MYSQL* m = mysql_init(nullptr);

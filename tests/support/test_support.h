@@ -6,7 +6,10 @@
 //     (and every child it starts) gets a private mount namespace where /etc is an overlay
 //     holding nsswitch.conf (`passwd: files allgo`, `group: files allgo`) and
 //     /etc/allgo/allgo-ssh.conf, and the multiarch lib dir is an overlay holding our
-//     libnss_allgo.so.2. The host's files are never touched; it all vanishes with the process.
+//     libnss_allgo.so.2. The service users of allgo-sshd (allgo-sshd, allgo-authkeys,
+//     allgo-metrics) are created there by conf/create-users, as the install does (/var/log
+//     is an overlay too: useradd writes lastlog). The host's files are never touched; it all
+//     vanishes with the process.
 //   - TestDatabase::Get() starts MariaDB once per test binary (datadir in a temp dir, unix
 //     socket, no TCP) with the reference schema and a read-only `ssh` account, and stops it
 //     at exit even when tests fail (gtest environment tear-down, plus PR_SET_PDEATHSIG).
@@ -92,6 +95,9 @@ class Daemon {
 // Enters the private NSS view described above. Call once, first thing in main().
 // Aborts the test binary with a clear message if the kernel refuses (needs root).
 void EnterPrivateNssNamespace();
+// uid and primary gid of a user (e.g. the service user "allgo-sshd"); aborts if missing.
+uid_t UidOf(const std::string& user);
+gid_t GidOf(const std::string& user);
 // Replaces /etc/allgo/allgo-ssh.conf inside the namespace.
 void WriteAllgoConfig(const std::string& text);
 const char* AllgoConfigPath();  // "/etc/allgo/allgo-ssh.conf"
@@ -153,6 +159,9 @@ KeyPair MakeKeyPair(const std::string& dir, const std::string& name,
 
 class TestDatabase {
  public:
+  // Of the read-only `ssh` account; long enough that a freed copy keeps a searchable tail.
+  static constexpr const char* kPassword = "ssh-test-password-7c41e9d2b5a80f63";
+
   // Starts the server on first use; later calls return the same one.
   static TestDatabase& Get();
 

@@ -94,6 +94,10 @@ int ParseArgs(int argc, char** argv, Invocation* inv) {
 
 // The sandbox state from the database: "" with *error set when it cannot be read.
 std::string QueryState(const Config& config, std::string* error) {
+  if (!config.mysql.password_error.empty()) {  // a root-only password_file: no database here
+    *error = "the database is not readable from this session: " + config.mysql.password_error;
+    return "";
+  }
   MysqlConnection connection(config.mysql);
   WebappDirectory directory(config, &connection);
   Webapp webapp;
@@ -361,7 +365,9 @@ int Main(int argc, char** argv) {
 
   Config config;
   std::string config_path = ResolveConfigPath(inv.config_path);
-  if (Status s = LoadConfig(config_path, &config); !s.ok()) {
+  // The database is only a fallback here (the sandbox state when the agent does not answer):
+  // a password_file only root may read leaves sessions working (docs/configuration.md).
+  if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
     Say(s.ToString());
     return kExitSetup;
   }

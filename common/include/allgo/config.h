@@ -27,6 +27,9 @@ struct MysqlConfig {
   std::string user = "ssh";
   std::string password;      // from `password` or the first line of `password_file`
   std::string password_file;
+  // Set instead of failing when LoadConfig was asked for PasswordFile::kIfReadable and this
+  // process may not read password_file (a root-only file, read by an unprivileged helper).
+  std::string password_error;
   unsigned connect_timeout = 2;  // seconds; bounds connect, each read and each write
 };
 
@@ -75,7 +78,11 @@ struct SshdConfig {
   std::vector<std::string> host_key;    // may repeat
   std::string sftp_server = "/usr/lib/openssh/sftp-server";
   std::string authorized_keys_command;  // empty: keys looked up in-process
-  std::string privsep_user = "nobody";
+  // Each role its own dedicated system user (docs/security.md, "Users"): the network
+  // children, the lookup child with its key helper, the metrics endpoint.
+  std::string privsep_user = "allgo-sshd";
+  std::string lookup_user = "allgo-authkeys";
+  std::string metrics_user = "allgo-metrics";
   std::string privsep_chroot = "/run/allgo-sshd";
   unsigned login_grace_time = 30;
   unsigned max_auth_tries = 6;
@@ -113,10 +120,24 @@ struct Config {
 std::string ResolveConfigPath(const std::string& explicit_path);
 const char* DefaultConfigPath();
 
+// kRequired: an unreadable password_file is an error. kIfReadable: for unprivileged readers
+// that can do without the database (allgo-shell): EACCES leaves the password empty and says
+// why in mysql.password_error.
+enum class PasswordFile { kRequired, kIfReadable };
+
 // Reads and validates a config file. Missing file, unreadable password_file, unknown keys and
-// bad values are errors naming "<file>:<line>: [section] key: problem".
-Status LoadConfig(const std::string& path, Config* out);
+// bad values are errors naming "<file>:<line>: [section] key: problem". Every transient copy
+// of the file's text and values is wiped before it is freed: only `out` holds the secrets.
+Status LoadConfig(const std::string& path, Config* out, PasswordFile password = PasswordFile::kRequired);
 // The same from text; `origin` names it in messages. password_file is still read from disk.
-Status ParseConfig(const std::string& text, const std::string& origin, Config* out);
+Status ParseConfig(const std::string& text, const std::string& origin, Config* out,
+                   PasswordFile password = PasswordFile::kRequired);
+
+// Overwrites a string's whole buffer (explicit_bzero, so the compiler keeps it) and empties it.
+void WipeString(std::string* s);
+// Wipes every [mysql] secret of `config` (the password). A process that forks a child which
+// must not know them calls it in the child before anything else (the network child does,
+// before its first network byte).
+void ScrubSecrets(Config* config);
 
 }  // namespace allgo
