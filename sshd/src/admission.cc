@@ -144,7 +144,7 @@ bool Admission::Offer(UniqueFd fd, const sockaddr_storage& peer, long long now_m
   }
   // Behind a trusted proxy the real source is only known from its header.
   if (!p.proxy_trusted || proxy_mode_ == ProxyMode::kOff) p.source = SourceKey(peer);
-  std::string full = MakeRoom(p.source, 0);
+  std::string full = MakeRoom(p.source, 0, /*global=*/true);
   if (!full.empty()) {
     Log("connection from " + Describe(p) + " refused: " + full);
     if (metrics_) metrics_->ConnectionDropped();
@@ -185,10 +185,11 @@ std::string Admission::Inspect(uint64_t id, Pending& p) {
   if (p.source.empty() && (g.has_proxy_header || (n > 0 && g.state != Greeting::kPartial))) {
     // The real client is known now: count it against its own per-source bound.
     std::string key = g.has_proxy_header && g.header.has_address ? SourceKey(g.header.source) : SourceKey(p.peer);
-    std::string full = MakeRoom(key, id);
+    std::string full = MakeRoom(key, id, /*global=*/false);  // it is already counted globally
     if (!full.empty()) return full;
     p.source = key;
     Count(p.source, 1, 0);
+    changed_ = true;
   }
   if (g.state != p.greeting.state) changed_ = true;
   p.greeting = std::move(g);
@@ -213,11 +214,14 @@ bool Admission::SilentEligible(const Pending& p, long long now_ms) const {
   return now_ms >= p.accepted_ms + kProxySilenceMs;
 }
 
+bool Admission::WaitingForBytes(const Pending& p) const {
+  return p.greeting.state == Greeting::kPartial ||
+         (p.greeting.state == Greeting::kSilent && p.proxy_trusted && proxy_mode_ == ProxyMode::kRequired &&
+          !p.greeting.has_proxy_header);
+}
+
 long long Admission::ExpiresAt(const Pending& p) const {
-  bool waiting_for_bytes = p.greeting.state == Greeting::kPartial ||
-                           (p.greeting.state == Greeting::kSilent && p.proxy_trusted &&
-                            proxy_mode_ == ProxyMode::kRequired && !p.greeting.has_proxy_header);
-  return p.accepted_ms + (waiting_for_bytes ? limits_.version_ms : limits_.grace_ms);
+  return p.accepted_ms + (WaitingForBytes(p) ? limits_.version_ms : limits_.grace_ms);
 }
 
 void Admission::Wake(const Pending& p) {
@@ -240,8 +244,7 @@ int Admission::Expire(long long now_ms) {
         Wake(p);
         continue;
       }
-      bool grace = ExpiresAt(p) == p.accepted_ms + limits_.grace_ms && p.greeting.state != Greeting::kPartial;
-      Close(current, grace ? "not admitted within login_grace_time (" + std::to_string(limits_.grace_ms / 1000) +
+      Close(current, !WaitingForBytes(p) ? "not admitted within login_grace_time (" + std::to_string(limits_.grace_ms / 1000) +
                                  " s); max_startups is too low for this load, or a flood"
                            : "no complete SSH version line (or PROXY header) within version_timeout (" +
                                  std::to_string(limits_.version_ms / 1000) + " s)");
@@ -251,7 +254,7 @@ int Admission::Expire(long long now_ms) {
   return static_cast<int>(std::max(0LL, next_deadline_ - now_ms));
 }
 
-std::string Admission::MakeRoom(const std::string& source, uint64_t except_id) {
+std::string Admission::MakeRoom(const std::string& source, uint64_t except_id, bool global) {
   auto evictable = [&](const PendingMap::value_type& e) {
     return e.first != except_id && e.second.greeting.state != Greeting::kReady;
   };
@@ -268,7 +271,7 @@ std::string Admission::MakeRoom(const std::string& source, uint64_t except_id) {
                     "version line (per_source_max_startups " + std::to_string(limits_.per_source) + ")");
     }
   }
-  if (running_ + pending_.size() >= limits_.total) {
+  if (global && running_ + pending_.size() >= limits_.total) {
     // The victim comes from the source holding the most: a flood pays for itself.
     auto victim = pending_.end();
     unsigned victim_held = 0;

@@ -148,12 +148,15 @@ class Admission {
   // must close ("-": without a log line).
   std::string Inspect(uint64_t id, Pending& p);
   bool SilentEligible(const Pending& p, long long now_ms) const;
+  // Partial version line, or a header that `required` waits for: version_timeout applies.
+  bool WaitingForBytes(const Pending& p) const;
   long long ExpiresAt(const Pending& p) const;
   // Brings the next wake-up forward to what `p` waits for (expiry, or eligibility).
   void Wake(const Pending& p);
-  // Makes room for one more connection from `source` ("" = the global bound only) by
-  // closing a pending connection that has not spoken; "" on success, else what is full.
-  std::string MakeRoom(const std::string& source, uint64_t except_id);
+  // Makes room for one more connection from `source` ("" = no per-source bound), and with
+  // `global` under `full`, by closing a pending connection that has not spoken (never
+  // `except_id`); "" on success, else what is full.
+  std::string MakeRoom(const std::string& source, uint64_t except_id, bool global);
   void Count(const std::string& source, int pending_delta, int running_delta);
   void Close(PendingMap::iterator it, const std::string& why);
   std::string Describe(const Pending& p) const;

@@ -266,6 +266,27 @@ TEST_F(AdmissionTest, GarbageAndRequiredProxyViolationsCloseAtOnce) {
   EXPECT_EQ(admitted[0].source, "203.0.113.9") << "behind a proxy, the header's address is the source";
 }
 
+TEST_F(AdmissionTest, AProxiedConnectionIsCountedUnderItsRealSourceOnceItsHeaderArrives) {
+  limits_.running = 1;
+  limits_.total = 2;
+  admission_->SetLimits(limits_);
+  std::vector<Cidr> trusted(1);
+  ASSERT_TRUE(ParseCidr("127.0.0.1/32", &trusted[0]).ok());
+  admission_->SetProxy(ProxyMode::kRequired, trusted);
+  UniqueFd first = Connect("127.0.0.1", "PROXY TCP4 203.0.113.9 127.0.0.1 40001 22\r\nSSH-2.0-a\r\n");
+  auto running = AdmitAll();
+  ASSERT_EQ(running.size(), 1u);
+  UniqueFd second = Connect("127.0.0.1");  // full now (2 of 2), its header still to come
+  const std::string rest = "PROXY TCP4 198.51.100.7 127.0.0.1 40002 22\r\nSSH-2.0-b\r\n";
+  ASSERT_EQ(send(second.get(), rest.data(), rest.size(), 0), static_cast<ssize_t>(rest.size()));
+  Pump();
+  EXPECT_FALSE(ClosedByServer(second.get(), 100)) << "already counted: its header must not make it 'over full'";
+  admission_->Release(running[0].source, false);
+  auto next = AdmitAll();
+  ASSERT_EQ(next.size(), 1u);
+  EXPECT_EQ(next[0].source, "198.51.100.7");
+}
+
 TEST_F(AdmissionTest, OptionalProxyAdmitsAClientThatWaitsForTheServerAfterASecond) {
   std::vector<Cidr> trusted(1);
   ASSERT_TRUE(ParseCidr("127.0.0.1/32", &trusted[0]).ok());
