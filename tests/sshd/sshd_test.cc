@@ -580,6 +580,9 @@ TEST_F(SshdTest, IdleAndSlowlorisFloodLeavesRoomForARealLoginInBoundedMemory) {
   // Defaults: max_startups 32:30:1000, per_source_max_startups 200, version_timeout 5.
   SshdServer server;
   ASSERT_EQ(server.Ssh("webapp1", owner_key_.private_path, "true").exit_code, 0) << server.log();
+  for (int i = 0; i < 50 && !ChildrenOf(server.pid()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // that login's processes exit
+  }
   size_t base_processes = 0;
   long base_pss = ServerPssKib(server.pid(), &base_processes);
 
@@ -625,8 +628,8 @@ TEST_F(SshdTest, IdleAndSlowlorisFloodLeavesRoomForARealLoginInBoundedMemory) {
   long pss = ServerPssKib(server.pid(), &processes);
   EXPECT_LE(processes, base_processes + 2 * 16 + 4) << "pending connections must not have processes";
   EXPECT_LT(pss - base_pss, 32 * 1024) << "PSS " << pss << " KiB, at rest " << base_pss << " KiB";
-  std::printf("flood of 200 idle + 20 slowloris: login %.0f ms, %zu server processes, PSS %ld KiB (rest %ld KiB)\n",
-              std::chrono::duration<double, std::milli>(login).count(), processes, pss, base_pss);
+  std::printf("flood of 200 idle + 20 slowloris: login %.0f ms, %zu server processes (rest %zu), PSS %ld KiB (rest %ld KiB)\n",
+              std::chrono::duration<double, std::milli>(login).count(), processes, base_processes, pss, base_pss);
 
   // Slowloris connections are closed at version_timeout (5 s), not login_grace_time (30 s).
   for (int fd : slow) EXPECT_TRUE(ClosedByPeerWithin(fd, 8000));
@@ -651,7 +654,7 @@ TEST_F(SshdTest, IdleAndSlowlorisFloodLeavesRoomForARealLoginInBoundedMemory) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  EXPECT_EQ(processes, base_processes) << "connection processes left behind";
+  EXPECT_LE(processes, base_processes) << "connection processes left behind";
   EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo after").out, "after\n");
 }
 
