@@ -8,8 +8,11 @@
 // Prints a markdown table: connect+auth+`true` latency (median, p95), 1 GiB download and
 // upload throughput for chacha20-poly1305 and aes128-gcm, memory per idle interactive (PTY)
 // session (PSS and RSS of the server's processes), and N concurrent sessions.
+// Then floods, with each server's *default* connection limits (a second pair of servers):
+// 100 simultaneous logins, and a login while 200 idle + 20 slowloris connections are held open
+// (time to the first success, against an unloaded login of the same run; server memory).
 //
-//   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200]
+//   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200] [--flood-only | --no-flood]
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -24,6 +27,10 @@
 #include <cstdio>
 #include <cstring>
 #include <dirent.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -190,15 +197,17 @@ struct Server {
 
 class Bench {
  public:
-  Bench(int runs, double gib, int idle, int concurrent, bool bridge)
+  Bench(int runs, double gib, int idle, int concurrent, bool bridge, int flood)
       : runs_(runs),
         bytes_(static_cast<long long>(gib * 1024 * 1024 * 1024)),
         idle_(idle),
         concurrent_(concurrent),
-        bridge_(bridge) {}
+        bridge_(bridge),
+        flood_(flood) {}
 
   int Main() {
     if (!Setup()) return 1;
+    if (flood_ == 2) return Floods();
     std::vector<Server*> servers = {&openssh_, &allgo_};
     std::printf("\n## allgo-sshd vs OpenSSH sshd (same machine, same run)\n\n");
     std::printf("client: OpenSSH, kex curve25519-sha256; webapp via libnss_allgo, login shell %s; "
@@ -257,6 +266,91 @@ class Bench {
         peak[1].pss_kb / 1024, "", 0);
     std::printf("\nlatency runs per server: %d (failures: OpenSSH %d, allgo-sshd %d); transfer size %.2f GiB\n", runs_,
                 failures_[&openssh_], failures_[&allgo_], bytes_ / 1073741824.0);
+    return flood_ == 1 ? Floods() : 0;
+  }
+
+  // Floods against a second pair of servers that keep their default connection limits.
+  int Floods() {
+    Server openssh, allgo;
+    openssh.name = "OpenSSH";
+    allgo.name = "allgo-sshd";
+    if (!StartServers(&openssh, &allgo, "", "flood-")) return 1;
+    std::vector<Server*> servers = {&openssh, &allgo};
+    std::printf("\n## Floods, default limits (OpenSSH MaxStartups 10:30:100, LoginGraceTime 120; allgo-sshd "
+                "max_startups 32:30:1000, per_source_max_startups 200, version_timeout 5, login_grace_time 30)\n\n");
+    std::printf("| measurement | OpenSSH | allgo-sshd | ratio (allgo/OpenSSH) | goal |\n|---|---|---|---|---|\n");
+    double unloaded[2], burst_ms[2], flood_ms[2];
+    int served[2], in[2];
+    Mem mem[2];
+    size_t procs[2];
+    for (int i = 0; i < 2; ++i) {
+      Server& s = *servers[i];
+      // Reference: an unloaded login on this very server, median of 5.
+      std::vector<double> ref;
+      for (int k = 0; k < 5; ++k) {
+        auto t0 = Clock::now();
+        RunQuiet(Ssh(s, "aes128-gcm@openssh.com", {"true"}));
+        ref.push_back(Seconds(Clock::now() - t0) * 1000);
+      }
+      std::sort(ref.begin(), ref.end());
+      unloaded[i] = ref[2];
+      // 100 logins at once from one client (a parallel scp/rsync script).
+      auto t0 = Clock::now();
+      std::vector<std::unique_ptr<Child>> burst;
+      for (int k = 0; k < 100; ++k) {
+        burst.push_back(std::make_unique<Child>(Ssh(s, "aes128-gcm@openssh.com", {"true"}), false, false));
+      }
+      served[i] = 0;
+      for (auto& c : burst) served[i] += c->Wait() == 0 ? 1 : 0;
+      burst_ms[i] = Seconds(Clock::now() - t0) * 1000;
+      burst.clear();
+      WaitIdle(s, 30);
+      // 200 idle connections and 20 slowloris ones (a version line at one byte a second).
+      std::vector<int> idle, slow;
+      for (int k = 0; k < 200; ++k) idle.push_back(Connect(s.port));
+      for (int k = 0; k < 20; ++k) slow.push_back(Connect(s.port));
+      std::atomic<bool> stop{false};
+      std::thread loris([&] {
+        const std::string line = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
+        for (size_t b = 0; b < line.size() && !stop; ++b) {
+          for (int fd : slow) {
+            if (fd >= 0) (void)!send(fd, &line[b], 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+          }
+          for (int t = 0; t < 10 && !stop; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+      });
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      mem[i] = TreeMemory(s.process->pid(), &procs[i]);
+      // Ten logins in a row while the flood is held (no retries).
+      std::vector<double> lat;
+      in[i] = 0;
+      for (int k = 0; k < 10; ++k) {
+        t0 = Clock::now();
+        if (RunQuiet(Ssh(s, "aes128-gcm@openssh.com", {"-o", "ConnectTimeout=10", "true"})) == 0) {
+          ++in[i];
+          lat.push_back(Seconds(Clock::now() - t0) * 1000);
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      }
+      std::sort(lat.begin(), lat.end());
+      flood_ms[i] = lat.empty() ? 0 : lat[lat.size() / 2];
+      stop = true;
+      loris.join();
+      for (int fd : idle) close(fd);
+      for (int fd : slow) close(fd);
+      WaitIdle(s, 150);
+    }
+    std::printf("| 100 simultaneous logins: served | %d/100 | %d/100 | %.2f× | 100/100 |\n", served[0], served[1],
+                served[0] > 0 ? static_cast<double>(served[1]) / served[0] : 0.0);
+    Row("100 simultaneous logins: wall time until all ended (ms)", burst_ms[0], burst_ms[1], "", 0);
+    Row("unloaded login, reference of this run (ms)", unloaded[0], unloaded[1], "", 1);
+    std::printf("| 10 logins in a row under 200 idle + 20 slowloris connections: served | %d/10 | %d/10 | %.2f× | 10/10 |\n",
+                in[0], in[1], in[0] > 0 ? static_cast<double>(in[1]) / in[0] : 0.0);
+    Row("the same: median login of those served (ms)", flood_ms[0], flood_ms[1], "≤ 10000", 0);
+    std::printf("| the same, relative to the unloaded login | %.2f× | %.2f× | | |\n",
+                unloaded[0] > 0 ? flood_ms[0] / unloaded[0] : 0.0, unloaded[1] > 0 ? flood_ms[1] / unloaded[1] : 0.0);
+    Row("server PSS under that flood, listener included (MiB)", mem[0].pss_kb / 1024, mem[1].pss_kb / 1024, "bounded", 1);
+    Row("server processes under that flood", static_cast<double>(procs[0]), static_cast<double>(procs[1]), "", 0);
     return 0;
   }
 
@@ -313,6 +407,33 @@ class Bench {
       std::fprintf(stderr, "%s upload incomplete: %s\n", s.name.c_str(), out);
     }
     return bytes_ / secs / 1e6;
+  }
+
+  static int Connect(int port) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons(static_cast<uint16_t>(port));
+    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
+      close(fd);
+      return -1;
+    }
+    return fd;
+  }
+
+  // The server's processes, its listener included (a flood's queue lives in the listener).
+  static Mem TreeMemory(pid_t listener, size_t* processes) {
+    Mem m = ServerMemory(listener);
+    std::ifstream f("/proc/" + std::to_string(listener) + "/smaps_rollup");
+    std::string key;
+    double value = 0;
+    while (f >> key) {
+      if (key == "Rss:" && f >> value) m.rss_kb += value;
+      if (key == "Pss:" && f >> value) m.pss_kb += value;
+    }
+    *processes = Descendants(listener).size() + 1;
+    return m;
   }
 
   // Until the server has no connection process left.
@@ -411,9 +532,7 @@ class Bench {
       return false;
     }
     openssh_.name = "OpenSSH";
-    openssh_.port = FreePort();
     allgo_.name = "allgo-sshd";
-    allgo_.port = FreePort();
     std::string login_shell = "/bin/sh", sandbox_section;
     if (bridge_) {
       // The real path: allgo-shell as login shell, the agent in a bubblewrap sandbox.
@@ -430,34 +549,53 @@ class Bench {
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
       }
     }
-    test::WriteAllgoConfig(db.ConfigText(sandbox_section + "[nss]\nshell = " + login_shell + "\n[sshd]\nlisten = 127.0.0.1:" +
-                                         std::to_string(allgo_.port) + "\nhost_key = " + host_key +
-                                         "\nprivsep_chroot = " + (dir_ / "empty") +
-                                         "\nlog_level = warn\nmax_startups = 300:30:400\nlogin_grace_time = 60\n"));
-    std::string sshd_config = dir_ / "sshd_config";
+    sandbox_section_ = sandbox_section + "[nss]\nshell = " + login_shell + "\n";
+    return StartServers(&openssh_, &allgo_, "300:30:400", "");
+  }
+
+  // Starts both servers on fresh ports; `limits` = max_startups for both (empty: each
+  // server's default limits); `prefix` keeps their files apart.
+  bool StartServers(Server* openssh, Server* allgo, const std::string& limits, const std::string& prefix) {
+    TestDatabase& db = TestDatabase::Get();
+    openssh->port = FreePort();
+    allgo->port = FreePort();
+    std::string host_key = dir_ / "host_ed25519";
+    std::string authkeys = "/etc/allgo/allgo-authkeys";
+    std::string allgo_config = prefix.empty() ? test::AllgoConfigPath() : dir_ / (prefix + "allgo-ssh.conf");
+    std::string allgo_limits = limits.empty() ? "" : "max_startups = " + limits + "\nlogin_grace_time = 60\n";
+    std::string openssh_limits = limits.empty() ? "" : "MaxStartups " + limits + "\nLoginGraceTime 60\n";
+    std::string text = db.ConfigText(sandbox_section_ + "[sshd]\nlisten = 127.0.0.1:" + std::to_string(allgo->port) +
+                                     "\nhost_key = " + host_key + "\nprivsep_chroot = " + (dir_ / "empty") +
+                                     "\nlog_level = warn\n" + allgo_limits);
+    if (prefix.empty()) {
+      test::WriteAllgoConfig(text);
+    } else {
+      test::WriteFile(allgo_config, text);
+    }
+    std::string sshd_config = dir_ / (prefix + "sshd_config");
     test::WriteFile(sshd_config,
-                    "Port " + std::to_string(openssh_.port) + "\nListenAddress 127.0.0.1\nHostKey " + host_key +
-                        "\nPidFile " + (dir_ / "sshd.pid") +
+                    "Port " + std::to_string(openssh->port) + "\nListenAddress 127.0.0.1\nHostKey " + host_key +
+                        "\nPidFile " + (dir_ / (prefix + "sshd.pid")) +
                         "\nUsePAM no\nAuthorizedKeysFile none\nAuthorizedKeysCommand " + authkeys + " --config " +
                         test::AllgoConfigPath() +
                         " %u\nAuthorizedKeysCommandUser allgo-authkeys\nPasswordAuthentication no\n"
-                        "KbdInteractiveAuthentication no\nStrictModes no\nMaxStartups 300:30:400\n"
-                        "LoginGraceTime 60\nLogLevel ERROR\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
+                        "KbdInteractiveAuthentication no\nStrictModes no\n" + openssh_limits +
+                        "LogLevel ERROR\nSubsystem sftp /usr/lib/openssh/sftp-server\n"
                         "PrintMotd no\nPrintLastLog no\nUseDNS no\n");
     mkdir("/run/sshd", 0755);
-    openssh_.process = std::make_unique<Child>(
-        std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", sshd_config}, false, false, dir_ / "openssh.log");
-    allgo_.process = std::make_unique<Child>(
-        std::vector<std::string>{Artifact("allgo-sshd"), "--config", test::AllgoConfigPath()}, false, false,
-        dir_ / "allgo-sshd.log");
-    for (Server* s : {&openssh_, &allgo_}) {
+    openssh->process = std::make_unique<Child>(std::vector<std::string>{"/usr/sbin/sshd", "-D", "-e", "-f", sshd_config},
+                                               false, false, dir_ / (prefix + "openssh.log"));
+    allgo->process = std::make_unique<Child>(
+        std::vector<std::string>{Artifact("allgo-sshd"), "--config", allgo_config}, false, false,
+        dir_ / (prefix + "allgo-sshd.log"));
+    for (Server* s : {openssh, allgo}) {
       bool up = false;
       for (int i = 0; i < 100 && !up; ++i) {
         up = RunQuiet(Ssh(*s, "aes128-gcm@openssh.com", {"true"})) == 0;
         if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
       }
       if (!up) {
-        std::string log = test::ReadFile(dir_ / (s == &openssh_ ? "openssh.log" : "allgo-sshd.log"));
+        std::string log = test::ReadFile(dir_ / (prefix + (s == openssh ? "openssh.log" : "allgo-sshd.log")));
         std::fprintf(stderr, "%s does not accept logins; its log:\n%s\n", s->name.c_str(), log.c_str());
         return false;
       }
@@ -476,6 +614,8 @@ class Bench {
   int idle_;
   int concurrent_;
   bool bridge_;
+  int flood_;  // 0: no floods, 1: after the rest, 2: floods only
+  std::string sandbox_section_;  // [sandbox] and [nss] of the allgo-sshd config
   TempDir dir_{"allgo-sshd-bench"};
   std::unique_ptr<Child> agent_;  // declared after dir_: stopped before the folder goes
   test::KeyPair key_;
@@ -494,12 +634,14 @@ int main(int argc, char** argv) {
   app.add_option("--gib", gib, "GiB per throughput transfer")->check(CLI::PositiveNumber);
   app.add_option("--idle", idle, "idle PTY sessions for the memory measurement")->check(CLI::PositiveNumber);
   app.add_option("--concurrent", concurrent, "concurrent sessions")->check(CLI::PositiveNumber);
-  bool no_bridge = false;
+  bool no_bridge = false, flood_only = false, no_flood = false;
   app.add_flag("--no-bridge", no_bridge, "webapps log in with /bin/sh instead of allgo-shell + agent");
+  app.add_flag("--flood-only", flood_only, "only the flood measurements (default limits of each server)");
+  app.add_flag("--no-flood", no_flood, "skip the flood measurements");
   app.set_version_flag("--version", "sshd_bench 1");
   CLI11_PARSE(app, argc, argv);
   allgo::test::EnterPrivateNssNamespace();
   signal(SIGPIPE, SIG_IGN);
-  allgo::bench::Bench bench(runs, gib, idle, concurrent, !no_bridge);
+  allgo::bench::Bench bench(runs, gib, idle, concurrent, !no_bridge, flood_only ? 2 : no_flood ? 0 : 1);
   return bench.Main();
 }

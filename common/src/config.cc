@@ -282,13 +282,15 @@ const std::map<std::string, KeySpec>& Table() {
           }
           if (n != 3 || a == 0 || b > 100 || f < a) {
             return "must be START:RATE:FULL with 0 < START <= FULL and RATE <= 100, "
-                   "e.g. 10:30:100";
+                   "e.g. 32:30:1000";
           }
           c.sshd.max_startups_begin = a;
           c.sshd.max_startups_rate = b;
           c.sshd.max_startups_full = f;
           return "";
         }}},
+      {"sshd.per_source_max_startups", {Uint(&C::sshd, &SshdConfig::per_source_max_startups, 1, 100000)}},
+      {"sshd.version_timeout", {Uint(&C::sshd, &SshdConfig::version_timeout, 1, 3600)}},
       {"sshd.max_sessions", {Uint(&C::sshd, &SshdConfig::max_sessions, 1, 1000)}},
       {"sshd.idle_timeout", {Uint(&C::sshd, &SshdConfig::idle_timeout, 0, 604800)}},
       {"sshd.client_alive_interval", {Uint(&C::sshd, &SshdConfig::client_alive_interval, 0, 86400)}},

@@ -8,6 +8,8 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -15,10 +17,10 @@
 
 #include <cerrno>
 #include <cstring>
-#include <random>
 
 #include <spdlog/spdlog.h>
 
+#include "child_process.h"
 #include "metrics_server.h"
 #include "monitor.h"
 #include "net_session.h"
@@ -27,6 +29,13 @@
 
 namespace allgo::sshd {
 namespace {
+
+// epoll_event.data.u64: what the event is about (top byte) and which one (the rest).
+constexpr uint64_t kTagMask = 0xffull << 56;
+constexpr uint64_t kTagSignal = 1ull << 56;
+constexpr uint64_t kTagListener = 2ull << 56;   // | index in listeners_
+constexpr uint64_t kTagStartup = 3ull << 56;    // | pid of the connection
+constexpr uint64_t kTagPending = 4ull << 56;    // | admission id
 
 void Numeric(const sockaddr_storage& ss, std::string* ip, uint16_t* port) {
   char buf[INET6_ADDRSTRLEN] = "?";
@@ -102,7 +111,9 @@ Status OpenListener(const std::string& spec, UniqueFd* out) {
       st = Status::FromErrno("listen = " + spec + ": bind", errno);
       continue;
     }
-    if (listen(fd.get(), 128) != 0) {
+    // A burst of logins arrives faster than one accept loop turn: let the kernel hold them
+    // (it caps this at net.core.somaxconn).
+    if (listen(fd.get(), 1024) != 0) {
       st = Status::FromErrno("listen = " + spec + ": listen", errno);
       continue;
     }
@@ -112,6 +123,23 @@ Status OpenListener(const std::string& spec, UniqueFd* out) {
   }
   freeaddrinfo(res);
   return st;
+}
+
+Status EnsureFileLimit(const Config& config) {
+  // Every pending connection is a socket in the listener, plus its startup pipes and a margin
+  // for listening sockets, logs and the processes being forked.
+  rlim_t need = static_cast<rlim_t>(config.sshd.max_startups_full) + config.sshd.max_startups_begin + 64;
+  rlimit lim{};
+  if (getrlimit(RLIMIT_NOFILE, &lim) != 0) return Status::FromErrno("getrlimit(RLIMIT_NOFILE)", errno);
+  if (lim.rlim_cur >= need) return Status::Ok();
+  if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < need) {
+    return Status::Invalid(config.path + ": [sshd] max_startups full = " + std::to_string(config.sshd.max_startups_full) +
+                           " needs " + std::to_string(need) + " open files, but the hard limit (RLIMIT_NOFILE) is " +
+                           std::to_string(lim.rlim_max) + ": raise LimitNOFILE= in the systemd unit, or lower full");
+  }
+  lim.rlim_cur = need;
+  if (setrlimit(RLIMIT_NOFILE, &lim) != 0) return Status::FromErrno("setrlimit(RLIMIT_NOFILE)", errno);
+  return Status::Ok();
 }
 
 Status Listener::ApplyOperations(const Config& config) {
@@ -130,8 +158,10 @@ Status Listener::ApplyOperations(const Config& config) {
     st = AuditLog::Open(config.sshd.audit_log, &audit);
     if (!st.ok()) return Status::IoError(config.path + ": [sshd] " + st.message());
   }
-  proxy_mode_ = mode;
-  proxy_trusted_ = std::move(trusted);
+  st = EnsureFileLimit(config);
+  if (!st.ok()) return st;
+  admission_->SetProxy(mode, std::move(trusted));
+  admission_->SetLimits(AdmissionLimits::FromConfig(config.sshd));
   audit_ = std::move(audit);
   return Status::Ok();
 }
@@ -160,6 +190,9 @@ Status Listener::Init() {
     if (!st.ok()) return st;
     spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
   }
+  epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
+  if (!epoll_) return Status::FromErrno("epoll_create1", errno);
+  admission_ = std::make_unique<Admission>(epoll_.get(), kTagPending, metrics_);
   st = ApplyOperations(config_);
   if (!st.ok()) return st;
   if (audit_) spdlog::info("audit log {}", config_.sshd.audit_log);
@@ -175,98 +208,98 @@ Status Listener::Init() {
   return Status::Ok();
 }
 
-bool Listener::ShouldDrop() {
-  const SshdConfig& s = config_.sshd;
-  size_t unauth = 0;
-  for (const auto& [pid, child] : children_) unauth += child.startup ? 1 : 0;
-  if (unauth >= s.max_startups_full) return true;
-  if (unauth < s.max_startups_begin) return false;
-  unsigned span = s.max_startups_full > s.max_startups_begin ? s.max_startups_full - s.max_startups_begin : 1;
-  unsigned p = s.max_startups_rate + (100 - std::min(s.max_startups_rate, 100u)) *
-                                         static_cast<unsigned>(unauth - s.max_startups_begin) / span;
-  static std::mt19937 rng(std::random_device{}());
-  return std::uniform_int_distribution<unsigned>(0, 99)(rng) < p;
+void Listener::Accept(int listen_fd) {
+  // Drain the backlog a bounded number at a time, so signals and admissions keep their turn.
+  for (int i = 0; i < 64; ++i) {
+    sockaddr_storage peer{};
+    socklen_t len = sizeof(peer);
+    UniqueFd client(accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
+    if (!client) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED) {
+        spdlog::warn("accept: {}", std::strerror(errno));
+      }
+      return;
+    }
+    // Without TCP_NODELAY the small handshake packets meet the client's delayed ACK: ~40 ms
+    // stalls, several per login.
+    int one = 1;
+    setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    admission_->Offer(std::move(client), peer, MonotonicMs());
+  }
 }
 
-void Listener::Accept(int listen_fd) {
-  sockaddr_storage peer{};
-  socklen_t len = sizeof(peer);
-  UniqueFd client(accept4(listen_fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_CLOEXEC));
-  if (!client) {
-    if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED) {
-      spdlog::warn("accept: {}", std::strerror(errno));
-    }
-    return;
-  }
-  std::string ip;
-  uint16_t port = 0;
-  Numeric(peer, &ip, &port);
-  if (ShouldDrop()) {
-    spdlog::warn("connection from {}:{} dropped: too many unauthenticated connections (max_startups)", ip, port);
-    if (metrics_) metrics_->ConnectionDropped();
-    return;
-  }
-  if (metrics_) metrics_->ConnectionOpened();
-  // Without TCP_NODELAY the small handshake packets meet the client's delayed ACK: ~40 ms
-  // stalls, several per login.
-  int one = 1;
-  setsockopt(client.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+void Listener::Start(AdmittedConnection conn) {
+  std::string source = conn.source;
+  bool silent = conn.silent;
   int p[2];
   if (pipe2(p, O_CLOEXEC) != 0) {
     spdlog::error("pipe2: {}", std::strerror(errno));
+    admission_->Release(source, silent);
     return;
   }
   UniqueFd startup_r(p[0]), startup_w(p[1]);
   pid_t pid = fork();
   if (pid < 0) {
     spdlog::error("fork: {}", std::strerror(errno));
+    admission_->Release(source, silent);
     return;
   }
   if (pid == 0) {
     startup_r.reset();
+    epoll_.reset();  // shared with the listener: never touched from here
+    admission_->CloseInChild();
     for (auto& l : listeners_) l.reset();
     for (auto& [cpid, child] : children_) child.startup.reset();
     sigfd_.reset();
     // The monitor keeps the write end; it closes it on successful authentication.
-    RunConnection(std::move(client), std::move(startup_w));
+    RunConnection(std::move(conn), std::move(startup_w));
   }
-  children_[pid].startup = std::move(startup_r);
+  if (metrics_) metrics_->ConnectionOpened();
+  epoll_event ev{};
+  ev.events = EPOLLIN;  // EOF (POLLHUP) once the monitor closed its end
+  ev.data.u64 = kTagStartup | static_cast<uint64_t>(pid);
+  if (epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, startup_r.get(), &ev) != 0) {
+    spdlog::error("epoll_ctl (startup pipe): {}; the slot frees when the connection ends", std::strerror(errno));
+  }
+  Child& child = children_[pid];
+  child.startup = std::move(startup_r);
+  child.source = std::move(source);
+  child.silent = silent;
 }
 
-void Listener::RunConnection(UniqueFd client, UniqueFd startup) {
+void Listener::StartupEnded(pid_t pid) {
+  auto it = children_.find(pid);
+  if (it == children_.end() || !it->second.startup) return;
+  epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, it->second.startup.get(), nullptr);
+  it->second.startup.reset();
+  admission_->Release(it->second.source, it->second.silent);
+}
+
+void Listener::RunConnection(AdmittedConnection conn, UniqueFd startup) {
+  UniqueFd client = std::move(conn.fd);
   MonitorSettings ms;
   ms.config = &config_;
   ms.lookup_uid = users_.lookup.uid;
   ms.lookup_gid = users_.lookup.gid;
-  sockaddr_storage ss{};
+  ms.accepted_ms = conn.accepted_ms;
+  sockaddr_storage ss = conn.peer;
   socklen_t len = sizeof(ss);
-  getpeername(client.get(), reinterpret_cast<sockaddr*>(&ss), &len);
   Numeric(ss, &ms.conn.client_ip, &ms.conn.client_port);
-  if (proxy_mode_ != ProxyMode::kOff) {
-    bool trusted = false;
-    for (const Cidr& cidr : proxy_trusted_) trusted = trusted || CidrContains(cidr, ss);
+  if (conn.has_proxy_header) {
+    // The one place a root process consumes network bytes: the header admission already
+    // saw complete (from a proxy_trusted source), through a bounded, fuzzed parser
+    // (proxy_protocol.h), before the network child takes the socket.
     std::string tcp_peer = ms.conn.Client();
-    if (trusted) {
-      // The one place a root process reads network bytes: a bounded, fuzzed parser
-      // (proxy_protocol.h) that must run before the network child takes the socket.
-      ProxyHeader header;
-      int timeout_ms = static_cast<int>(std::min(config_.sshd.login_grace_time, 10u)) * 1000;
-      Status pst = ReadProxyHeader(client.get(), proxy_mode_, timeout_ms, &header);
-      if (!pst.ok()) {
-        spdlog::warn("connection from {} refused: PROXY header: {}", tcp_peer, pst.ToString());
-        if (metrics_) metrics_->ConnectionDropped();
-        _exit(1);
-      }
-      if (header.has_address) {
-        ms.conn.client_ip = AddressToString(header.source);
-        ms.conn.client_port = AddressPort(header.source);
-        spdlog::info("connection from {} via proxy {}", ms.conn.Client(), tcp_peer);
-      }
-    } else if (proxy_mode_ == ProxyMode::kRequired) {
-      spdlog::warn("connection from {} refused: proxy_protocol = required and {} is not in proxy_trusted",
-                   tcp_peer, ms.conn.client_ip);
-      if (metrics_) metrics_->ConnectionDropped();
+    ProxyHeader header;
+    Status pst = ReadProxyHeader(client.get(), ProxyMode::kRequired, 1000, &header);
+    if (!pst.ok()) {
+      spdlog::warn("connection from {} refused: PROXY header: {}", tcp_peer, pst.ToString());
       _exit(1);
+    }
+    if (header.has_address) {
+      ms.conn.client_ip = AddressToString(header.source);
+      ms.conn.client_port = AddressPort(header.source);
+      spdlog::info("connection from {} via proxy {}", ms.conn.Client(), tcp_peer);
     }
   }
   len = sizeof(ss);
@@ -366,6 +399,40 @@ void Listener::Reload() {
   spdlog::info("SIGHUP: configuration reloaded from {} (applies to new connections)", config_path_);
 }
 
+void Listener::HandleSignals(int* stopping) {
+  signalfd_siginfo si;
+  while (read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
+    if (si.ssi_signo == SIGHUP) {
+      Reload();
+    } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
+      ++*stopping;
+      if (*stopping == 1) {
+        spdlog::info("stopping: no new connections; waiting for {} connection(s) to end", children_.size());
+        for (auto& l : listeners_) epoll_ctl(epoll_.get(), EPOLL_CTL_DEL, l.get(), nullptr);
+        listeners_.clear();
+        admission_->Clear();
+        for (auto& [pid, child] : children_) {
+          if (child.startup) kill(pid, SIGTERM);
+        }
+      } else {
+        spdlog::info("stopping now: ending {} connection(s)", children_.size());
+        for (auto& [pid, child] : children_) kill(pid, SIGTERM);
+      }
+    }
+  }
+  int status;
+  pid_t pid;
+  while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+    if (pid == metrics_pid_) {
+      spdlog::error("the metrics endpoint process ended (status {}); metrics are off until a restart", status);
+      metrics_pid_ = -1;
+      continue;
+    }
+    StartupEnded(pid);
+    if (children_.erase(pid) && metrics_) metrics_->ConnectionClosed();
+  }
+}
+
 int Listener::Run() {
   sigset_t mask;
   sigemptyset(&mask);
@@ -377,62 +444,47 @@ int Listener::Run() {
     spdlog::critical("signalfd: {}", std::strerror(errno));
     return 1;
   }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = kTagSignal;
+  bool ok = epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, sigfd_.get(), &ev) == 0;
+  for (size_t i = 0; i < listeners_.size(); ++i) {
+    ev.data.u64 = kTagListener | i;
+    ok = ok && epoll_ctl(epoll_.get(), EPOLL_CTL_ADD, listeners_[i].get(), &ev) == 0;
+  }
+  if (!ok) {
+    spdlog::critical("epoll_ctl: {}", std::strerror(errno));
+    return 1;
+  }
   int stopping = 0;
+  int timeout = -1;
+  std::vector<epoll_event> events(256);
   while (true) {
-    std::vector<pollfd> fds;
-    fds.push_back({sigfd_.get(), POLLIN, 0});
-    for (const auto& l : listeners_) fds.push_back({l.get(), POLLIN, 0});
-    std::vector<pid_t> pids;
-    for (const auto& [pid, child] : children_) {
-      if (!child.startup) continue;
-      fds.push_back({child.startup.get(), POLLIN, 0});
-      pids.push_back(pid);
-    }
-    if (poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) {
-      spdlog::critical("poll: {}", std::strerror(errno));
+    int n = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
+    if (n < 0 && errno != EINTR) {
+      spdlog::critical("epoll_wait: {}", std::strerror(errno));
       return 1;
     }
-    size_t first_pipe = 1 + listeners_.size();
-    for (size_t i = first_pipe; i < fds.size(); ++i) {
-      if (fds[i].revents != 0) children_[pids[i - first_pipe]].startup.reset();
-    }
-    if (fds[0].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (read(sigfd_.get(), &si, sizeof(si)) == sizeof(si)) {
-        if (si.ssi_signo == SIGHUP) {
-          Reload();
-        } else if (si.ssi_signo == SIGTERM || si.ssi_signo == SIGINT) {
-          ++stopping;
-          if (stopping == 1) {
-            spdlog::info("stopping: no new connections; waiting for {} connection(s) to end", children_.size());
-            listeners_.clear();
-            for (auto& [pid, child] : children_) {
-              if (child.startup) kill(pid, SIGTERM);
-            }
-          } else {
-            spdlog::info("stopping now: ending {} connection(s)", children_.size());
-            for (auto& [pid, child] : children_) kill(pid, SIGTERM);
-          }
-        }
-      }
-      int status;
-      pid_t pid;
-      while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
-        if (pid == metrics_pid_) {
-          spdlog::error("the metrics endpoint process ended (status {}); metrics are off until a restart", status);
-          metrics_pid_ = -1;
-          continue;
-        }
-        if (children_.erase(pid) && metrics_) metrics_->ConnectionClosed();
+    for (int i = 0; i < n; ++i) {
+      uint64_t tag = events[i].data.u64 & kTagMask, value = events[i].data.u64 & ~kTagMask;
+      if (tag == kTagSignal) {
+        HandleSignals(&stopping);
+      } else if (tag == kTagStartup) {
+        StartupEnded(static_cast<pid_t>(value));
+      } else if (tag == kTagPending) {
+        admission_->OnEvent(value, events[i].events);
+      } else if (tag == kTagListener && stopping == 0 && value < listeners_.size()) {
+        Accept(listeners_[value].get());
       }
     }
     if (stopping > 0 && children_.empty()) {
       if (metrics_pid_ > 0) kill(metrics_pid_, SIGTERM);
       break;
     }
-    for (size_t i = 1; i < first_pipe && i < fds.size(); ++i) {
-      if (stopping == 0 && (fds[i].revents & POLLIN)) Accept(fds[i].fd);
-    }
+    long long now = MonotonicMs();
+    timeout = admission_->Expire(now);
+    AdmittedConnection conn;
+    while (stopping == 0 && admission_->Next(now, &conn)) Start(std::move(conn));
   }
   spdlog::info("stopped");
   return 0;

@@ -5,15 +5,17 @@
 //                                                                        (privsep_user, chroot,
 //                                                                         no_new_privs, libssh)
 //
-// max_startups (begin:rate:full) is enforced here, before anything else happens: the
-// listener counts connections that have not authenticated yet (each one holds a pipe that
-// its monitor closes on success) and drops new ones early and at random past `begin`, all
-// of them past `full`, like OpenSSH's MaxStartups.
+// Admission (admission.h) comes first: an accepted connection waits in the listener, with
+// no process, until a max_startups slot is free; the listener peeks at its first bytes (PROXY
+// header, SSH version line) without consuming them, to close slowloris and garbage early and
+// to let clients that spoke first go first. Each running unauthenticated connection holds a
+// pipe that its monitor closes on successful authentication (or exit): that frees its slot.
 //
-// Operations: PROXY protocol headers are read here (in the connection's root process, before
-// the network child exists) from proxy_trusted sources only; metrics live in shared memory;
-// the audit log path is checked by the listener (at start and on SIGHUP) and written by the
-// monitors, which open it per line so that a rotated file is replaced everywhere at once.
+// Operations: PROXY protocol headers are recognised here and consumed in the connection's
+// root process, before the network child exists, from proxy_trusted sources only; metrics live
+// in shared memory; the audit log path is checked by the listener (at start and on SIGHUP) and
+// written by the monitors, which open it per line so that a rotated file is replaced everywhere
+// at once.
 //
 // Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
 // connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config
@@ -30,6 +32,7 @@
 #include "allgo/config.h"
 #include "allgo/status.h"
 #include "allgo/unique_fd.h"
+#include "admission.h"
 #include "audit_log.h"
 #include "metrics.h"
 #include "proxy_protocol.h"
@@ -44,6 +47,10 @@ Status ReadBanner(const Config& config, std::string* out);
 // Parses "host:port", "[v6]:port" or ":port" / "port" (all addresses); binds and listens.
 Status OpenListener(const std::string& spec, UniqueFd* out);
 
+// Raises the soft RLIMIT_NOFILE so that max_startups `full` pending sockets fit; an error
+// naming the fix when the hard limit is too low.
+Status EnsureFileLimit(const Config& config);
+
 class Listener {
  public:
   Listener(std::string config_path, Config config);
@@ -57,14 +64,19 @@ class Listener {
 
  private:
   struct Child {
-    UniqueFd startup;  // open while the connection is unauthenticated
+    UniqueFd startup;    // open while the connection is unauthenticated
+    std::string source;  // its admission accounting (admission.h)
+    bool silent = false;
   };
   void Accept(int listen_fd);
-  bool ShouldDrop();
+  // Forks the processes of an admitted connection.
+  void Start(AdmittedConnection conn);
+  void StartupEnded(pid_t pid);
+  void HandleSignals(int* stopping);
   void Reload();
-  // Audit log and PROXY settings from config_ (at start and on SIGHUP).
+  // Audit log, PROXY settings and admission limits from `config` (at start and on SIGHUP).
   Status ApplyOperations(const Config& config);
-  [[noreturn]] void RunConnection(UniqueFd client, UniqueFd startup);
+  [[noreturn]] void RunConnection(AdmittedConnection conn, UniqueFd startup);
 
   std::string config_path_;
   Config config_;
@@ -74,10 +86,10 @@ class Listener {
   std::vector<UniqueFd> listeners_;
   std::map<pid_t, Child> children_;
   UniqueFd sigfd_;
+  UniqueFd epoll_;  // signals, listening sockets, startup pipes, pending connections
+  std::unique_ptr<Admission> admission_;
   Metrics* metrics_ = nullptr;          // shared memory, inherited by every connection
   std::unique_ptr<AuditLog> audit_;     // [sshd] audit_log, re-checked on SIGHUP
-  ProxyMode proxy_mode_ = ProxyMode::kOff;
-  std::vector<Cidr> proxy_trusted_;
   pid_t metrics_pid_ = -1;
 };
 

@@ -48,7 +48,9 @@ int Monitor::Run() {
     return 1;
   }
   const Config& config = *settings_.config;
-  long long grace_deadline = MonotonicMs() + config.sshd.login_grace_time * 1000LL;
+  // The grace time counts from the accept: time spent waiting for admission is part of it.
+  long long start = settings_.accepted_ms > 0 ? settings_.accepted_ms : MonotonicMs();
+  long long grace_deadline = start + config.sshd.login_grace_time * 1000LL;
   bool sock_open = true;
 
   while (net_child_alive_) {

@@ -37,6 +37,7 @@ struct MonitorSettings {
   gid_t lookup_gid = static_cast<gid_t>(-1);
   AuditLog* audit = nullptr;  // [sshd] audit_log, opened by the listener; may be null
   Metrics* metrics = nullptr;  // shared by every allgo-sshd process; may be null
+  long long accepted_ms = 0;   // MonotonicMs() of the accept: login_grace_time counts from it (0: now)
 };
 
 class Monitor {

@@ -35,9 +35,11 @@ TEST(Config, ShippedExampleParsesWithItsDocumentedValues) {
   EXPECT_FALSE(c.authkeys.allow_superusers);
   EXPECT_EQ(c.sandbox.dir, "/vol/cache/allgo-sandboxes");
   EXPECT_EQ(c.sshd.listen, std::vector<std::string>{"127.0.0.1:2222"});
-  EXPECT_EQ(c.sshd.max_startups_begin, 10u);
+  EXPECT_EQ(c.sshd.max_startups_begin, 32u);
   EXPECT_EQ(c.sshd.max_startups_rate, 30u);
-  EXPECT_EQ(c.sshd.max_startups_full, 100u);
+  EXPECT_EQ(c.sshd.max_startups_full, 1000u);
+  EXPECT_EQ(c.sshd.per_source_max_startups, 200u);
+  EXPECT_EQ(c.sshd.version_timeout, 5u);
   EXPECT_EQ(c.sshd.authorized_keys_command, "");
   EXPECT_EQ(c.queries.webapp_by_name, WebappDirectory::DefaultQueries().webapp_by_name);
 }

@@ -1,5 +1,6 @@
 // Operations features of allgo-sshd through the real client: PROXY protocol, metrics and
 // health endpoint, audit log.
+#include <pwd.h>
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -301,12 +302,18 @@ TEST(Operations, TheMetricsProcessDiesWithAKilledListenerAndARestartGetsThePort)
   // Once the start-up probe's connection has ended: the listener and its metrics process.
   ASSERT_TRUE(WaitFor([&] { return (tree = s.ServerProcesses()).size() == 2; }, 5000)) << tree.size();
   pid_t metrics = tree[0] == listener ? tree[1] : tree[0];
-  // Every thread of it unprivileged, with no_new_privs.
+  // Every thread of it unprivileged (the dedicated allgo-metrics user), with no_new_privs.
+  const struct passwd* metrics_user = getpwnam("allgo-metrics");
+  ASSERT_NE(metrics_user, nullptr) << "conf/create-users did not run in the test namespace";
+  const std::string metrics_uid = std::to_string(metrics_user->pw_uid);
+  const std::string metrics_gid = std::to_string(metrics_user->pw_gid);
   int threads = 0;
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(metrics) + "/task")) {
     std::string status = ReadFile(task.path() / "status");
-    EXPECT_TRUE(Contains(status, "\nUid:\t65534\t65534\t65534\t65534\n")) << status;
-    EXPECT_TRUE(Contains(status, "\nGroups:\t65534 \n") || Contains(status, "\nGroups:\t\n") ||
+    EXPECT_TRUE(Contains(status, "\nUid:\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\t" +
+                                     metrics_uid + "\n"))
+        << status;
+    EXPECT_TRUE(Contains(status, "\nGroups:\t" + metrics_gid + " \n") || Contains(status, "\nGroups:\t\n") ||
                 Contains(status, "\nGroups:\t \n")) << status;
     EXPECT_TRUE(Contains(status, "\nNoNewPrivs:\t1\n")) << status;
     ++threads;

@@ -2,6 +2,7 @@
 // test plays a compromised network child that skips the child's own checks and talks the
 // monitor protocol directly (real monitor, real database, NSS, real session processes).
 #include <signal.h>
+#include <pwd.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -54,6 +55,12 @@ class MonitorProcess {
       sshd::MonitorSettings settings;
       settings.config = &config_;
       settings.conn = {"127.0.0.1", 40000, "127.0.0.1", 2222};
+      // The lookup child drops to [sshd] lookup_user as under allgo-sshd (the private
+      // namespace has the service users, conf/create-users).
+      if (const struct passwd* lookup = getpwnam(config_.sshd.lookup_user.c_str())) {
+        settings.lookup_uid = lookup->pw_uid;
+        settings.lookup_gid = lookup->pw_gid;
+      }
       sshd::Monitor monitor(settings, std::move(monitor_end), net, UniqueFd());
       _exit(monitor.Run());
     }

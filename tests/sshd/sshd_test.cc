@@ -13,9 +13,11 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cstring>
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <thread>
@@ -602,6 +604,189 @@ TEST_F(SshdTest, HalfOpenFloodDoesNotLockOutRealUsers) {
   }
   EXPECT_THAT(server.log(), HasSubstr("max_startups"));
   EXPECT_THAT(server.log(), HasSubstr("login grace time"));
+}
+
+TEST_F(SshdTest, HundredSimultaneousLoginsWithTheDefaultsAreAllServed) {
+  // A parallel scp/rsync script: 100 logins at once from one client. OpenSSH's default
+  // MaxStartups 10:30:100 resets about half of them; the defaults here queue them instead.
+  SshdServer server;
+  std::vector<std::thread> threads;
+  std::atomic<int> good{0};
+  std::mutex failures_mutex;
+  std::string failures;
+  std::atomic<long> slowest_ms{0};
+  for (int i = 0; i < 100; ++i) {
+    threads.emplace_back([&, i] {
+      auto t0 = std::chrono::steady_clock::now();
+      RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo n" + std::to_string(i));
+      long ms = static_cast<long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                      std::chrono::steady_clock::now() - t0).count());
+      for (long seen = slowest_ms; ms > seen && !slowest_ms.compare_exchange_weak(seen, ms);) {
+      }
+      if (r.exit_code == 0 && r.out == "n" + std::to_string(i) + "\n") {
+        ++good;
+      } else {
+        std::lock_guard<std::mutex> lock(failures_mutex);
+        failures += "login " + std::to_string(i) + ": exit " + std::to_string(r.exit_code) + " " + r.err + "\n";
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(good.load(), 100) << failures;
+  EXPECT_THAT(server.log(), Not(HasSubstr("refused:"))) << "nothing was refused";
+  std::printf("100 simultaneous logins: slowest %ld ms\n", slowest_ms.load());
+}
+
+// Sum of the proportional set size (KiB) of the listener and all its descendants.
+long ServerPssKib(pid_t listener, size_t* processes) {
+  long total = 0;
+  std::vector<pid_t> todo = {listener};
+  *processes = 0;
+  while (!todo.empty()) {
+    pid_t p = todo.back();
+    todo.pop_back();
+    std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
+    std::string key;
+    long value = 0;
+    while (f >> key) {
+      if (key == "Pss:" && f >> value) total += value;
+    }
+    ++*processes;
+    for (pid_t c : ChildrenOf(p)) todo.push_back(c);
+  }
+  return total;
+}
+
+TEST_F(SshdTest, IdleAndSlowlorisFloodLeavesRoomForARealLoginInBoundedMemory) {
+  // Defaults: max_startups 32:30:1000, per_source_max_startups 200, version_timeout 5.
+  SshdServer server;
+  ASSERT_EQ(server.Ssh("webapp1", owner_key_.private_path, "true").exit_code, 0) << server.log();
+  for (int i = 0; i < 50 && !ChildrenOf(server.pid()).empty(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));  // that login's processes exit
+  }
+  size_t base_processes = 0;
+  long base_pss = ServerPssKib(server.pid(), &base_processes);
+
+  // Everything from 127.0.0.1, the real user's own address: the hardest case (one source).
+  std::vector<int> idle;
+  for (int i = 0; i < 200; ++i) {
+    int fd = ConnectLoopback(server.port());
+    if (fd >= 0) idle.push_back(fd);
+  }
+  ASSERT_EQ(idle.size(), 200u);
+  // Slowloris: a version line sent one byte a second, never completed within the timeout.
+  std::vector<int> slow;
+  for (int i = 0; i < 20; ++i) slow.push_back(ConnectLoopback(server.port()));
+  const std::string line = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
+  std::vector<std::chrono::steady_clock::duration> slow_closed(slow.size());
+  auto flood_start = std::chrono::steady_clock::now();
+  std::atomic<bool> stop{false};
+  std::thread loris([&] {
+    std::vector<bool> open(slow.size(), true);
+    for (size_t sent = 0; sent < line.size() && !stop; ++sent) {
+      for (size_t i = 0; i < slow.size(); ++i) {
+        if (open[i] && send(slow[i], &line[sent], 1, MSG_NOSIGNAL | MSG_DONTWAIT) != 1) {
+          open[i] = false;
+          slow_closed[i] = std::chrono::steady_clock::now() - flood_start;
+        }
+      }
+      for (int t = 0; t < 10 && !stop; ++t) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo in");
+  auto login = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.out, "in\n") << r.err << server.log().substr(0, 4000);
+  EXPECT_LT(login, std::chrono::seconds(10));
+
+  // Memory: the pending connections have no process (a socket and a few hundred bytes in the
+  // listener each); idle ones hold at most half of the 32 running slots: 16 monitor + network
+  // child pairs, measured at about 0.6 MiB PSS each (forked from the listener, pages shared).
+  // 32 MiB above the resting size leaves room for twice that, plus the real login.
+  size_t processes = 0;
+  long pss = ServerPssKib(server.pid(), &processes);
+  EXPECT_LE(processes, base_processes + 2 * 16 + 4) << "pending connections must not have processes";
+  EXPECT_LT(pss - base_pss, 32 * 1024) << "PSS " << pss << " KiB, at rest " << base_pss << " KiB";
+  std::printf("flood of 200 idle + 20 slowloris: login %.0f ms, %zu server processes (rest %zu), PSS %ld KiB (rest %ld KiB)\n",
+              std::chrono::duration<double, std::milli>(login).count(), processes, base_processes, pss, base_pss);
+
+  // Slowloris connections are closed at version_timeout (5 s), not login_grace_time (30 s).
+  for (int fd : slow) EXPECT_TRUE(ClosedByPeerWithin(fd, 8000));
+  // Idle connections wait (queued, not reset): only those whose place a newcomer took are
+  // gone (per_source_max_startups 200: one per slowloris and real login).
+  int idle_open = 0;
+  for (int fd : idle) {
+    char c;
+    ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);  // admitted ones have our version line
+    if (n > 0 || (n < 0 && errno == EAGAIN)) ++idle_open;
+  }
+  EXPECT_GE(idle_open, 170);
+  stop = true;
+  loris.join();
+  for (size_t i = 0; i < slow.size(); ++i) {
+    EXPECT_LT(slow_closed[i], std::chrono::seconds(8)) << "slowloris " << i << " was never closed";
+  }
+  for (int fd : slow) close(fd);
+  for (int fd : idle) close(fd);
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(15);
+  while (ServerPssKib(server.pid(), &processes) > 0 && processes > base_processes &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  EXPECT_LE(processes, base_processes) << "connection processes left behind";
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo after").out, "after\n");
+}
+
+// A client that sends nothing until it has the server's version, as libssh's client does.
+// Returns the server's version line ("" when none came within `timeout_ms`).
+std::string ServerVersionForASilentClient(int port, int timeout_ms) {
+  int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
+  std::string got;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (got.find('\n') == std::string::npos) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{fd, POLLIN, 0};
+    if (left.count() <= 0 || poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+    char buf[256];
+    ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    got.append(buf, static_cast<size_t>(n));
+  }
+  close(fd);
+  return got.substr(0, got.find('\n') + 1);
+}
+
+TEST_F(SshdTest, ClientsThatWaitForTheServersVersionAreServedAlsoWithOptionalProxy) {
+  {
+    SshdServer server;
+    EXPECT_THAT(ServerVersionForASilentClient(server.port(), 3000), testing::StartsWith("SSH-2.0-"));
+  }
+  SshdServer server("proxy_protocol = optional\nproxy_trusted = 127.0.0.1/32");
+  // From a trusted source the server first gives a proxy a moment to send its header.
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_THAT(ServerVersionForASilentClient(server.port(), 5000), testing::StartsWith("SSH-2.0-")) << server.log();
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  // Real logins with and without a PROXY header still work.
+  EXPECT_EQ(server.Ssh("webapp1", owner_key_.private_path, "echo direct").out, "direct\n");
+  std::string proxy = "bash -c 'exec socat - TCP:127.0.0.1:" + std::to_string(server.port()) +
+                      " < <(printf \"PROXY TCP4 203.0.113.9 127.0.0.1 40001 22\\r\\n\"; exec cat)'";
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo proxied", {"-o", "ProxyCommand=" + proxy});
+  EXPECT_EQ(r.out, "proxied\n") << r.err << server.log();
+  EXPECT_TRUE(server.WaitForLog("connection from 203.0.113.9:40001 via proxy")) << server.log();
+}
+
+TEST_F(SshdTest, RequiredProxyClosesASilentTrustedConnectionAtVersionTimeout) {
+  SshdServer server("proxy_protocol = required\nproxy_trusted = 127.0.0.1/32\nversion_timeout = 2");
+  int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(ClosedByPeerWithin(fd, 6000));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(1500));
+  close(fd);
+  EXPECT_TRUE(server.WaitForLog("within version_timeout (2 s)")) << server.log();
 }
 
 // ---------------------------------------------------------------- privilege separation

@@ -86,9 +86,11 @@ struct SshdConfig {
   std::string privsep_chroot = "/run/allgo-sshd";
   unsigned login_grace_time = 30;
   unsigned max_auth_tries = 6;
-  unsigned max_startups_begin = 10;     // max_startups = begin:rate:full
-  unsigned max_startups_rate = 30;
-  unsigned max_startups_full = 100;
+  unsigned max_startups_begin = 32;     // max_startups = begin:rate:full (sshd/src/admission.h)
+  unsigned max_startups_rate = 30;      // accepted for OpenSSH compatibility, not used
+  unsigned max_startups_full = 1000;
+  unsigned per_source_max_startups = 200;  // unauthenticated connections from one address
+  unsigned version_timeout = 5;         // seconds for a client's SSH version line, once begun
   unsigned max_sessions = 10;
   unsigned idle_timeout = 0;
   unsigned client_alive_interval = 15;
