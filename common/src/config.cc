@@ -220,6 +220,30 @@ Setter Query(std::string QueriesConfig::*field) {
   };
 }
 
+// An [sshd] algorithm list: syntax only here (allgo_common links no libssh); the names are
+// checked against OpenSSH's and the linked libssh's by allgo-sshd (algorithm_policy.h). An
+// alias and its key set the same list, so giving both is "given twice" too.
+Setter Algorithms(AlgorithmSetting SshdConfig::*field, const char* key) {
+  return [=](Config& c, const std::string& v) -> std::string {
+    AlgorithmSetting& a = c.sshd.*field;
+    if (!a.key.empty()) return "given twice (as " + a.key + " and " + key + ": they are the same list)";
+    a.key = key;
+    if (v.empty()) return "";  // the built-in default
+    std::string names = v;
+    if (!names.empty() && (names[0] == '+' || names[0] == '-' || names[0] == '^')) names.erase(0, 1);
+    if (names.empty()) return "must be a comma-separated list of algorithm names";
+    if (names.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789-_.@,*?") != std::string::npos) {
+      return "must be a comma-separated list of algorithm names (no spaces), optionally starting "
+             "with + (append), - (remove) or ^ (prepend)";
+    }
+    if (names.front() == ',' || names.back() == ',' || names.find(",,") != std::string::npos) {
+      return "has an empty name in the list";
+    }
+    a.value = v;
+    return "";
+  };
+}
+
 const std::map<std::string, KeySpec>& Table() {
   using C = Config;
   static const std::map<std::string, KeySpec> table = {
@@ -323,10 +347,14 @@ const std::map<std::string, KeySpec>& Table() {
           c.sshd.log_level = v;
           return "";
         }}},
-      {"sshd.ciphers", {Str(&C::sshd, &SshdConfig::ciphers)}},
-      {"sshd.kex", {Str(&C::sshd, &SshdConfig::kex)}},
-      {"sshd.macs", {Str(&C::sshd, &SshdConfig::macs)}},
-      {"sshd.hostkey_algorithms", {Str(&C::sshd, &SshdConfig::hostkey_algorithms)}},
+      {"sshd.kex_algorithms", {Algorithms(&SshdConfig::kex_algorithms, "kex_algorithms")}},
+      {"sshd.kex", {Algorithms(&SshdConfig::kex_algorithms, "kex")}},
+      {"sshd.ciphers", {Algorithms(&SshdConfig::ciphers, "ciphers")}},
+      {"sshd.macs", {Algorithms(&SshdConfig::macs, "macs")}},
+      {"sshd.host_key_algorithms", {Algorithms(&SshdConfig::host_key_algorithms, "host_key_algorithms")}},
+      {"sshd.hostkey_algorithms", {Algorithms(&SshdConfig::host_key_algorithms, "hostkey_algorithms")}},
+      {"sshd.pubkey_accepted_algorithms",
+       {Algorithms(&SshdConfig::pubkey_accepted_algorithms, "pubkey_accepted_algorithms")}},
   };
   return table;
 }
@@ -366,6 +394,7 @@ int Handler(void* user, const char* section, const char* name, const char* value
   std::string problem = spec.set(*ctx->config, copy);
   WipeString(&copy);
   if (!problem.empty()) return fail(problem);
+  ctx->config->lines.emplace(key, ctx->line);
   return 1;
 }
 

@@ -62,6 +62,14 @@ int Check(const Config& config) {
   }
   for (const auto& line : summary) std::fprintf(stderr, "host key %s\n", line.c_str());
   WarnAboutSandboxMount(config);
+  // The effective algorithm lists, like `sshd -T` (stdout, one `key = list` per line).
+  allgo::sshd::AlgorithmPolicy policy;
+  if (!allgo::sshd::ResolveAlgorithmPolicy(config, &policy).ok()) return 1;  // MakeServerBind checked it
+  std::printf("libssh = %s\n", allgo::sshd::LinkedLibsshVersion().c_str());
+  for (auto kind : allgo::sshd::AllAlgorithmKinds()) {
+    std::printf("%s = %s\n", allgo::sshd::AlgorithmKey(kind), policy.Get(kind).c_str());
+  }
+  std::fflush(stdout);
   std::fprintf(stderr, "%s: configuration OK\n", config.path.c_str());
   return 0;
 }

@@ -7,22 +7,6 @@
 
 namespace allgo::sshd {
 
-const char* const kDefaultKex =
-    "curve25519-sha256,curve25519-sha256@libssh.org,ecdh-sha2-nistp256,ecdh-sha2-nistp384,"
-    "ecdh-sha2-nistp521,diffie-hellman-group16-sha512,diffie-hellman-group18-sha512,"
-    "diffie-hellman-group14-sha256";
-const char* const kDefaultCiphers =
-    "chacha20-poly1305@openssh.com,aes256-gcm@openssh.com,aes128-gcm@openssh.com,aes256-ctr,"
-    "aes192-ctr,aes128-ctr";
-const char* const kDefaultMacs =
-    "hmac-sha2-256-etm@openssh.com,hmac-sha2-512-etm@openssh.com,hmac-sha2-256,hmac-sha2-512";
-const char* const kDefaultHostKeyAlgorithms =
-    "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,rsa-sha2-512,"
-    "rsa-sha2-256";
-const char* const kDefaultPubkeyAlgorithms =
-    "ssh-ed25519,ecdsa-sha2-nistp256,ecdsa-sha2-nistp384,ecdsa-sha2-nistp521,"
-    "sk-ssh-ed25519@openssh.com,sk-ecdsa-sha2-nistp256@openssh.com,rsa-sha2-512,rsa-sha2-256";
-
 namespace {
 
 std::string HowToMakeKey(const std::string& path) {
@@ -89,21 +73,20 @@ Status MakeServerBind(const Config& config, UniqueBind* out, std::vector<std::st
     summary->push_back(type + " " + path + " " + fp);
   }
 
-  Status st = SetOption(bind.get(), SSH_BIND_OPTIONS_KEY_EXCHANGE, s.kex.empty() ? kDefaultKex : s.kex, "kex");
-  const std::string ciphers = s.ciphers.empty() ? kDefaultCiphers : s.ciphers;
-  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_CIPHERS_C_S, ciphers, "ciphers");
-  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_CIPHERS_S_C, ciphers, "ciphers");
-  const std::string macs = s.macs.empty() ? kDefaultMacs : s.macs;
-  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_HMAC_C_S, macs, "macs");
-  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_HMAC_S_C, macs, "macs");
+  AlgorithmPolicy policy;
+  Status st = ResolveAlgorithmPolicy(config, &policy);
+  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_KEY_EXCHANGE, policy.kex_algorithms, "kex_algorithms");
+  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_CIPHERS_C_S, policy.ciphers, "ciphers");
+  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_CIPHERS_S_C, policy.ciphers, "ciphers");
+  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_HMAC_C_S, policy.macs, "macs");
+  if (st.ok()) st = SetOption(bind.get(), SSH_BIND_OPTIONS_HMAC_S_C, policy.macs, "macs");
   if (st.ok()) {
-    st = SetOption(bind.get(), SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS,
-                   s.hostkey_algorithms.empty() ? kDefaultHostKeyAlgorithms : s.hostkey_algorithms,
-                   "hostkey_algorithms");
+    st = SetOption(bind.get(), SSH_BIND_OPTIONS_HOSTKEY_ALGORITHMS, policy.host_key_algorithms,
+                   "host_key_algorithms");
   }
   if (st.ok()) {
-    st = SetOption(bind.get(), SSH_BIND_OPTIONS_PUBKEY_ACCEPTED_KEY_TYPES, kDefaultPubkeyAlgorithms,
-                   "pubkey algorithms");
+    st = SetOption(bind.get(), SSH_BIND_OPTIONS_PUBKEY_ACCEPTED_KEY_TYPES, policy.pubkey_accepted_algorithms,
+                   "pubkey_accepted_algorithms");
   }
   if (!st.ok()) return st;
   *out = std::move(bind);

@@ -10,6 +10,7 @@
 
 #include "allgo/config.h"
 #include "allgo/status.h"
+#include "algorithm_policy.h"
 
 namespace allgo::sshd {
 
@@ -18,16 +19,9 @@ struct BindDeleter {
 };
 using UniqueBind = std::unique_ptr<ssh_bind_struct, BindDeleter>;
 
-// The algorithm lists used when [sshd] ciphers / kex / macs / hostkey_algorithms are empty:
-// modern only (curve25519 first; chacha20-poly1305, AES-GCM, AES-CTR with etm MACs).
-extern const char* const kDefaultKex;
-extern const char* const kDefaultCiphers;
-extern const char* const kDefaultMacs;
-extern const char* const kDefaultHostKeyAlgorithms;
-extern const char* const kDefaultPubkeyAlgorithms;
-
 // Loads every [sshd] host_key and builds an ssh_bind that owns them, with libssh's own
-// config files disabled (SSH_BIND_OPTIONS_PROCESS_CONFIG=false: ours is the only config).
+// config files disabled (SSH_BIND_OPTIONS_PROCESS_CONFIG=false: ours is the only config), and
+// the algorithm lists of ResolveAlgorithmPolicy().
 // `summary` lists the loaded keys ("ed25519 /path SHA256:...") for the start-up log.
 // Errors say which file and how to create a key.
 Status MakeServerBind(const Config& config, UniqueBind* out, std::vector<std::string>* summary);

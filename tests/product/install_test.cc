@@ -1,5 +1,7 @@
 // `cmake --install` into a temporary prefix gives a real layout, and the installed binaries run.
 #include <gtest/gtest.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -133,6 +135,29 @@ TEST_F(Install, InstalledBinariesRun) {
   RunResult r = test::Run({P("bin/allgo-authkeys"), "--config", tmp / "c.conf", "inst"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "restrict,pty " + key.public_line + "\n");
+}
+
+// The installed programs load the libssh they were built against (the private 0.12 of
+// scripts/build-libssh through their RUNPATH, or the system's), and the NSS module, loaded into
+// every process, links no libssh and carries no RUNPATH.
+TEST_F(Install, ProgramsFindTheirLibsshAndTheNssModuleNone) {
+  char expected[PATH_MAX];
+  ASSERT_NE(realpath(ALLGO_LIBSSH_FILE, expected), nullptr) << ALLGO_LIBSSH_FILE;
+  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-authkeys"}) {
+    RunResult r = test::Run({"ldd", P(bin)});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    size_t at = r.out.find("libssh.so.4 => ");
+    ASSERT_NE(at, std::string::npos) << r.out;
+    std::string path = r.out.substr(at + 15, r.out.find(' ', at + 15) - (at + 15));
+    char loaded[PATH_MAX];
+    ASSERT_NE(realpath(path.c_str(), loaded), nullptr) << path;
+    EXPECT_STREQ(loaded, expected) << bin << " would load another libssh:\n" << r.out;
+  }
+  RunResult r = test::Run({"readelf", "-d", P("lib/" ALLGO_MULTIARCH "/libnss_allgo.so.2")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.find("libssh"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("RUNPATH"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("RPATH"), std::string::npos) << r.out;
 }
 
 TEST_F(Install, UnitAndSnippetNameTheInstalledPaths) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -73,6 +74,13 @@ struct QueriesConfig {
   std::string webapp_keys;
 };
 
+// One `[sshd]` algorithm list as written: the value and the key it was given under (an alias
+// keeps its own name for messages; Config::lines has its line).
+struct AlgorithmSetting {
+  std::string value;
+  std::string key;
+};
+
 struct SshdConfig {
   std::vector<std::string> listen;      // may repeat; default 127.0.0.1:2222 when none given
   std::vector<std::string> host_key;    // may repeat
@@ -101,10 +109,14 @@ struct SshdConfig {
   std::string audit_log;
   std::string banner;
   std::string log_level = "info";       // trace|debug|info|warn|error|critical|off
-  std::string ciphers;                  // empty: the built-in modern list
-  std::string kex;
-  std::string macs;
-  std::string hostkey_algorithms;
+  // Algorithm policy in OpenSSH's list syntax (NAME,... | +NAME,... | -PATTERN,... | ^NAME,...);
+  // empty: the built-in defaults. Checked against the linked libssh by allgo-sshd
+  // (sshd/src/algorithm_policy.h), which names the line from `lines`.
+  AlgorithmSetting kex_algorithms;      // alias: kex
+  AlgorithmSetting ciphers;
+  AlgorithmSetting macs;
+  AlgorithmSetting host_key_algorithms;  // alias: hostkey_algorithms
+  AlgorithmSetting pubkey_accepted_algorithms;
 };
 
 struct Config {
@@ -115,6 +127,7 @@ struct Config {
   SandboxConfig sandbox;
   QueriesConfig queries;
   SshdConfig sshd;
+  std::map<std::string, int> lines;  // "section.key" → the line it was given on (checks made later)
 };
 
 // The path to read: `explicit_path` if non-empty, else $ALLGO_SSH_CONFIG (secure_getenv),
