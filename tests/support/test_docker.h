@@ -34,6 +34,7 @@ class TestDocker {
   // `docker -H unix://SOCKET args...`.
   RunResult Docker(const std::vector<std::string>& args, const RunOptions& options = {}) const;
   const std::string& socket() const { return socket_; }
+  const std::string& dir() const { return dir_; }  // its temp folder (data-root, socket, ...)
 
   // The "typical webapp" image: Debian 12 minbase with bash, coreutils, openssh-sftp-server,
   // rsync and git. Built (about 2 minutes, once per cache) and imported on first use.
