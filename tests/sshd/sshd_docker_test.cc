@@ -243,6 +243,53 @@ TEST_P(SshdDockerTest, AKilledAgentIsRestartedInsideTheContainer) {
   EXPECT_NE(r.out, agent_pid + "\n");
 }
 
+// The helpers under a stock OpenSSH sshd (keys from allgo-authkeys, allgo-shell as the login
+// shell NSS reports) reach the same container.
+TEST_P(SshdDockerTest, StockOpenSshReachesTheContainerToo) {
+  std::filesystem::copy_file(Artifact("allgo-authkeys"), "/etc/allgo/allgo-authkeys",
+                             std::filesystem::copy_options::overwrite_existing);
+  chmod("/etc/allgo/allgo-authkeys", 0755);  // sshd wants it root-owned; /etc/allgo is the test's overlay
+  mkdir("/run/sshd", 0755);
+  ASSERT_EQ(test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_ / "host_key"}).exit_code, 0);
+  int port = FreeLoopbackPort();
+  WriteFile(tmp_ / "sshd_config",
+            "Port " + std::to_string(port) + "\nListenAddress 127.0.0.1\nHostKey " + (tmp_ / "host_key") +
+                "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
+                "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\nAuthorizedKeysCommandUser nobody\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n"
+                "Subsystem sftp /usr/lib/openssh/sftp-server\n");
+  Daemon sshd({"/usr/sbin/sshd", "-D", "-e", "-f", tmp_ / "sshd_config"}, tmp_ / "openssh.log");
+  ASSERT_TRUE(WaitForTcpPort(port, 10000)) << sshd.Log();
+  std::vector<std::string> opts = {"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                                   "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                                   "-o", "LogLevel=ERROR", "-i", key_.private_path};
+  auto run = [&](std::vector<std::string> argv, const std::vector<std::string>& tail) {
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return test::Run(argv, {.timeout_seconds = 90});
+  };
+  std::string p = std::to_string(port);
+  RunResult r = run({"ssh", "-p", p}, {"sleep@127.0.0.1", "hostname; grep -c . /etc/os-release >/dev/null && exit 7"});
+  EXPECT_EQ(r.exit_code, 7) << r.err << sshd.Log();
+  EXPECT_EQ(r.out, "sleep-webapp\n");
+  r = run({"ssh", "-tt", "-p", p}, {"sleep@127.0.0.1", "tty"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("/dev/pts/"));
+  WriteFile(tmp_ / "payload", "through stock OpenSSH\n");
+  r = run({"scp", "-P", p}, {tmp_ / "payload", "sleep@127.0.0.1:" + shared_ + "/payload"});
+  if (debian()) {
+    EXPECT_EQ(r.exit_code, 0) << r.err << sshd.Log();
+    EXPECT_EQ(ReadFile(shared_ + "/payload"), "through stock OpenSSH\n");
+  } else {
+    // OpenSSH discards a subsystem's stderr (session_set_fds: ignore_fderr for subsystems), so
+    // sftp-mode scp cannot say why here, only allgo-sshd passes the line on; commands can.
+    EXPECT_NE(r.exit_code, 0);
+    r = run({"scp", "-O", "-P", p}, {tmp_ / "payload", "sleep@127.0.0.1:" + shared_ + "/payload"});
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_THAT(r.err, HasSubstr("the sandbox has no scp")) << r.err;
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(Images, SshdDockerTest, ::testing::Values(Image::kDebian, Image::kBusybox), ImageName);
 
 }  // namespace
