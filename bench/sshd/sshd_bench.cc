@@ -14,6 +14,11 @@
 // (time to the first success, against an unloaded login of the same run; server memory).
 //
 //   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200] [--flood-only | --no-flood]
+//
+// With --sandboxes: allgo-sshd alone, the webapp's sessions in a plain local shell (no
+// bridge), in a bubblewrap sandbox, and in a Docker container (Debian 12 image, private
+// engine, docs/sandbox.md): login latency, download throughput, memory per idle PTY session
+// (frontend processes plus the sandbox's), and the ratios, so the container's cost is a number.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -41,6 +46,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "test_docker.h"
 #include "test_support.h"
 
 extern char** environ;
@@ -168,12 +174,10 @@ bool IsSessionProcess(pid_t p) {
   return comm == "sh" || comm == "sleep" || comm == "allgo-shell";
 }
 
-// Sum over the server's processes (listener excluded: it is a constant); with
-// `with_sessions`, the webapp's own processes (login shell, command) are counted too.
-Mem ServerMemory(pid_t listener, bool with_sessions = true) {
+// Sum of PSS and RSS over `pids` (those gone meanwhile are skipped).
+Mem MemoryOf(const std::vector<pid_t>& pids) {
   Mem m;
-  for (pid_t p : Descendants(listener)) {
-    if (!with_sessions && IsSessionProcess(p)) continue;
+  for (pid_t p : pids) {
     std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
     std::string line;
     bool any = false;
@@ -188,6 +192,29 @@ Mem ServerMemory(pid_t listener, bool with_sessions = true) {
     if (any) ++m.processes;
   }
   return m;
+}
+
+// Sum over the server's processes (listener excluded: it is a constant); with
+// `with_sessions`, the webapp's own processes (login shell, command) are counted too.
+Mem ServerMemory(pid_t listener, bool with_sessions = true) {
+  std::vector<pid_t> pids;
+  for (pid_t p : Descendants(listener)) {
+    if (with_sessions || !IsSessionProcess(p)) pids.push_back(p);
+  }
+  return MemoryOf(pids);
+}
+
+// Runs `ssh_argv` (which writes `bytes` to stdout) and returns the rate it was read at.
+double DownloadMBps(const std::vector<std::string>& ssh_argv, long long bytes, const std::string& label) {
+  Child c(ssh_argv, false, true);
+  std::vector<char> buf(1 << 20);
+  long long total = 0;
+  auto t0 = Clock::now();
+  ssize_t n;
+  while ((n = read(c.out(), buf.data(), buf.size())) > 0) total += n;
+  double secs = Seconds(Clock::now() - t0);
+  if (c.Wait() != 0 || total != bytes) std::fprintf(stderr, "%s download incomplete: %lld bytes\n", label.c_str(), total);
+  return total / secs / 1e6;
 }
 
 struct Server {
@@ -385,15 +412,7 @@ class Bench {
   }
 
   double Download(Server& s, const char* cipher) {
-    Child c(Ssh(s, cipher, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), false, true);
-    std::vector<char> buf(1 << 20);
-    long long total = 0;
-    auto t0 = Clock::now();
-    ssize_t n;
-    while ((n = read(c.out(), buf.data(), buf.size())) > 0) total += n;
-    double secs = Seconds(Clock::now() - t0);
-    if (c.Wait() != 0 || total != bytes_) std::fprintf(stderr, "%s download incomplete: %lld bytes\n", s.name.c_str(), total);
-    return total / secs / 1e6;
+    return DownloadMBps(Ssh(s, cipher, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, s.name);
   }
 
   double Upload(Server& s, const char* cipher) {
@@ -632,6 +651,185 @@ class Bench {
   std::string kex_;  // client KexAlgorithms; empty: the client's default
 };
 
+// allgo-sshd with the sessions in a plain shell, bubblewrap, or a Docker container.
+class SandboxBench {
+ public:
+  SandboxBench(int runs, double gib, int idle) : runs_(runs), bytes_(static_cast<long long>(gib * 1073741824)), idle_(idle) {}
+
+  int Main() {
+    if (!Setup()) return 1;
+    std::string why;
+    docker_ = test::TestDocker::Get(&why);
+    std::string image = docker_ ? docker_->DebianImage(&why) : "";
+    std::vector<std::string> kinds = {"plain", "bwrap"};
+    if (!image.empty()) {
+      kinds.push_back("docker");
+    } else {
+      std::fprintf(stderr, "sandbox bench: Docker cannot run here (%s): no Docker column\n", why.c_str());
+    }
+    std::map<std::string, std::array<double, 4>> results;  // median, p95, MB/s, KiB per session
+    for (const std::string& kind : kinds) {
+      if (!StartSandbox(kind, image) || !StartServer(kind)) return 1;
+      std::vector<double> lat;
+      for (int i = 0; i < runs_; ++i) {
+        auto t0 = Clock::now();
+        if (RunQuiet(Ssh({"true"})) != 0) ++failures_[kind];
+        lat.push_back(Seconds(Clock::now() - t0) * 1000);
+      }
+      std::sort(lat.begin(), lat.end());
+      auto pct = [&](double p) { return lat[std::min(lat.size() - 1, static_cast<size_t>(p * (lat.size() - 1) + 0.5))]; };
+      results[kind] = {pct(0.5), pct(0.95), Download(), IdleMemoryKb()};
+      server_.reset();
+      bwrap_.reset();
+      container_.reset();
+    }
+    std::printf("\n## allgo-sshd: plain shell vs bubblewrap vs Docker sandbox (same machine, same run)\n\n");
+    std::printf("| measurement | plain shell | bubblewrap | Docker | Docker/bubblewrap | Docker/plain |\n|---|---|---|---|---|---|\n");
+    const char* names[] = {"connect+auth+`true` median (ms)", "connect+auth+`true` p95 (ms)",
+                           "download aes128-gcm (MB/s)", "memory per idle PTY session, PSS (KiB)"};
+    for (int i = 0; i < 4; ++i) {
+      double plain = results["plain"][i], bwrap = results["bwrap"][i];
+      bool has_docker = results.count("docker") > 0;
+      double docker = has_docker ? results["docker"][i] : 0;
+      std::printf("| %s | %.1f | %.1f | %s | %s | %s |\n", names[i], plain, bwrap,
+                  has_docker ? Fixed(docker).c_str() : "n/a", has_docker && bwrap > 0 ? (Fixed(docker / bwrap, 2) + "×").c_str() : "",
+                  has_docker && plain > 0 ? (Fixed(docker / plain, 2) + "×").c_str() : "");
+    }
+    std::printf("\nlatency runs per sandbox: %d (failures: plain %d, bubblewrap %d, Docker %d); transfer %.2f GiB; %d idle sessions\n",
+                runs_, failures_["plain"], failures_["bwrap"], failures_["docker"], bytes_ / 1073741824.0, idle_);
+    return 0;
+  }
+
+ private:
+  static std::string Fixed(double v, int decimals = 1) {
+    char buf[64];
+    std::snprintf(buf, sizeof buf, "%.*f", decimals, v);
+    return buf;
+  }
+
+  bool Setup() {
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    key_ = test::MakeKeyPair(dir_.path(), "client");
+    uint32_t owner = db.AddUser("bench@example.org");
+    db.AddKey(owner, key_.public_line);
+    uid_ = 2000 + db.AddWebapp("webapp1", owner);
+    chmod(dir_.path().c_str(), 0755);
+    host_key_ = dir_ / "host_ed25519";
+    if (RunQuiet({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key_}) != 0) return false;
+    sandboxes_ = dir_ / "sandboxes";
+    bridge_ = sandboxes_ + "/webapp1";
+    mkdir(sandboxes_.c_str(), 0755);
+    mkdir(bridge_.c_str(), 0755);
+    // A reachable copy of the login shell (the build may be in a 0700 folder).
+    shell_ = dir_ / "allgo-shell";
+    return chown(bridge_.c_str(), uid_, 65534) == 0 && RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) == 0;
+  }
+
+  bool StartSandbox(const std::string& kind, const std::string& image) {
+    if (kind == "bwrap") {
+      bwrap_ = std::make_unique<Child>(test::SandboxCommand(bridge_), false, false, dir_ / "agent.log");
+    } else if (kind == "docker") {
+      container_ = std::make_unique<test::DockerSandbox>(
+          *docker_, test::DockerSandboxOptions{.name = "webapp1", .image = image, .bridge_dir = bridge_, .allow_uid = uid_});
+      if (std::string error = container_->Start(); !error.empty()) {
+        std::fprintf(stderr, "%s\n", error.c_str());
+        return false;
+      }
+    }
+    return true;
+  }
+
+  bool StartServer(const std::string& kind) {
+    port_ = 30000 + (getpid() + ++servers_) % 20000;
+    std::string shell = kind == "plain" ? "/bin/sh" : shell_;
+    test::WriteAllgoConfig(TestDatabase::Get().ConfigText(
+        "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 5\n[nss]\nshell = " + shell + "\n[sshd]\nlisten = 127.0.0.1:" +
+        std::to_string(port_) + "\nhost_key = " + host_key_ + "\nprivsep_chroot = " + (dir_ / "empty") +
+        "\nlog_level = warn\nmax_startups = 300:30:400\n"));
+    server_ = std::make_unique<Child>(std::vector<std::string>{Artifact("allgo-sshd"), "--config", test::AllgoConfigPath()},
+                                      false, false, dir_ / ("allgo-sshd-" + kind + ".log"));
+    for (int i = 0; i < 100; ++i) {
+      if (RunQuiet(Ssh({"true"})) == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::fprintf(stderr, "allgo-sshd (%s) does not accept logins; its log:\n%s\n", kind.c_str(),
+                 test::ReadFile(dir_ / ("allgo-sshd-" + kind + ".log")).c_str());
+    return false;
+  }
+
+  std::vector<std::string> Ssh(const std::vector<std::string>& tail, bool tty = false) const {
+    std::vector<std::string> argv = {"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                                     "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+                                     "-o", "BatchMode=yes", "-o", "KexAlgorithms=curve25519-sha256", "-o",
+                                     "Ciphers=aes128-gcm@openssh.com", "-i", key_.private_path, "-p", std::to_string(port_)};
+    if (tty) argv.push_back("-tt");
+    argv.push_back("webapp1@127.0.0.1");
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return argv;
+  }
+
+  double Download() {
+    return DownloadMBps(Ssh({"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, "allgo-sshd");
+  }
+
+  // Every process serving the webapp: allgo-sshd's connection processes and login shells, and
+  // the sandbox's (bwrap and what runs in it; the container's, as `docker top` lists them).
+  std::vector<pid_t> ServingProcesses() {
+    std::vector<pid_t> pids = Descendants(server_->pid());
+    if (bwrap_) {
+      std::vector<pid_t> more = Descendants(bwrap_->pid());
+      pids.insert(pids.end(), more.begin(), more.end());
+    }
+    if (container_) {
+      std::istringstream top(docker_->Docker({"top", "webapp1", "-eo", "pid"}).out);
+      std::string line;
+      std::getline(top, line);  // header
+      while (std::getline(top, line)) {
+        if (pid_t p = std::atoi(line.c_str()); p > 0) pids.push_back(p);
+      }
+    }
+    return pids;
+  }
+
+  double IdleMemoryKb() {
+    Mem base = MemoryOf(ServingProcesses());
+    std::vector<std::unique_ptr<Child>> clients;
+    for (int i = 0; i < idle_; ++i) clients.push_back(std::make_unique<Child>(Ssh({}, true), true, true));
+    // Each idle session: a login shell in the sandbox (or on the frontend for "plain").
+    auto shells = [&] {
+      int n = 0;
+      for (pid_t p : ServingProcesses()) {
+        std::string comm;
+        std::ifstream(("/proc/" + std::to_string(p) + "/comm").c_str()) >> comm;
+        n += comm == "bash" || comm == "sh";
+      }
+      return n;
+    };
+    test::WaitFor([&] { return shells() >= idle_; }, 30000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    Mem with = MemoryOf(ServingProcesses());
+    clients.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return (with.pss_kb - base.pss_kb) / idle_;
+  }
+
+  int runs_;
+  long long bytes_;
+  int idle_;
+  TempDir dir_{"allgo-sandbox-bench"};
+  test::KeyPair key_;
+  uid_t uid_ = 0;
+  std::string host_key_, sandboxes_, bridge_, shell_;
+  int port_ = 0, servers_ = 0;
+  test::TestDocker* docker_ = nullptr;
+  // Declared after dir_: stopped before the folder goes.
+  std::unique_ptr<Child> bwrap_;
+  std::unique_ptr<test::DockerSandbox> container_;
+  std::unique_ptr<Child> server_;
+  std::map<std::string, int> failures_;
+};
+
 }  // namespace
 }  // namespace allgo::bench
 
@@ -647,10 +845,19 @@ int main(int argc, char** argv) {
   app.add_flag("--no-bridge", no_bridge, "webapps log in with /bin/sh instead of allgo-shell + agent");
   app.add_flag("--flood-only", flood_only, "only the flood measurements (default limits of each server)");
   app.add_flag("--no-flood", no_flood, "skip the flood measurements");
+  bool sandboxes = false;
+  app.add_flag("--sandboxes", sandboxes,
+               "allgo-sshd only: plain shell vs bubblewrap vs Docker sandbox (uses --runs, --gib, --idle)");
   app.set_version_flag("--version", "sshd_bench 1");
   CLI11_PARSE(app, argc, argv);
   allgo::test::EnterPrivateNssNamespace();
   signal(SIGPIPE, SIG_IGN);
+  if (sandboxes) {
+    allgo::bench::SandboxBench bench(runs, gib, idle);
+    int rc = bench.Main();
+    if (auto* docker = allgo::test::TestDocker::Get(nullptr)) docker->Stop();
+    return rc;
+  }
   allgo::bench::Bench bench(runs, gib, idle, concurrent, !no_bridge, flood_only ? 2 : no_flood ? 0 : 1);
   return bench.Main();
 }

@@ -37,28 +37,13 @@ bool WaitUntil(const std::function<bool()>& done, int timeout_ms) {
   return done();
 }
 
-class SshdBridgeTest : public ::testing::Test {
+class SshdBridgeTest : public SshdBridgeFixture {
  protected:
+  SshdBridgeTest() : SshdBridgeFixture("allgo-sshd-bridge") {}
+
   void SetUp() override {
-    TestDatabase& db = TestDatabase::Get();
-    db.Clear();
-    key_ = MakeKeyPair(tmp_.path(), "owner");
-    owner_ = db.AddUser("owner@example.org");
-    db.AddKey(owner_, key_.public_line);
-    uid_ = db.AddWebapp("sleep", owner_) + 2000;
-    chmod(tmp_.path().c_str(), 0755);
-    sandboxes_ = tmp_ / "sandboxes";
-    sandboxes_mount_ = std::make_unique<SandboxesMount>(sandboxes_);  // nosuid,nodev,noexec
-    bridge_ = sandboxes_ + "/sleep";
-    shared_ = tmp_ / "shared";  // visible inside and outside the sandbox
-    fs::create_directories(bridge_);
-    fs::create_directories(shared_);
-    // As the allgo controller prepares it: the webapp's bridge folder, owned by its uid.
-    ASSERT_EQ(chown(bridge_.c_str(), uid_, 65534), 0);
-    chmod(bridge_.c_str(), 0755);
-    chmod(shared_.c_str(), 0777);
-    server_ = std::make_unique<SshdServer>(
-        "", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n", Artifact("allgo-shell"));
+    SetUpFrontend();
+    if (HasFatalFailure()) return;
     std::vector<std::string> argv = SandboxCommand(bridge_, {.binds = {shared_}});
     agent_ = std::make_unique<Daemon>(argv, tmp_ / "agent.log");
     ASSERT_TRUE(WaitUntil([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
@@ -70,18 +55,6 @@ class SshdBridgeTest : public ::testing::Test {
     if (agent_) agent_->Stop(SIGTERM, 5000);
   }
 
-  RunResult Ssh(const std::string& command, const std::vector<std::string>& extra = {}, RunOptions options = {}) {
-    if (options.timeout_seconds == 60) options.timeout_seconds = 90;
-    return server_->Ssh("sleep", key_.private_path, command, extra, options);
-  }
-
-  TempDir tmp_{"allgo-sshd-bridge"};
-  std::unique_ptr<SandboxesMount> sandboxes_mount_;
-  KeyPair key_;
-  uint32_t owner_ = 0;
-  uid_t uid_ = 0;
-  std::string sandboxes_, bridge_, shared_;
-  std::unique_ptr<SshdServer> server_;
   std::unique_ptr<Daemon> agent_;
 };
 
@@ -102,11 +75,8 @@ TEST_F(SshdBridgeTest, CommandsRunInTheSandboxWithExitCodesStderrAndEof) {
 
 // key_options command=: the forced command runs in the sandbox and sees the client's command.
 TEST_F(SshdBridgeTest, ForcedCommandRunsInTheSandboxWithTheOriginalCommand) {
-  server_.reset();
-  server_ = std::make_unique<SshdServer>(
-      "", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n[authkeys]\nkey_options = "
-          "restrict,command=\"echo forced:$SSH_ORIGINAL_COMMAND; head -c 4 /proc/1/cmdline\"\n",
-      Artifact("allgo-shell"));
+  StartServer("", "[authkeys]\nkey_options = "
+                  "restrict,command=\"echo forced:$SSH_ORIGINAL_COMMAND; head -c 4 /proc/1/cmdline\"\n");
   RunResult r = Ssh("rm -rf /");
   EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
   EXPECT_EQ(r.out, "forced:rm -rf /\nbwra");
@@ -129,22 +99,15 @@ TEST_F(SshdBridgeTest, TwentyMegabytesKeepTheirChecksum) {
 }
 
 TEST_F(SshdBridgeTest, PtyAndResizeUnderTmux) {
-  std::string sock = tmp_ / "tmux.sock";
-  std::string tmux = "TERM=xterm tmux -S " + sock + " ";
-  std::string ssh = server_->SshCommandLine(key_.private_path, {"-tt"}) + " sleep@127.0.0.1";
-  ASSERT_EQ(Sh(tmux + "new-session -d -x 90 -y 25 " + ShellQuote(ssh)).exit_code, 0);
-  auto screen = [&]() { return Sh(tmux + "capture-pane -p").out; };
-  auto shows = [&](const std::string& needle) {
-    return WaitUntil([&] { return screen().find(needle) != std::string::npos; }, 8000);
-  };
-  Sh(tmux + "send-keys 'echo SIZE=$(stty size) PID1=$(cat /proc/1/comm)' Enter");
-  EXPECT_TRUE(shows("SIZE=25 90 PID1=bwrap")) << screen();
-  Sh(tmux + "resize-window -x 132 -y 43");
-  Sh(tmux + "send-keys 'echo NEW=$(stty size)' Enter");
-  EXPECT_TRUE(shows("NEW=43 132")) << screen();
-  Sh(tmux + "send-keys 'exit 5' Enter");
-  EXPECT_TRUE(WaitUntil([&] { return Sh(tmux + "has-session").exit_code != 0; }, 8000));
-  Sh(tmux + "kill-server");
+  TmuxTerminal term(tmp_ / "tmux.sock", server_->SshCommandLine(key_.private_path, {"-tt"}) + " sleep@127.0.0.1", 90, 25);
+  ASSERT_TRUE(term.started());
+  term.Type("echo SIZE=$(stty size) PID1=$(cat /proc/1/comm)");
+  EXPECT_TRUE(term.Shows("SIZE=25 90 PID1=bwrap", 8000)) << term.Screen();
+  term.Resize(132, 43);
+  term.Type("echo NEW=$(stty size)");
+  EXPECT_TRUE(term.Shows("NEW=43 132", 8000)) << term.Screen();
+  term.Type("exit 5");
+  EXPECT_TRUE(term.WaitClosed());
   EXPECT_TRUE(server_->WaitForLog("kind=shell status=5"));
 }
 

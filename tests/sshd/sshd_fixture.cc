@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -128,6 +129,62 @@ std::string ShellQuote(const std::string& word) {
     }
   }
   return out + "'";
+}
+
+void SshdBridgeFixture::SetUpFrontend() {
+  TestDatabase& db = TestDatabase::Get();
+  db.Clear();
+  key_ = MakeKeyPair(tmp_.path(), "owner");
+  owner_ = db.AddUser("owner@example.org");
+  db.AddKey(owner_, key_.public_line);
+  uid_ = db.AddWebapp("sleep", owner_) + 2000;
+  chmod(tmp_.path().c_str(), 0755);
+  sandboxes_ = tmp_ / "sandboxes";
+  sandboxes_mount_ = std::make_unique<SandboxesMount>(sandboxes_);  // nosuid,nodev,noexec
+  bridge_ = sandboxes_ + "/sleep";
+  shared_ = tmp_ / "shared";  // visible inside and outside the sandbox
+  std::filesystem::create_directories(bridge_);
+  std::filesystem::create_directories(shared_);
+  // As the allgo controller prepares it: the webapp's bridge folder, owned by its uid.
+  ASSERT_EQ(chown(bridge_.c_str(), uid_, 65534), 0);
+  chmod(bridge_.c_str(), 0755);
+  chmod(shared_.c_str(), 0777);
+  StartServer();
+}
+
+void SshdBridgeFixture::StartServer(const std::string& sshd_extra, const std::string& extra_sections) {
+  server_.reset();
+  server_ = std::make_unique<SshdServer>(
+      sshd_extra, "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n" + extra_sections, Artifact("allgo-shell"));
+}
+
+RunResult SshdBridgeFixture::Ssh(const std::string& command, const std::vector<std::string>& extra, RunOptions options) {
+  if (options.timeout_seconds == 60) options.timeout_seconds = 90;
+  return server_->Ssh("sleep", key_.private_path, command, extra, options);
+}
+
+TmuxTerminal::TmuxTerminal(const std::string& socket, const std::string& command, int cols, int rows)
+    : tmux_("TERM=xterm tmux -S " + socket + " ") {
+  started_ = Sh(tmux_ + "new-session -d -x " + std::to_string(cols) + " -y " + std::to_string(rows) + " " +
+                ShellQuote(command)).exit_code == 0;
+}
+
+TmuxTerminal::~TmuxTerminal() { Sh(tmux_ + "kill-server"); }
+
+void TmuxTerminal::Type(const std::string& line) { Sh(tmux_ + "send-keys " + ShellQuote(line) + " Enter"); }
+
+std::string TmuxTerminal::Screen() const { return Sh(tmux_ + "capture-pane -p").out; }
+
+bool TmuxTerminal::Shows(const std::string& needle, int timeout_ms) const {
+  return WaitFor([&] { return Screen().find(needle) != std::string::npos; }, timeout_ms);
+}
+
+void TmuxTerminal::Resize(int cols, int rows) {
+  Sh(tmux_ + "resize-window -x " + std::to_string(cols) + " -y " + std::to_string(rows));
+}
+
+bool TmuxTerminal::WaitClosed(int timeout_ms) const {
+  return WaitFor([&] { return Sh(tmux_ + "has-session").exit_code != 0; }, timeout_ms);
 }
 
 }  // namespace allgo::test

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <gtest/gtest.h>
+
 #include "test_support.h"
 
 namespace allgo::test {
@@ -49,6 +51,48 @@ class SshdServer {
   int port_ = 0;
   std::string log_path_;
   std::unique_ptr<Daemon> daemon_;
+};
+
+// The frontend side of an end-to-end bridge test, whatever the sandbox: MariaDB with one user,
+// its key and the webapp `sleep`; the sandbox dir mounted nosuid,nodev,noexec; the webapp's
+// bridge folder as allgo's controller prepares it (owned by its uid, 0755); a folder shared
+// with the sandbox (same path inside); allgo-sshd with allgo-shell as the login shell.
+// Fixtures derive from it and start their sandbox on bridge_ after SetUpFrontend().
+class SshdBridgeFixture : public ::testing::Test {
+ protected:
+  explicit SshdBridgeFixture(const std::string& tmp_prefix) : tmp_(tmp_prefix) {}
+  void SetUpFrontend();  // ASSERTs: check HasFatalFailure() after it
+  // (Re)starts allgo-sshd with `sshd_extra` in its [sshd] section.
+  void StartServer(const std::string& sshd_extra = "", const std::string& extra_sections = "");
+  RunResult Ssh(const std::string& command, const std::vector<std::string>& extra = {}, RunOptions options = {});
+
+  TempDir tmp_;
+  std::unique_ptr<SandboxesMount> sandboxes_mount_;
+  KeyPair key_;
+  uint32_t owner_ = 0;
+  uid_t uid_ = 0;
+  std::string sandboxes_, bridge_, shared_;
+  std::unique_ptr<SshdServer> server_;
+};
+
+// An interactive client in a detached tmux: a real terminal of cols x rows running `command`
+// (e.g. `ssh -tt ...`), for PTY tests. The tmux server is killed by the destructor.
+class TmuxTerminal {
+ public:
+  TmuxTerminal(const std::string& socket, const std::string& command, int cols, int rows);
+  ~TmuxTerminal();
+  TmuxTerminal(const TmuxTerminal&) = delete;
+  TmuxTerminal& operator=(const TmuxTerminal&) = delete;
+  bool started() const { return started_; }
+  void Type(const std::string& line);  // the keys, then Enter
+  std::string Screen() const;
+  bool Shows(const std::string& needle, int timeout_ms = 10000) const;
+  void Resize(int cols, int rows);
+  bool WaitClosed(int timeout_ms = 8000) const;  // the command has ended
+
+ private:
+  std::string tmux_;
+  bool started_ = false;
 };
 
 // Children of `pid` (from /proc/<pid>/task/<pid>/children).

@@ -184,8 +184,17 @@ bool WaitForTcpPort(int port, int timeout_ms) {
   return false;
 }
 
+bool WaitFor(const std::function<bool()>& done, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
 Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path,
-               const std::map<std::string, std::string>& env)
+               const std::map<std::string, std::string>& env, int death_signal)
     : log_path_(log_path) {
   std::vector<std::string> env_strings;
   for (char** e = environ; *e; ++e) {
@@ -203,7 +212,7 @@ Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path
   pid_ = fork();
   if (pid_ < 0) Die("fork failed");
   if (pid_ == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    prctl(PR_SET_PDEATHSIG, death_signal);
     if (getppid() != parent) _exit(127);
     int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
     int devnull = open("/dev/null", O_RDONLY);

@@ -19,6 +19,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -70,12 +71,15 @@ int FreeLoopbackPort();
 // Polls until 127.0.0.1:port accepts a connection; false after timeout_ms.
 bool WaitForTcpPort(int port, int timeout_ms);
 
-// A long-running child (a server under test). Its stdout and stderr go to log_path. It is
-// killed when the test process dies (PR_SET_PDEATHSIG) and stopped by the destructor.
+// Polls `done` every 50 ms until it is true (true) or timeout_ms passed (false).
+bool WaitFor(const std::function<bool()>& done, int timeout_ms);
+
+// A long-running child (a server under test). Its stdout and stderr go to log_path. It gets
+// `death_signal` when the test process dies (PR_SET_PDEATHSIG) and is stopped by the destructor.
 class Daemon {
  public:
   Daemon(const std::vector<std::string>& argv, const std::string& log_path,
-         const std::map<std::string, std::string>& env = {});
+         const std::map<std::string, std::string>& env = {}, int death_signal = SIGKILL);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;

@@ -444,6 +444,7 @@ void Agent::HandleOpen(Conn& c) {
   Log(LogLevel::kInfo, "session %lu: uid %u asks for %s%s", static_cast<unsigned long>(c.id), c.uid,
       req.login_shell ? "a login shell" : ("a " + std::to_string(req.command.size()) + "-byte command").c_str(),
       req.pty ? " on a pty" : "");
+  if (std::string missing = MissingTransferTool(req); !missing.empty()) return Fail(c, missing);
   std::string hex = RandomHex16();
   if (hex.empty()) return Fail(c, ErrnoText("getrandom", errno));
   std::string name = "s-" + hex;

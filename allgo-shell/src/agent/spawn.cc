@@ -120,6 +120,48 @@ std::vector<std::string> SessionEnvironment(const Open& request) {
 
 namespace {
 
+// Whether `program` (a path, or a name looked up in the agent's PATH, which is the container's)
+// is an executable file here.
+bool Executable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+  const char* path = getenv("PATH");
+  std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    if (access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string MissingTransferTool(const Open& request) {
+  if (request.login_shell || request.pty) return "";
+  const std::string& command = request.command;
+  std::string program = command.substr(0, command.find_first_of(" \t"));
+  std::string base = program.substr(program.rfind('/') + 1);
+  std::string need;
+  if (base == "sftp-server") {
+    need = "sftp and scp need the openssh-sftp-server package in the webapp's image";
+  } else if (base == "scp" && command.find(" -t") == std::string::npos && command.find(" -f") == std::string::npos) {
+    return "";  // not the legacy scp protocol's server side
+  } else if (base == "scp") {
+    need = "scp -O (the legacy protocol) needs scp (openssh-client) in the webapp's image; plain scp uses sftp";
+  } else if (base == "rsync" && command.find(" --server") != std::string::npos) {
+    need = "rsync needs the rsync package in the webapp's image";
+  } else {
+    return "";
+  }
+  if (Executable(program)) return "";
+  return "the sandbox has no " + base + (program != base ? " (" + program + ")" : "") + ": " + need;
+}
+
+namespace {
+
 // The common shape of both spawns: `do_fork` is fork() or forkpty(); `setup` runs in the
 // child before exec and returns false (errno set) when the child cannot go on. Exec and
 // setup failures come back through a close-on-exec pipe, so the caller gets a message
@@ -143,6 +185,13 @@ Spawned Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup s
   if (pid == 0) {
     close(report[0]);
     PrepareChild();
+    // A login shell starts in the user's home, as sshd's do (the container's HOME: docker
+    // exec sets it from the image's /etc/passwd); a command stays in the working folder
+    // (the container's WORKDIR). A missing home is not an error, the shell starts in place.
+    if (request.login_shell) {
+      const char* home = getenv("HOME");
+      if (home && *home == '/' && chdir(home) != 0) errno = 0;
+    }
     if (!setup()) {
       int e = errno;
       ssize_t ignored = write(report[1], &e, sizeof e);

@@ -26,6 +26,11 @@ void SetChildFileLimit(rlim_t soft);
 // PATH from the image) overlaid with the client's forwardable variables.
 std::vector<std::string> SessionEnvironment(const Open& request);
 
+// "" or, when `request` is a file-transfer server (sftp-server, scp, rsync --server) that this
+// sandbox does not have, one line saying so and what the image needs. Without it the client
+// would get a shell's "not found" in the middle of its protocol and report a protocol error.
+std::string MissingTransferTool(const Open& request);
+
 // A forked child whose exec is not confirmed yet. The caller owns `report` (close-on-exec,
 // non-blocking); it becomes readable when the child has exec'd (EOF) or failed (an errno),
 // and ExecReport says which. The agent polls it instead of waiting, so a slow exec (an
