@@ -69,12 +69,20 @@ std::mutex& SpawnMutex() {
 std::string SourceDir() { return ALLGO_SOURCE_DIR; }
 std::string BuildDir() { return ALLGO_BUILD_DIR; }
 
+namespace {
+// Inside the private namespace: the build folder bind-mounted under a folder every uid can
+// traverse (EnterPrivateNssNamespace), so webapp uids can run allgo-shell even when the clone
+// lives in a mode-0700 folder such as /root. Empty outside the namespace.
+std::string g_build_view;
+}  // namespace
+
 std::string Artifact(const std::string& name) {
+  const std::string build = g_build_view.empty() ? BuildDir() : g_build_view + "/build";
   for (const char* sub : {"/bin/", "/lib/"}) {
-    std::string p = BuildDir() + sub + name;
+    std::string p = build + sub + name;
     if (access(p.c_str(), F_OK) == 0) return p;
   }
-  return BuildDir() + "/bin/" + name;
+  return build + "/bin/" + name;
 }
 
 TempDir::TempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
@@ -289,6 +297,24 @@ void RemoveNamespaceDir() {
   umount2("/usr/lib/" ALLGO_MULTIARCH, MNT_DETACH);
   umount2("/var/log", MNT_DETACH);
   fs::remove_all(g_ns_dir, ec);
+  if (!g_build_view.empty()) {
+    // Only ever rmdir here: under the mount point lies the real build folder.
+    const std::string mount_point = g_build_view + "/build";
+    if (umount2(mount_point.c_str(), MNT_DETACH) == 0) rmdir(mount_point.c_str());
+    rmdir(g_build_view.c_str());
+  }
+}
+
+// Webapp uids run our binaries (allgo-shell as login shell, the agent in sandboxes): give them
+// a path to the build that needs no traversal of the clone's parents.
+void MountReachableBuildView() {
+  const std::string view = MakeTempDir("allgo-build");
+  const std::string mount_point = view + "/build";
+  if (chmod(view.c_str(), 0755) != 0 || mkdir(mount_point.c_str(), 0755) != 0 ||
+      mount(BuildDir().c_str(), mount_point.c_str(), nullptr, MS_BIND, nullptr) != 0) {
+    Die("cannot bind-mount the build folder at " + mount_point + ": " + strerror(errno));
+  }
+  g_build_view = view;
 }
 }  // namespace
 
@@ -316,6 +342,7 @@ void EnterPrivateNssNamespace() {
   // The service users, made by the install's own script: useradd also writes lastlog and
   // faillog, hence the overlay on /var/log too; the host's files never change.
   MountOverlay("/var/log", g_ns_dir + "/log", g_ns_dir + "/log-work");
+  MountReachableBuildView();
   atexit(RemoveNamespaceDir);
   RunResult users = Run({SourceDir() + "/conf/create-users"});
   if (users.exit_code != 0) Die("conf/create-users failed in the private namespace: " + users.out + users.err);
