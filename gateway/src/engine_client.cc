@@ -184,7 +184,7 @@ struct EngineClient::Impl {
         stream->async_connect(local::endpoint(socket_path), h);
       });
       if (r.ec) return Failed("connecting", r.ec);
-      return Exchange(std::move(ioc), std::move(stream), deadline, method, target, body, response, hijack);
+      return Exchange(ioc, stream, deadline, method, target, body, response, hijack);
     }
     auto stream = std::make_unique<ssl::stream<tcp::socket>>(*ioc, *tls);
     tcp::resolver resolver(*ioc);
@@ -219,11 +219,13 @@ struct EngineClient::Impl {
     if (ip_ec) SSL_set_tlsext_host_name(stream->native_handle(), host.c_str());  // SNI for names only
     r = RunStep(*ioc, socket, deadline, [&](StepHandler h) { stream->async_handshake(ssl::stream_base::client, h); });
     if (r.ec) return Failed("TLS handshake", r.ec);
-    return Exchange(std::move(ioc), std::move(stream), deadline, method, target, body, response, hijack);
+    return Exchange(ioc, stream, deadline, method, target, body, response, hijack);
   }
 
+  // ioc and stream stay owned by the caller (declared in that order, so the stream goes
+  // first), unless a hijack takes both.
   template <class Stream>
-  Status Exchange(std::unique_ptr<asio::io_context> ioc, std::unique_ptr<Stream> stream, Clock::time_point deadline,
+  Status Exchange(std::unique_ptr<asio::io_context>& ioc, std::unique_ptr<Stream>& stream, Clock::time_point deadline,
                   http::verb method, const std::string& target, const std::string& body, Response* response,
                   std::unique_ptr<ExecStream>* hijack) {
     auto& socket = beast::get_lowest_layer(*stream);
@@ -343,7 +345,10 @@ Status ParseUrl(const NodeOptions& options, EngineClient::Impl* impl) {
   tls->use_certificate_chain_file(options.tls_cert, ec2);
   if (ec2) return Status::Invalid("tls_cert " + options.tls_cert + ": cannot load the client certificate: " + ec2.message());
   tls->use_private_key_file(options.tls_key, ssl::context::pem, ec2);
-  if (ec2) return Status::Invalid("tls_key " + options.tls_key + ": cannot load the private key: " + ec2.message());
+  if (ec2) {
+    return Status::Invalid("tls_key " + options.tls_key + ": cannot load the private key (it must be the key of tls_cert " +
+                           options.tls_cert + "): " + ec2.message());
+  }
   if (SSL_CTX_check_private_key(tls->native_handle()) != 1) {
     return Status::Invalid("tls_key " + options.tls_key + " is not the key of tls_cert " + options.tls_cert);
   }
