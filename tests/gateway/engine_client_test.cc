@@ -3,6 +3,7 @@
 // certificates on a loopback port, and stalled servers for the time-outs.
 #include "allgo/engine_client.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -220,6 +221,36 @@ TEST_F(EngineClientTest, MultiplexedExecDemultiplexedWithStdinEof) {
   EXPECT_EQ(out, "abc\n" + big);
   EXPECT_EQ(err, "to-stderr\n");
   EXPECT_EQ(ExitCode(*client_, id), 7);
+}
+
+TEST_F(EngineClientTest, ExecStreamReadTimesOutAndFdPolls) {
+  Container c(*docker_, "engine-poll");
+  ASSERT_EQ(RunContainer(*docker_, c.name(), image_, {"sleep", "100000"}), "");
+  std::string id;
+  ASSERT_TRUE(client_->CreateExec(c.name(), {.cmd = {"sh", "-c", "read x; echo late:$x"}, .tty = true}, &id).ok());
+  std::unique_ptr<ExecStream> stream;
+  Status s = client_->StartExec(id, true, &stream);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  // The way a relay waits: poll() on fd() unless bytes are already buffered.
+  pollfd p{.fd = stream->fd(), .events = POLLIN, .revents = 0};
+  EXPECT_EQ(stream->Buffered(), 0u);
+  EXPECT_EQ(poll(&p, 1, 300), 0) << "nothing to read before we write";
+  ASSERT_TRUE(stream->Write("x\n", 5s).ok());
+  std::string all;
+  ASSERT_TRUE(ReadUntil(*stream, "late:x", &all)) << all;
+  ReadToEof(*stream);
+
+  // A second exec that says nothing: Read gives up after its time-out.
+  ASSERT_TRUE(client_->CreateExec(c.name(), {.cmd = {"sleep", "30"}, .tty = true}, &id).ok());
+  s = client_->StartExec(id, true, &stream);
+  ASSERT_TRUE(s.ok()) << s.ToString();
+  auto start = std::chrono::steady_clock::now();
+  std::string chunk;
+  s = stream->Read(&chunk, 100, 400ms);
+  auto took = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(s.IsUnavailable()) << s.ToString();
+  EXPECT_GE(took, 350ms);
+  EXPECT_LT(took, 3s);
 }
 
 TEST_F(EngineClientTest, UnknownExecIsNotFound) {
