@@ -154,12 +154,13 @@ std::string TestDocker::Start() {
 
   // The network rule: no bridge, no iptables/ip6tables, no forwarding, no masquerading, no
   // proxy; its own containerd namespace so `ctr` lists of other engines never mix with ours.
-  std::string ns = "allgo-test-" + std::to_string(getpid());
+  std::string ns = "allgo-test-" + std::to_string(getpid()) + ns_suffix_;
   std::vector<std::string> argv = {dockerd, "--bridge=none", "--iptables=false", "--ip6tables=false",
                                    "--ip-forward=false", "--ip-masq=false", "--userland-proxy=false",
                                    "--data-root", dir_ + "/root", "--exec-root", dir_ + "/exec",
                                    "--pidfile", dir_ + "/dockerd.pid", "-H", "unix://" + socket_,
                                    "--containerd-namespace", ns, "--containerd-plugins-namespace", ns + "-p"};
+  argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   std::string log_path = dir_ + "/dockerd.log";
   // SIGTERM when the test process dies, not SIGKILL: dockerd then stops its containers and
   // its containerd.
@@ -236,6 +237,47 @@ void TestDocker::Stop() {
 }
 
 TestDocker::~TestDocker() { Stop(); }
+
+std::unique_ptr<TestDocker> TestDocker::StartNode(const TlsListener& tls, std::string* why) {
+  static int nodes = 0;
+  std::unique_ptr<TestDocker> node(new TestDocker());
+  node->ns_suffix_ = "-node" + std::to_string(++nodes);
+  // Loopback only (the network rule); dockerd refuses a client without a certificate the CA
+  // signed ("tls: bad certificate").
+  node->tcp_url_ = "tcp://127.0.0.1:" + std::to_string(tls.port);
+  node->extra_args_ = {"-H", node->tcp_url_, "--tlsverify", "--tlscacert", tls.ca,
+                       "--tlscert", tls.cert, "--tlskey", tls.key};
+  std::string error = node->Start();
+  if (!error.empty()) {
+    *why = error;
+    return nullptr;
+  }
+  return node;
+}
+
+std::string MakeTestCertificates(const std::string& dir, const std::string& name, TestCertificates* out) {
+  std::string p = dir + "/" + name + "-";
+  *out = {p + "ca.pem", p + "ca-key.pem", p + "server.pem", p + "server-key.pem", p + "client.pem", p + "client-key.pem"};
+  // EC keys: fast to make; every engine and OpenSSL accepts P-256.
+  std::string newkey = "openssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes ";
+  std::string sign = "openssl x509 -req -days 2 -CA " + Quote(out->ca) + " -CAkey " + Quote(out->ca_key) +
+                     " -CAcreateserial -CAserial " + Quote(p + "ca.srl") + " ";
+  std::string script =
+      "set -e\n" + newkey + "-x509 -days 2 -subj /CN=allgo-test-ca-" + name + " -keyout " + Quote(out->ca_key) +
+      " -out " + Quote(out->ca) + "\n" +
+      newkey + "-subj /CN=127.0.0.1 -keyout " + Quote(out->server_key) + " -out " + Quote(p + "server.csr") + "\n" +
+      "printf 'subjectAltName=IP:127.0.0.1\\nextendedKeyUsage=serverAuth\\n' > " + Quote(p + "server.ext") + "\n" +
+      sign + "-in " + Quote(p + "server.csr") + " -extfile " + Quote(p + "server.ext") + " -out " +
+      Quote(out->server_cert) + "\n" +
+      newkey + "-subj /CN=allgo-sandbox-gateway -keyout " + Quote(out->client_key) + " -out " +
+      Quote(p + "client.csr") + "\n" +
+      "printf 'extendedKeyUsage=clientAuth\\n' > " + Quote(p + "client.ext") + "\n" +
+      sign + "-in " + Quote(p + "client.csr") + " -extfile " + Quote(p + "client.ext") + " -out " +
+      Quote(out->client_cert) + "\n";
+  RunResult r = Sh(script);
+  if (r.exit_code != 0) return "openssl could not make the test certificates: " + Trim(r.err);
+  return "";
+}
 
 std::vector<std::string> DockerRunArgs(const DockerSandboxOptions& options, const std::string& toolbox) {
   std::vector<std::string> args = {"run", "-d", "--network", "none", "--name", options.name,

@@ -53,14 +53,37 @@ class TestDocker {
   void Stop();
   ~TestDocker();
 
+  // A further engine of its own (another "node" of issue 11: own folders, containerd
+  // namespace and unix socket), which also listens on tcp://127.0.0.1:tls.port with
+  // --tlsverify (server certificate and key, clients must present a certificate signed by
+  // tls.ca). Stopped by its destructor; nullptr and *why when it cannot start.
+  struct TlsListener {
+    int port = 0;
+    std::string ca, cert, key;  // PEM files
+  };
+  static std::unique_ptr<TestDocker> StartNode(const TlsListener& tls, std::string* why);
+  const std::string& tcp_url() const { return tcp_url_; }  // "" for the shared engine
+
  private:
   TestDocker() = default;
   std::string Start();  // "" or why not
+  std::vector<std::string> extra_args_;  // more dockerd arguments (StartNode's listener)
+  std::string ns_suffix_;                // distinguishes a further engine's containerd namespace
+  std::string tcp_url_;
   std::string Image(const std::string& kind, const std::string& tag, std::string* why);
   std::string dir_, socket_, toolbox_;
   std::unique_ptr<Daemon> dockerd_;
   std::map<std::string, std::string> images_;  // kind -> imported image name
 };
+
+// Certificates made with openssl for a TLS node and its clients, in `dir`: a CA, a server
+// certificate for IP:127.0.0.1 (serverAuth) and a client certificate (clientAuth), both
+// signed by the CA. `name` prefixes the files (two sets in one folder do not collide).
+struct TestCertificates {
+  std::string ca, ca_key, server_cert, server_key, client_cert, client_key;
+};
+// "" or why not.
+std::string MakeTestCertificates(const std::string& dir, const std::string& name, TestCertificates* out);
 
 // Skips the current test with "Docker cannot run here: <why>" when there is no engine;
 // else declares `TestDocker& var`.
