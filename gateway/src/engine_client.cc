@@ -275,7 +275,12 @@ struct EngineClient::Impl {
                                  " ms); is the engine up and not overloaded?");
     }
     msg += ec.message();
-    if (ec.category() == asio::error::get_ssl_category() || ec.category() == ssl::error::get_stream_category()) {
+    // With TLS 1.3 the node judges our certificate after the handshake has completed on our
+    // side: a refused client certificate then shows up as a reset or an early EOF.
+    const bool tls_refusal = !is_unix() && (ec == asio::error::connection_reset || ec == asio::error::eof ||
+                                            ec == http::error::end_of_stream || ec == asio::error::broken_pipe);
+    if (tls_refusal || ec.category() == asio::error::get_ssl_category() ||
+        ec.category() == ssl::error::get_stream_category()) {
       msg += " (check tls_ca, tls_cert and tls_key: the node must trust our client certificate, and its "
              "certificate must be for " + host + ")";
     }
