@@ -170,7 +170,8 @@ class FrameReader {
  public:
   enum class Result { kMessage, kNeedMore, kError };
 
-  explicit FrameReader(Mode mode = Mode::kSocket) : mode_(mode) {}
+  FrameReader() = default;  // the socket mode (agent.sock)
+  explicit FrameReader(Mode mode) : mode_(mode) {}
 
   // How many bytes Append would accept right now (read at most this much from the socket).
   size_t Room() const;
@@ -184,7 +185,7 @@ class FrameReader {
 
  private:
   size_t Needed() const;
-  Mode mode_;
+  Mode mode_ = Mode::kSocket;
   std::string buffer_;
   size_t offset_ = 0;
 };
