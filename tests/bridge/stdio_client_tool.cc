@@ -54,7 +54,11 @@ int main(int argc, char** argv) {
     sigprocmask(SIG_UNBLOCK, &relayed, nullptr);
     // Its stderr stays ours (the agent's log); stdin and stdout are the stream.
     if (dup2(sv[1], 0) < 0 || dup2(sv[1], 1) < 0) _exit(126);
-    execvp(agent[0], agent.data());
+    // A clean environment, as a container's exec has: nothing of the frontend's leaks in
+    // (the session's variables travel in `open`, through the allow-list).
+    char path[] = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+    char* env[] = {path, nullptr};
+    execvpe(agent[0], agent.data(), env);
     _exit(127);
   }
   close(sv[1]);

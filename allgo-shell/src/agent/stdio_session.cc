@@ -78,7 +78,8 @@ class StdioSession {
     if (!to_stream_.empty()) fds[kOut] = {options_.out, POLLOUT, 0};
     if (report_) fds[kReport] = {report_.get(), POLLIN, 0};
     if (child_in_ && !to_child_.empty()) fds[kChildIn] = {child_in_.get(), POLLOUT, 0};
-    bool room = to_stream_.size() < kMaxToStream;
+    // Output only once `started` is queued: nothing of the process may precede it.
+    bool room = to_stream_.size() < kMaxToStream && (state_ == State::kRunning || state_ == State::kExited);
     if (child_out_ && room) fds[kChildOut] = {child_out_.get(), POLLIN, 0};
     if (child_err_ && room) fds[kChildErr] = {child_err_.get(), POLLIN, 0};
     int timeout = -1;
