@@ -389,6 +389,19 @@ std::string EncodeFrame(const Message& message) {
   return std::move(out);
 }
 
+void PutDataFrameHeader(char* at, Stream stream, size_t n) {
+  auto put32 = [](char* p, uint32_t v) {
+    p[0] = static_cast<char>(v >> 24);
+    p[1] = static_cast<char>(v >> 16);
+    p[2] = static_cast<char>(v >> 8);
+    p[3] = static_cast<char>(v);
+  };
+  put32(at, static_cast<uint32_t>(kDataFrameHeader - kFrameHeaderSize + n));
+  at[4] = static_cast<char>(Type::kData);
+  at[5] = static_cast<char>(stream);
+  put32(at + 6, static_cast<uint32_t>(n));
+}
+
 std::string Validate(const Message& message, Mode mode) {
   Type type = std::visit([](const auto& m) { return TypeOf<std::decay_t<decltype(m)>>(); }, message);
   if (!UsedIn(type, mode)) {

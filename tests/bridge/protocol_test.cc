@@ -232,6 +232,15 @@ TEST(BridgeProtocolStdio, EveryStdioMessageRoundTrips) {
   EXPECT_EQ(EncodeFrame(Eof{Stream::kStdout}), std::string("\0\0\0\x02\x0a\x01", 6));
 }
 
+TEST(BridgeProtocolStdio, DataFrameHeaderMatchesTheEncoder) {
+  for (size_t n : {size_t{1}, size_t{300}, kMaxData}) {
+    std::string bytes(n, 'z');
+    std::string frame(kDataFrameHeader, '\0');
+    PutDataFrameHeader(frame.data(), Stream::kStderr, n);
+    EXPECT_EQ(frame + bytes, EncodeFrame(Data{Stream::kStderr, bytes})) << n;
+  }
+}
+
 TEST(BridgeProtocolStdio, TheVersionOfOpenSaysTheMode) {
   Message m;
   std::string error;

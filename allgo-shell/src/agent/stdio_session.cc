@@ -36,6 +36,44 @@ int64_t NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
+// A byte queue consumed from the front without moving the rest each time (a partial write
+// of a 256 KiB buffer would otherwise memmove what is left, on every write).
+class ByteQueue {
+ public:
+  bool empty() const { return size() == 0; }
+  size_t size() const { return bytes_.size() - head_; }
+  const char* data() const { return bytes_.data() + head_; }
+  void Consume(size_t n) {
+    head_ += n;
+    if (head_ == bytes_.size()) {
+      bytes_.clear();
+      head_ = 0;
+    } else if (head_ > kCompactAt && head_ * 2 > bytes_.size()) {
+      bytes_.erase(0, head_);
+      head_ = 0;
+    }
+  }
+  void clear() {
+    bytes_.clear();
+    head_ = 0;
+  }
+  ByteQueue& operator+=(std::string_view more) {
+    bytes_.append(more);
+    return *this;
+  }
+  // n more bytes at the end, for the caller to fill; Shrink gives back what it did not use.
+  char* Grow(size_t n) {
+    bytes_.resize(bytes_.size() + n);
+    return bytes_.data() + bytes_.size() - n;
+  }
+  void Shrink(size_t n) { bytes_.resize(bytes_.size() - n); }
+
+ private:
+  static constexpr size_t kCompactAt = 64 * 1024;
+  std::string bytes_;
+  size_t head_ = 0;
+};
+
 class StdioSession {
  public:
   explicit StdioSession(const StdioOptions& options) : options_(options) {}
@@ -106,7 +144,7 @@ class StdioSession {
   // ---- the client's stream ----
 
   void ReadStream() {
-    char buf[16384];
+    char buf[65536];
     size_t want = std::min(sizeof buf, reader_.Room());
     ssize_t n = read(options_.in, buf, want);
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -168,7 +206,7 @@ class StdioSession {
       ssize_t n = write(options_.out, to_stream_.data(), to_stream_.size());
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
       if (n <= 0) return Hangup(ErrnoText("write to the client", errno));
-      to_stream_.erase(0, static_cast<size_t>(n));
+      to_stream_.Consume(static_cast<size_t>(n));
     }
   }
 
@@ -239,18 +277,20 @@ class StdioSession {
         if (!pty()) child_in_.reset();
         return;
       }
-      to_child_.erase(0, static_cast<size_t>(n));
+      to_child_.Consume(static_cast<size_t>(n));
     }
     // EOF for the process's stdin; on a pty the terminal stays (as in the socket mode).
     if (stdin_eof_ && !pty()) child_in_.reset();
   }
 
   void ReadChild(UniqueFd* fd, Stream stream, bool* eof) {
-    char buf[kMaxData];
     while (to_stream_.size() < kMaxToStream) {
-      ssize_t n = read(fd->get(), buf, sizeof buf);
+      // Read straight into the outgoing buffer behind a data frame header (no copy).
+      char* at = to_stream_.Grow(kDataFrameHeader + kMaxData);
+      ssize_t n = read(fd->get(), at + kDataFrameHeader, kMaxData);
+      to_stream_.Shrink(kDataFrameHeader + kMaxData - (n > 0 ? kDataFrameHeader + static_cast<size_t>(n) : 0));
       if (n > 0) {
-        Queue(Data{stream, std::string(buf, static_cast<size_t>(n))});
+        PutDataFrameHeader(at, stream, static_cast<size_t>(n));
         continue;
       }
       if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
@@ -356,7 +396,7 @@ class StdioSession {
   Exit exit_;
   bool exit_sent_ = false;
   UniqueFd master_, child_in_, child_out_, child_err_;
-  std::string to_child_, to_stream_;
+  ByteQueue to_child_, to_stream_;
   bool stream_eof_ = false, stdin_eof_ = false, out_eof_ = false, err_eof_ = false;
 };
 

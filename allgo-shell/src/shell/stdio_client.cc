@@ -43,8 +43,11 @@ struct Shared {
   std::mutex send_mu;  // one whole frame at a time on the stream
   bool Send(const Message& m) {
     std::string frame = EncodeFrame(m);
+    return SendFrame(frame.data(), frame.size());
+  }
+  bool SendFrame(const char* frame, size_t size) {
     std::lock_guard<std::mutex> lock(send_mu);
-    return WriteAll(stream, frame.data(), frame.size());
+    return WriteAll(stream, frame, size);
   }
 
   enum class Outcome { kNone, kDone, kRefused, kLost };
@@ -66,9 +69,11 @@ struct Shared {
 
 // stdin → data(stdin) frames, then eof(stdin).
 void SendInput(const std::shared_ptr<Shared>& shared) {
-  char buf[kMaxData];
+  // Read straight in behind a data frame header: no copy on the way to the stream.
+  static char frame[kDataFrameHeader + kMaxData];  // one input thread per process
+  char* buf = frame + kDataFrameHeader;
   for (;;) {
-    ssize_t n = read(0, buf, sizeof buf);
+    ssize_t n = read(0, buf, kMaxData);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0 && errno == EAGAIN) {  // a non-blocking stdin handed over by the parent
       pollfd p{0, POLLIN, 0};
@@ -76,7 +81,8 @@ void SendInput(const std::shared_ptr<Shared>& shared) {
       continue;
     }
     if (n <= 0) break;
-    if (!shared->Send(Data{Stream::kStdin, std::string(buf, static_cast<size_t>(n))})) return;
+    PutDataFrameHeader(frame, Stream::kStdin, static_cast<size_t>(n));
+    if (!shared->SendFrame(frame, kDataFrameHeader + static_cast<size_t>(n))) return;
   }
   shared->Send(Eof{Stream::kStdin});
 }

@@ -155,6 +155,12 @@ bool IsValidSessionName(std::string_view name);
 // (a bug in the caller) still encodes, and the peer will reject it.
 std::string EncodeFrame(const Message& message);
 
+// The data path without a copy through Message: a `data` frame is kDataFrameHeader bytes
+// (length, type, stream, byte count) then the bytes. PutDataFrameHeader writes that header
+// at `at` for `n` bytes (1 <= n <= kMaxData), so a sender can read straight in behind it.
+inline constexpr size_t kDataFrameHeader = kFrameHeaderSize + 1 + 1 + 4;
+void PutDataFrameHeader(char* at, Stream stream, size_t n);
+
 // Checks every bound of a message the caller is about to send; "" when valid, else why not.
 // In stdio mode `open` must carry kStdioProtocolVersion and `opened`/`attached` are refused.
 std::string Validate(const Message& message, Mode mode = Mode::kSocket);
