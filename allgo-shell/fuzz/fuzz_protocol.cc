@@ -51,6 +51,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // The consumed bytes are the last `consumed` bytes seen before this Next call.
       std::string_view original = input.substr(pos - before, consumed);
       if (frame != original) abort();
+      // The copy-free data path writes the same header as the encoder.
+      if (const auto* d = std::get_if<Data>(&m)) {
+        char header[kDataFrameHeader];
+        PutDataFrameHeader(header, d->stream, d->bytes.size());
+        if (frame.compare(0, kDataFrameHeader, header, kDataFrameHeader) != 0) abort();
+      }
     }
     if (taken == 0) break;  // cannot happen: Next always frees room or fails
   }
