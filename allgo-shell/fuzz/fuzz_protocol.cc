@@ -6,6 +6,9 @@
 //  - the reader never holds more than one frame;
 //  - every accepted message passes Validate and re-encodes to exactly the bytes it came
 //    from (the encoding is canonical), so encoder and decoder agree.
+// Built twice: fuzz_bridge_protocol (agent.sock, the socket mode) and, with
+// ALLGO_FUZZ_STDIO_MODE, fuzz_bridge_stdio (the one stream of `allgo-sandbox-agent --stdio`,
+// whose peer is whatever relays the stream: data frames are the bulk of it there).
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -15,9 +18,15 @@
 
 using namespace allgo::bridge;
 
+#ifdef ALLGO_FUZZ_STDIO_MODE
+constexpr Mode kMode = Mode::kStdio;
+#else
+constexpr Mode kMode = Mode::kSocket;
+#endif
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
-  FrameReader reader;
+  FrameReader reader(kMode);
   size_t pos = 0;
   size_t chunk = size > 0 ? (data[0] % 61) + 1 : 1;  // read sizes vary with the input
   while (pos < input.size()) {
@@ -35,13 +44,19 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;  // the connection would be dropped here
       }
       if (r == FrameReader::Result::kNeedMore) break;
-      if (!Validate(m).empty()) abort();
+      if (!Validate(m, kMode).empty()) abort();
       std::string frame = EncodeFrame(m);
       size_t consumed = before - reader.buffered();
       if (frame.size() != consumed) abort();
       // The consumed bytes are the last `consumed` bytes seen before this Next call.
       std::string_view original = input.substr(pos - before, consumed);
       if (frame != original) abort();
+      // The copy-free data path writes the same header as the encoder.
+      if (const auto* d = std::get_if<Data>(&m)) {
+        char header[kDataFrameHeader];
+        PutDataFrameHeader(header, d->stream, d->bytes.size());
+        if (frame.compare(0, kDataFrameHeader, header, kDataFrameHeader) != 0) abort();
+      }
     }
     if (taken == 0) break;  // cannot happen: Next always frees room or fails
   }

@@ -73,6 +73,11 @@ void EncodeFields(Writer& w, const Exit& m) {
   w.U8(m.core_dumped ? 1 : 0);
 }
 void EncodeFields(Writer& w, const Error& m) { w.Str(m.text); }
+void EncodeFields(Writer& w, const Data& m) {
+  w.U8(static_cast<uint8_t>(m.stream));
+  w.Str(m.bytes);
+}
+void EncodeFields(Writer& w, const Eof& m) { w.U8(static_cast<uint8_t>(m.stream)); }
 
 template <typename T>
 constexpr Type TypeOf() {
@@ -84,6 +89,8 @@ constexpr Type TypeOf() {
   if constexpr (std::is_same_v<T, Signal>) return Type::kSignal;
   if constexpr (std::is_same_v<T, Exit>) return Type::kExit;
   if constexpr (std::is_same_v<T, Error>) return Type::kError;
+  if constexpr (std::is_same_v<T, Data>) return Type::kData;
+  if constexpr (std::is_same_v<T, Eof>) return Type::kEof;
 }
 
 // ---- validation (shared by Validate and the decoder) ----
@@ -111,10 +118,13 @@ std::string CheckWindow(const WindowSize& size) {
   return "";
 }
 
-std::string Check(const Open& m) {
-  if (m.version != kProtocolVersion) {
+uint16_t VersionOf(Mode mode) { return mode == Mode::kStdio ? kStdioProtocolVersion : kProtocolVersion; }
+
+std::string Check(const Open& m, Mode transport) {
+  if (m.version != VersionOf(transport)) {
     return "open: unsupported protocol version " + std::to_string(m.version) +
-           " (this side speaks " + std::to_string(kProtocolVersion) + ")";
+           " (this side speaks " + std::to_string(VersionOf(transport)) +
+           (transport == Mode::kStdio ? ", the stdio mode)" : ")");
   }
   if (m.login_shell != m.command.empty()) {
     return m.login_shell ? "open: a login shell takes no command" : "open: empty command";
@@ -137,39 +147,54 @@ std::string Check(const Open& m) {
   }
   return "";
 }
-std::string Check(const Opened& m) {
+std::string Check(const Opened& m, Mode) {
   if (m.version != kProtocolVersion) {
     return "opened: unsupported protocol version " + std::to_string(m.version);
   }
   if (!IsValidSessionName(m.session)) return "opened: malformed session name";
   return "";
 }
-std::string Check(const Attached&) { return ""; }
-std::string Check(const Started&) { return ""; }
-std::string Check(const Window& m) {
+std::string Check(const Attached&, Mode) { return ""; }
+std::string Check(const Started&, Mode) { return ""; }
+std::string Check(const Window& m, Mode) {
   std::string e = CheckWindow(m.size);
   return e.empty() ? e : "window: " + e;
 }
-std::string Check(const Signal& m) {
+std::string Check(const Signal& m, Mode) {
   return IsRelayableSignal(m.signo) ? "" : "signal: signal " + std::to_string(m.signo) +
                                                " may not be relayed";
 }
-std::string Check(const Exit& m) {
+std::string Check(const Exit& m, Mode) {
   if (m.signaled && (m.code == 0 || m.code > 64)) return "exit: signal number out of range";
   if (!m.signaled && m.core_dumped) return "exit: core dump without a signal";
   return "";
 }
-std::string Check(const Error& m) {
+std::string Check(const Error& m, Mode) {
   if (m.text.size() > kMaxErrorText) return "error: text longer than 1024 bytes";
   if (!IsPrintableAscii(m.text)) return "error: text is not printable ASCII";
   return "";
+}
+bool IsStream(Stream s) { return static_cast<uint8_t>(s) <= static_cast<uint8_t>(Stream::kStderr); }
+std::string Check(const Data& m, Mode) {
+  if (!IsStream(m.stream)) return "data: unknown stream";
+  if (m.bytes.empty()) return "data: empty";
+  if (m.bytes.size() > kMaxData) return "data: longer than 32768 bytes";
+  return "";
+}
+std::string Check(const Eof& m, Mode) { return IsStream(m.stream) ? "" : "eof: unknown stream"; }
+
+// Which message types a mode uses; the others are refused as if unknown.
+bool UsedIn(Type type, Mode mode) {
+  if (mode == Mode::kSocket) return type != Type::kData && type != Type::kEof;
+  return type != Type::kOpened && type != Type::kAttached;
 }
 
 // ---- decoding ----
 
 class Reader {
  public:
-  explicit Reader(std::string_view in) : in_(in) {}
+  Reader(std::string_view in, Mode mode) : in_(in), mode_(mode) {}
+  Mode mode() const { return mode_; }
   bool U8(uint8_t* v) {
     if (in_.size() < 1) return Fail("truncated");
     *v = static_cast<uint8_t>(in_[0]);
@@ -215,6 +240,7 @@ class Reader {
 
  private:
   std::string_view in_;
+  Mode mode_;
   std::string error_;
 };
 
@@ -223,7 +249,7 @@ bool DecodeFields(Reader& r, Open* m) {
   if (!r.U16(&m->version)) return false;
   // Anything after the version may change between versions: stop here on a mismatch so the
   // agent can answer with a clear "unsupported version" error.
-  if (m->version != kProtocolVersion) return r.Fail(Check(*m));
+  if (m->version != VersionOf(r.mode())) return r.Fail(Check(*m, r.mode()));
   if (!r.U8(&flags)) return false;
   if (flags & ~3u) return r.Fail("unknown flags");
   m->login_shell = flags & 1;
@@ -249,7 +275,7 @@ bool DecodeFields(Reader& r, Open* m) {
 }
 bool DecodeFields(Reader& r, Opened* m) {
   if (!r.U16(&m->version)) return false;
-  if (m->version != kProtocolVersion) return r.Fail(Check(*m));
+  if (m->version != kProtocolVersion) return r.Fail(Check(*m, r.mode()));
   return r.Str(64, "session name", &m->session);
 }
 bool DecodeFields(Reader&, Attached*) { return true; }
@@ -260,12 +286,25 @@ bool DecodeFields(Reader& r, Exit* m) {
   return r.Bool(&m->signaled) && r.U8(&m->code) && r.Bool(&m->core_dumped);
 }
 bool DecodeFields(Reader& r, Error* m) { return r.Str(kMaxErrorText, "error text", &m->text); }
+bool DecodeFields(Reader& r, Data* m) {
+  uint8_t stream;
+  if (!r.U8(&stream)) return false;
+  m->stream = static_cast<Stream>(stream);
+  if (!IsStream(m->stream)) return r.Fail("unknown stream " + std::to_string(stream));
+  return r.Str(kMaxData, "data", &m->bytes);
+}
+bool DecodeFields(Reader& r, Eof* m) {
+  uint8_t stream;
+  if (!r.U8(&stream)) return false;
+  m->stream = static_cast<Stream>(stream);
+  return true;
+}
 
 template <typename T>
 bool DecodeAs(Reader& r, Message* out, std::string* error) {
   T m;
   bool ok = DecodeFields(r, &m) && r.AtEnd();
-  std::string why = ok ? Check(m) : r.error();
+  std::string why = ok ? Check(m, r.mode()) : r.error();
   if (!why.empty()) {
     // Prefix with the message name unless Check already did.
     std::string name = TypeName(TypeOf<T>());
@@ -293,6 +332,8 @@ const char* TypeName(Type type) {
     case Type::kSignal: return "signal";
     case Type::kExit: return "exit";
     case Type::kError: return "error";
+    case Type::kData: return "data";
+    case Type::kEof: return "eof";
   }
   return "unknown";
 }
@@ -348,13 +389,30 @@ std::string EncodeFrame(const Message& message) {
   return std::move(out);
 }
 
-std::string Validate(const Message& message) {
-  std::string why = std::visit([](const auto& m) { return Check(m); }, message);
+void PutDataFrameHeader(char* at, Stream stream, size_t n) {
+  auto put32 = [](char* p, uint32_t v) {
+    p[0] = static_cast<char>(v >> 24);
+    p[1] = static_cast<char>(v >> 16);
+    p[2] = static_cast<char>(v >> 8);
+    p[3] = static_cast<char>(v);
+  };
+  put32(at, static_cast<uint32_t>(kDataFrameHeader - kFrameHeaderSize + n));
+  at[4] = static_cast<char>(Type::kData);
+  at[5] = static_cast<char>(stream);
+  put32(at + 6, static_cast<uint32_t>(n));
+}
+
+std::string Validate(const Message& message, Mode mode) {
+  Type type = std::visit([](const auto& m) { return TypeOf<std::decay_t<decltype(m)>>(); }, message);
+  if (!UsedIn(type, mode)) {
+    return std::string(TypeName(type)) + ": not used in the " + (mode == Mode::kStdio ? "stdio" : "socket") + " mode";
+  }
+  std::string why = std::visit([mode](const auto& m) { return Check(m, mode); }, message);
   if (why.empty() && EncodeFrame(message).size() > kMaxFrame) why = "message larger than 64 KiB";
   return why;
 }
 
-bool DecodeBody(std::string_view body, Message* out, std::string* error) {
+bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mode) {
   if (body.empty()) {
     *error = "empty message";
     return false;
@@ -363,8 +421,16 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error) {
     *error = "message larger than 64 KiB";
     return false;
   }
-  Reader r(body.substr(1));
-  switch (static_cast<Type>(static_cast<uint8_t>(body[0]))) {
+  Reader r(body.substr(1), mode);
+  Type type = static_cast<Type>(static_cast<uint8_t>(body[0]));
+  // A type of the other mode reads exactly like an unknown one (so the socket mode is
+  // byte for byte what it was before the stdio mode existed).
+  if (!UsedIn(type, mode)) {
+    *error = "unknown message type " + std::to_string(static_cast<uint8_t>(body[0])) +
+             (mode == Mode::kStdio ? " (stdio mode)" : "");
+    return false;
+  }
+  switch (type) {
     case Type::kOpen: return DecodeAs<Open>(r, out, error);
     case Type::kOpened: return DecodeAs<Opened>(r, out, error);
     case Type::kAttached: return DecodeAs<Attached>(r, out, error);
@@ -373,6 +439,8 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error) {
     case Type::kSignal: return DecodeAs<Signal>(r, out, error);
     case Type::kExit: return DecodeAs<Exit>(r, out, error);
     case Type::kError: return DecodeAs<Error>(r, out, error);
+    case Type::kData: return DecodeAs<Data>(r, out, error);
+    case Type::kEof: return DecodeAs<Eof>(r, out, error);
   }
   *error = "unknown message type " + std::to_string(static_cast<uint8_t>(body[0]));
   return false;
@@ -401,7 +469,7 @@ FrameReader::Result FrameReader::Next(Message* out, std::string* error) {
   if (have < kFrameHeaderSize + n) return Result::kNeedMore;
   std::string_view body(buffer_.data() + offset_ + kFrameHeaderSize, n);
   offset_ += kFrameHeaderSize + n;
-  if (!DecodeBody(body, out, error)) return Result::kError;
+  if (!DecodeBody(body, out, error, mode_)) return Result::kError;
   if (offset_ == buffer_.size()) {
     buffer_.clear();
     offset_ = 0;

@@ -136,6 +136,23 @@ int main(int argc, char** argv) {
   double plain_out = BestSeconds("sh -c 'head -c " + size + " /dev/zero' | cat > /dev/null", who, runs);
   double bridge_out = BestSeconds(shell + " -c 'head -c " + size + " /dev/zero' | cat > /dev/null", who, runs);
 
+  // The stdio mode (docs/protocol.md): the same transfers through `allgo-sandbox-agent --stdio`
+  // in the same kind of sandbox, one stream for data and control, driven by RunStdioSession
+  // (allgo-stdio-client, which stands in for the sandbox gateway). As root: the client starts
+  // the sandbox itself; each run includes starting it.
+  std::vector<std::string> stdio_argv = SandboxCommand(tmp / "stdio", {.agent_args = {}});
+  std::filesystem::create_directories(tmp / "stdio");
+  stdio_argv.resize(stdio_argv.size() - 2);  // `--bridge-dir DIR`: not taken by --stdio
+  std::string stdio_agent;
+  for (const std::string& a : stdio_argv) stdio_agent += " '" + a + "'";
+  stdio_agent += " --stdio --log-level warn";
+  std::string client = Artifact("allgo-stdio-client");
+  Identity root{0, 0, "root"};
+  double stdio_in = BestSeconds("head -c " + size + " /dev/zero | " + client + " -c 'cat > /dev/null' --" + stdio_agent,
+                                root, runs);
+  double stdio_out = BestSeconds(client + " -c 'head -c " + size + " /dev/zero' --" + stdio_agent + " | cat > /dev/null",
+                                 root, runs);
+
   std::vector<double> sh_times, bridge_times, getent_times, root_times;
   for (int i = 0; i < latency_runs; ++i) {
     // Not a goal, an explanation: the share of the NSS module's database round trip
@@ -159,6 +176,10 @@ int main(int argc, char** argv) {
               size_mib, runs, mib / plain_in, mib / bridge_in, 100 * plain_in / bridge_in);
   std::printf("| `head -c %s /dev/zero` → stdout (best of %d) | plain pipe %.0f MiB/s | %.0f MiB/s | %.0f%% | ≥ 50%% |\n",
               size.c_str(), runs, mib / plain_out, mib / bridge_out, 100 * plain_out / bridge_out);
+  std::printf("| stdin → `cat >/dev/null`, stdio mode (`agent --stdio`, one stream) | fifo bridge %.0f MiB/s | %.0f MiB/s | %.0f%% of the fifo bridge, %.0f%% of a pipe | ≥ 50%% of the fifo bridge (issue 11, through the gateway) |\n",
+              mib / bridge_in, mib / stdio_in, 100 * bridge_in / stdio_in, 100 * plain_in / stdio_in);
+  std::printf("| `head -c %s /dev/zero` → stdout, stdio mode | fifo bridge %.0f MiB/s | %.0f MiB/s | %.0f%% of the fifo bridge, %.0f%% of a pipe | ≥ 50%% of the fifo bridge (issue 11, through the gateway) |\n",
+              size.c_str(), mib / bridge_out, mib / stdio_out, 100 * bridge_out / stdio_out, 100 * plain_out / stdio_out);
   std::printf("| `-c true` latency (median of %d) | `sh -c true` %.2f ms | %.2f ms | +%.2f ms | ≤ +5 ms |\n",
               latency_runs, sh_ms, bridge_ms, bridge_ms - sh_ms);
   std::printf("| of which: NSS lookup, `getent passwd %u` (median of %d) | | %.2f ms | | |\n",

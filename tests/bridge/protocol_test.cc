@@ -185,5 +185,115 @@ TEST(BridgeProtocol, ShellStatusOfExit) {
   EXPECT_EQ((Exit{true, 15, false}.ShellStatus()), 143);
 }
 
+// ---- stdio mode (docs/protocol.md "Stdio mode") ----
+
+Open StdioOpen() {
+  Open o = SampleOpen();
+  o.version = kStdioProtocolVersion;
+  return o;
+}
+
+std::vector<Message> FeedStdio(const std::string& stream, std::string* error) {
+  FrameReader reader(Mode::kStdio);
+  std::vector<Message> out;
+  for (char c : stream) {  // one byte at a time: the hardest split
+    EXPECT_EQ(reader.Append(std::string_view(&c, 1)), 1u);
+    Message m;
+    auto r = reader.Next(&m, error);
+    if (r == FrameReader::Result::kError) return out;
+    if (r == FrameReader::Result::kMessage) out.push_back(m);
+  }
+  return out;
+}
+
+TEST(BridgeProtocolStdio, EveryStdioMessageRoundTrips) {
+  std::vector<Message> all = {StdioOpen(),
+                              Started{7},
+                              Data{Stream::kStdin, std::string("\0\377binary", 8)},
+                              Data{Stream::kStdout, std::string(kMaxData, 'o')},
+                              Data{Stream::kStderr, "e"},
+                              Window{{50, 132, 0, 0}},
+                              Signal{2},
+                              Eof{Stream::kStdin},
+                              Eof{Stream::kStdout},
+                              Eof{Stream::kStderr},
+                              Exit{true, 15, false},
+                              Error{"no such container"}};
+  std::string stream;
+  for (const Message& m : all) {
+    EXPECT_EQ(Validate(m, Mode::kStdio), "");
+    stream += EncodeFrame(m);
+  }
+  std::string error;
+  EXPECT_EQ(FeedStdio(stream, &error), all);
+  EXPECT_EQ(error, "");
+  // Data frames are exactly: type 9, the stream, the length, the bytes.
+  EXPECT_EQ(EncodeFrame(Data{Stream::kStderr, "hi"}), std::string("\0\0\0\x08\x09\x02\0\0\0\x02hi", 12));
+  EXPECT_EQ(EncodeFrame(Eof{Stream::kStdout}), std::string("\0\0\0\x02\x0a\x01", 6));
+}
+
+TEST(BridgeProtocolStdio, DataFrameHeaderMatchesTheEncoder) {
+  for (size_t n : {size_t{1}, size_t{300}, kMaxData}) {
+    std::string bytes(n, 'z');
+    std::string frame(kDataFrameHeader, '\0');
+    PutDataFrameHeader(frame.data(), Stream::kStderr, n);
+    EXPECT_EQ(frame + bytes, EncodeFrame(Data{Stream::kStderr, bytes})) << n;
+  }
+}
+
+TEST(BridgeProtocolStdio, TheVersionOfOpenSaysTheMode) {
+  Message m;
+  std::string error;
+  // A socket-mode open on a stdio stream, and the other way round, are refused by name.
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(SampleOpen())), &m, &error, Mode::kStdio));
+  EXPECT_EQ(error, "open: unsupported protocol version 1 (this side speaks 2, the stdio mode)");
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(StdioOpen())), &m, &error));
+  EXPECT_EQ(error, "open: unsupported protocol version 2 (this side speaks 1)");
+  EXPECT_NE(Validate(SampleOpen(), Mode::kStdio), "");
+  EXPECT_NE(Validate(StdioOpen()), "");
+  EXPECT_TRUE(DecodeBody(Body(EncodeFrame(StdioOpen())), &m, &error, Mode::kStdio)) << error;
+  EXPECT_EQ(m, Message(StdioOpen()));
+}
+
+TEST(BridgeProtocolStdio, EachModeRefusesTheOthersMessages) {
+  Message m;
+  std::string error;
+  // Data and eof do not exist on agent.sock: the socket mode is unchanged.
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Data{Stream::kStdin, "x"})), &m, &error));
+  EXPECT_EQ(error, "unknown message type 9");
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Eof{Stream::kStdin})), &m, &error));
+  EXPECT_EQ(error, "unknown message type 10");
+  EXPECT_NE(Validate(Data{Stream::kStdin, "x"}), "");
+  // The fifo handshake has no meaning on one stream.
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Attached{})), &m, &error, Mode::kStdio));
+  EXPECT_EQ(error, "unknown message type 3 (stdio mode)");
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Opened{kProtocolVersion, "s-0123456789abcdef0123456789abcdef"})), &m,
+                          &error, Mode::kStdio));
+  EXPECT_EQ(error, "unknown message type 2 (stdio mode)");
+  EXPECT_NE(Validate(Attached{}, Mode::kStdio), "");
+}
+
+TEST(BridgeProtocolStdio, DataIsBoundedAndStreamsAreChecked) {
+  Message m;
+  std::string error;
+  auto rejects = [&](const Message& message, const std::string& expected) {
+    EXPECT_NE(Validate(message, Mode::kStdio), "");
+    EXPECT_FALSE(DecodeBody(Body(EncodeFrame(message)), &m, &error, Mode::kStdio));
+    EXPECT_NE(error.find(expected), std::string::npos) << error;
+  };
+  rejects(Data{Stream::kStdout, std::string(kMaxData + 1, 'x')}, "data longer than 32768 bytes");
+  rejects(Data{Stream::kStdout, ""}, "data: empty");
+  rejects(Data{static_cast<Stream>(3), "x"}, "unknown stream 3");
+  rejects(Eof{static_cast<Stream>(7)}, "eof: unknown stream");
+  // The bound is checked before anything is copied: a huge claimed length fails at once.
+  EXPECT_FALSE(DecodeBody(std::string("\x09\x01\xff\xff\xff\xff", 6), &m, &error, Mode::kStdio));
+  EXPECT_NE(error.find("longer than 32768"), std::string::npos) << error;
+  // Trailing bytes after an eof.
+  EXPECT_FALSE(DecodeBody(std::string("\x0a\x01\x00", 3), &m, &error, Mode::kStdio));
+  EXPECT_NE(error.find("trailing bytes"), std::string::npos) << error;
+  // The biggest data frame fits in one frame with room to spare.
+  EXPECT_LT(EncodeFrame(Data{Stream::kStdout, std::string(kMaxData, 'x')}).size(), kFrameHeaderSize + kMaxBody);
+}
+
 }  // namespace
 }  // namespace allgo::bridge

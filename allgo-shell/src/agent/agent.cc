@@ -117,8 +117,7 @@ struct Agent::Conn {
 Agent::Agent() = default;
 Agent::~Agent() = default;
 
-std::string Agent::Start(const AgentOptions& options) {
-  options_ = options;
+void PrepareAgentProcess() {
   umask(077);
   signal(SIGPIPE, SIG_IGN);
   // A pty session holds four fds: use all the fds we are allowed (children get the
@@ -129,6 +128,11 @@ std::string Agent::Start(const AgentOptions& options) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
+}
+
+std::string Agent::Start(const AgentOptions& options) {
+  options_ = options;
+  PrepareAgentProcess();
 
   const std::string& path = options.bridge_dir;
   dir_.reset(open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOCTTY | O_CLOEXEC));

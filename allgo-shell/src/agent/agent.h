@@ -34,6 +34,10 @@ struct AgentOptions {
   int handshake_timeout_ms = 10000;
 };
 
+// What both modes do first (agent.sock and --stdio): umask 077, SIGPIPE ignored, the fd
+// limit raised for the agent (its children get the original soft limit back).
+void PrepareAgentProcess();
+
 class Agent {
  public:
   // Opens the bridge folder, takes its lock (one agent per folder), removes stale sessions

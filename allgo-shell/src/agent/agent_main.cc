@@ -6,6 +6,7 @@
 
 #include "agent/agent.h"
 #include "agent/log.h"
+#include "agent/stdio_session.h"
 
 #ifndef ALLGO_VERSION
 #define ALLGO_VERSION "unknown"
@@ -20,9 +21,17 @@ int main(int argc, char** argv) {
   AgentOptions options;
   std::string level = "info";
   long long allow_uid = -1;
-  app.add_option("--bridge-dir", options.bridge_dir,
-                 "the sandbox's bridge folder (<[sandbox] dir>/<webapp>/ on the frontend)")
-      ->required();
+  // --stdio serves one session on stdin/stdout and needs no bridge folder; otherwise the
+  // folder is required (decided before parsing so CLI11 still names the missing option).
+  bool stdio = false;
+  for (int i = 1; i < argc; ++i) stdio = stdio || std::string(argv[i]) == "--stdio";
+  auto* dir = app.add_option("--bridge-dir", options.bridge_dir,
+                             "the sandbox's bridge folder (<[sandbox] dir>/<webapp>/ on the frontend)");
+  if (!stdio) dir->required();
+  app.add_flag("--stdio", stdio,
+               "serve one session over stdin/stdout instead (the stdio mode of docs/protocol.md, for "
+               "a relay with one byte stream such as a Docker exec); logs go to stderr")
+      ->excludes(dir);
   app.add_option("--allow-uid", allow_uid,
                  "the uid allowed to open sessions (root always may); default: the owner of DIR")
       ->check(CLI::Range(0LL, 4294967294LL));
@@ -46,6 +55,11 @@ int main(int argc, char** argv) {
   if (allow_uid >= 0) {
     options.allow_uid_set = true;
     options.allow_uid = static_cast<uid_t>(allow_uid);
+  }
+  if (stdio) {
+    StdioOptions stdio_options;
+    stdio_options.handshake_timeout_ms = options.handshake_timeout_ms;
+    return ServeStdio(stdio_options);
   }
   Agent agent;
   std::string error = agent.Start(options);

@@ -29,9 +29,8 @@
 #include "allgo/names.h"
 #include "io.h"
 #include "shell/agent_client.h"
+#include "shell/request.h"
 #include "shell/terminal.h"
-
-extern char** environ;
 
 namespace allgo::bridge {
 namespace {
@@ -107,38 +106,6 @@ std::string QueryState(const Config& config, std::string* error) {
     return "";
   }
   return webapp.sandbox_state;
-}
-
-Open BuildRequest(const Invocation& inv, bool pty) {
-  Open req;
-  req.login_shell = !inv.has_command;
-  req.command = inv.command;
-  req.pty = pty;
-  for (char** e = environ; e && *e && req.env.size() < kMaxEnv; ++e) {
-    std::string_view entry(*e);
-    size_t eq = entry.find('=');
-    if (eq == std::string_view::npos) continue;
-    std::string name(entry.substr(0, eq));
-    std::string value(entry.substr(eq + 1));
-    if (!IsForwardableEnv(name) || value.size() > kMaxEnvValue) continue;
-    req.env.emplace_back(name, value);
-  }
-  if (pty) {
-    const char* term = getenv("TERM");
-    req.term = term ? term : "dumb";
-    struct winsize ws{};
-    if (ioctl(0, TIOCGWINSZ, &ws) == 0) {
-      req.window = {ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel};
-    }
-    struct termios tio;
-    if (tcgetattr(0, &tio) == 0) req.modes = EncodeTermModes(tio);
-  }
-  // A terminal name or size we cannot pass on is not worth refusing the session for.
-  if (!Validate(Message(req)).empty()) {
-    req.term = "dumb";
-    req.window = {};
-  }
-  return req;
 }
 
 // Waits for the agent of a sandbox in state `starting`, telling the user once.
@@ -429,7 +396,7 @@ int Main(int argc, char** argv) {
   }
 
   bool pty = isatty(0) == 1;
-  Open request = BuildRequest(inv, pty);
+  Open request = BuildRequest(!inv.has_command, inv.command, pty);
   if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
     Say("cannot send this request: " + invalid);
     return kExitUsage;

@@ -23,6 +23,12 @@
 namespace allgo::bridge {
 
 inline constexpr uint16_t kProtocolVersion = 1;
+// The stdio mode (docs/protocol.md "Stdio mode"): one byte stream carries the session's data
+// and its control messages; `open` says so with this version, which a socket-mode peer
+// refuses as unsupported (and the other way round), so the two modes can never be confused.
+inline constexpr uint16_t kStdioProtocolVersion = 2;
+// Bytes of one `data` message: well under kMaxBody, so one frame never waits for a full 64 KiB.
+inline constexpr size_t kMaxData = 32 * 1024;
 inline constexpr size_t kFrameHeaderSize = 4;
 inline constexpr uint32_t kMaxBody = 64 * 1024;
 
@@ -46,7 +52,17 @@ enum class Type : uint8_t {
   kSignal = 6,    // client → agent: deliver a signal to the session's processes
   kExit = 7,      // agent → client: the process ended
   kError = 8,     // agent → client: the request failed; the agent closes the connection
+  kData = 9,      // stdio mode only: bytes of stdin (client → agent) or stdout/stderr (back)
+  kEof = 10,      // stdio mode only: a stream ended
 };
+
+// Which transport a stream of frames belongs to. kSocket: agent.sock, data in fifos (types
+// 1..8). kStdio: one stream for everything (types 1 and 4..10; `opened` and `attached` have
+// no meaning there and are refused).
+enum class Mode : uint8_t { kSocket, kStdio };
+
+// The data streams of a session in stdio mode (the fd numbers of the process).
+enum class Stream : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
 
 struct WindowSize {
   uint16_t rows = 0;  // 0 = unknown
@@ -114,7 +130,18 @@ struct Error {
   bool operator==(const Error&) const = default;
 };
 
-using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Exit, Error>;
+struct Data {
+  Stream stream = Stream::kStdin;
+  std::string bytes;  // 1..kMaxData bytes (an empty chunk would be a pointless frame)
+  bool operator==(const Data&) const = default;
+};
+
+struct Eof {
+  Stream stream = Stream::kStdin;
+  bool operator==(const Eof&) const = default;
+};
+
+using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Exit, Error, Data, Eof>;
 
 // The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM
 // and ALLGO_USER (who logged in). Everything else stays on the frontend.
@@ -128,12 +155,19 @@ bool IsValidSessionName(std::string_view name);
 // (a bug in the caller) still encodes, and the peer will reject it.
 std::string EncodeFrame(const Message& message);
 
+// The data path without a copy through Message: a `data` frame is kDataFrameHeader bytes
+// (length, type, stream, byte count) then the bytes. PutDataFrameHeader writes that header
+// at `at` for `n` bytes (1 <= n <= kMaxData), so a sender can read straight in behind it.
+inline constexpr size_t kDataFrameHeader = kFrameHeaderSize + 1 + 1 + 4;
+void PutDataFrameHeader(char* at, Stream stream, size_t n);
+
 // Checks every bound of a message the caller is about to send; "" when valid, else why not.
-std::string Validate(const Message& message);
+// In stdio mode `open` must carry kStdioProtocolVersion and `opened`/`attached` are refused.
+std::string Validate(const Message& message, Mode mode = Mode::kSocket);
 
 // Parses one body (without the 4-byte header). On failure returns false and sets *error to
 // a one-line reason such as "open: command longer than 60000 bytes".
-bool DecodeBody(std::string_view body, Message* out, std::string* error);
+bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mode = Mode::kSocket);
 
 // Incremental frame splitter for a byte stream. Feed it what the socket returned; take
 // complete messages out with Next. It never buffers more than one frame (kMaxBody + header):
@@ -141,6 +175,9 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error);
 class FrameReader {
  public:
   enum class Result { kMessage, kNeedMore, kError };
+
+  FrameReader() = default;  // the socket mode (agent.sock)
+  explicit FrameReader(Mode mode) : mode_(mode) {}
 
   // How many bytes Append would accept right now (read at most this much from the socket).
   size_t Room() const;
@@ -154,6 +191,7 @@ class FrameReader {
 
  private:
   size_t Needed() const;
+  Mode mode_ = Mode::kSocket;
   std::string buffer_;
   size_t offset_ = 0;
 };

@@ -1,0 +1,225 @@
+#include "shell/stdio_client.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "io.h"
+#include "shell/terminal.h"
+
+namespace allgo::bridge {
+namespace {
+
+constexpr int kExitSetup = 1;        // the agent refused the session (as shell_main.cc)
+constexpr int kExitLostAgent = 255;  // the stream broke (as shell_main.cc)
+constexpr int kHangupGraceMs = 2000;  // as shell_main.cc: the command's time to end by itself
+
+void Say(const std::string& line) {
+  std::string text = "allgo: " + line + "\n";
+  WriteAll(2, text.data(), text.size());
+}
+
+int64_t NowMs() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
+}
+
+// What the threads share. Held by shared_ptr: a thread abandoned on an early return (blocked
+// in read(0)) may outlive RunStdioSession.
+struct Shared {
+  int stream = -1;
+  int done = -1;  // eventfd: the reader thread finished (outcome set)
+  std::mutex send_mu;  // one whole frame at a time on the stream
+  bool Send(const Message& m) {
+    std::string frame = EncodeFrame(m);
+    return SendFrame(frame.data(), frame.size());
+  }
+  bool SendFrame(const char* frame, size_t size) {
+    std::lock_guard<std::mutex> lock(send_mu);
+    return WriteAll(stream, frame, size);
+  }
+
+  enum class Outcome { kNone, kDone, kRefused, kLost };
+  std::mutex mu;
+  Outcome outcome = Outcome::kNone;
+  Exit exit;
+  std::string why;
+  void Finish(Outcome o, std::string reason = "") {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      outcome = o;
+      why = std::move(reason);
+    }
+    uint64_t one = 1;
+    ssize_t ignored = write(done, &one, sizeof one);
+    (void)ignored;
+  }
+};
+
+// stdin → data(stdin) frames, then eof(stdin).
+void SendInput(const std::shared_ptr<Shared>& shared) {
+  // Read straight in behind a data frame header: no copy on the way to the stream.
+  static char frame[kDataFrameHeader + kMaxData];  // one input thread per process
+  char* buf = frame + kDataFrameHeader;
+  for (;;) {
+    ssize_t n = read(0, buf, kMaxData);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EAGAIN) {  // a non-blocking stdin handed over by the parent
+      pollfd p{0, POLLIN, 0};
+      poll(&p, 1, -1);
+      continue;
+    }
+    if (n <= 0) break;
+    PutDataFrameHeader(frame, Stream::kStdin, static_cast<size_t>(n));
+    if (!shared->SendFrame(frame, kDataFrameHeader + static_cast<size_t>(n))) return;
+  }
+  shared->Send(Eof{Stream::kStdin});
+}
+
+// Frames from the agent → our stdout/stderr, until the exit status and the end of every output.
+void ReceiveOutput(const std::shared_ptr<Shared>& shared, bool pty) {
+  FrameReader reader(Mode::kStdio);
+  bool started = false, have_exit = false, out_eof = false, err_eof = pty;
+  bool out_broken = false, err_broken = false;  // our reader went away: the data is dropped
+  char buf[65536];
+  for (;;) {
+    Message m;
+    std::string error;
+    auto r = reader.Next(&m, &error);
+    if (r == FrameReader::Result::kError) return shared->Finish(Shared::Outcome::kLost, "protocol error: " + error);
+    if (r == FrameReader::Result::kNeedMore) {
+      ssize_t n = read(shared->stream, buf, std::min(sizeof buf, reader.Room()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        return shared->Finish(Shared::Outcome::kLost,
+                              n == 0 ? "the agent closed the connection" : strerror(errno));
+      }
+      reader.Append(std::string_view(buf, static_cast<size_t>(n)));
+      continue;
+    }
+    if (auto* e = std::get_if<Error>(&m)) {
+      return shared->Finish(started ? Shared::Outcome::kLost : Shared::Outcome::kRefused, e->text);
+    }
+    if (std::holds_alternative<Started>(m) && !started) {
+      started = true;
+    } else if (auto* d = std::get_if<Data>(&m); d && started && d->stream != Stream::kStdin) {
+      bool to_err = d->stream == Stream::kStderr;
+      bool& broken = to_err ? err_broken : out_broken;
+      if (!broken && !WriteAll(to_err ? 2 : 1, d->bytes.data(), d->bytes.size())) broken = true;
+    } else if (auto* eof = std::get_if<Eof>(&m); eof && started && eof->stream != Stream::kStdin) {
+      (eof->stream == Stream::kStderr ? err_eof : out_eof) = true;
+    } else if (auto* x = std::get_if<Exit>(&m); x && started && !have_exit) {
+      have_exit = true;
+      std::lock_guard<std::mutex> lock(shared->mu);
+      shared->exit = *x;
+    } else {
+      return shared->Finish(Shared::Outcome::kLost, "protocol error: unexpected message from the agent");
+    }
+    // Like sshd: the session ends when the process exited and its output reached EOF.
+    if (have_exit && out_eof && err_eof) return shared->Finish(Shared::Outcome::kDone);
+  }
+}
+
+std::string GoneReason(int signo) {
+  if (signo == SIGHUP) return "hung up";
+  if (signo == SIGTERM) return "terminated";
+  return "the reader of our output went away";
+}
+
+}  // namespace
+
+int RunStdioSession(int stream, const Open& request, int signals, const std::string& name) {
+  auto shared = std::make_shared<Shared>();
+  shared->stream = stream;
+  shared->done = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // never closed: see Shared
+  if (shared->done < 0) {
+    Say(ErrnoText("eventfd", errno));
+    return kExitSetup;
+  }
+  RawTerminal terminal;
+  if (request.pty) terminal.Enter(0);
+  auto lost = [&](const std::string& why) {
+    terminal.Restore();
+    Say("lost the connection to the sandbox of '" + name + "' (" + why +
+        "); the sandbox agent stopped, so the command's outcome is unknown");
+    return kExitLostAgent;
+  };
+  if (!shared->Send(request)) return lost(ErrnoText("send", errno));
+  std::thread(ReceiveOutput, shared, request.pty).detach();
+  std::thread(SendInput, shared).detach();  // it may sit in read(0) forever
+
+  int64_t leave_at = -1;  // set once our own client is gone
+  int gone_signo = 0;
+  auto client_gone = [&](int signo) {
+    if (leave_at >= 0) return;
+    leave_at = NowMs() + kHangupGraceMs;
+    gone_signo = signo;
+  };
+  bool watch_stdout = true;
+  for (;;) {
+    int timeout = -1;
+    if (leave_at >= 0) {
+      int64_t left = leave_at - NowMs();
+      if (left <= 0) break;
+      timeout = static_cast<int>(left);
+    }
+    pollfd pfds[3] = {{signals, POLLIN, 0}, {shared->done, POLLIN, 0}, {watch_stdout ? 1 : -1, 0, 0}};
+    if (poll(pfds, 3, timeout) < 0) {
+      if (errno == EINTR) continue;
+      return lost(ErrnoText("poll", errno));
+    }
+    if (pfds[2].revents != 0) {
+      watch_stdout = false;
+      if (pfds[2].revents & (POLLERR | POLLHUP)) client_gone(0);
+    }
+    if (pfds[1].revents & POLLIN) {
+      std::lock_guard<std::mutex> lock(shared->mu);
+      switch (shared->outcome) {
+        case Shared::Outcome::kDone: return shared->exit.ShellStatus();
+        case Shared::Outcome::kRefused:
+          terminal.Restore();
+          Say("the sandbox agent did not start the session: " + shared->why);
+          return kExitSetup;
+        case Shared::Outcome::kLost: return lost(shared->why);
+        case Shared::Outcome::kNone: break;
+      }
+    }
+    if (pfds[0].revents & POLLIN) {
+      signalfd_siginfo info;
+      while (read(signals, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        int signo = static_cast<int>(info.ssi_signo);
+        if (signo == SIGHUP || signo == SIGTERM) client_gone(signo);
+        Message relay;
+        if (signo == SIGWINCH) {
+          struct winsize ws{};
+          if (!request.pty || ioctl(0, TIOCGWINSZ, &ws) != 0) continue;
+          relay = Window{{ws.ws_row, ws.ws_col, ws.ws_xpixel, ws.ws_ypixel}};
+          if (!Validate(relay, Mode::kStdio).empty()) continue;
+        } else {
+          relay = Signal{static_cast<uint8_t>(signo)};
+        }
+        shared->Send(relay);  // a failure shows up as the end of the stream
+      }
+    }
+  }
+  // The client is gone and the grace period is over. Leaving closes the stream: the agent
+  // hangs the command up (SIGHUP, SIGCONT).
+  terminal.Restore();
+  Say(GoneReason(gone_signo) + ": leaving the session in the sandbox of '" + name +
+      "'; its command did not end within " + std::to_string(kHangupGraceMs / 1000) +
+      " s and is hung up now (if it ignores SIGHUP, it keeps running there)");
+  return 128 + (gone_signo != 0 ? gone_signo : SIGHUP);
+}
+
+}  // namespace allgo::bridge
