@@ -461,7 +461,8 @@ TEST_F(Bridge, InteractiveSessionInTmuxFollowsResizeAndCtrlC) {
   type("'echo rc=$?' Enter");
   EXPECT_TRUE(WaitFor([&] { return Contains(pane(), "rc=130"); }, 10000)) << pane();
   type("'exit 5' Enter");
-  EXPECT_TRUE(WaitFor([&] { return fs::exists(mark_ + "/after"); }, 10000)) << pane();
+  // The shell's redirection creates the file before stty writes its line: wait for the line.
+  EXPECT_TRUE(WaitFor([&] { return Contains(ReadFile(mark_ + "/after"), "\n"); }, 10000)) << pane();
   EXPECT_EQ(ReadFile(mark_ + "/status"), "5\n");
   // The local terminal is restored.
   EXPECT_EQ(ReadFile(mark_ + "/before"), ReadFile(mark_ + "/after"));
