@@ -106,10 +106,6 @@ int main(int argc, char** argv) {
   chmod(sandboxes.c_str(), 0755);
   if (chown(bridge.c_str(), who.uid, who.gid) != 0) return 1;
   WriteAllgoConfig(db.ConfigText("[sandbox]\ndir = " + sandboxes + "\n"));
-  // Two sandboxes: the webapp's, and one for root, whose name comes from /etc/passwd: the
-  // difference between the two latencies is the NSS module's database round trip.
-  std::string root_bridge = sandboxes + "/root";
-  std::filesystem::create_directories(root_bridge);
   auto start_agent = [&](const std::string& dir, const std::string& log) {
     // --log-level warn keeps the per-session log lines out of the measurement.
     auto agent = std::make_unique<Daemon>(
@@ -125,7 +121,6 @@ int main(int argc, char** argv) {
     return agent;
   };
   auto agent = start_agent(bridge, tmp / "agent.log");
-  auto root_agent = start_agent(root_bridge, tmp / "root-agent.log");
 
   std::string shell = Artifact("allgo-shell");
   std::string size = std::to_string(size_mib) + "M";
@@ -153,14 +148,13 @@ int main(int argc, char** argv) {
   double stdio_out = BestSeconds(client + " -c 'head -c " + size + " /dev/zero' --" + stdio_agent + " | cat > /dev/null",
                                  root, runs);
 
-  std::vector<double> sh_times, bridge_times, getent_times, root_times;
+  std::vector<double> sh_times, bridge_times, getent_times;
   for (int i = 0; i < latency_runs; ++i) {
     // Not a goal, an explanation: the share of the NSS module's database round trip
     // (allgo-shell must learn its webapp name through getpwuid).
     getent_times.push_back(TimeOnce({"getent", "passwd", std::to_string(who.uid)}, who));
     sh_times.push_back(TimeOnce({"sh", "-c", "true"}, who));
     bridge_times.push_back(TimeOnce({shell, "-c", "true"}, who));
-    root_times.push_back(TimeOnce({shell, "-c", "true"}, Identity{0, 0, "root"}));
     if (sh_times.back() < 0 || bridge_times.back() < 0) {
       std::fprintf(stderr, "bench_bridge: a latency run failed\n%s", agent->Log().c_str());
       return 1;
@@ -168,7 +162,6 @@ int main(int argc, char** argv) {
   }
   double sh_ms = Median(sh_times) * 1000, bridge_ms = Median(bridge_times) * 1000;
   double getent_ms = Median(getent_times) * 1000;
-  double root_ms = Median(root_times) * 1000;
 
   std::printf("| measurement | reference | allgo-shell + agent | ratio / added | goal |\n");
   std::printf("|---|---|---|---|---|\n");
@@ -184,9 +177,6 @@ int main(int argc, char** argv) {
               latency_runs, sh_ms, bridge_ms, bridge_ms - sh_ms);
   std::printf("| of which: NSS lookup, `getent passwd %u` (median of %d) | | %.2f ms | | |\n",
               who.uid, latency_runs, getent_ms);
-  std::printf("| the same without the NSS database round trip (as root, name from /etc/passwd) | `sh -c true` %.2f ms | %.2f ms | +%.2f ms | |\n",
-              sh_ms, root_ms, root_ms - sh_ms);
   agent->Stop(SIGTERM, 5000);
-  root_agent->Stop(SIGTERM, 5000);
   return 0;
 }
