@@ -30,26 +30,11 @@
 #include "io.h"
 #include "shell/agent_client.h"
 #include "shell/request.h"
+#include "shell/session_common.h"
 #include "shell/terminal.h"
 
 namespace allgo::bridge {
 namespace {
-
-// Exit statuses of our own failures (a command's status is passed through untouched).
-constexpr int kExitSetup = 1;        // config, user, sandbox not running
-constexpr int kExitUsage = 2;
-constexpr int kExitLostAgent = 255;  // like ssh when the connection breaks
-
-void Say(const std::string& line) {
-  std::string text = "allgo: " + line + "\n";
-  WriteAll(2, text.data(), text.size());
-}
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
 
 struct Invocation {
   std::string config_path;
@@ -144,12 +129,10 @@ bool WaitForStart(const std::string& bridge_dir, const std::string& name, const 
 }
 
 // Once our client is gone (SIGHUP or SIGTERM, or the reader of our stdout closed it: all that
-// is left of an SSH connection that dropped), how long the sandbox's command has to end by
+// is left of an SSH connection that dropped), the sandbox's command has kHangupGraceMs to end by
 // itself before allgo-shell leaves without its exit status. The frontend keeps nothing for a
 // client that is gone; the agent hangs the command up when our socket closes, and a command
 // that ignores SIGHUP (nohup) keeps running in the sandbox, as it would on any host.
-constexpr int kHangupGraceMs = 2000;
-
 // Why the client is considered gone, for the one line we leave.
 std::string GoneReason(int signo) {
   if (signo == SIGHUP) return "hung up";

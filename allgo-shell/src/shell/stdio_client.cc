@@ -15,25 +15,11 @@
 #include <thread>
 
 #include "io.h"
+#include "shell/session_common.h"
 #include "shell/terminal.h"
 
 namespace allgo::bridge {
 namespace {
-
-constexpr int kExitSetup = 1;        // the agent refused the session (as shell_main.cc)
-constexpr int kExitLostAgent = 255;  // the stream broke (as shell_main.cc)
-constexpr int kHangupGraceMs = 2000;  // as shell_main.cc: the command's time to end by itself
-
-void Say(const std::string& line) {
-  std::string text = "allgo: " + line + "\n";
-  WriteAll(2, text.data(), text.size());
-}
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
 
 // What the threads share. Held by shared_ptr: a thread abandoned on an early return (blocked
 // in read(0)) may outlive RunStdioSession.
