@@ -281,11 +281,12 @@ class Bench {
     std::array<Mem, 2> idle[2];
     for (int i = 0; i < 2; ++i) idle[i] = IdleSessions(*servers[i]);
     Row("memory per idle PTY session, server processes, PSS (KiB)", idle[0][0].pss_kb / idle_,
-        idle[1][0].pss_kb / idle_, "≤ 0.5", 0);
+        idle[1][0].pss_kb / idle_, "", 0);
     Row("memory per idle PTY session, server processes, RSS (KiB)", idle[0][0].rss_kb / idle_,
         idle[1][0].rss_kb / idle_, "", 0);
+    // Issue 9's bar: what a session costs the frontend, the login shell (allgo-shell) included.
     Row("memory per idle PTY session incl. login shell, PSS (KiB)", idle[0][1].pss_kb / idle_,
-        idle[1][1].pss_kb / idle_, "", 0);
+        idle[1][1].pss_kb / idle_, "≤ 0.5", 0);
 
     int ok[2];
     Mem peak[2];
