@@ -184,6 +184,56 @@ Setter NonEmptyStr(Section Config::*section, std::string Section::*field) {
   };
 }
 
+// `NAME URL`: NAME as in DockerNode; URL unix:///ABSOLUTE/PATH or tcp://HOST:PORT.
+std::string ParseDockerNode(const std::string& v, DockerNode* node) {
+  const char* usage = "must be NAME URL, e.g. node1 tcp://docker1.example.org:2376 or local unix:///run/docker.sock";
+  size_t space = v.find_first_of(" \t");
+  if (space == std::string::npos) return usage;
+  std::string name = v.substr(0, space);
+  size_t url_start = v.find_first_not_of(" \t", space);
+  if (url_start == std::string::npos) return usage;
+  std::string url = v.substr(url_start);
+  if (url.find_first_of(" \t") != std::string::npos) return usage;
+  if (name.size() > 63 || name.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_.-") != std::string::npos ||
+      !std::isalnum(static_cast<unsigned char>(name[0]))) {
+    return "node name '" + name + "' must be lowercase letters, digits, '_', '.', '-' (at most 63, starting with a letter or digit)";
+  }
+  if (url.rfind("unix://", 0) == 0) {
+    if (url.size() <= 7 || url[7] != '/') return "a unix URL must name an absolute path: unix:///run/docker.sock";
+  } else if (url.rfind("tcp://", 0) == 0) {
+    std::string problem = CheckHostPort(url.substr(6));
+    if (!problem.empty()) return "tcp URL: " + problem;
+  } else {
+    return "URL '" + url + "' must start with unix:// or tcp:// (tcp is always TLS with a client certificate)";
+  }
+  node->name = name;
+  node->url = url;
+  return "";
+}
+
+// A container name template: literal characters of container names and the placeholders
+// {docker_name} and {id}; at least one placeholder, else every webapp would share a container.
+std::string CheckContainerTemplate(const std::string& v) {
+  bool placeholder = false;
+  for (size_t i = 0; i < v.size();) {
+    if (v[i] == '{') {
+      size_t close = v.find('}', i);
+      std::string name = close == std::string::npos ? "" : v.substr(i + 1, close - i - 1);
+      if (name != "docker_name" && name != "id") {
+        return "unknown placeholder in '" + v + "': only {docker_name} and {id} exist";
+      }
+      placeholder = true;
+      i = close + 1;
+    } else if (std::isalnum(static_cast<unsigned char>(v[i])) || v[i] == '_' || v[i] == '-') {
+      ++i;
+    } else {
+      return "'" + std::string(1, v[i]) + "' cannot be part of a container name (letters, digits, '_', '-', placeholders)";
+    }
+  }
+  if (!placeholder) return "must contain {docker_name} or {id}, e.g. {docker_name} or allgo-{id}";
+  return "";
+}
+
 std::string CheckQuery(const std::string& sql, int params) {
   size_t start = sql.find_first_not_of(" \t");
   if (start == std::string::npos || strncasecmp(sql.c_str() + start, "select", 6) != 0) {
@@ -273,8 +323,45 @@ const std::map<std::string, KeySpec>& Table() {
           return "";
         }}},
       {"authkeys.allow_superusers", {Bool(&C::authkeys, &AuthkeysConfig::allow_superusers)}},
+      {"sandbox.backend",
+       {[](Config& c, const std::string& v) -> std::string {
+          if (v == "bridge") {
+            c.sandbox.backend = SandboxBackend::kBridge;
+          } else if (v == "docker") {
+            c.sandbox.backend = SandboxBackend::kDocker;
+          } else {
+            return "must be bridge (shared folders, this host) or docker (Engine API, [docker] nodes)";
+          }
+          return "";
+        }}},
       {"sandbox.dir", {Path(&C::sandbox, &SandboxConfig::dir, false)}},
       {"sandbox.start_wait", {Uint(&C::sandbox, &SandboxConfig::start_wait, 0, 3600)}},
+      {"docker.node",
+       {[](Config& c, const std::string& v) -> std::string {
+          DockerNode node;
+          std::string problem = ParseDockerNode(v, &node);
+          if (!problem.empty()) return problem;
+          for (const DockerNode& other : c.docker.nodes) {
+            if (other.name == node.name) return "node name '" + node.name + "' is given twice";
+          }
+          c.docker.nodes.push_back(std::move(node));
+          return "";
+        },
+        true}},
+      {"docker.tls_ca", {Path(&C::docker, &DockerConfig::tls_ca, true)}},
+      {"docker.tls_cert", {Path(&C::docker, &DockerConfig::tls_cert, true)}},
+      {"docker.tls_key", {Path(&C::docker, &DockerConfig::tls_key, true)}},
+      {"docker.container",
+       {[](Config& c, const std::string& v) -> std::string {
+          std::string problem = CheckContainerTemplate(v);
+          if (problem.empty()) c.docker.container = v;
+          return problem;
+        }}},
+      {"docker.agent", {Path(&C::docker, &DockerConfig::agent, false)}},
+      {"docker.gateway_socket", {Path(&C::docker, &DockerConfig::gateway_socket, false)}},
+      {"docker.gateway_user", {NonEmptyStr(&C::docker, &DockerConfig::gateway_user)}},
+      {"docker.api_timeout", {Uint(&C::docker, &DockerConfig::api_timeout, 1, 600)}},
+      {"queries.sandbox_location", {Query(&QueriesConfig::sandbox_location), false, true}},
       {"queries.webapp_by_name", {Query(&QueriesConfig::webapp_by_name), false, true}},
       {"queries.webapp_by_id", {Query(&QueriesConfig::webapp_by_id), false, true}},
       {"queries.webapp_list", {Query(&QueriesConfig::webapp_list), false, true}},
@@ -451,6 +538,20 @@ Status Validate(const std::string& origin, PasswordFile password, Config* c) {
                  {"webapp_by_id", &QueriesConfig::webapp_by_id, 1},
                  {"webapp_list", &QueriesConfig::webapp_list, 0},
                  {"webapp_keys", &QueriesConfig::webapp_keys, 1}};
+  if (!c->queries.sandbox_location.empty()) {
+    std::string problem = CheckQuery(c->queries.sandbox_location, 1);
+    if (!problem.empty()) return bad("[queries] sandbox_location: " + problem);
+  }
+  if (c->sandbox.backend == SandboxBackend::kDocker) {
+    if (c->docker.nodes.empty()) {
+      return bad("[sandbox] backend = docker needs at least one [docker] node = NAME URL line");
+    }
+    bool tcp = std::any_of(c->docker.nodes.begin(), c->docker.nodes.end(),
+                           [](const DockerNode& n) { return n.url.rfind("tcp://", 0) == 0; });
+    if (tcp && (c->docker.tls_ca.empty() || c->docker.tls_cert.empty() || c->docker.tls_key.empty())) {
+      return bad("[docker] a tcp:// node needs tls_ca, tls_cert and tls_key (the gateway's client certificate)");
+    }
+  }
   for (const auto& q : queries) {
     std::string& sql = c->queries.*(q.field);
     if (sql.empty()) {

@@ -251,5 +251,64 @@ TEST(Config, NulByteRejected) {
   EXPECT_EQ(ErrorOf(std::string("[nss]\nhome = /\0x\n", 16)), "test.conf: contains a NUL byte");
 }
 
+TEST(Config, DockerBackendAndNodes) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.sandbox.backend, SandboxBackend::kBridge) << "today's path stays the default";
+  EXPECT_EQ(c.docker.container, "{docker_name}");
+  EXPECT_EQ(c.docker.gateway_socket, "/run/allgo-ssh/gateway.sock");
+  EXPECT_EQ(c.docker.gateway_user, "allgo-gateway");
+  EXPECT_EQ(c.docker.agent, "/.allgo/allgo-sandbox-agent");
+  EXPECT_EQ(c.docker.api_timeout, 10u);
+  EXPECT_TRUE(c.queries.sandbox_location.empty()) << "no default: nodes are asked";
+
+  ASSERT_TRUE(Parse("[sandbox]\nbackend = docker\n"
+                    "[docker]\nnode = node1 tcp://127.0.0.1:2376\nnode = local   unix:///run/docker.sock\n"
+                    "tls_ca = /a/ca.pem\ntls_cert = /a/cert.pem\ntls_key = /a/key.pem\n"
+                    "container = allgo-{id}-{docker_name}\napi_timeout = 3\n"
+                    "[queries]\nsandbox_location = SELECT node, container\n  FROM placement WHERE webapp_id = ?\n",
+                    &c)
+                  .ok());
+  EXPECT_EQ(c.sandbox.backend, SandboxBackend::kDocker);
+  ASSERT_EQ(c.docker.nodes.size(), 2u);
+  EXPECT_EQ(c.docker.nodes[0].name, "node1");
+  EXPECT_EQ(c.docker.nodes[0].url, "tcp://127.0.0.1:2376");
+  EXPECT_EQ(c.docker.nodes[1].name, "local");
+  EXPECT_EQ(c.docker.nodes[1].url, "unix:///run/docker.sock");
+  EXPECT_EQ(c.docker.container, "allgo-{id}-{docker_name}");
+  EXPECT_EQ(c.docker.api_timeout, 3u);
+  EXPECT_EQ(c.queries.sandbox_location, "SELECT node, container FROM placement WHERE webapp_id = ?");
+
+  // A unix-only deployment needs no certificate.
+  EXPECT_TRUE(Parse("[sandbox]\nbackend = docker\n[docker]\nnode = n unix:///run/docker.sock\n", &c).ok());
+}
+
+TEST(Config, DockerErrorsSayWhatIsWrong) {
+  EXPECT_EQ(ErrorOf("[sandbox]\nbackend = kubernetes\n"),
+            "test.conf:2: [sandbox] backend: must be bridge (shared folders, this host) or docker "
+            "(Engine API, [docker] nodes)");
+  EXPECT_EQ(ErrorOf("[sandbox]\nbackend = docker\n"),
+            "test.conf: [sandbox] backend = docker needs at least one [docker] node = NAME URL line");
+  EXPECT_EQ(ErrorOf("[sandbox]\nbackend = docker\n[docker]\nnode = n1 tcp://127.0.0.1:2376\n"),
+            "test.conf: [docker] a tcp:// node needs tls_ca, tls_cert and tls_key (the gateway's client certificate)");
+  EXPECT_NE(ErrorOf("[docker]\nnode = tcp://127.0.0.1:2376\n").find("test.conf:2: [docker] node: must be NAME URL"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\nnode = n1 http://127.0.0.1:2375\n").find("must start with unix:// or tcp://"),
+            std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\nnode = n1 tcp://127.0.0.1\n").find("tcp URL: must be HOST:PORT"), std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\nnode = n1 unix://run/docker.sock\n").find("absolute path"), std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\nnode = N1 unix:///a\n").find("node name 'N1' must be lowercase"), std::string::npos);
+  EXPECT_EQ(ErrorOf("[docker]\nnode = n1 unix:///a\nnode = n1 unix:///b\n"),
+            "test.conf:3: [docker] node: node name 'n1' is given twice");
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = sandbox\n").find("must contain {docker_name} or {id}"), std::string::npos)
+      << "a template without a placeholder would give every webapp one container";
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = {name}\n").find("only {docker_name} and {id} exist"), std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = a/{id}\n").find("'/' cannot be part of a container name"),
+            std::string::npos);
+  EXPECT_EQ(ErrorOf("[docker]\napi_timeout = 0\n"), "test.conf:2: [docker] api_timeout: must be a whole number from 1 to 600");
+  EXPECT_NE(ErrorOf("[queries]\nsandbox_location = SELECT node, container FROM p\n").find("[queries] sandbox_location: must have exactly 1 '?'"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace allgo

@@ -53,9 +53,37 @@ struct AuthkeysConfig {
   bool allow_superusers = false;
 };
 
+// How allgo-shell reaches a webapp's sandbox (DESIGN.md, "Sandbox backends").
+enum class SandboxBackend {
+  kBridge,  // the shared bridge folder <dir>/<docker_name>/ on this host
+  kDocker,  // allgo-sandbox-gateway, through the Docker Engine API of [docker] nodes
+};
+
 struct SandboxConfig {
+  SandboxBackend backend = SandboxBackend::kBridge;
   std::string dir = "/vol/cache/allgo-sandboxes";
   unsigned start_wait = 30;
+};
+
+// One `[docker] node = NAME URL` line.
+struct DockerNode {
+  std::string name;  // [a-z0-9][a-z0-9_.-]{0,62}: shown in messages, returned by sandbox_location
+  std::string url;   // unix:///ABSOLUTE/PATH or tcp://HOST:PORT (always TLS)
+};
+
+// [docker]: only read by the gateway (and allgo-shell, for the socket) with backend = docker.
+struct DockerConfig {
+  std::vector<DockerNode> nodes;  // may repeat; names unique; at least one with backend = docker
+  std::string tls_ca;             // required when a node is tcp://
+  std::string tls_cert;
+  std::string tls_key;
+  // The container of a webapp: `{docker_name}` and `{id}` (webapps.id) are replaced; the
+  // result must be a valid container name by docker_name's rule (checked per webapp).
+  std::string container = "{docker_name}";
+  std::string agent = "/.allgo/allgo-sandbox-agent";  // the static agent inside every container
+  std::string gateway_socket = "/run/allgo-ssh/gateway.sock";
+  std::string gateway_user = "allgo-gateway";
+  unsigned api_timeout = 10;       // seconds, one Engine API call
 };
 
 // [queries]: the SQL the components run, overridable for databases with other column names.
@@ -72,6 +100,9 @@ struct QueriesConfig {
   // ? = webapps.id → user id, email, is_active, is_superuser, is_owner, public_key; one row per
   // key of a user who may be allowed in (owner or superuser); the policy is applied in code.
   std::string webapp_keys;
+  // Optional. ? = webapps.id → node name, container name of the webapp's sandbox (no row: not
+  // known). Empty: the gateway asks every [docker] node and caches the answer briefly.
+  std::string sandbox_location;
 };
 
 // One `[sshd]` algorithm list as written: the value and the key it was given under (an alias
@@ -125,6 +156,7 @@ struct Config {
   NssConfig nss;
   AuthkeysConfig authkeys;
   SandboxConfig sandbox;
+  DockerConfig docker;
   QueriesConfig queries;
   SshdConfig sshd;
   std::map<std::string, int> lines;  // "section.key" → the line it was given on (checks made later)
