@@ -25,6 +25,7 @@
 
 #include "allgo/engine_client.h"
 #include "allgo/stdcopy.h"
+#include "exec_test_helpers.h"
 #include "test_docker.h"
 #include "test_support.h"
 
@@ -36,11 +37,6 @@ using test::TestDocker;
 
 constexpr const char* kRefused = "refused by the node's nginx allow-list";
 constexpr const char* kNoCertificate = "a client certificate signed by its CA";
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 std::string NginxBinary() {
   for (const char* p : {"/usr/sbin/nginx", "/usr/bin/nginx"}) {
@@ -153,35 +149,6 @@ struct HttpAnswer {
   std::string error;  // curl's stderr
 };
 
-// Everything the stream gives until EOF (or `limit` passes: then what came, and a failure).
-std::string ReadToEof(ExecStream& stream, std::chrono::milliseconds limit = 20s) {
-  std::string all, chunk;
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    Status s = stream.Read(&chunk, 4096, 5s);
-    if (!s.ok()) {
-      ADD_FAILURE() << s.ToString();
-      return all;
-    }
-    if (chunk.empty()) return all;
-    all += chunk;
-  }
-  ADD_FAILURE() << "no EOF within the limit; got: " << all;
-  return all;
-}
-
-std::optional<int> ExitCode(EngineClient& client, const std::string& id) {
-  ExecInfo info;
-  test::WaitFor(
-      [&] {
-        Status s = client.InspectExec(id, &info);
-        EXPECT_TRUE(s.ok()) << s.ToString();
-        return !s.ok() || !info.running;
-      },
-      10000);
-  return info.exit_code;
-}
-
 class NginxAllowlistTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -240,7 +207,7 @@ class NginxAllowlistTest : public ::testing::Test {
     for (int attempt = 0; attempt < 40; ++attempt) {
       r = docker_->Docker({"run", "-d", "--network", "none", "--name", kOutside, image_, "sleep", "100000"});
       if (r.exit_code != 0) return "docker run " + std::string(kOutside) + ": " + r.err;
-      outside_id_ = Trim(r.out);
+      outside_id_ = TrimNewlines(r.out);
       if (outside_id_[0] >= 'a' && outside_id_[0] <= 'f') return "";
       docker_->Docker({"rm", "-f", kOutside});
     }
@@ -322,7 +289,7 @@ TEST_F(NginxAllowlistTest, TheGatewayCallsPassIncludingTheHijackedStream) {
   Status s = client->InspectContainer(kInside, &info);
   ASSERT_TRUE(s.ok()) << s.ToString() << "\n" << nginx_->ErrorLog();
   EXPECT_TRUE(info.running);
-  EXPECT_EQ(info.id, Trim(docker_->Docker({"inspect", "-f", "{{.Id}}", kInside}).out));
+  EXPECT_EQ(info.id, TrimNewlines(docker_->Docker({"inspect", "-f", "{{.Id}}", kInside}).out));
   s = client->InspectContainer("nginx-missing", &info);
   EXPECT_TRUE(s.IsNotFound()) << "the engine's 404 passes through: " << s.ToString();
 
@@ -378,7 +345,7 @@ TEST_F(NginxAllowlistTest, DockerRunIsRefusedAndCreatesNothing) {
   EXPECT_NE(run.err.find(kRefused), std::string::npos) << "a clear error from the CLI: " << run.err;
 
   EXPECT_EQ(AllContainers(), before) << "no container was created";
-  EXPECT_EQ(Trim(docker_->Docker({"ps", "-aq", "--filter", "name=nginx-c"}).out), "");
+  EXPECT_EQ(TrimNewlines(docker_->Docker({"ps", "-aq", "--filter", "name=nginx-c"}).out), "");
 }
 
 TEST_F(NginxAllowlistTest, EverythingElseIsRefused) {
@@ -440,7 +407,7 @@ TEST_F(NginxAllowlistTest, EverythingElseIsRefused) {
     }
   }
   // Nothing of that reached the engine: the sandbox still runs, the image is still there.
-  EXPECT_EQ(Trim(docker_->Docker({"inspect", "-f", "{{.State.Status}}", kInside}).out), "running");
+  EXPECT_EQ(TrimNewlines(docker_->Docker({"inspect", "-f", "{{.State.Status}}", kInside}).out), "running");
   EXPECT_EQ(docker_->Docker({"image", "inspect", image_}).exit_code, 0);
 }
 
@@ -465,7 +432,7 @@ TEST_F(NginxAllowlistTest, ExecOnAContainerOutsideThePatternIsRefused) {
   Status s = client->CreateExec(outside_id_.substr(0, 12), {.cmd = {"true"}}, &id);
   EXPECT_EQ(s.code(), Status::Code::kPermission) << s.ToString();
   EXPECT_NE(s.message().find(kRefused), std::string::npos) << s.message();
-  EXPECT_EQ(Trim(docker_->Docker({"inspect", "-f", "{{.State.Status}}", kOutside}).out), "running");
+  EXPECT_EQ(TrimNewlines(docker_->Docker({"inspect", "-f", "{{.State.Status}}", kOutside}).out), "running");
 }
 
 TEST_F(NginxAllowlistTest, AClientCertificateOfTheNodesCaIsRequired) {
