@@ -17,6 +17,7 @@
 #include <string>
 
 #include "allgo/stdcopy.h"
+#include "exec_test_helpers.h"
 #include "allgo/unique_fd.h"
 #include "test_docker.h"
 #include "test_support.h"
@@ -27,33 +28,11 @@ namespace {
 using namespace std::chrono_literals;
 using test::TestDocker;
 
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
-
 std::unique_ptr<EngineClient> Client(const NodeOptions& options) {
   std::unique_ptr<EngineClient> client;
   Status s = EngineClient::Create(options, &client);
   EXPECT_TRUE(s.ok()) << s.ToString();
   return client;
-}
-
-// Everything the stream gives until EOF (or `limit` passes: then what came, and a failure).
-std::string ReadToEof(ExecStream& stream, std::chrono::milliseconds limit = 20s) {
-  std::string all, chunk;
-  auto deadline = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < deadline) {
-    Status s = stream.Read(&chunk, 4096, 5s);
-    if (!s.ok()) {
-      ADD_FAILURE() << s.ToString();
-      return all;
-    }
-    if (chunk.empty()) return all;
-    all += chunk;
-  }
-  ADD_FAILURE() << "no EOF within the limit; got: " << all;
-  return all;
 }
 
 // Reads until `needle` is in what came (true) or 10 s pass (false).
@@ -66,19 +45,6 @@ bool ReadUntil(ExecStream& stream, const std::string& needle, std::string* all) 
     *all += chunk;
   }
   return true;
-}
-
-// The exit code once the engine has seen the process end.
-std::optional<int> ExitCode(EngineClient& client, const std::string& id) {
-  ExecInfo info;
-  test::WaitFor(
-      [&] {
-        Status s = client.InspectExec(id, &info);
-        EXPECT_TRUE(s.ok()) << s.ToString();
-        return !s.ok() || !info.running;
-      },
-      10000);
-  return info.exit_code;
 }
 
 // A container for one test, removed at the end.
@@ -123,7 +89,7 @@ TEST_F(EngineClientTest, InspectsRunningStoppedAndMissingContainers) {
   Container running(*docker_, "engine-running"), stopped(*docker_, "engine-stopped");
   ASSERT_EQ(RunContainer(*docker_, running.name(), image_, {"sleep", "100000"}), "");
   ASSERT_EQ(RunContainer(*docker_, stopped.name(), image_, {"sh", "-c", "exit 3"}), "");
-  ASSERT_TRUE(test::WaitFor([&] { return Trim(docker_->Docker({"inspect", "-f", "{{.State.Status}}", stopped.name()}).out) == "exited"; }, 10000));
+  ASSERT_TRUE(test::WaitFor([&] { return TrimNewlines(docker_->Docker({"inspect", "-f", "{{.State.Status}}", stopped.name()}).out) == "exited"; }, 10000));
 
   ContainerInfo info;
   Status s = client_->InspectContainer(running.name(), &info);
@@ -131,7 +97,7 @@ TEST_F(EngineClientTest, InspectsRunningStoppedAndMissingContainers) {
   EXPECT_TRUE(info.running);
   EXPECT_EQ(info.status, "running");
   EXPECT_EQ(info.name, running.name());
-  EXPECT_EQ(info.id, Trim(docker_->Docker({"inspect", "-f", "{{.Id}}", running.name()}).out));
+  EXPECT_EQ(info.id, TrimNewlines(docker_->Docker({"inspect", "-f", "{{.Id}}", running.name()}).out));
   EXPECT_TRUE(IsValidExecId(info.id));  // 64 hex, like an exec id
 
   s = client_->InspectContainer(stopped.name(), &info);
