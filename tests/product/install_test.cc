@@ -44,7 +44,8 @@ TEST_F(Install, LayoutHasEveryPart) {
   EXPECT_EQ(st.st_mode & 0777, 0644u) << "the NSS module and allgo-shell must read it";
   for (const char* f : {"share/allgo-ssh/schema.sql", "share/allgo-ssh/grants.sql",
                         "share/allgo-ssh/nsswitch.snippet", "share/allgo-ssh/sshd_config.d/allgo.conf",
-                        "lib/systemd/system/allgo-sshd.service", "share/doc/allgo-ssh/install.md"}) {
+                        "lib/systemd/system/allgo-sshd.service", "share/doc/allgo-ssh/install.md",
+                        "share/allgo-ssh/nginx/docker-api-allowlist.conf"}) {
     EXPECT_EQ(access(P(f).c_str(), R_OK), 0) << f;
   }
 }
