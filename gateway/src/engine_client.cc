@@ -374,7 +374,13 @@ Status Guard(const std::string& what, F&& f) {
 
 }  // namespace
 
-bool IsValidContainerName(std::string_view name) { return IsValidUserName(name); }
+bool IsAmbiguousWithContainerId(std::string_view name) {
+  return !name.empty() && name.find_first_not_of("0123456789abcdef") == std::string_view::npos;
+}
+
+bool IsValidContainerName(std::string_view name) {
+  return IsValidUserName(name) && !IsAmbiguousWithContainerId(name);
+}
 
 bool IsValidExecId(std::string_view id) {
   if (id.size() != 64) return false;
@@ -417,6 +423,12 @@ EngineClient::~EngineClient() = default;
 namespace {
 Status CheckName(const std::string& node, std::string_view name) {
   if (IsValidContainerName(name)) return Status::Ok();
+  if (IsValidUserName(name)) {
+    return Status::Invalid("Docker node " + node + ": refusing container name '" + std::string(name) +
+                           "': made only of hex digits, an engine would take it for the id prefix of "
+                           "another container when no container has this name; give [docker] container "
+                           "a non-hex character, e.g. allgo-{docker_name}");
+  }
   return Status::Invalid("Docker node " + node + ": refusing container name '" + SanitizeForLog(name, 64) +
                          "': it must match ^[a-z_][a-z0-9_-]{0,31}$");
 }
@@ -444,6 +456,10 @@ Status EngineClient::InspectContainer(std::string_view name, ContainerInfo* info
     info->id = j.value("Id", "");
     info->name = j.value("Name", "");
     if (info->name.starts_with('/')) info->name.erase(0, 1);
+    if (info->name != name) {  // an engine answering for another container: never use it
+      return Status::NotFound("Docker node " + impl_->node + ": " + action + ": the engine answered for container '" +
+                              SanitizeForLog(info->name, 64) + "'");
+    }
     info->status = state.value("Status", "");
     info->running = state.value("Running", false);
     info->exit_code = state.value("ExitCode", 0);

@@ -115,6 +115,13 @@ TEST(EngineNames, ContainerNamesFollowDockerName) {
                           "abcdefghijabcdefghijabcdefghijabc"}) {
     EXPECT_FALSE(IsValidContainerName(bad)) << bad;
   }
+  // Names an engine could take for the id prefix of another container.
+  for (const char* ambiguous : {"cafe", "a", "dead", "bad0"}) {
+    EXPECT_TRUE(IsAmbiguousWithContainerId(ambiguous)) << ambiguous;
+    EXPECT_FALSE(IsValidContainerName(ambiguous)) << ambiguous;
+  }
+  EXPECT_TRUE(IsValidContainerName("cafe-1")) << "a non-hex character makes it a name only";
+  EXPECT_TRUE(IsValidContainerName("allgo-cafe"));
 }
 
 TEST(EngineNames, ExecIds) {

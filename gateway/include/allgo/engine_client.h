@@ -114,8 +114,12 @@ class EngineClient {
   std::unique_ptr<Impl> impl_;
 };
 
-// docker_name's rule (common/names.h IsValidUserName): ^[a-z_][a-z0-9_-]{0,31}$.
+// docker_name's rule (common/names.h IsValidUserName): ^[a-z_][a-z0-9_-]{0,31}$, and not made
+// only of hex digits: an engine resolves a name no container has as a container id prefix, so
+// `cafe` could reach a container whose id starts with cafe (the nginx allow-list refuses such
+// names for the same reason, docs/gateway.md).
 bool IsValidContainerName(std::string_view name);
+bool IsAmbiguousWithContainerId(std::string_view name);
 // An exec id as the engine makes it: 64 lowercase hex digits.
 bool IsValidExecId(std::string_view id);
 // RFC 3986 percent-encoding of everything but unreserved characters.
