@@ -1,14 +1,17 @@
 #include "net_session.h"
 
 #include <fcntl.h>
+#include <malloc.h>
 #include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include <spdlog/spdlog.h>
@@ -23,6 +26,22 @@ namespace {
 constexpr int kPtyDrainMs = 200;
 constexpr int kDrainTurns = 32;
 constexpr int kMonitorTimeoutMs = 60 * 1000;
+
+// The key exchange's work memory is garbage once it is over, but stays resident for the
+// session's life: freed heap chunks (malloc keeps them), and the stack pages the
+// post-quantum arithmetic touched far below the event loop. Both are handed back.
+void ReleaseKexMemory() {
+  malloc_trim(0);
+  // Everything more than kStackKept below this frame is unused from here on (the event loop
+  // runs shallower than the key exchange did); MADV_DONTNEED turns those pages back into
+  // untouched ones. The range may start below the stack's mapping (the guard gap): Linux
+  // applies the advice to the mapped part and reports ENOMEM, which is fine here.
+  constexpr uintptr_t kStackKept = 32 * 1024, kStackSpan = 512 * 1024;
+  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  volatile char here = 0;
+  uintptr_t top = (reinterpret_cast<uintptr_t>(&here) - kStackKept) & ~(page - 1);
+  (void)madvise(reinterpret_cast<void*>(top - kStackSpan), kStackSpan, MADV_DONTNEED);
+}
 
 void SetNonBlocking(int fd) {
   int flags = fcntl(fd, F_GETFL);
@@ -605,6 +624,7 @@ int NetSession::Run() {
                  SanitizeForLog(ssh_get_error(session_), 200));
     return 1;
   }
+  ReleaseKexMemory();
   ssh_set_blocking(session_, 0);
   ssh_set_counters(session_, &socket_counter_, &packet_counter_);
   last_heard_ms_ = last_activity_ms_ = MonotonicMs();
