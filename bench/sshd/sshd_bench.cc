@@ -724,7 +724,8 @@ class SandboxBench {
     mkdir(bridge_.c_str(), 0755);
     // A reachable copy of the login shell (the build may be in a 0700 folder).
     shell_ = dir_ / "allgo-shell";
-    return chown(bridge_.c_str(), uid_, 65534) == 0 && RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) == 0;
+    return chown(bridge_.c_str(), uid_, 65534) == 0 && RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) == 0 &&
+           RunQuiet({"install", "-m", "0755", Artifact("allgo-shell-state"), dir_ / "allgo-shell-state"}) == 0;
   }
 
   bool StartSandbox(const std::string& kind, const std::string& image) {

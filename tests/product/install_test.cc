@@ -36,6 +36,7 @@ class Install : public ::testing::Test {
 TEST_F(Install, LayoutHasEveryPart) {
   EXPECT_TRUE(Executable("sbin/allgo-sshd"));
   EXPECT_TRUE(Executable("bin/allgo-shell"));
+  EXPECT_TRUE(Executable("bin/allgo-shell-state")) << "allgo-shell runs it from its own folder";
   EXPECT_TRUE(Executable("bin/allgo-authkeys"));
   EXPECT_TRUE(Executable("bin/allgo-sandbox-agent"));
   EXPECT_EQ(access(P("lib/" ALLGO_MULTIARCH "/libnss_allgo.so.2").c_str(), R_OK), 0);
@@ -114,7 +115,7 @@ TEST_F(Install, ReinstallKeepsTheOperatorsConfig) {
 }
 
 TEST_F(Install, InstalledBinariesRun) {
-  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-shell", "bin/allgo-authkeys",
+  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-shell", "bin/allgo-shell-state", "bin/allgo-authkeys",
                           "bin/allgo-sandbox-agent"}) {
     RunResult r = test::Run({P(bin), "--version"});
     EXPECT_EQ(r.exit_code, 0) << bin << ": " << r.err;
