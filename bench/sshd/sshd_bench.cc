@@ -511,6 +511,10 @@ class Bench {
         std::fprintf(stderr, "%s pid %d %s: Rss %s Pss %s\n", s.name.c_str(), p, comm.c_str(), rss.c_str(), pss.c_str());
       }
     }
+    if (const char* pause = getenv(&s == &allgo_ ? "ALLGO_BENCH_PAUSE" : "ALLGO_BENCH_PAUSE_OPENSSH")) {
+      std::fprintf(stderr, "PAUSE %s listener %d\n", s.name.c_str(), s.process->pid());
+      std::this_thread::sleep_for(std::chrono::seconds(atoi(pause)));
+    }
     clients.clear();  // closes stdin (shell exits on EOF… or SIGTERM to the clients)
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     return {Mem{server_only.pss_kb - base.pss_kb, server_only.rss_kb - base.rss_kb, 0},

@@ -32,11 +32,13 @@ constexpr int kMonitorTimeoutMs = 60 * 1000;
 // post-quantum arithmetic touched far below the event loop. Both are handed back.
 void ReleaseKexMemory() {
   malloc_trim(0);
-  // Everything more than kStackKept below this frame is unused from here on (the event loop
-  // runs shallower than the key exchange did); MADV_DONTNEED turns those pages back into
-  // untouched ones. The range may start below the stack's mapping (the guard gap): Linux
-  // applies the advice to the mapped part and reports ENOMEM, which is fine here.
-  constexpr uintptr_t kStackKept = 32 * 1024, kStackSpan = 512 * 1024;
+  // Everything more than kStackKept below this frame is dead from here on: MADV_DONTNEED
+  // turns those pages back into untouched ones, and the event loop faults in (zeroed) the
+  // few it uses. kStackKept covers the madvise call itself. The range never reaches another
+  // mapping: the kernel keeps mmap_base at least 128 MiB below the stack (RLIMIT_STACK,
+  // clamped), and the part of the range below the stack's mapping is simply not mapped
+  // (Linux applies the advice to the mapped part and reports ENOMEM, ignored here).
+  constexpr uintptr_t kStackKept = 8 * 1024, kStackSpan = 512 * 1024;
   const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   volatile char here = 0;
   uintptr_t top = (reinterpret_cast<uintptr_t>(&here) - kStackKept) & ~(page - 1);
