@@ -58,6 +58,16 @@ TEST_F(Install, AgentIsFullyStatic) {
   EXPECT_EQ(r.out.find("NEEDED"), std::string::npos) << r.out;
 }
 
+// Every idle session runs one allgo-shell: it must not load the database client and the TLS
+// libraries behind it (their relocations were ~0.5 MiB per session); allgo-shell-state does.
+TEST_F(Install, LoginShellLoadsNoDatabaseClient) {
+  RunResult r = test::Run({"ldd", P("bin/allgo-shell")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* lib : {"libmariadb", "libssl", "libcrypto"}) EXPECT_EQ(r.out.find(lib), std::string::npos) << r.out;
+  r = test::Run({"ldd", P("bin/allgo-shell-state")});
+  EXPECT_NE(r.out.find("libmariadb"), std::string::npos) << r.out;
+}
+
 TEST_F(Install, InstalledConfigIsTheCommentedExampleAndParses) {
   std::string conf = ReadFile(P("etc/allgo/allgo-ssh.conf"));
   for (const char* key : {"socket", "uid_offset", "key_options", "start_wait", "listen", "host_key",
