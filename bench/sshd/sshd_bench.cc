@@ -13,7 +13,7 @@
 // 100 simultaneous logins, and a login while 200 idle + 20 slowloris connections are held open
 // (time to the first success, against an unloaded login of the same run; server memory).
 //
-//   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200] [--flood-only | --no-flood]
+//   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200] [--flood-only | --no-flood] [--hold S]
 //
 // With --sandboxes: allgo-sshd alone, the webapp's sessions in a plain local shell (no
 // bridge), in a bubblewrap sandbox, and in a Docker container (Debian 12 image, private
@@ -225,13 +225,14 @@ struct Server {
 
 class Bench {
  public:
-  Bench(int runs, double gib, int idle, int concurrent, bool bridge, int flood)
+  Bench(int runs, double gib, int idle, int concurrent, bool bridge, int flood, int hold_s)
       : runs_(runs),
         bytes_(static_cast<long long>(gib * 1024 * 1024 * 1024)),
         idle_(idle),
         concurrent_(concurrent),
         bridge_(bridge),
-        flood_(flood) {}
+        flood_(flood),
+        hold_s_(hold_s) {}
 
   int Main() {
     if (!Setup()) return 1;
@@ -511,6 +512,11 @@ class Bench {
         std::fprintf(stderr, "%s pid %d %s: Rss %s Pss %s\n", s.name.c_str(), p, comm.c_str(), rss.c_str(), pss.c_str());
       }
     }
+    if (hold_s_ > 0) {  // --hold: time to read each process's /proc/PID/smaps by hand
+      std::fprintf(stderr, "%s: %d idle sessions held %d s under listener pid %d\n", s.name.c_str(), idle_, hold_s_,
+                   s.process->pid());
+      std::this_thread::sleep_for(std::chrono::seconds(hold_s_));
+    }
     clients.clear();  // closes stdin (shell exits on EOF… or SIGTERM to the clients)
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     return {Mem{server_only.pss_kb - base.pss_kb, server_only.rss_kb - base.rss_kb, 0},
@@ -643,6 +649,7 @@ class Bench {
   int concurrent_;
   bool bridge_;
   int flood_;  // 0: no floods, 1: after the rest, 2: floods only
+  int hold_s_;  // seconds the idle sessions stay open after their measurement
   std::string sandbox_section_;  // [sandbox] and [nss] of the allgo-sshd config
   TempDir dir_{"allgo-sshd-bench"};
   std::unique_ptr<Child> agent_;  // declared after dir_: stopped before the folder goes
@@ -724,7 +731,8 @@ class SandboxBench {
     mkdir(bridge_.c_str(), 0755);
     // A reachable copy of the login shell (the build may be in a 0700 folder).
     shell_ = dir_ / "allgo-shell";
-    return chown(bridge_.c_str(), uid_, 65534) == 0 && RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) == 0;
+    return chown(bridge_.c_str(), uid_, 65534) == 0 && RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) == 0 &&
+           RunQuiet({"install", "-m", "0755", Artifact("allgo-shell-state"), dir_ / "allgo-shell-state"}) == 0;
   }
 
   bool StartSandbox(const std::string& kind, const std::string& image) {
@@ -846,6 +854,11 @@ int main(int argc, char** argv) {
   app.add_flag("--no-bridge", no_bridge, "webapps log in with /bin/sh instead of allgo-shell + agent");
   app.add_flag("--flood-only", flood_only, "only the flood measurements (default limits of each server)");
   app.add_flag("--no-flood", no_flood, "skip the flood measurements");
+  int hold = 0;
+  app.add_option("--hold", hold,
+                 "keep each server's idle sessions open SECONDS after measuring them (prints the listener pid: "
+                 "read the processes' /proc/PID/smaps meanwhile; ALLGO_BENCH_VERBOSE=1 lists their PSS)")
+      ->check(CLI::NonNegativeNumber);
   bool sandboxes = false;
   app.add_flag("--sandboxes", sandboxes,
                "allgo-sshd only: plain shell vs bubblewrap vs Docker sandbox (uses --runs, --gib, --idle)");
@@ -859,6 +872,6 @@ int main(int argc, char** argv) {
     if (auto* docker = allgo::test::TestDocker::Get(nullptr)) docker->Stop();
     return rc;
   }
-  allgo::bench::Bench bench(runs, gib, idle, concurrent, !no_bridge, flood_only ? 2 : no_flood ? 0 : 1);
+  allgo::bench::Bench bench(runs, gib, idle, concurrent, !no_bridge, flood_only ? 2 : no_flood ? 0 : 1, hold);
   return bench.Main();
 }

@@ -21,6 +21,7 @@
 #include <spdlog/spdlog.h>
 
 #include "child_process.h"
+#include "crypto_warmup.h"
 #include "metrics_server.h"
 #include "monitor.h"
 #include "net_session.h"
@@ -176,6 +177,7 @@ Status Listener::Init() {
   Status st = MakeServerBind(config_, &bind_, &summary);
   if (!st.ok()) return st;
   for (const auto& line : summary) spdlog::info("host key {}", line);
+  WarmCryptoTables();  // before the first fork: shared by every connection (crypto_warmup.h)
   st = ReadBanner(config_, &banner_);
   if (!st.ok()) return st;
   st = ResolveServiceUsers(config_, &users_);

@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 namespace allgo::sshd {
 
@@ -85,8 +86,11 @@ Status ReceiveRecord(int sock, int timeout_ms, WireMessage* out, bool* closed) {
     if (r < 0) return Status::FromErrno("monitor socket poll", errno);
     if (r == 0) return Status::Unavailable("monitor socket: timed out");
   }
-  out->payload.resize(kMaxMessage + 1);
-  iovec iov{out->payload.data(), out->payload.size()};
+  // Received into a buffer that is not zero-filled, then copied at its real size: resizing
+  // the payload to 64 KiB would write 16 pages in every monitor and network child (each one a
+  // private copy of the listener's heap), ~120 KiB per idle session for bytes never used.
+  std::unique_ptr<char[]> buffer(new char[kMaxMessage + 1]);
+  iovec iov{buffer.get(), kMaxMessage + 1};
   msghdr msg{};
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
@@ -122,7 +126,7 @@ Status ReceiveRecord(int sock, int timeout_ms, WireMessage* out, bool* closed) {
     out->fds.clear();
     return Status::Invalid("monitor message truncated or oversized");
   }
-  out->payload.resize(static_cast<size_t>(n));
+  out->payload.assign(buffer.get(), static_cast<size_t>(n));
   return Status::Ok();
 }
 

@@ -36,6 +36,7 @@ class Install : public ::testing::Test {
 TEST_F(Install, LayoutHasEveryPart) {
   EXPECT_TRUE(Executable("sbin/allgo-sshd"));
   EXPECT_TRUE(Executable("bin/allgo-shell"));
+  EXPECT_TRUE(Executable("bin/allgo-shell-state")) << "allgo-shell runs it from its own folder";
   EXPECT_TRUE(Executable("bin/allgo-authkeys"));
   EXPECT_TRUE(Executable("bin/allgo-sandbox-agent"));
   EXPECT_EQ(access(P("lib/" ALLGO_MULTIARCH "/libnss_allgo.so.2").c_str(), R_OK), 0);
@@ -56,6 +57,16 @@ TEST_F(Install, AgentIsFullyStatic) {
   EXPECT_EQ(r.out.find("INTERP"), std::string::npos) << "has a dynamic loader";
   r = test::Run({"readelf", "-d", P("bin/allgo-sandbox-agent")});
   EXPECT_EQ(r.out.find("NEEDED"), std::string::npos) << r.out;
+}
+
+// Every idle session runs one allgo-shell: it must not load the database client and the TLS
+// libraries behind it (their relocations were ~0.5 MiB per session); allgo-shell-state does.
+TEST_F(Install, LoginShellLoadsNoDatabaseClient) {
+  RunResult r = test::Run({"ldd", P("bin/allgo-shell")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  for (const char* lib : {"libmariadb", "libssl", "libcrypto"}) EXPECT_EQ(r.out.find(lib), std::string::npos) << r.out;
+  r = test::Run({"ldd", P("bin/allgo-shell-state")});
+  EXPECT_NE(r.out.find("libmariadb"), std::string::npos) << r.out;
 }
 
 TEST_F(Install, InstalledConfigIsTheCommentedExampleAndParses) {
@@ -115,7 +126,7 @@ TEST_F(Install, ReinstallKeepsTheOperatorsConfig) {
 }
 
 TEST_F(Install, InstalledBinariesRun) {
-  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-shell", "bin/allgo-authkeys",
+  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-shell", "bin/allgo-shell-state", "bin/allgo-authkeys",
                           "bin/allgo-sandbox-agent"}) {
     RunResult r = test::Run({P(bin), "--version"});
     EXPECT_EQ(r.exit_code, 0) << bin << ": " << r.err;

@@ -4,6 +4,7 @@
 // Output rule: for `-c` commands nothing of ours ever goes to stdout (scp, sftp and rsync
 // would break on one stray byte); every message of ours is one "allgo: ..." line on stderr.
 #include <errno.h>
+#include <malloc.h>
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
@@ -16,7 +17,9 @@
 #include <unistd.h>
 #include <cstdlib>
 #include <fcntl.h>
+#include <spawn.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
@@ -24,14 +27,15 @@
 #include <thread>
 
 #include "allgo/config.h"
-#include "allgo/database.h"
-#include "allgo/directory.h"
+#include "allgo/unique_fd.h"
 #include "allgo/names.h"
 #include "io.h"
 #include "shell/agent_client.h"
 #include "shell/request.h"
 #include "shell/session_common.h"
 #include "shell/terminal.h"
+
+extern char** environ;
 
 namespace allgo::bridge {
 namespace {
@@ -76,21 +80,67 @@ int ParseArgs(int argc, char** argv, Invocation* inv) {
   return -1;
 }
 
-// The sandbox state from the database: "" with *error set when it cannot be read.
+// The sandbox state from the database: "" with *error set when it cannot be read. Asked of
+// allgo-shell-state (next to this program; state_main.cc), so that the database client and
+// the TLS libraries it loads stay out of every idle login shell.
 std::string QueryState(const Config& config, std::string* error) {
   if (!config.mysql.password_error.empty()) {  // a root-only password_file: no database here
     *error = "the database is not readable from this session: " + config.mysql.password_error;
     return "";
   }
-  MysqlConnection connection(config.mysql);
-  WebappDirectory directory(config, &connection);
-  Webapp webapp;
-  Status s = directory.FindByUid(getuid(), &webapp);
-  if (!s.ok()) {
-    *error = s.ToString();
+  char self[4096];
+  ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+  if (len <= 0) {
+    *error = ErrnoText("readlink /proc/self/exe", errno);
     return "";
   }
-  return webapp.sandbox_state;
+  std::string helper(self, static_cast<size_t>(len));
+  helper = helper.substr(0, helper.rfind('/') + 1) + "allgo-shell-state";
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    *error = ErrnoText("pipe2", errno);
+    return "";
+  }
+  UniqueFd read_end(out[0]), write_end(out[1]);
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
+  posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none, defaults;  // our relayed signals are blocked and SIGPIPE ignored: not the helper's
+  sigemptyset(&none);
+  sigemptyset(&defaults);
+  sigaddset(&defaults, SIGPIPE);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setsigdefault(&attr, &defaults);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+  std::string config_arg = config.path;
+  char* argv[] = {helper.data(), const_cast<char*>("--config"), config_arg.data(), nullptr};
+  pid_t pid = -1;
+  int rc = posix_spawn(&pid, helper.c_str(), &actions, &attr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attr);
+  write_end.reset();
+  if (rc != 0) {
+    *error = ErrnoText("cannot run " + helper, rc);
+    return "";
+  }
+  std::string text;
+  char buf[512];
+  ssize_t n;
+  while (text.size() < 4096 && ((n = read(read_end.get(), buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR))) {
+    if (n > 0) text.append(buf, static_cast<size_t>(n));
+  }
+  read_end.reset();
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  while (!text.empty() && text.back() == '\n') text.pop_back();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0 && !text.empty()) return text;
+  *error = text.empty() ? helper + " failed (wait status " + std::to_string(status) + ")" : text;
+  return "";
 }
 
 // Waits for the agent of a sandbox in state `starting`, telling the user once.
@@ -299,6 +349,9 @@ std::string NameFromBridgeFolder(const Config& config) {
 
 int Main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
+  // One malloc arena: the pump threads barely allocate, and an arena of their own each would
+  // keep touched pages resident for the whole session (8 KiB each, in every idle session).
+  mallopt(M_ARENA_MAX, 1);
   Invocation inv;
   if (int r = ParseArgs(argc, argv, &inv); r >= 0) return r;
 
