@@ -389,7 +389,8 @@ TEST_F(GatewayTest, BinaryDataRoundTripsAndStdinEofReachesTheCommand) {
     EXPECT_EQ(r.out.size(), blob.size());
     EXPECT_TRUE(r.out == blob) << "uid " << uid;
     in.stdin_data = "abc";
-    EXPECT_EQ(Words(Shell(uid, "wc -c", in).out), "3");
+    RunResult wc = Shell(uid, "wc -c", in);
+    EXPECT_EQ(Words(wc.out), "3") << "uid " << uid << ": " << wc.err << GatewayLog();
     EXPECT_EQ(Words(Shell(uid, "wc -c").out), "0");  // no input: EOF at once, not a hang
   }
 }
@@ -577,6 +578,7 @@ TEST_F(GatewayTest, NoGatewayRunningIsOneClearLine) {
   pid_t pid = fork();
   if (pid == 0) {
     if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid2_) != 0) _exit(126);
+    umask(0);  // connectable by anyone, like the real gateway's socket
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     sockaddr_un addr{};
     addr.sun_family = AF_UNIX;
