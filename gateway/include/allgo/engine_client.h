@@ -83,8 +83,9 @@ class ExecStream {
   // Ends our sending direction (the process sees EOF on stdin); reading goes on. Unix
   // sockets only: over TLS it says so (the stdio protocol carries EOF as a message instead).
   virtual Status CloseWrite() = 0;
-  // Bytes already received and decrypted but not yet returned by Read (poll() on fd() does
-  // not see them).
+  // Bytes already received but not yet returned by Read (poll() on fd() does not see them).
+  // Over TLS it counts what OpenSSL holds, not what Asio's TLS layer read ahead of it: a
+  // poll() loop should read with ReadAvailable until it comes back empty instead.
   virtual size_t Buffered() const = 0;
   // The underlying socket, for poll() only: never read or write it directly.
   virtual int fd() const = 0;
