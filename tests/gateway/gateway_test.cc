@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -164,6 +165,50 @@ std::string RawExchange(const std::string& socket_path, uid_t uid, const std::st
     if (n <= 0) break;
     all.append(buf, static_cast<size_t>(n));
   }
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return all;
+}
+
+// As `uid`: opens `idle` connections that send nothing, then one more that sends `bytes`;
+// returns what that last one got (until the gateway closed it or 10 s passed).
+std::string ReplyPastIdleConnections(const std::string& socket_path, uid_t uid, int idle, const std::string& bytes) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    signal(SIGPIPE, SIG_IGN);
+    if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid) != 0) _exit(126);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+    std::vector<int> held;
+    for (int i = 0; i <= idle; ++i) {
+      int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) _exit(3);
+      held.push_back(fd);
+      if (i == idle - 1) usleep(1000 * 1000);  // the gateway has taken the idle ones
+    }
+    int last = held.back();
+    if (write(last, bytes.data(), bytes.size()) < 0) _exit(4);
+    char buf[4096];
+    for (int waited = 0; waited < 10000;) {
+      pollfd p{last, POLLIN, 0};
+      if (poll(&p, 1, 100) == 0) {
+        waited += 100;
+        continue;
+      }
+      ssize_t n = read(last, buf, sizeof buf);
+      if (n <= 0) break;
+      if (write(pipe_fds[1], buf, static_cast<size_t>(n)) != n) break;
+    }
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string all;
+  char buf[4096];
+  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) all.append(buf, static_cast<size_t>(n));
   close(pipe_fds[0]);
   waitpid(pid, nullptr, 0);
   return all;
@@ -477,6 +522,23 @@ TEST_F(GatewayTest, UidsThatAreNotWebappsAreRefusedWithOneLine) {
   Decoded d = Decode(RawExchange(SocketPath(), 0, OpenFrame("hostname")));
   ASSERT_EQ(d.errors.size(), 1u);
   EXPECT_THAT(d.errors[0], HasSubstr("uid 0 is not a webapp"));
+}
+
+TEST_F(GatewayTest, OneUidCannotTakeEverySession) {
+  // 64 sessions of web1 that never send their open (each waits in its agent's handshake):
+  // the 65th is refused with a line saying so, and web2 is served meanwhile.
+  std::future<std::string> flood = std::async(std::launch::async, [] {
+    return ReplyPastIdleConnections(SocketPath(), uid1_, 64, OpenFrame("hostname"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
+  Decoded d = Decode(flood.get());
+  ASSERT_EQ(d.errors.size(), 1u) << GatewayLog();
+  EXPECT_THAT(d.errors[0], HasSubstr("uid " + std::to_string(uid1_) + " already has 64 sessions open through the "
+                                     "sandbox gateway (the limit); end some first"));
+  // Once they are gone, web1 is served again.
+  ASSERT_TRUE(WaitFor([] { return Decode(RawExchange(SocketPath(), uid1_, OpenFrame("hostname"), 5000)).started; },
+                      15000));
 }
 
 TEST_F(GatewayTest, AWebappWithoutARunningContainerGetsOneLineNamingTheState) {
