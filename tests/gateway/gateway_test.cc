@@ -31,6 +31,7 @@
 #include <vector>
 
 #include "allgo/bridge/protocol.h"
+#include "allgo/unique_fd.h"
 #include "test_docker.h"
 #include "test_support.h"
 
@@ -687,6 +688,37 @@ TEST_F(GatewayTest, AStoppedNodeOnlyAffectsItsWebappsAndRecoversWithoutARestart)
   r = Shell(uid2_, "hostname");
   EXPECT_EQ(r.out, "web2-on-node2\n") << r.err << GatewayLog();
   EXPECT_TRUE(gateway_->Running());
+}
+
+TEST_F(GatewayTest, ANodeThatHangsDelaysOnlyTheWebappsItCouldHold) {
+  // node3 accepts connections and never answers (an engine stuck or a proxy black-holing).
+  std::string stall = tmp_ / "stall.sock";
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, stall.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener.get(), 64), 0);
+  chmod(stall.c_str(), 0666);
+  std::string path = tmp_ / "stall.conf";
+  std::string socket = tmp_ / "stall-gw/gw.sock";
+  WriteFile(path, ConfigText(socket, "", "", "node = node3 unix://" + stall + "\n"));
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "stall.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "stall.log");
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = Shell(uid1_, "hostname", {}, path);
+  EXPECT_EQ(r.out, "web1-on-node1\n") << r.err << ReadFile(tmp_ / "stall.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "found on node1 without waiting for node3";
+  // A webapp whose container is nowhere: node3 might have it, so its answer is waited for,
+  // as long as api_timeout (5 s) and no longer.
+  t0 = std::chrono::steady_clock::now();
+  r = Shell(uid3_, "hostname", {}, path);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("may be on node node3 (unix://" + stall + "), which does not answer"));
+  EXPECT_THAT(r.err, HasSubstr("api_timeout"));
+  EXPECT_GE(took, std::chrono::seconds(4));
+  EXPECT_LT(took, std::chrono::seconds(9));
 }
 
 TEST_F(GatewayTest, AContainerRemovedMidSessionEndsItAndTheGatewayServesOn) {
