@@ -721,6 +721,24 @@ TEST_F(GatewayTest, ANodeThatHangsDelaysOnlyTheWebappsItCouldHold) {
   EXPECT_LT(took, std::chrono::seconds(9));
 }
 
+TEST_F(GatewayTest, SandboxLocationFromTheDatabase) {
+  // The database knows where web2 and web3 run (web3: on a node this frontend does not have);
+  // it has no row for web1, which is then looked for on every node.
+  std::string path = tmp_ / "location.conf";
+  std::string socket = tmp_ / "location-gw/gw.sock";
+  WriteFile(path, ConfigText(socket, "", "",
+                             "[queries]\nsandbox_location = SELECT IF(docker_name = 'web3', 'node9', 'node2'),\n"
+                             "  docker_name FROM webapps WHERE id = ? AND docker_name <> 'web1'\n"));
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "location.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "location.log");
+  EXPECT_EQ(Shell(uid2_, "hostname", {}, path).out, "web2-on-node2\n") << ReadFile(tmp_ / "location.log");
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n") << ReadFile(tmp_ / "location.log");
+  RunResult r = Shell(uid3_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the database places the sandbox of 'web3' on node 'node9', which is not a [docker] "
+                               "node of this frontend (node1, node2); tell the allgo operators"));
+}
+
 TEST_F(GatewayTest, AContainerRemovedMidSessionEndsItAndTheGatewayServesOn) {
   Child shell({Artifact("allgo-shell"), "-c", "echo started; sleep 60"}, ShellOptions(uid1_, "rm"));
   ASSERT_TRUE(WaitFor([&] { return ReadFile(tmp_ / "rm.out") == "started\n"; }, 20000)) << GatewayLog();

@@ -167,7 +167,11 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
 
 void SandboxLocator::Remember(uint32_t webapp_id, const SandboxLocation& location) {
   std::lock_guard<std::mutex> lock(mu_);
-  cache_[webapp_id] = Cached{location, std::chrono::steady_clock::now() + kCacheTtl};
+  auto now = std::chrono::steady_clock::now();
+  if (cache_.size() >= kCachePruneAt) {  // one entry per webapp seen in the last kCacheTtl
+    for (auto it = cache_.begin(); it != cache_.end();) it = it->second.until <= now ? cache_.erase(it) : std::next(it);
+  }
+  cache_[webapp_id] = Cached{location, now + kCacheTtl};
 }
 
 void SandboxLocator::Forget(uint32_t webapp_id) {

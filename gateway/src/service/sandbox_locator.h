@@ -34,6 +34,7 @@ struct SandboxLocation {
 class SandboxLocator {
  public:
   static constexpr std::chrono::seconds kCacheTtl{10};
+  static constexpr size_t kCachePruneAt = 4096;  // expired entries are dropped past this size
 
   SandboxLocator(const Config& config, NodeSet* nodes, WebappLookup* lookup)
       : config_(config), nodes_(nodes), lookup_(lookup) {}
