@@ -76,14 +76,10 @@ class SshdGatewayTest : public ::testing::Test {
   static void SetUpTestSuite() {
     g = new Deployment();
     std::string why;
-    if (!TestDocker::Get(&why)) {  // the shared engine tells whether Docker can run at all
-      g->skip = "Docker cannot run here: " + why;
-      return;
-    }
     chmod(g->tmp.path().c_str(), 0755);
     g->nodes = TestNodes::Start(2, "allgo-gateway", &why);
-    if (!g->nodes) {
-      g->skip = "the Docker nodes cannot start: " + why;
+    if (!g->nodes) {  // no docker.io, not root, no overlay or cgroups here: like sshd_docker_test
+      g->skip = "Docker cannot run here: " + why;
       return;
     }
     TestDatabase& db = TestDatabase::Get();
