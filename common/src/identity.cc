@@ -116,6 +116,26 @@ Status OtherAccountSources::CheckUnclaimed(std::string_view name, uid_t uid) con
   return Status::Ok();
 }
 
+Status OtherAccountSources::UidOfName(std::string_view name, uid_t* uid) const {
+  const ScopedBypass bypass(caller_ == Caller::kProgram);
+  const std::string name_string(name);
+  int error = 0;
+  const int found = Lookup(
+      [&](char* buf, size_t size, bool* hit) {
+        struct passwd entry {};
+        struct passwd* result = nullptr;
+        errno = 0;
+        const int err = getpwnam_r(name_string.c_str(), &entry, buf, size, &result);
+        if (result != nullptr) *uid = entry.pw_uid;
+        *hit = result != nullptr;
+        return err;
+      },
+      &error);
+  if (found == 1) return Status::Ok();
+  if (found == 0) return Status::NotFound("no user '" + name_string + "' (outside the allgo webapps)");
+  return Status::Unavailable("cannot look up the user '" + name_string + "' (error " + std::to_string(error) + ")");
+}
+
 bool OtherAccountSources::HasGroup(gid_t gid) const {
   const ScopedBypass bypass(caller_ == Caller::kProgram);
   int error = 0;

@@ -1,6 +1,5 @@
 #include "privsep.h"
 
-#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -33,47 +32,9 @@ Status EnterChroot(const std::string& path) {
   return Status::Ok();
 }
 
-Status DropPrivileges(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
-  if (setgroups(groups.size(), groups.empty() ? nullptr : groups.data()) != 0) {
-    return Status::FromErrno("setgroups", errno);
-  }
-  if (setresgid(gid, gid, gid) != 0) return Status::FromErrno("setresgid " + std::to_string(gid), errno);
-  if (setresuid(uid, uid, uid) != 0) return Status::FromErrno("setresuid " + std::to_string(uid), errno);
-  uid_t ru, eu, su;
-  gid_t rg, eg, sg;
-  if (getresuid(&ru, &eu, &su) != 0 || getresgid(&rg, &eg, &sg) != 0) {
-    return Status::FromErrno("getresuid/getresgid", errno);
-  }
-  if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
-    return Status::Permission("privilege drop did not take effect");
-  }
-  if (uid != 0) {
-    if (setuid(0) == 0 || seteuid(0) == 0) return Status::Permission("could regain root after dropping privileges");
-    if (gid != 0 && (setgid(0) == 0 || setegid(0) == 0)) {
-      return Status::Permission("could regain gid 0 after dropping privileges");
-    }
-  }
-  return Status::Ok();
-}
-
 Status SetNoNewPrivs() {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) return Status::FromErrno("PR_SET_NO_NEW_PRIVS", errno);
   return Status::Ok();
-}
-
-std::vector<gid_t> GroupsOf(const std::string& user, gid_t gid) {
-  int n = 32;
-  std::vector<gid_t> groups(static_cast<size_t>(n));
-  for (int attempt = 0; attempt < 4; ++attempt) {
-    int count = n;
-    if (getgrouplist(user.c_str(), gid, groups.data(), &count) >= 0) {
-      groups.resize(static_cast<size_t>(count));
-      return groups;
-    }
-    n = count > n ? count : n * 2;
-    groups.resize(static_cast<size_t>(n));
-  }
-  return {gid};
 }
 
 }  // namespace allgo::sshd

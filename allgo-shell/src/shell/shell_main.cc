@@ -29,8 +29,10 @@
 #include "allgo/names.h"
 #include "io.h"
 #include "shell/agent_client.h"
+#include "shell/gateway_client.h"
 #include "shell/request.h"
 #include "shell/session_common.h"
+#include "shell/stdio_client.h"
 #include "shell/terminal.h"
 
 namespace allgo::bridge {
@@ -297,6 +299,25 @@ std::string NameFromBridgeFolder(const Config& config) {
   return hint;
 }
 
+// [sandbox] backend = docker: the session runs over allgo-sandbox-gateway's socket in the
+// stdio mode; the gateway finds the container from our uid and refuses with one `error`
+// frame (printed as one line) when it cannot.
+int RunThroughGateway(const Config& config, const Invocation& inv, int signals, const std::string& name) {
+  UniqueFd gateway;
+  if (Status s = ConnectGateway(config, &gateway); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  bool pty = isatty(0) == 1;
+  Open request = BuildRequest(!inv.has_command, inv.command, pty);
+  request.version = kStdioProtocolVersion;
+  if (std::string invalid = Validate(Message(request), Mode::kStdio); !invalid.empty()) {
+    Say("cannot send this request: " + invalid);
+    return kExitUsage;
+  }
+  return RunStdioSession(gateway.get(), request, signals, name);
+}
+
 int Main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   Invocation inv;
@@ -329,7 +350,9 @@ int Main(int argc, char** argv) {
         ")");
     return kExitSetup;
   }
-  std::string name = NameFromBridgeFolder(config);
+  const bool docker = config.sandbox.backend == SandboxBackend::kDocker;
+  // With the docker backend there is no bridge folder to prove $USER: getpwuid names us.
+  std::string name = docker ? "" : NameFromBridgeFolder(config);
   if (name.empty()) {
     errno = 0;
     struct passwd* pw = getpwuid(getuid());
@@ -344,6 +367,7 @@ int Main(int argc, char** argv) {
     Say("user name '" + SanitizeForLog(name) + "' is not a webapp name");
     return kExitSetup;
   }
+  if (docker) return RunThroughGateway(config, inv, signals.get(), name);
   std::string bridge_dir = config.sandbox.dir + "/" + name;
 
   // The socket is the truth: the database is only asked when the agent does not answer.

@@ -175,7 +175,9 @@ int RunStdioSession(int stream, const Open& request, int signals, const std::str
         case Shared::Outcome::kDone: return shared->exit.ShellStatus();
         case Shared::Outcome::kRefused:
           terminal.Restore();
-          Say("the sandbox agent did not start the session: " + shared->why);
+          // The text is the agent's (it could not spawn) or the gateway's (no webapp, sandbox not
+          // running, node down): both are sentences about this sandbox.
+          Say("the session in the sandbox of '" + name + "' did not start: " + shared->why);
           return kExitSetup;
         case Shared::Outcome::kLost: return lost(shared->why);
         case Shared::Outcome::kNone: break;

@@ -52,6 +52,10 @@ class OtherAccountSources {
   Status CheckUnclaimed(std::string_view name, uid_t uid) const;
   // Whether another source knows the group `gid` (false also when one failed to answer).
   bool HasGroup(gid_t gid) const;
+  // The uid another source gives the user `name` (a system user such as [docker]
+  // gateway_user, which a webapp of the same name must never stand in for): NotFound when
+  // none knows it, Unavailable when a source failed to answer.
+  Status UidOfName(std::string_view name, uid_t* uid) const;
 
  private:
   Caller caller_;

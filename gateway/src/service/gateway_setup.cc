@@ -1,0 +1,32 @@
+#include "service/gateway_setup.h"
+
+#include "service/nodes.h"
+
+namespace allgo::gateway {
+
+Status CheckGatewayConfig(const Config& config, ServiceAccount* gateway_user) {
+  if (config.sandbox.backend != SandboxBackend::kDocker) {
+    return Status::Invalid(config.path + ": [sandbox] backend is not docker: allgo-sandbox-gateway serves only "
+                           "backend = docker (with backend = bridge it is not needed)");
+  }
+  if (config.docker.nodes.empty()) {
+    return Status::Invalid(config.path + ": [docker] has no node (node = NAME unix:///path | tcp://HOST:PORT)");
+  }
+  Status s = ResolveServiceAccount(config, config.path + ": [docker] gateway_user = " + config.docker.gateway_user,
+                                   config.docker.gateway_user, gateway_user);
+  if (!s.ok()) return s;
+  return CheckClientKeyFile(config, gateway_user->uid, gateway_user->name);
+}
+
+Status CheckForOperator(const Config& config, std::string* out) {
+  ServiceAccount user;
+  if (Status s = CheckGatewayConfig(config, &user); !s.ok()) return s;
+  NodeSet nodes;
+  if (Status s = NodeSet::Create(config, &nodes); !s.ok()) return s;
+  *out += config.path + ": OK; gateway_user " + user.name + " (uid " + std::to_string(user.uid) + "), socket " +
+          config.docker.gateway_socket + ", api_timeout " + std::to_string(config.docker.api_timeout) + " s\n";
+  for (const Node& n : nodes.nodes()) *out += "node " + n.name + " " + n.url + "\n";
+  return Status::Ok();
+}
+
+}  // namespace allgo::gateway

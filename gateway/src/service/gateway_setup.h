@@ -1,0 +1,20 @@
+// The checks allgo-sandbox-gateway makes before it serves, shared by `--check` and startup:
+// [sandbox] backend = docker, at least one node, [docker] gateway_user a dedicated system
+// user (allgo/privileges.h), and the TLS client key readable by that user only.
+#pragma once
+
+#include <string>
+
+#include "allgo/config.h"
+#include "allgo/privileges.h"
+#include "allgo/status.h"
+
+namespace allgo::gateway {
+
+Status CheckGatewayConfig(const Config& config, ServiceAccount* gateway_user);
+
+// `--check`: the above, plus every node's client built (the CA, certificate and key load and
+// match). Prints the nodes on `out`. Makes no connection.
+Status CheckForOperator(const Config& config, std::string* out);
+
+}  // namespace allgo::gateway

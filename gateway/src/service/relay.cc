@@ -1,0 +1,136 @@
+#include "service/relay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <chrono>
+
+#include "allgo/stdcopy.h"
+
+namespace allgo::gateway {
+
+namespace {
+
+constexpr size_t kReadChunk = 64 * 1024;
+
+}  // namespace
+
+RelayResult Relay::Run() {
+  RelayResult r;
+  int flags = fcntl(client_, F_GETFL);
+  if (flags >= 0) fcntl(client_, F_SETFL, flags | O_NONBLOCK);
+  engine::StdcopyDemuxer demux;
+  for (;;) {
+    const bool want_client_in = to_stream_.empty();
+    const bool want_stream_in = to_client_.size() < kMaxPending;
+    // Bytes the TLS layer already decrypted are invisible to poll(): read them first.
+    const bool buffered = want_stream_in && stream_->Buffered() > 0;
+    pollfd p[3] = {{client_, static_cast<short>((want_client_in ? POLLIN : 0) | (to_client_.empty() ? 0 : POLLOUT)), 0},
+                   {stream_->fd(), static_cast<short>((want_stream_in ? POLLIN : 0) | (to_stream_.empty() ? 0 : POLLOUT)), 0},
+                   {stop_, POLLIN, 0}};
+    if (poll(p, 3, buffered ? 0 : -1) < 0) {
+      if (errno == EINTR) continue;
+      r.ended = std::string("poll: ") + strerror(errno);
+      return r;
+    }
+    if (p[2].revents & POLLIN) {
+      r.ended = "the gateway is stopping";
+      return r;
+    }
+    if (want_client_in && (p[0].revents & (POLLIN | POLLHUP | POLLERR))) {
+      if (!ReadClient(&r)) return r;
+    } else if (p[0].revents & (POLLHUP | POLLERR)) {
+      r.ended = "the client closed";  // with input still unsent: the session is over anyway
+      return r;
+    }
+    if (!to_stream_.empty() && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
+      if (!WriteStream(&r)) return r;
+    }
+    if (buffered || (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
+      std::string chunk;
+      Status s = stream_->Read(&chunk, kReadChunk, options_.io_timeout);
+      if (!s.ok()) {
+        r.ended = "the exec stream broke: " + s.message();
+        return r;
+      }
+      if (chunk.empty()) {
+        r.ended = "the exec ended";
+        DrainToClient(&r);
+        return r;
+      }
+      Status d = demux.Feed(chunk, [&](engine::StdStream stream, std::string_view bytes) {
+        if (stream == engine::StdStream::kStdout) {
+          to_client_.append(bytes);
+        } else {
+          r.stderr_bytes += bytes.size();
+          log_->Feed(bytes);
+        }
+      });
+      if (!d.ok()) {
+        r.ended = "the exec stream is not a valid multiplexed stream: " + d.message();
+        return r;
+      }
+    }
+    if (!to_client_.empty() && (p[0].revents & POLLOUT)) {
+      if (!WriteClient(&r)) return r;
+    }
+  }
+}
+
+bool Relay::ReadClient(RelayResult* r) {
+  char buf[kReadChunk];
+  ssize_t n = recv(client_, buf, sizeof buf, 0);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  if (n <= 0) {
+    r->ended = n == 0 ? "the client closed" : std::string("the client's socket failed: ") + strerror(errno);
+    return false;
+  }
+  to_stream_.assign(buf, static_cast<size_t>(n));
+  return true;
+}
+
+bool Relay::WriteStream(RelayResult* r) {
+  size_t n = std::min(to_stream_.size(), options_.stream_chunk);
+  Status s = stream_->Write(std::string_view(to_stream_).substr(0, n), options_.io_timeout);
+  if (!s.ok()) {
+    r->ended = "the exec stream broke: " + s.message();
+    return false;
+  }
+  to_stream_.erase(0, n);
+  r->to_exec += n;
+  return true;
+}
+
+bool Relay::WriteClient(RelayResult* r) {
+  ssize_t n = send(client_, to_client_.data(), to_client_.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  if (n < 0) {
+    r->ended = std::string("the client's socket failed: ") + strerror(errno);
+    return false;
+  }
+  to_client_.erase(0, static_cast<size_t>(n));
+  r->to_client += static_cast<uint64_t>(n);
+  return true;
+}
+
+// The exec ended: what it wrote last still goes to a client that reads it, within a bound.
+void Relay::DrainToClient(RelayResult* r) {
+  auto deadline = std::chrono::steady_clock::now() + options_.drain_timeout;
+  while (!to_client_.empty()) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      r->ended += " (the client did not take its last output in time)";
+      return;
+    }
+    pollfd p[2] = {{client_, POLLOUT, 0}, {stop_, POLLIN, 0}};
+    if (poll(p, 2, static_cast<int>(left.count())) < 0 && errno != EINTR) return;
+    if (p[1].revents & POLLIN) return;
+    if ((p[0].revents & POLLOUT) && !WriteClient(r)) return;
+    if (p[0].revents & (POLLERR | POLLHUP)) return;
+  }
+}
+
+}  // namespace allgo::gateway

@@ -1,0 +1,112 @@
+#include "service/session.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "allgo/bridge/protocol.h"
+#include "allgo/engine_client.h"
+#include "io.h"
+#include "service/agent_log.h"
+#include "service/gateway_socket.h"
+#include "service/relay.h"
+
+namespace allgo::gateway {
+
+namespace {
+
+std::string PrintableAscii(const std::string& text) {
+  std::string out;
+  for (char c : text) {
+    if (out.size() >= bridge::kMaxErrorText) break;
+    out += (c >= 0x20 && c <= 0x7e) ? c : '?';
+  }
+  return out;
+}
+
+}  // namespace
+
+void Session::Refuse(const std::string& text) {
+  spdlog::warn("{}: refused: {}", tag_, text);
+  std::string frame = bridge::EncodeFrame(bridge::Message(bridge::Error{PrintableAscii(text)}));
+  // The client waits for an answer and the socket buffer is empty: this write does not block
+  // for long; a client that is already gone just makes it fail.
+  bridge::WriteAll(client_.get(), frame.data(), frame.size());
+}
+
+void Session::Run() {
+  const auto started = std::chrono::steady_clock::now();
+  PeerCredentials peer;
+  tag_ = "session " + std::to_string(number_);
+  if (Status s = PeerOf(client_.get(), &peer); !s.ok()) {
+    spdlog::error("{}: {}", tag_, s.message());
+    return;
+  }
+  tag_ += " uid " + std::to_string(peer.uid) + " pid " + std::to_string(peer.pid);
+  const Config& config = *ctx_.config;
+  if (peer.uid == 0 || peer.uid < config.nss.min_uid || peer.uid > config.nss.max_uid) {
+    return Refuse("uid " + std::to_string(peer.uid) + " is not a webapp (webapp uids are " +
+                  std::to_string(config.nss.min_uid) + " to " + std::to_string(config.nss.max_uid) +
+                  "); the sandbox gateway serves only allgo webapps");
+  }
+  bool total_full = false;
+  SessionLimits::Slot slot = ctx_.limits->Acquire(peer.uid, &total_full);
+  if (!slot) {
+    return Refuse(total_full ? "the sandbox gateway is serving its maximum of " +
+                                   std::to_string(SessionLimits::kMaxTotal) +
+                                   " sessions; try again in a moment, or tell the allgo operators"
+                             : "uid " + std::to_string(peer.uid) + " already has " +
+                                   std::to_string(SessionLimits::kMaxPerUid) +
+                                   " sessions open through the sandbox gateway (the limit); end some first");
+  }
+  Webapp webapp;
+  if (Status s = ctx_.lookup->FindByUid(peer.uid, &webapp); !s.ok()) {
+    if (s.IsNotFound()) {
+      spdlog::info("{}: {}", tag_, s.message());
+      return Refuse("uid " + std::to_string(peer.uid) + " is not a webapp");
+    }
+    spdlog::error("{}: the database: {}", tag_, s.message());
+    return Refuse("the allgo database does not answer, so uid " + std::to_string(peer.uid) +
+                  " cannot be matched to its webapp; tell the allgo operators");
+  }
+  tag_ += " webapp " + webapp.docker_name;
+
+  engine::ExecOptions exec;
+  exec.cmd = {config.docker.agent, "--stdio"};
+  exec.attach_stdin = exec.attach_stdout = exec.attach_stderr = true;
+  exec.tty = false;
+  SandboxLocation where;
+  std::string exec_id;
+  std::unique_ptr<engine::ExecStream> stream;
+  for (int attempt = 0;; ++attempt) {
+    if (Status s = ctx_.locator->Locate(webapp, &where); !s.ok()) return Refuse(s.message());
+    Status s = where.node->client->CreateExec(where.container, exec, &exec_id);
+    if (s.ok()) s = where.node->client->StartExec(exec_id, false, &stream);
+    if (s.ok()) break;
+    // A cached location may be stale (container restarted, moved, removed): once more, fresh.
+    ctx_.locator->Forget(webapp.id);
+    spdlog::warn("{}: exec on node {} container {} failed: {}", tag_, where.node->name, where.container, s.message());
+    if (attempt == 0) continue;
+    if (s.IsNotFound()) {
+      return Refuse("the container " + where.container + " of '" + webapp.docker_name + "' on node " +
+                    where.node->name + " is gone; start its sandbox from the allgo web interface");
+    }
+    return Refuse(NodeDownMessage(webapp, *where.node, s.message()));
+  }
+  spdlog::info("{}: node {} container {} exec {}", tag_, where.node->name, where.container, exec_id.substr(0, 12));
+
+  AgentLog log(tag_);
+  RelayOptions options;
+  options.io_timeout = std::chrono::seconds(config.docker.api_timeout);
+  // A writable unix socket always has room for 32 KiB; a TCP socket that poll() calls
+  // writable may have as little as a third of its initial 16 KiB buffer.
+  options.stream_chunk = where.node->url.rfind("unix://", 0) == 0 ? 32 * 1024 : 4 * 1024;
+  RelayResult r = Relay(client_.get(), stream.get(), &log, ctx_.stop, options).Run();
+  stream.reset();  // the agent sees its stdin end (if it had not): it hangs its command up
+  client_.reset();
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started);
+  spdlog::info("{}: end after {} ms: {}; {} bytes to the sandbox, {} to the client, {} of agent log", tag_,
+               ms.count(), r.ended, r.to_exec, r.to_client, r.stderr_bytes);
+}
+
+}  // namespace allgo::gateway
