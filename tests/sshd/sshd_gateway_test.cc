@@ -196,7 +196,7 @@ TEST_F(SshdGatewayTest, ExitCodesStderrStdinEofSignalsAndBinaryDataOnBothNodes) 
     RunOptions in;
     in.stdin_data = blob;
     r = Ssh(webapp, "cat", {}, in);  // ends at stdin EOF, every byte back
-    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
     EXPECT_TRUE(r.out == blob) << r.out.size();
     in.stdin_data = "three\nlines\nhere\n";
     r = Ssh(webapp, "wc -l", {}, in);
@@ -400,6 +400,7 @@ TEST_F(SshdGatewayTest, TheGatewayRestartedMidSessionEndsItWithOneLineAndServesA
   fs::remove(marker);
   auto session = std::async(std::launch::async, [&] { return Ssh("charlie", "echo started; touch " + marker + "; sleep 60; echo never"); });
   ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // "started" has reached the client
   g->gateway->Stop();
   RunResult r = session.get();
   EXPECT_NE(r.exit_code, 0);

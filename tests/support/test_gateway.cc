@@ -84,8 +84,16 @@ std::unique_ptr<TestNodes> TestNodes::Start(int count, const std::string& gatewa
     }
   }
   chmod(nodes->certs_.ca.c_str(), 0444);
-  chmod(nodes->rogue_.client_cert.c_str(), 0444);
-  chmod(nodes->rogue_.client_key.c_str(), 0444);  // a test file: any reader will do
+  // The rogue set deployed the same way (the gateway refuses a key others may read).
+  nodes->rogue_cert_ = deployed + "/rogue-cert.pem";
+  nodes->rogue_key_ = deployed + "/rogue-key.pem";
+  for (auto [from, to, mode] : {std::tuple{nodes->rogue_.client_cert, nodes->rogue_cert_, 0444},
+                                std::tuple{nodes->rogue_.client_key, nodes->rogue_key_, 0400}}) {
+    if (std::string e = Deploy(from, to, UidOf(gateway_user), GidOf(gateway_user), mode); !e.empty()) {
+      *why = e;
+      return nullptr;
+    }
+  }
   for (int i = 0; i < count; ++i) {
     TestDocker::TlsListener tls{FreeLoopbackPort(), nodes->certs_.ca, nodes->certs_.server_cert,
                                 nodes->certs_.server_key};
@@ -111,8 +119,8 @@ std::string TestNodes::DockerSection(const std::string& gateway_socket, ClientCe
   for (int i = 0; i < size(); ++i) text += "node = " + Name(i) + " " + nodes_[i]->tcp_url() + "\n";
   std::string cert = client_cert_, key = client_key_;
   if (which == ClientCertificate::kRogue) {
-    cert = rogue_.client_cert;
-    key = rogue_.client_key;
+    cert = rogue_cert_;
+    key = rogue_key_;
   } else if (which == ClientCertificate::kMissing) {
     cert = dir_ / "no-such-cert.pem";
     key = dir_ / "no-such-key.pem";

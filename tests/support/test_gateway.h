@@ -51,7 +51,7 @@ class TestNodes {
   TestNodes() = default;
   TempDir dir_{"allgo-nodes"};
   TestCertificates certs_, rogue_;
-  std::string client_cert_, client_key_;  // deployed copies
+  std::string client_cert_, client_key_, rogue_cert_, rogue_key_;  // deployed copies
   std::vector<std::unique_ptr<TestDocker>> nodes_;
 };
 
