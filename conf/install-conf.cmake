@@ -20,13 +20,16 @@ string(REPLACE "/usr/bin/allgo-shell" "${BINDIR}/allgo-shell" example "${example
 file(WRITE "${ALLGO_CONF_STAGING_DIR}/allgo-ssh.conf" "${example}")
 configure_file("${ALLGO_CONF_SOURCE_DIR}/allgo-sshd.service"
                "${ALLGO_CONF_STAGING_DIR}/allgo-sshd.service" @ONLY)
+configure_file("${ALLGO_CONF_SOURCE_DIR}/allgo-sandbox-gateway.service"
+               "${ALLGO_CONF_STAGING_DIR}/allgo-sandbox-gateway.service" @ONLY)
 configure_file("${ALLGO_CONF_SOURCE_DIR}/sshd_config.d/allgo.conf"
                "${ALLGO_CONF_STAGING_DIR}/sshd_config.d/allgo.conf" @ONLY)
 
 file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-ssh.conf" DESTINATION "${share}"
      RENAME allgo-ssh.conf.example)
 file(INSTALL "${ALLGO_CONF_STAGING_DIR}/sshd_config.d/allgo.conf" DESTINATION "${share}/sshd_config.d")
-file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-sshd.service" DESTINATION "${prefix}/lib/systemd/system")
+file(INSTALL "${ALLGO_CONF_STAGING_DIR}/allgo-sshd.service" "${ALLGO_CONF_STAGING_DIR}/allgo-sandbox-gateway.service"
+     DESTINATION "${prefix}/lib/systemd/system")
 if(EXISTS "$ENV{DESTDIR}${etc_dir}/allgo-ssh.conf")
   message(STATUS "Kept existing: $ENV{DESTDIR}${etc_dir}/allgo-ssh.conf")
 else()

@@ -105,6 +105,35 @@ class BasicExecStream final : public ExecStream {
     return Status::Ok();
   }
 
+  Status ReadAvailable(std::string* out, size_t max, bool* eof) override {
+    out->clear();
+    *eof = false;
+    if (max == 0) return Status::Invalid("ExecStream::ReadAvailable: max must be > 0");
+    if (!leftover_.empty()) {
+      size_t n = std::min(max, leftover_.size());
+      out->assign(leftover_, 0, n);
+      leftover_.erase(0, n);
+      return Status::Ok();
+    }
+    out->resize(max);
+    // A synchronous read on a non-blocking socket: Asio's TLS stream then hands out what its
+    // buffers hold and reports would_block instead of waiting for the socket.
+    auto& socket = beast::get_lowest_layer(*stream_);
+    error_code ec, ignored;
+    socket.non_blocking(true, ec);
+    if (ec) return Status::Unavailable(node_ + ": reading the exec stream: " + ec.message());
+    size_t n = stream_->read_some(asio::buffer(out->data(), out->size()), ec);
+    socket.non_blocking(false, ignored);
+    out->resize(n);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) return Status::Ok();
+    if (ec && IsEof(ec)) {
+      *eof = n == 0;
+      return Status::Ok();
+    }
+    if (ec) return Status::Unavailable(node_ + ": reading the exec stream: " + ec.message());
+    return Status::Ok();
+  }
+
   Status Write(std::string_view data, std::chrono::milliseconds timeout) override {
     StepResult r = RunStep(*ioc_, beast::get_lowest_layer(*stream_), Clock::now() + timeout, [&](StepHandler h) {
       asio::async_write(*stream_, asio::buffer(data.data(), data.size()), h);

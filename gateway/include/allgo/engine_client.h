@@ -73,13 +73,19 @@ class ExecStream {
   // Reads up to `max` bytes into *out (replacing it). An empty *out with Ok means end of
   // stream. Waits at most `timeout`; then Unavailable and the stream is unusable.
   virtual Status Read(std::string* out, size_t max, std::chrono::milliseconds timeout) = 0;
+  // Reads what is there now, without waiting: up to `max` bytes into *out (replacing it);
+  // empty *out means nothing now (poll fd() and try again) unless *eof is set. Unlike a
+  // poll() on fd() followed by Read, it also returns what the TLS layer holds in its own
+  // buffers (records that arrived together), and never blocks on a partial TLS record.
+  virtual Status ReadAvailable(std::string* out, size_t max, bool* eof) = 0;
   // Writes all of `data` within `timeout`.
   virtual Status Write(std::string_view data, std::chrono::milliseconds timeout) = 0;
   // Ends our sending direction (the process sees EOF on stdin); reading goes on. Unix
   // sockets only: over TLS it says so (the stdio protocol carries EOF as a message instead).
   virtual Status CloseWrite() = 0;
-  // Bytes already received and decrypted but not yet returned by Read (poll() on fd() does
-  // not see them).
+  // Bytes already received but not yet returned by Read (poll() on fd() does not see them).
+  // Over TLS it counts what OpenSSL holds, not what Asio's TLS layer read ahead of it: a
+  // poll() loop should read with ReadAvailable until it comes back empty instead.
   virtual size_t Buffered() const = 0;
   // The underlying socket, for poll() only: never read or write it directly.
   virtual int fd() const = 0;

@@ -92,8 +92,9 @@ int Main(int argc, char** argv) {
     return Fail(s.message());
   }
   if (me == 0) {
-    // For good, before the client key is loaded and before any client's byte.
-    if (Status s = DropPrivileges(user.uid, user.gid, {user.gid}); !s.ok()) {
+    // For good, before the client key is loaded and before any client's byte. The user's
+    // groups are kept: a unix:// node's docker.sock is reached through its group (docker).
+    if (Status s = DropPrivileges(user.uid, user.gid, GroupsOf(user.name, user.gid)); !s.ok()) {
       return Fail("dropping to " + user.name + ": " + s.message());
     }
   }

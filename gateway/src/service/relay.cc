@@ -26,10 +26,13 @@ RelayResult Relay::Run() {
   for (;;) {
     const bool want_client_in = to_stream_.empty();
     const bool want_stream_in = to_client_.size() < kMaxPending;
-    // Bytes the TLS layer already decrypted are invisible to poll(): read them first.
-    const bool buffered = want_stream_in && stream_->Buffered() > 0;
-    pollfd p[3] = {{client_, static_cast<short>((want_client_in ? POLLIN : 0) | (to_client_.empty() ? 0 : POLLOUT)), 0},
-                   {stream_->fd(), static_cast<short>((want_stream_in ? POLLIN : 0) | (to_stream_.empty() ? 0 : POLLOUT)), 0},
+    // Bytes the TLS layer already holds are invisible to poll(): read them before waiting.
+    const bool buffered = want_stream_in && maybe_more_;
+    const short client_events = static_cast<short>((want_client_in ? POLLIN : 0) | (to_client_.empty() ? 0 : POLLOUT));
+    const short stream_events = static_cast<short>((want_stream_in ? POLLIN : 0) | (to_stream_.empty() ? 0 : POLLOUT));
+    // A side we want nothing from is left out: its POLLHUP would wake us in a loop.
+    pollfd p[3] = {{client_events != 0 ? client_ : -1, client_events, 0},
+                   {stream_events != 0 ? stream_->fd() : -1, stream_events, 0},
                    {stop_, POLLIN, 0}};
     if (poll(p, 3, buffered ? 0 : -1) < 0) {
       if (errno == EINTR) continue;
@@ -49,29 +52,13 @@ RelayResult Relay::Run() {
     if (!to_stream_.empty() && (p[1].revents & (POLLOUT | POLLERR | POLLHUP))) {
       if (!WriteStream(&r)) return r;
     }
-    if (buffered || (p[1].revents & (POLLIN | POLLHUP | POLLERR))) {
-      std::string chunk;
-      Status s = stream_->Read(&chunk, kReadChunk, options_.io_timeout);
-      if (!s.ok()) {
-        r.ended = "the exec stream broke: " + s.message();
-        return r;
-      }
-      if (chunk.empty()) {
-        r.ended = "the exec ended";
-        DrainToClient(&r);
-        return r;
-      }
-      Status d = demux.Feed(chunk, [&](engine::StdStream stream, std::string_view bytes) {
-        if (stream == engine::StdStream::kStdout) {
-          to_client_.append(bytes);
-        } else {
-          r.stderr_bytes += bytes.size();
-          log_->Feed(bytes);
-        }
-      });
-      if (!d.ok()) {
-        r.ended = "the exec stream is not a valid multiplexed stream: " + d.message();
-        return r;
+    if (want_stream_in && (maybe_more_ || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
+      switch (ReadStream(&demux, &r)) {
+        case StreamRead::kFailed: return r;
+        case StreamRead::kEnded:
+          DrainToClient(&r);
+          return r;
+        case StreamRead::kOk: break;
       }
     }
     if (!to_client_.empty() && (p[0].revents & POLLOUT)) {
@@ -102,6 +89,40 @@ bool Relay::WriteStream(RelayResult* r) {
   to_stream_.erase(0, n);
   r->to_exec += n;
   return true;
+}
+
+// Reads what the stream has now (until it would block or kMaxPending is queued), demuxed:
+// stdout queued for the client, stderr to the agent log.
+Relay::StreamRead Relay::ReadStream(engine::StdcopyDemuxer* demux, RelayResult* r) {
+  std::string chunk;
+  maybe_more_ = false;
+  while (to_client_.size() < kMaxPending) {
+    bool eof = false;
+    Status s = stream_->ReadAvailable(&chunk, kReadChunk, &eof);
+    if (!s.ok()) {
+      r->ended = "the exec stream broke: " + s.message();
+      return StreamRead::kFailed;
+    }
+    if (eof) {
+      r->ended = "the exec ended";
+      return StreamRead::kEnded;
+    }
+    if (chunk.empty()) return StreamRead::kOk;  // nothing more now: poll()
+    Status d = demux->Feed(chunk, [&](engine::StdStream stream, std::string_view bytes) {
+      if (stream == engine::StdStream::kStdout) {
+        to_client_.append(bytes);
+      } else {
+        r->stderr_bytes += bytes.size();
+        log_->Feed(bytes);
+      }
+    });
+    if (!d.ok()) {
+      r->ended = "the exec stream is not a valid multiplexed stream: " + d.message();
+      return StreamRead::kFailed;
+    }
+  }
+  maybe_more_ = true;  // stopped by the bound, not by an empty stream
+  return StreamRead::kOk;
 }
 
 bool Relay::WriteClient(RelayResult* r) {

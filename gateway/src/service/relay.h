@@ -16,13 +16,14 @@
 #include <string>
 
 #include "allgo/engine_client.h"
+#include "allgo/stdcopy.h"
 #include "service/agent_log.h"
 
 namespace allgo::gateway {
 
 struct RelayOptions {
   size_t stream_chunk = 16 * 1024;  // bytes per ExecStream::Write
-  std::chrono::milliseconds io_timeout{10000};  // one Read/Write of a ready stream
+  std::chrono::milliseconds io_timeout{10000};  // one Write to a writable stream
   std::chrono::milliseconds drain_timeout{10000};  // output left for a client after the exec ended
 };
 
@@ -47,7 +48,8 @@ class Relay {
  private:
   bool ReadClient(RelayResult* r);
   bool WriteStream(RelayResult* r);
-  bool ReadStream(RelayResult* r);
+  enum class StreamRead { kOk, kEnded, kFailed };
+  StreamRead ReadStream(engine::StdcopyDemuxer* demux, RelayResult* r);
   bool WriteClient(RelayResult* r);
   void DrainToClient(RelayResult* r);
 
@@ -58,7 +60,7 @@ class Relay {
   RelayOptions options_;
   std::string to_stream_;  // client bytes not yet written to the exec
   std::string to_client_;  // exec stdout not yet written to the client
-  bool stream_ended_ = false;
+  bool maybe_more_ = true;  // the stream may hold bytes poll() cannot see (TLS buffers)
 };
 
 }  // namespace allgo::gateway

@@ -1,5 +1,10 @@
 #include "service/session.h"
 
+#include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <spdlog/spdlog.h>
 
 #include <chrono>
@@ -14,6 +19,8 @@
 namespace allgo::gateway {
 
 namespace {
+
+constexpr int kRefusalLingerMs = 2000;
 
 std::string PrintableAscii(const std::string& text) {
   std::string out;
@@ -32,6 +39,22 @@ void Session::Refuse(const std::string& text) {
   // The client waits for an answer and the socket buffer is empty: this write does not block
   // for long; a client that is already gone just makes it fail.
   bridge::WriteAll(client_.get(), frame.data(), frame.size());
+  // Closing now could beat the client's own `open` (it connects, then sends): its send would
+  // fail (EPIPE) and it would report a broken connection instead of this line. So: our side
+  // ends, and what the client still sends is read and dropped until it closes (it does once
+  // it has read the error), for at most kRefusalLingerMs.
+  shutdown(client_.get(), SHUT_WR);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(kRefusalLingerMs);
+  char sink[4096];
+  for (;;) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) return;
+    pollfd p[2] = {{client_.get(), POLLIN, 0}, {ctx_.stop, POLLIN, 0}};
+    int n = poll(p, 2, static_cast<int>(left.count()));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0 || (p[1].revents & POLLIN)) return;
+    if (read(client_.get(), sink, sizeof sink) <= 0) return;
+  }
 }
 
 void Session::Run() {

@@ -1,0 +1,675 @@
+// allgo-sandbox-gateway end to end on one machine, with real parts only: MariaDB (webapps
+// and their uids), the private NSS view (libnss_allgo, create-users' allgo-gateway), two
+// Docker "nodes" — the shared private dockerd over its unix socket and a second one over TLS
+// with client certificates on a loopback port — a busybox container per webapp with the
+// toolbox's agent, the gateway started as root by the test, and allgo-shell run as the
+// webapp's uid as its client. Without Docker every test here is skipped with the reason.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pty.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <memory>
+#include <random>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "allgo/bridge/protocol.h"
+#include "test_docker.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+namespace fs = std::filesystem;
+namespace bridge = allgo::bridge;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+constexpr gid_t kWebappGid = 65534;  // [nss] gid default
+
+
+// The words of `s` joined by one space (busybox pads numbers).
+std::string Words(const std::string& s) {
+  std::string out, word;
+  std::istringstream in(s);
+  while (in >> word) out += (out.empty() ? "" : " ") + word;
+  return out;
+}
+
+// A process of ours started as `uid`, with stdout and stderr into files (or a pty), waited
+// for and, if still running, killed by the destructor.
+class Child {
+ public:
+  struct Options {
+    uid_t uid = 0;
+    std::map<std::string, std::string> env;
+    std::string out_file, err_file;  // "" = /dev/null
+    int pty_slave = -1;              // when set: the child's controlling terminal and fds 0-2
+  };
+  Child(const std::vector<std::string>& argv, const Options& o) {
+    std::vector<std::string> env_strings;
+    for (char** e = environ; *e != nullptr; ++e) {
+      std::string kv = *e;
+      if (o.env.count(kv.substr(0, kv.find('='))) == 0) env_strings.push_back(kv);
+    }
+    for (const auto& [k, v] : o.env) env_strings.push_back(k + "=" + v);
+    std::vector<char*> args, envp;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    for (auto& e : env_strings) envp.push_back(e.data());
+    envp.push_back(nullptr);
+    int out = open(o.out_file.empty() ? "/dev/null" : o.out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int err = open(o.err_file.empty() ? "/dev/null" : o.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    pid_ = fork();
+    if (pid_ == 0) {
+      sigset_t none;
+      sigemptyset(&none);
+      sigprocmask(SIG_SETMASK, &none, nullptr);
+      if (o.pty_slave >= 0) {
+        setsid();
+        ioctl(o.pty_slave, TIOCSCTTY, 0);
+        dup2(o.pty_slave, 0);
+        dup2(o.pty_slave, 1);
+        dup2(o.pty_slave, 2);
+      } else {
+        dup2(null, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+      }
+      if (o.uid != 0 && (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(o.uid) != 0)) _exit(126);
+      execve(args[0], args.data(), envp.data());
+      _exit(127);
+    }
+    close(out);
+    close(err);
+    close(null);
+  }
+  ~Child() {
+    if (pid_ > 0 && status_ < 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+  }
+  pid_t pid() const { return pid_; }
+  // The exit code (128+N for a signal), or -1 when still running after timeout_ms.
+  int Wait(int timeout_ms) {
+    if (status_ >= 0) return status_;
+    for (int waited = 0; waited <= timeout_ms; waited += 20) {
+      int st = 0;
+      if (waitpid(pid_, &st, WNOHANG) == pid_) {
+        status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+        return status_;
+      }
+      usleep(20 * 1000);
+    }
+    return -1;
+  }
+
+ private:
+  pid_t pid_ = -1;
+  int status_ = -1;
+};
+
+// What a process running as `uid` gets from the gateway socket after sending `bytes` (and
+// keeping its side open until the gateway closes or timeout_ms passes): raw bytes.
+std::string RawExchange(const std::string& socket_path, uid_t uid, const std::string& bytes, int timeout_ms = 15000) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    signal(SIGPIPE, SIG_IGN);  // a refused connection: what it answered is what we look at
+    if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid) != 0) _exit(126);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+    if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) _exit(3);
+    if (!bytes.empty() && write(fd, bytes.data(), bytes.size()) != static_cast<ssize_t>(bytes.size())) _exit(4);
+    char buf[65536];
+    for (int waited = 0; waited < timeout_ms;) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) == 0) {
+        waited += 100;
+        continue;
+      }
+      ssize_t n = read(fd, buf, sizeof buf);
+      if (n <= 0) break;
+      if (write(pipe_fds[1], buf, static_cast<size_t>(n)) != n) break;
+    }
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string all;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = read(pipe_fds[0], buf, sizeof buf);
+    if (n <= 0) break;
+    all.append(buf, static_cast<size_t>(n));
+  }
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return all;
+}
+
+// The messages of a stdio-mode byte stream; the text of `error` messages, stdout `data`.
+struct Decoded {
+  std::string out;
+  std::vector<std::string> errors;
+  bool started = false;
+  std::optional<int> exit;
+};
+Decoded Decode(const std::string& bytes) {
+  Decoded d;
+  bridge::FrameReader reader(bridge::Mode::kStdio);
+  size_t at = 0;
+  for (;;) {
+    bridge::Message m;
+    std::string error;
+    auto r = reader.Next(&m, &error);
+    if (r == bridge::FrameReader::Result::kError) {
+      d.errors.push_back("undecodable: " + error);
+      return d;
+    }
+    if (r == bridge::FrameReader::Result::kNeedMore) {
+      if (at >= bytes.size()) return d;
+      at += reader.Append(std::string_view(bytes).substr(at));
+      continue;
+    }
+    if (auto* e = std::get_if<bridge::Error>(&m)) d.errors.push_back(e->text);
+    if (std::holds_alternative<bridge::Started>(m)) d.started = true;
+    if (auto* x = std::get_if<bridge::Exit>(&m)) d.exit = x->ShellStatus();
+    if (auto* data = std::get_if<bridge::Data>(&m); data && data->stream == bridge::Stream::kStdout) d.out += data->bytes;
+  }
+}
+
+std::string OpenFrame(const std::string& command, std::vector<std::pair<std::string, std::string>> env = {}) {
+  bridge::Open open;
+  open.version = bridge::kStdioProtocolVersion;
+  open.command = command;
+  open.env = std::move(env);
+  return bridge::EncodeFrame(bridge::Message(open)) + bridge::EncodeFrame(bridge::Message(bridge::Eof{bridge::Stream::kStdin}));
+}
+
+// One webapp's container on a node: busybox, --network none, the toolbox (the agent) mounted
+// read-only at /.allgo as on every node; removed by the destructor.
+class Container {
+ public:
+  Container(TestDocker* node, std::string name, std::string hostname) : node_(node), name_(std::move(name)), hostname_(std::move(hostname)) {}
+  ~Container() { Remove(); }
+  std::string Run(const std::string& image) {
+    Remove();
+    RunResult r = node_->Docker({"run", "-d", "--name", name_, "--hostname", hostname_, "--network", "none",
+                                 "-v", node_->toolbox() + ":" + TestDocker::kToolboxMount + ":ro", image, "sh", "-c",
+                                 "echo only-in-" + name_ + " > /mark; exec sleep 1000000"},
+                                {.timeout_seconds = 60});
+    return r.exit_code == 0 ? "" : "docker run " + name_ + ": " + r.err;
+  }
+  void Remove() { node_->Docker({"rm", "-f", name_}); }
+  void Stop() { node_->Docker({"stop", "-t", "0", name_}); }
+  void Rebind(TestDocker* node) { node_ = node; }
+
+ private:
+  TestDocker* node_;
+  std::string name_, hostname_;
+};
+
+class GatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    std::string why;
+    docker_ = TestDocker::Get(&why);
+    if (docker_ == nullptr) {
+      skip_ = "Docker cannot run here: " + why;
+      return;
+    }
+    image_ = docker_->BusyboxImage(&why);
+    if (image_.empty()) {
+      skip_ = "no busybox image: " + why;
+      return;
+    }
+    dir_ = new TempDir("allgo-gateway");
+    chmod(dir_->path().c_str(), 0755);
+    if (std::string e = MakeTestCertificates(dir_->path(), "node", &certs_); !e.empty()) {
+      skip_ = e;
+      return;
+    }
+    if (std::string e = MakeTestCertificates(dir_->path(), "other", &other_); !e.empty()) {
+      skip_ = e;
+      return;
+    }
+    port_ = FreeLoopbackPort();
+    if (std::string e = StartTlsNode(); !e.empty()) {
+      skip_ = e;
+      return;
+    }
+    // The client key as docs/gateway.md deploys it: the gateway user's, mode 0400.
+    key_ = *dir_ / "gateway-key.pem";
+    fs::copy_file(certs_.client_key, key_, fs::copy_options::overwrite_existing);
+    chown(key_.c_str(), UidOf("allgo-gateway"), GidOf("allgo-gateway"));
+    chmod(key_.c_str(), 0400);
+
+    // A unix:// node's docker.sock, reachable by the gateway user through its group, as
+    // docs/gateway.md says (on a real host: the docker group).
+    chown(docker_->socket().c_str(), 0, GidOf("allgo-gateway"));
+    chmod(docker_->socket().c_str(), 0660);
+
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    uint32_t owner = db.AddUser("owner@example.org");
+    uid1_ = 2000 + db.AddWebapp("web1", owner);  // [nss] uid_offset 2000
+    uid2_ = 2000 + db.AddWebapp("web2", owner);
+    uid3_ = 2000 + db.AddWebapp("web3", owner);  // no container anywhere (or a stopped one)
+    web1_ = new Container(docker_, "web1", "web1-on-node1");
+    web2_ = new Container(node2_, "web2", "web2-on-node2");
+    if (std::string e = web1_->Run(image_); !e.empty()) skip_ = e;
+    if (std::string e = web2_->Run(image2_); !e.empty()) skip_ = e;
+    WriteAllgoConfig(ConfigText());
+    config_ = AllgoConfigPath();
+  }
+  static void TearDownTestSuite() {
+    gateway_.reset();
+    delete web1_;
+    delete web2_;
+    web1_ = web2_ = nullptr;
+    node2_owner_.reset();
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string StartTlsNode() {
+    std::string why;
+    node2_owner_ = TestDocker::StartNode({.port = port_, .ca = certs_.ca, .cert = certs_.server_cert,
+                                          .key = certs_.server_key},
+                                         &why);
+    node2_ = node2_owner_.get();
+    if (!node2_) return "the TLS node cannot start: " + why;
+    image2_ = node2_->BusyboxImage(&why);
+    if (image2_.empty()) return "no busybox image on the TLS node: " + why;
+    return "";
+  }
+  static std::string ConfigText(const std::string& socket = "", const std::string& cert = "",
+                                const std::string& key = "", const std::string& extra = "") {
+    return TestDatabase::Get().ConfigText() + "[sandbox]\nbackend = docker\n[docker]\nnode = node1 unix://" +
+           docker_->socket() + "\nnode = node2 tcp://127.0.0.1:" + std::to_string(port_) + "\ntls_ca = " + certs_.ca +
+           "\ntls_cert = " + (cert.empty() ? certs_.client_cert : cert) + "\ntls_key = " + (key.empty() ? key_ : key) +
+           "\ngateway_socket = " + (socket.empty() ? SocketPath() : socket) + "\napi_timeout = 5\n" + extra;
+  }
+  static std::string SocketPath() { return *dir_ / "run/gateway.sock"; }
+  static std::string GatewayLogPath() { return *dir_ / "gateway.log"; }
+
+  void SetUp() override {
+    if (!skip_.empty()) GTEST_SKIP() << skip_;
+    chmod(tmp_.path().c_str(), 0777);  // webapp uids write their sockets and read configs here
+    if (!gateway_ || !gateway_->Running()) {
+      ASSERT_TRUE(StartGateway()) << GatewayLog();
+    }
+  }
+
+  static bool StartGateway() {
+    gateway_.reset();
+    gateway_ = std::make_unique<Daemon>(std::vector<std::string>{Artifact("allgo-sandbox-gateway"), "--config", config_},
+                                        GatewayLogPath());
+    return WaitFor([] {
+      struct stat st;
+      return lstat(SocketPath().c_str(), &st) == 0 && S_ISSOCK(st.st_mode);
+    }, 10000);
+  }
+  static std::string GatewayLog() { return ReadFile(GatewayLogPath()); }
+
+  // allgo-shell -c CMD as `uid`, the way sshd runs a webapp's login shell.
+  RunResult Shell(uid_t uid, const std::string& command, RunOptions o = {}, const std::string& config = "") {
+    o.uid = uid;
+    o.gid = kWebappGid;
+    o.env["ALLGO_SSH_CONFIG"] = config.empty() ? config_ : config;
+    if (o.timeout_seconds == 60) o.timeout_seconds = 90;
+    return test::Run({Artifact("allgo-shell"), "-c", command}, o);
+  }
+  Child::Options ShellOptions(uid_t uid, const std::string& name) {
+    return {.uid = uid, .env = {{"ALLGO_SSH_CONFIG", config_}}, .out_file = tmp_ / (name + ".out"),
+            .err_file = tmp_ / (name + ".err")};
+  }
+
+  static inline std::string skip_;
+  static inline TestDocker* docker_ = nullptr;
+  static inline std::unique_ptr<TestDocker> node2_owner_;
+  static inline TestDocker* node2_ = nullptr;
+  static inline std::string image_, image2_;
+  static inline TempDir* dir_ = nullptr;
+  static inline TestCertificates certs_, other_;
+  static inline std::string key_, config_;
+  static inline int port_ = 0;
+  static inline uid_t uid1_ = 0, uid2_ = 0, uid3_ = 0;
+  static inline Container *web1_ = nullptr, *web2_ = nullptr;
+  static inline std::unique_ptr<Daemon> gateway_;
+  TempDir tmp_{"allgo-gateway-case"};
+};
+
+TEST_F(GatewayTest, EachWebappLandsInItsOwnContainerOnItsNode) {
+  RunResult r = Shell(uid1_, "hostname; cat /mark; echo oops >&2; exit 7");
+  EXPECT_EQ(r.exit_code, 7) << r.err << GatewayLog();
+  EXPECT_EQ(r.out, "web1-on-node1\nonly-in-web1\n");
+  EXPECT_EQ(r.err, "oops\n") << "stderr apart, nothing of ours on it";
+  r = Shell(uid2_, "hostname; cat /mark");  // over TLS
+  EXPECT_EQ(r.exit_code, 0) << r.err << GatewayLog();
+  EXPECT_EQ(r.out, "web2-on-node2\nonly-in-web2\n");
+  EXPECT_EQ(Shell(uid2_, "kill -TERM $$").exit_code, 143);
+  // The gateway logs each session: who, which webapp, where, and how it ended.
+  std::string log = GatewayLog();
+  EXPECT_THAT(log, HasSubstr("uid " + std::to_string(uid1_)));
+  EXPECT_THAT(log, HasSubstr("webapp web1: node node1 container web1 exec "));
+  EXPECT_THAT(log, HasSubstr("webapp web2: node node2 container web2 exec "));
+  EXPECT_THAT(log, HasSubstr("end after"));
+}
+
+TEST_F(GatewayTest, BinaryDataRoundTripsAndStdinEofReachesTheCommand) {
+  std::string blob(5 << 20, '\0');
+  std::mt19937_64 rng(11);
+  for (auto& c : blob) c = static_cast<char>(rng());
+  for (uid_t uid : {uid1_, uid2_}) {
+    RunOptions in;
+    in.stdin_data = blob;
+    RunResult r = Shell(uid, "cat", in);  // ends at stdin EOF
+    EXPECT_EQ(r.exit_code, 0) << r.err << GatewayLog();
+    EXPECT_EQ(r.out.size(), blob.size());
+    EXPECT_TRUE(r.out == blob) << "uid " << uid;
+    in.stdin_data = "abc";
+    RunResult wc = Shell(uid, "wc -c", in);
+    EXPECT_EQ(Words(wc.out), "3") << "uid " << uid << ": " << wc.err << GatewayLog();
+    EXPECT_EQ(Words(Shell(uid, "wc -c").out), "0");  // no input: EOF at once, not a hang
+  }
+}
+
+TEST_F(GatewayTest, PtySessionFollowsWindowChanges) {
+  int master = -1, slave = -1;
+  winsize ws{.ws_row = 25, .ws_col = 90, .ws_xpixel = 0, .ws_ypixel = 0};
+  ASSERT_EQ(openpty(&master, &slave, nullptr, nullptr, &ws), 0);
+  Child::Options o = ShellOptions(uid2_, "pty");
+  o.pty_slave = slave;
+  Child shell({Artifact("allgo-shell")}, o);
+  close(slave);
+  std::string screen;
+  auto shows = [&](const std::string& needle) {
+    return WaitFor(
+        [&] {
+          char buf[4096];
+          pollfd p{master, POLLIN, 0};
+          while (poll(&p, 1, 0) > 0) {
+            ssize_t n = read(master, buf, sizeof buf);
+            if (n <= 0) break;
+            screen.append(buf, static_cast<size_t>(n));
+          }
+          return screen.find(needle) != std::string::npos;
+        },
+        15000);
+  };
+  auto type = [&](const std::string& line) { ASSERT_EQ(write(master, line.data(), line.size()), static_cast<ssize_t>(line.size())); };
+  type("echo SIZE=$(stty size) HOST=$(hostname)\n");
+  EXPECT_TRUE(shows("SIZE=25 90 HOST=web2-on-node2")) << screen << GatewayLog();
+  ws.ws_row = 43;
+  ws.ws_col = 132;
+  ASSERT_EQ(ioctl(master, TIOCSWINSZ, &ws), 0);  // the kernel sends allgo-shell SIGWINCH
+  usleep(300 * 1000);
+  type("echo NEW=$(stty size)\n");
+  EXPECT_TRUE(shows("NEW=43 132")) << screen;
+  type("exit 5\n");
+  EXPECT_EQ(shell.Wait(15000), 5) << screen;
+  close(master);
+}
+
+TEST_F(GatewayTest, SigintToAllgoShellInterruptsTheCommand) {
+  Child shell({Artifact("allgo-shell"), "-c", "echo started; sleep 60"}, ShellOptions(uid1_, "int"));
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(tmp_ / "int.out") == "started\n"; }, 20000)) << GatewayLog();
+  auto t0 = std::chrono::steady_clock::now();
+  kill(shell.pid(), SIGINT);
+  EXPECT_EQ(shell.Wait(10000), 130) << ReadFile(tmp_ / "int.err");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(5));
+}
+
+TEST_F(GatewayTest, AWebappCannotReachAnotherWebappsContainerWhateverItSends) {
+  // A handcrafted open from web1's uid that asks for web2 where it can (the gateway reads
+  // none of it: the agent in web1's container gets it).
+  std::string reply = RawExchange(SocketPath(), uid1_, OpenFrame("hostname; cat /mark # web2", {{"LANG", "web2"}}));
+  Decoded d = Decode(reply);
+  std::string hex;
+  for (unsigned char c : reply) hex += "0123456789abcdef"[c >> 4], hex += "0123456789abcdef"[c & 15];
+  EXPECT_TRUE(d.started) << reply.size() << " bytes: " << hex << " errors: " << testing::PrintToString(d.errors);
+  EXPECT_EQ(d.out, "web1-on-node1\nonly-in-web1\n");
+  EXPECT_EQ(d.exit, 0);
+  // Anything else it could send: a socket-mode open, garbage, nothing at all. Each gets an
+  // error (or nothing), never a byte of web2's.
+  bridge::Open v1;
+  v1.command = "cat /mark";
+  for (const std::string& bytes : {bridge::EncodeFrame(bridge::Message(v1)), std::string("\x00\x00\x00\x05web2!", 9),
+                                   std::string("web2\n"), std::string()}) {
+    std::string raw = RawExchange(SocketPath(), uid1_, bytes, 4000);
+    EXPECT_THAT(raw, Not(HasSubstr("only-in-web2")));
+    EXPECT_THAT(raw, Not(HasSubstr("web2-on-node2")));
+    EXPECT_FALSE(Decode(raw).started);
+  }
+}
+
+TEST_F(GatewayTest, UidsThatAreNotWebappsAreRefusedWithOneLine) {
+  for (uid_t uid : {uid_t{65534}, uid_t{2500}}) {
+    std::string raw = RawExchange(SocketPath(), uid, OpenFrame("hostname"));
+    Decoded d = Decode(raw);
+    ASSERT_EQ(d.errors.size(), 1u) << "uid " << uid << ": " << raw.size() << " bytes; " << GatewayLog();
+    EXPECT_THAT(d.errors[0], HasSubstr("uid " + std::to_string(uid) + " is not a webapp"));
+    EXPECT_FALSE(d.started);
+  }
+  // Root too: the gateway serves webapp uids only (allgo-shell refuses uid 0 itself).
+  Decoded d = Decode(RawExchange(SocketPath(), 0, OpenFrame("hostname")));
+  ASSERT_EQ(d.errors.size(), 1u);
+  EXPECT_THAT(d.errors[0], HasSubstr("uid 0 is not a webapp"));
+}
+
+TEST_F(GatewayTest, AWebappWithoutARunningContainerGetsOneLineNamingTheState) {
+  RunResult r = Shell(uid3_, "hostname");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "allgo: the session in the sandbox of 'web3' did not start: no container web3 for 'web3' on any "
+                   "node (node1, node2); start its sandbox from the allgo web interface\n");
+  Container web3(docker_, "web3", "web3");
+  ASSERT_EQ(web3.Run(image_), "");
+  web3.Stop();
+  r = Shell(uid3_, "hostname");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the sandbox of 'web3' is not running (container web3 on node node1: exited); "
+                               "start it from the allgo web interface"));
+}
+
+TEST_F(GatewayTest, TheClientKeyIsReadableByTheGatewayUserOnly) {
+  struct stat st;
+  ASSERT_EQ(stat(key_.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0400u);
+  EXPECT_EQ(st.st_uid, UidOf("allgo-gateway"));
+  RunResult r = Sh("cat " + key_, {.uid = uid1_, .gid = kWebappGid});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("Permission denied"));
+  // The gateway runs as its own user (it dropped root before loading the key).
+  std::string status = ReadFile("/proc/" + std::to_string(gateway_->pid()) + "/status");
+  std::string uid = std::to_string(UidOf("allgo-gateway"));
+  EXPECT_THAT(status, HasSubstr("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid));
+  EXPECT_THAT(status, HasSubstr("Groups:\t" + std::to_string(GidOf("allgo-gateway")) + " \n"));
+  // The socket: anyone may connect, the gateway user owns it.
+  ASSERT_EQ(lstat(SocketPath().c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666u);
+  EXPECT_EQ(st.st_uid, UidOf("allgo-gateway"));
+}
+
+TEST_F(GatewayTest, CheckSaysWhatIsWrongWithAConfig) {
+  RunResult r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", config_});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("node node1 unix://" + docker_->socket() + "\n"));
+  EXPECT_THAT(r.out, HasSubstr("node node2 tcp://127.0.0.1:" + std::to_string(port_) + "\n"));
+  auto check = [&](const std::string& text) {
+    std::string path = tmp_ / "check.conf";
+    WriteFile(path, text);
+    return test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", path});
+  };
+  // A key others may read.
+  std::string loose = tmp_ / "loose-key.pem";
+  fs::copy_file(certs_.client_key, loose);
+  chown(loose.c_str(), UidOf("allgo-gateway"), 0);
+  chmod(loose.c_str(), 0644);
+  r = check(ConfigText("", "", loose));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("chown allgo-gateway " + loose + " && chmod 0400 " + loose));
+  // A key of root: the gateway user could not read it.
+  std::string roots = tmp_ / "root-key.pem";
+  fs::copy_file(certs_.client_key, roots);
+  chmod(roots.c_str(), 0400);
+  r = check(ConfigText("", "", roots));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("not by the gateway user allgo-gateway"));
+  // The wrong backend, a shared or privileged gateway user, a key that is not the certificate's.
+  std::string text = ConfigText();
+  std::string bridge = text;
+  bridge.replace(bridge.find("backend = docker"), 16, "backend = bridge");
+  r = check(bridge);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("[sandbox] backend is not docker"));
+  r = check(text + "gateway_user = nobody\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("must be a dedicated user of its own, not nobody"));
+  r = check(text + "gateway_user = no-such-user\n");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("no such user"));
+  std::string other_key = tmp_ / "other-key.pem";
+  fs::copy_file(other_.client_key, other_key);
+  chown(other_key.c_str(), UidOf("allgo-gateway"), 0);
+  chmod(other_key.c_str(), 0400);
+  r = check(ConfigText("", "", other_key));
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("node = node2"));
+}
+
+TEST_F(GatewayTest, StartedAsAnotherUserItRefuses) {
+  std::string path = tmp_ / "user.conf";
+  WriteFile(path, ConfigText(tmp_ / "x.sock"));
+  RunResult r = test::Run({Artifact("allgo-sandbox-gateway"), "--config", path}, {.uid = uid1_, .gid = kWebappGid});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("runs as root (it then drops to allgo-gateway) or as allgo-gateway itself, not as uid " +
+                               std::to_string(uid1_)));
+}
+
+TEST_F(GatewayTest, NoGatewayRunningIsOneClearLine) {
+  std::string path = tmp_ / "nogw.conf";
+  WriteFile(path, ConfigText(tmp_ / "none.sock"));
+  RunResult r = Shell(uid1_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "allgo: the sandbox gateway is not running (connect " + (tmp_ / "none.sock") +
+                       ": No such file or directory); tell the allgo operators\n");
+  // A socket some other user serves is not the gateway: allgo-shell sends it nothing.
+  std::string fake = tmp_ / "fake.sock";
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid2_) != 0) _exit(126);
+    umask(0);  // connectable by anyone, like the real gateway's socket
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, fake.c_str(), sizeof addr.sun_path - 1);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 4) != 0) _exit(3);
+    pollfd a{fd, POLLIN, 0};
+    if (poll(&a, 1, 20000) <= 0) _exit(2);  // allgo-shell never connected
+    int c = accept(fd, nullptr, nullptr);
+    char buf[100];
+    pollfd p{c, POLLIN, 0};
+    _exit(poll(&p, 1, 3000) > 0 && read(c, buf, sizeof buf) > 0 ? 1 : 0);  // 1: it got bytes
+  }
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(fake); }, 5000));
+  WriteFile(path, ConfigText(fake));
+  r = Shell(uid1_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("refusing the sandbox gateway at " + fake + ": it is served by uid " +
+                               std::to_string(uid2_) + ", not by [docker] gateway_user allgo-gateway"));
+  int st = 0;
+  waitpid(pid, &st, 0);
+  EXPECT_TRUE(WIFEXITED(st) && WEXITSTATUS(st) == 0) << "the impostor received bytes or no connection: " << st;
+}
+
+TEST_F(GatewayTest, AStoppedNodeOnlyAffectsItsWebappsAndRecoversWithoutARestart) {
+  ASSERT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
+  web2_->Rebind(docker_);  // (no web2 there: its destructor's rm -f finds nothing)
+  node2_owner_.reset();  // the TLS node goes away with its containers
+  node2_ = nullptr;
+  RunResult r = Shell(uid2_, "hostname");
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("node2 (tcp://127.0.0.1:" + std::to_string(port_) + ")"));
+  EXPECT_THAT(r.err, HasSubstr("does not answer"));
+  EXPECT_THAT(r.err, HasSubstr("tell the allgo operators"));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  EXPECT_EQ(Shell(uid1_, "hostname").out, "web1-on-node1\n") << "the other node's webapp is unaffected";
+  // The node comes back (same address and certificates), the controller starts web2 again.
+  ASSERT_EQ(StartTlsNode(), "");
+  web2_->Rebind(node2_);
+  ASSERT_EQ(web2_->Run(image2_), "");
+  r = Shell(uid2_, "hostname");
+  EXPECT_EQ(r.out, "web2-on-node2\n") << r.err << GatewayLog();
+  EXPECT_TRUE(gateway_->Running());
+}
+
+TEST_F(GatewayTest, AContainerRemovedMidSessionEndsItAndTheGatewayServesOn) {
+  Child shell({Artifact("allgo-shell"), "-c", "echo started; sleep 60"}, ShellOptions(uid1_, "rm"));
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(tmp_ / "rm.out") == "started\n"; }, 20000)) << GatewayLog();
+  web1_->Remove();
+  EXPECT_EQ(shell.Wait(20000), 255);
+  EXPECT_THAT(ReadFile(tmp_ / "rm.err"), HasSubstr("allgo: lost the connection to the sandbox of 'web1'"));
+  EXPECT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
+  // The sandbox is started again: the cached location is stale, the gateway finds it anew.
+  ASSERT_EQ(web1_->Run(image_), "");
+  RunResult r = Shell(uid1_, "hostname");
+  EXPECT_EQ(r.out, "web1-on-node1\n") << r.err << GatewayLog();
+}
+
+TEST_F(GatewayTest, ARestartedGatewayEndsRunningSessionsClearlyAndServesNewOnes) {
+  Child shell({Artifact("allgo-shell"), "-c", "echo started; sleep 60"}, ShellOptions(uid2_, "restart"));
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(tmp_ / "restart.out") == "started\n"; }, 20000)) << GatewayLog();
+  EXPECT_EQ(gateway_->Stop(SIGTERM, 15000), 0) << GatewayLog();
+  EXPECT_THAT(GatewayLog(), HasSubstr("the gateway is stopping"));
+  EXPECT_FALSE(fs::exists(SocketPath())) << "the socket is removed";
+  EXPECT_EQ(shell.Wait(10000), 255);
+  EXPECT_THAT(ReadFile(tmp_ / "restart.err"), HasSubstr("allgo: lost the connection to the sandbox of 'web2'"));
+  ASSERT_TRUE(StartGateway());
+  EXPECT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
+}
+
+TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {
+  std::string other_key = tmp_ / "other-key.pem";
+  fs::copy_file(other_.client_key, other_key);
+  chown(other_key.c_str(), UidOf("allgo-gateway"), 0);
+  chmod(other_key.c_str(), 0400);
+  std::string path = tmp_ / "wrong.conf";
+  std::string socket = tmp_ / "wrong/gw.sock";
+  WriteFile(path, ConfigText(socket, other_.client_cert, other_key));
+  Daemon wrong({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "wrong.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "wrong.log");
+  RunResult r = Shell(uid2_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("node2"));
+  EXPECT_THAT(r.err, HasSubstr("check tls_ca, tls_cert and tls_key"));
+  EXPECT_THAT(ReadFile(tmp_ / "wrong.log"), HasSubstr("check tls_ca, tls_cert and tls_key"));
+  // The unix node needs no certificate: its webapp still works through this gateway.
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n");
+}
+
+}  // namespace
+}  // namespace allgo::test
