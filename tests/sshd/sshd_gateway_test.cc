@@ -349,7 +349,8 @@ TEST_F(SshdGatewayTest, AContainerRemovedMidSessionEndsThatSessionOnly) {
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.out, "started\n");
   EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
-  EXPECT_THAT(r.err, HasSubstr("echo"));
+  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'echo'"));
+  RecordProperty("line_container_removed_mid_session", r.err);
   RunResult o = other.get();
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "delta-on-node-b\n");
@@ -357,7 +358,8 @@ TEST_F(SshdGatewayTest, AContainerRemovedMidSessionEndsThatSessionOnly) {
   r = Ssh("echo", "true");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(OneAllgoLine(r.err));
-  EXPECT_THAT(r.err, HasSubstr("echo"));
+  EXPECT_THAT(r.err, HasSubstr("no container echo for 'echo'"));
+  RecordProperty("line_login_to_removed_container", r.err);
   ASSERT_EQ(g->spare->Start(), "");
   r = Ssh("echo", "hostname");
   EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
@@ -375,10 +377,14 @@ TEST_F(SshdGatewayTest, TheGatewayRestartedMidSessionEndsItWithOneLineAndServesA
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.out, "started\n");
   EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
+  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'charlie'"));
+  RecordProperty("line_gateway_stopped_mid_session", r.err);
   // While it is down: one line, no hang.
   r = Ssh("alpha", "true");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_TRUE(OneAllgoLine(r.err));
+  EXPECT_THAT(r.err, HasSubstr("the sandbox gateway is not running"));
+  RecordProperty("line_gateway_down", r.err);
   ASSERT_EQ(g->gateway->Start(), "");
   r = Ssh("charlie", "hostname");
   EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
@@ -387,7 +393,18 @@ TEST_F(SshdGatewayTest, TheGatewayRestartedMidSessionEndsItWithOneLineAndServesA
 
 TEST_F(SshdGatewayTest, ANodeStoppedFailsItsWebappsOnlyAndRecoversWithoutRestarts) {
   pid_t gateway_pid = g->gateway->pid();
+  std::string marker = g->shared + "/node-started";
+  fs::remove(marker);
+  // Running when the node goes: a session on it, and one on the other node.
+  auto on_a = std::async(std::launch::async, [&] { return Ssh("alpha", "touch " + marker + "; sleep 60; echo never"); });
+  auto on_b = std::async(std::launch::async, [&] { return Ssh("charlie", "sleep 6; hostname"); });
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
   g->nodes->node(0).StopEngine();
+  RunResult lost = on_a.get();
+  EXPECT_NE(lost.exit_code, 0);
+  EXPECT_TRUE(OneAllgoLine(lost.err)) << Logs();
+  EXPECT_THAT(lost.err, HasSubstr("lost the connection to the sandbox of 'alpha'"));
+  RecordProperty("line_session_on_a_stopped_node", lost.err);
   for (const char* webapp : {"alpha", "bravo"}) {
     auto t0 = std::chrono::steady_clock::now();
     RunResult r = Ssh(webapp, "true");
@@ -395,9 +412,14 @@ TEST_F(SshdGatewayTest, ANodeStoppedFailsItsWebappsOnlyAndRecoversWithoutRestart
     EXPECT_NE(r.exit_code, 0) << webapp;
     EXPECT_TRUE(OneAllgoLine(r.err)) << webapp << Logs();
     EXPECT_THAT(r.err, HasSubstr(webapp));
-    EXPECT_THAT(r.err, HasSubstr("node-a"));
+    EXPECT_THAT(r.err, HasSubstr("node node-a"));
+    EXPECT_THAT(r.err, HasSubstr("does not answer"));
     EXPECT_LT(seconds, 15) << "a refused connection must not wait for api_timeout";
+    RecordProperty(std::string("line_login_on_a_stopped_node_") + webapp, r.err);
   }
+  RunResult b = on_b.get();
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, "charlie-on-node-b\n");
   for (const char* webapp : {"charlie", "delta"}) {
     RunResult r = Ssh(webapp, "hostname");
     EXPECT_EQ(r.exit_code, 0) << webapp << ": " << r.err << Logs();
@@ -425,7 +447,11 @@ TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTh
     RunResult r = Ssh("alpha", "true");
     EXPECT_NE(r.exit_code, 0);
     EXPECT_TRUE(OneAllgoLine(r.err)) << rogue.log();
+    // The TLS cause (with TLS 1.3 the node refuses the certificate after the handshake).
+    EXPECT_THAT(r.err, HasSubstr("certificate"));
+    EXPECT_THAT(r.err, HasSubstr("check tls_ca, tls_cert and tls_key"));
     EXPECT_THAT(r.err, Not(HasSubstr("BEGIN")));
+    RecordProperty("line_rogue_client_certificate", r.err);
     // The operator's detail: which node, and that TLS refused the certificate.
     EXPECT_TRUE(rogue.WaitForLog("node-a")) << rogue.log();
     EXPECT_THAT(rogue.log(), HasSubstr("certificate"));
@@ -443,9 +469,11 @@ TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTh
       // It refuses to start, naming a missing file and where it is configured.
       EXPECT_THAT(started, AnyOf(HasSubstr("no-such-cert.pem"), HasSubstr("no-such-key.pem")));
       EXPECT_THAT(started, HasSubstr(missing.config_path()));
+      RecordProperty("log_missing_client_certificate", missing.log());
       RunResult r = Ssh("alpha", "true");
       EXPECT_NE(r.exit_code, 0);
       EXPECT_TRUE(OneAllgoLine(r.err));
+      RecordProperty("line_missing_client_certificate", r.err);
     }
   }
   ASSERT_EQ(g->gateway->Start(), "");
