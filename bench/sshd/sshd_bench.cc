@@ -50,6 +50,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "allgo/engine_client.h"
 #include "test_docker.h"
 #include "test_gateway.h"
 #include "test_support.h"
@@ -865,6 +866,7 @@ class GatewayBench {
       r.up = Upload("webapp1");
       r.pss_kb = IdleFrontendPssKb(backend == "docker");
       if (backend == "docker") {
+        exec_floor_ms_ = ExecFloorMs();
         std::vector<double> spread = Latencies({"webapp1", "webapp2"});
         spread_median_ = Percentile(spread, 0.5);
         one_node_mbps_ = ParallelDownload({"webapp1", "webapp1", "webapp1", "webapp1"});
@@ -891,6 +893,8 @@ class GatewayBench {
     };
     row("login `ssh host true`, median (ms)", b.median, d.median, "gateway adds ≤ 20 ms");
     row("login `ssh host true`, p95 (ms)", b.p95, d.p95, "");
+    std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
+                exec_floor_ms_);
     row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
     row("upload aes128-gcm (MB/s)", b.up, d.up, "≥ 0.50×");
     row("PSS per idle PTY session on the frontend (KiB)", b.pss_kb, d.pss_kb, "");
@@ -999,6 +1003,36 @@ class GatewayBench {
     return argv;
   }
 
+  // What one exec costs the engine, without ssh, allgo-shell or the relay: the gateway's two
+  // Engine API calls (each a TLS connection) and the process start in the container.
+  double ExecFloorMs() {
+    std::unique_ptr<engine::EngineClient> client;
+    engine::NodeOptions node{nodes_->node(0).tcp_url(), nodes_->ca(), nodes_->client_cert(), nodes_->client_key()};
+    if (Status s = engine::EngineClient::Create(node, &client); !s.ok()) {
+      std::fprintf(stderr, "gateway bench: %s\n", s.message().c_str());
+      return 0;
+    }
+    std::vector<double> ms;
+    for (int i = 0; i < runs_; ++i) {
+      auto t0 = Clock::now();
+      engine::ExecOptions options;
+      options.cmd = {"true"};
+      options.attach_stdin = false;
+      std::string id, chunk;
+      std::unique_ptr<engine::ExecStream> stream;
+      Status s = client->CreateExec("webapp1", options, &id);
+      if (s.ok()) s = client->StartExec(id, false, &stream);
+      while (s.ok() && (s = stream->Read(&chunk, 65536, std::chrono::seconds(10))).ok() && !chunk.empty()) {
+      }
+      if (!s.ok()) {
+        std::fprintf(stderr, "gateway bench: exec: %s\n", s.message().c_str());
+        continue;
+      }
+      ms.push_back(Seconds(Clock::now() - t0) * 1000);
+    }
+    return Percentile(ms, 0.5);
+  }
+
   // `runs_` logins, cycling through `webapps`; milliseconds each.
   std::vector<double> Latencies(const std::vector<std::string>& webapps) {
     std::vector<double> lat;
@@ -1093,7 +1127,7 @@ class GatewayBench {
   test::KeyPair key_;
   std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
   int port_ = 0, servers_ = 0;
-  double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0;
+  double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0;
   std::map<std::string, int> failures_;
   // Declared after dir_: stopped before the folder goes; the server before the gateway before
   // the containers before their engines.

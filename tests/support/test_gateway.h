@@ -45,6 +45,8 @@ class TestNodes {
   std::string DockerSection(const std::string& gateway_socket, ClientCertificate which = ClientCertificate::kTrusted,
                             const std::string& extra = "") const;
   const std::string& client_key() const { return client_key_; }  // the deployed copy
+  const std::string& client_cert() const { return client_cert_; }
+  const std::string& ca() const { return certs_.ca; }
   const std::string& dir() const { return dir_.path(); }
 
  private:
