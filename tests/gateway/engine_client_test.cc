@@ -396,6 +396,48 @@ TEST_F(TlsNodeTest, ExecWithTheRightClientCertificate) {
   EXPECT_EQ(e, "err\n");
 }
 
+// Output that arrives in several TLS records at once: poll() on fd() sees the socket only,
+// not what Asio's TLS layer already read ahead; ReadAvailable hands all of it out, never
+// waiting, and reports the end.
+TEST_F(TlsNodeTest, ReadAvailableGetsEveryRecordWithoutWaiting) {
+  std::string why;
+  std::string image = node_->BusyboxImage(&why);
+  ASSERT_FALSE(image.empty()) << why;
+  Container c(*node_, "engine-tls-avail");
+  ASSERT_EQ(RunContainer(*node_, c.name(), image, {"sleep", "100000"}), "");
+  auto client = Client(Options());
+  ASSERT_TRUE(client);
+  std::string id;
+  ASSERT_TRUE(client->CreateExec(c.name(), {.cmd = {"sh", "-c", "for i in 1 2 3 4 5 6 7 8; do echo out$i; echo err$i >&2; done"},
+                                            .attach_stdin = false},
+                                 &id)
+                  .ok());
+  std::unique_ptr<ExecStream> stream;
+  ASSERT_TRUE(client->StartExec(id, false, &stream).ok());
+  std::optional<int> code = ExitCode(*client, id);  // everything was sent before we read
+  EXPECT_EQ(code, 0);
+  std::string raw, chunk;
+  bool eof = false;
+  auto deadline = std::chrono::steady_clock::now() + 10s;
+  while (!eof && std::chrono::steady_clock::now() < deadline) {
+    auto t0 = std::chrono::steady_clock::now();
+    Status s = stream->ReadAvailable(&chunk, 7, &eof);  // small reads: records stay buffered
+    ASSERT_TRUE(s.ok()) << s.ToString();
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "it must not wait";
+    raw += chunk;
+    if (chunk.empty() && !eof) {
+      pollfd p{stream->fd(), POLLIN, 0};
+      poll(&p, 1, 200);
+    }
+  }
+  ASSERT_TRUE(eof);
+  std::string o, e;
+  StdcopyDemuxer demux;
+  ASSERT_TRUE(demux.Feed(raw, [&](StdStream w, std::string_view b) { (w == StdStream::kStdout ? o : e) += b; }).ok());
+  EXPECT_EQ(o, "out1\nout2\nout3\nout4\nout5\nout6\nout7\nout8\n");
+  EXPECT_EQ(e, "err1\nerr2\nerr3\nerr4\nerr5\nerr6\nerr7\nerr8\n");
+}
+
 TEST_F(TlsNodeTest, ClientCertificateOfAnotherCaIsRefused) {
   NodeOptions options = Options();
   options.tls_cert = other_.client_cert;

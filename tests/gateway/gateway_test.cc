@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <random>
 #include <sstream>
@@ -30,6 +31,7 @@
 #include <vector>
 
 #include "allgo/bridge/protocol.h"
+#include "allgo/unique_fd.h"
 #include "test_docker.h"
 #include "test_support.h"
 
@@ -164,6 +166,50 @@ std::string RawExchange(const std::string& socket_path, uid_t uid, const std::st
     if (n <= 0) break;
     all.append(buf, static_cast<size_t>(n));
   }
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return all;
+}
+
+// As `uid`: opens `idle` connections that send nothing, then one more that sends `bytes`;
+// returns what that last one got (until the gateway closed it or 10 s passed).
+std::string ReplyPastIdleConnections(const std::string& socket_path, uid_t uid, int idle, const std::string& bytes) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return "pipe failed";
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    signal(SIGPIPE, SIG_IGN);
+    if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid) != 0) _exit(126);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+    std::vector<int> held;
+    for (int i = 0; i <= idle; ++i) {
+      int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+      if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) _exit(3);
+      held.push_back(fd);
+      if (i == idle - 1) usleep(1000 * 1000);  // the gateway has taken the idle ones
+    }
+    int last = held.back();
+    if (write(last, bytes.data(), bytes.size()) < 0) _exit(4);
+    char buf[4096];
+    for (int waited = 0; waited < 10000;) {
+      pollfd p{last, POLLIN, 0};
+      if (poll(&p, 1, 100) == 0) {
+        waited += 100;
+        continue;
+      }
+      ssize_t n = read(last, buf, sizeof buf);
+      if (n <= 0) break;
+      if (write(pipe_fds[1], buf, static_cast<size_t>(n)) != n) break;
+    }
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  std::string all;
+  char buf[4096];
+  for (ssize_t n; (n = read(pipe_fds[0], buf, sizeof buf)) > 0;) all.append(buf, static_cast<size_t>(n));
   close(pipe_fds[0]);
   waitpid(pid, nullptr, 0);
   return all;
@@ -479,6 +525,23 @@ TEST_F(GatewayTest, UidsThatAreNotWebappsAreRefusedWithOneLine) {
   EXPECT_THAT(d.errors[0], HasSubstr("uid 0 is not a webapp"));
 }
 
+TEST_F(GatewayTest, OneUidCannotTakeEverySession) {
+  // 64 sessions of web1 that never send their open (each waits in its agent's handshake):
+  // the 65th is refused with a line saying so, and web2 is served meanwhile.
+  std::future<std::string> flood = std::async(std::launch::async, [] {
+    return ReplyPastIdleConnections(SocketPath(), uid1_, 64, OpenFrame("hostname"));
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  EXPECT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
+  Decoded d = Decode(flood.get());
+  ASSERT_EQ(d.errors.size(), 1u) << GatewayLog();
+  EXPECT_THAT(d.errors[0], HasSubstr("uid " + std::to_string(uid1_) + " already has 64 sessions open through the "
+                                     "sandbox gateway (the limit); end some first"));
+  // Once they are gone, web1 is served again.
+  ASSERT_TRUE(WaitFor([] { return Decode(RawExchange(SocketPath(), uid1_, OpenFrame("hostname"), 5000)).started; },
+                      15000));
+}
+
 TEST_F(GatewayTest, AWebappWithoutARunningContainerGetsOneLineNamingTheState) {
   RunResult r = Shell(uid3_, "hostname");
   EXPECT_EQ(r.exit_code, 1);
@@ -625,6 +688,55 @@ TEST_F(GatewayTest, AStoppedNodeOnlyAffectsItsWebappsAndRecoversWithoutARestart)
   r = Shell(uid2_, "hostname");
   EXPECT_EQ(r.out, "web2-on-node2\n") << r.err << GatewayLog();
   EXPECT_TRUE(gateway_->Running());
+}
+
+TEST_F(GatewayTest, ANodeThatHangsDelaysOnlyTheWebappsItCouldHold) {
+  // node3 accepts connections and never answers (an engine stuck or a proxy black-holing).
+  std::string stall = tmp_ / "stall.sock";
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  strncpy(addr.sun_path, stall.c_str(), sizeof addr.sun_path - 1);
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(listen(listener.get(), 64), 0);
+  chmod(stall.c_str(), 0666);
+  std::string path = tmp_ / "stall.conf";
+  std::string socket = tmp_ / "stall-gw/gw.sock";
+  WriteFile(path, ConfigText(socket, "", "", "node = node3 unix://" + stall + "\n"));
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "stall.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "stall.log");
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult r = Shell(uid1_, "hostname", {}, path);
+  EXPECT_EQ(r.out, "web1-on-node1\n") << r.err << ReadFile(tmp_ / "stall.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "found on node1 without waiting for node3";
+  // A webapp whose container is nowhere: node3 might have it, so its answer is waited for,
+  // as long as api_timeout (5 s) and no longer.
+  t0 = std::chrono::steady_clock::now();
+  r = Shell(uid3_, "hostname", {}, path);
+  auto took = std::chrono::steady_clock::now() - t0;
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("may be on node node3 (unix://" + stall + "), which does not answer"));
+  EXPECT_THAT(r.err, HasSubstr("api_timeout"));
+  EXPECT_GE(took, std::chrono::seconds(4));
+  EXPECT_LT(took, std::chrono::seconds(9));
+}
+
+TEST_F(GatewayTest, SandboxLocationFromTheDatabase) {
+  // The database knows where web2 and web3 run (web3: on a node this frontend does not have);
+  // it has no row for web1, which is then looked for on every node.
+  std::string path = tmp_ / "location.conf";
+  std::string socket = tmp_ / "location-gw/gw.sock";
+  WriteFile(path, ConfigText(socket, "", "",
+                             "[queries]\nsandbox_location = SELECT IF(docker_name = 'web3', 'node9', 'node2'),\n"
+                             "  docker_name FROM webapps WHERE id = ? AND docker_name <> 'web1'\n"));
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "location.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "location.log");
+  EXPECT_EQ(Shell(uid2_, "hostname", {}, path).out, "web2-on-node2\n") << ReadFile(tmp_ / "location.log");
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n") << ReadFile(tmp_ / "location.log");
+  RunResult r = Shell(uid3_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the database places the sandbox of 'web3' on node 'node9', which is not a [docker] "
+                               "node of this frontend (node1, node2); tell the allgo operators"));
 }
 
 TEST_F(GatewayTest, AContainerRemovedMidSessionEndsItAndTheGatewayServesOn) {

@@ -35,6 +35,7 @@ class Install : public ::testing::Test {
 
 TEST_F(Install, LayoutHasEveryPart) {
   EXPECT_TRUE(Executable("sbin/allgo-sshd"));
+  EXPECT_TRUE(Executable("sbin/allgo-sandbox-gateway"));
   EXPECT_TRUE(Executable("bin/allgo-shell"));
   EXPECT_TRUE(Executable("bin/allgo-authkeys"));
   EXPECT_TRUE(Executable("bin/allgo-sandbox-agent"));
@@ -44,7 +45,8 @@ TEST_F(Install, LayoutHasEveryPart) {
   EXPECT_EQ(st.st_mode & 0777, 0644u) << "the NSS module and allgo-shell must read it";
   for (const char* f : {"share/allgo-ssh/schema.sql", "share/allgo-ssh/grants.sql",
                         "share/allgo-ssh/nsswitch.snippet", "share/allgo-ssh/sshd_config.d/allgo.conf",
-                        "lib/systemd/system/allgo-sshd.service", "share/doc/allgo-ssh/install.md"}) {
+                        "lib/systemd/system/allgo-sshd.service", "lib/systemd/system/allgo-sandbox-gateway.service",
+                        "share/doc/allgo-ssh/install.md"}) {
     EXPECT_EQ(access(P(f).c_str(), R_OK), 0) << f;
   }
 }
@@ -114,7 +116,7 @@ TEST_F(Install, ReinstallKeepsTheOperatorsConfig) {
 }
 
 TEST_F(Install, InstalledBinariesRun) {
-  for (const char* bin : {"sbin/allgo-sshd", "bin/allgo-shell", "bin/allgo-authkeys",
+  for (const char* bin : {"sbin/allgo-sshd", "sbin/allgo-sandbox-gateway", "bin/allgo-shell", "bin/allgo-authkeys",
                           "bin/allgo-sandbox-agent"}) {
     RunResult r = test::Run({P(bin), "--version"});
     EXPECT_EQ(r.exit_code, 0) << bin << ": " << r.err;
@@ -166,6 +168,9 @@ TEST_F(Install, UnitAndSnippetNameTheInstalledPaths) {
   EXPECT_EQ(unit.find("@SBINDIR@"), std::string::npos) << "unexpanded placeholder";
   EXPECT_NE(unit.find("NoNewPrivileges=yes"), std::string::npos);
   EXPECT_NE(unit.find("CapabilityBoundingSet="), std::string::npos);
+  std::string gateway = ReadFile(P("lib/systemd/system/allgo-sandbox-gateway.service"));
+  EXPECT_NE(gateway.find("/sbin/allgo-sandbox-gateway --check"), std::string::npos) << gateway;
+  EXPECT_EQ(gateway.find("@SBINDIR@"), std::string::npos) << "unexpanded placeholder";
   std::string snippet = ReadFile(P("share/allgo-ssh/sshd_config.d/allgo.conf"));
   EXPECT_NE(snippet.find("AuthorizedKeysCommand /"), std::string::npos);
   EXPECT_EQ(snippet.find("@BINDIR@"), std::string::npos);

@@ -2,7 +2,10 @@
 
 #include <spdlog/spdlog.h>
 
-#include <future>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "allgo/names.h"
@@ -88,25 +91,50 @@ Status SandboxLocator::Inspect(const Webapp& webapp, Node* node, const std::stri
 
 Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& container, SandboxLocation* out) {
   struct Answer {
+    bool done = false;
     Status status;
     engine::ContainerInfo info;
   };
+  // Shared with the asking threads, which may outlive this call: a running container found on
+  // one node answers the login at once, whatever a hanging node does (it costs its thread one
+  // api_timeout, not the user).
+  struct Board {
+    std::mutex mu;
+    std::condition_variable changed;
+    std::vector<Answer> answers;
+  };
   std::vector<Node>& nodes = nodes_->nodes();
-  std::vector<std::future<Answer>> pending;
-  for (Node& node : nodes) {
-    pending.push_back(std::async(std::launch::async, [&node, &container] {
+  auto board = std::make_shared<Board>();
+  board->answers.resize(nodes.size());
+  for (size_t i = 0; i < nodes.size(); ++i) {
+    std::thread([board, i, client = nodes[i].client.get(), container] {
       Answer a;
-      a.status = node.client->InspectContainer(container, &a.info);
-      return a;
-    }));
+      a.status = client->InspectContainer(container, &a.info);
+      a.done = true;
+      std::lock_guard<std::mutex> lock(board->mu);
+      board->answers[i] = std::move(a);
+      board->changed.notify_all();
+    }).detach();
   }
   std::vector<Answer> answers;
-  for (auto& p : pending) answers.push_back(p.get());
+  {
+    std::unique_lock<std::mutex> lock(board->mu);
+    board->changed.wait(lock, [&] {
+      bool all = true;
+      for (const Answer& a : board->answers) {
+        if (a.done && a.status.ok() && a.info.running) return true;
+        all = all && a.done;
+      }
+      return all;
+    });
+    answers = board->answers;
+  }
 
   Node* running = nullptr;
   std::string stopped, down, down_cause;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Answer& a = answers[i];
+    if (!a.done) continue;  // still asking, but a running container was found elsewhere
     if (a.status.ok() && a.info.running) {
       if (running == nullptr) {
         running = &nodes[i];
@@ -139,7 +167,11 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
 
 void SandboxLocator::Remember(uint32_t webapp_id, const SandboxLocation& location) {
   std::lock_guard<std::mutex> lock(mu_);
-  cache_[webapp_id] = Cached{location, std::chrono::steady_clock::now() + kCacheTtl};
+  auto now = std::chrono::steady_clock::now();
+  if (cache_.size() >= kCachePruneAt) {  // one entry per webapp seen in the last kCacheTtl
+    for (auto it = cache_.begin(); it != cache_.end();) it = it->second.until <= now ? cache_.erase(it) : std::next(it);
+  }
+  cache_[webapp_id] = Cached{location, now + kCacheTtl};
 }
 
 void SandboxLocator::Forget(uint32_t webapp_id) {

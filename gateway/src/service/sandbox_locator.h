@@ -2,8 +2,9 @@
 //
 // The container name comes from [docker] container. The node comes from [queries]
 // sandbox_location when it is set and has a row; otherwise every node is asked at once
-// (InspectContainer in parallel, each bounded by api_timeout), so a node that hangs costs one
-// api_timeout, not one per node. A found running container is remembered for kCacheTtl (a
+// (InspectContainer in parallel, each bounded by api_timeout): the first running container
+// found answers, so a node that hangs delays only the webapps it could hold (by one
+// api_timeout, not one per node). A found running container is remembered for kCacheTtl (a
 // login then costs no inspect); Forget drops it when an exec there failed. Failures are not
 // remembered: a sandbox started a second later is found at once.
 //
@@ -33,6 +34,7 @@ struct SandboxLocation {
 class SandboxLocator {
  public:
   static constexpr std::chrono::seconds kCacheTtl{10};
+  static constexpr size_t kCachePruneAt = 4096;  // expired entries are dropped past this size
 
   SandboxLocator(const Config& config, NodeSet* nodes, WebappLookup* lookup)
       : config_(config), nodes_(nodes), lookup_(lookup) {}
