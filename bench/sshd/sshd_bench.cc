@@ -867,6 +867,8 @@ class GatewayBench {
       r.pss_kb = IdleFrontendPssKb(backend == "docker");
       if (backend == "docker") {
         exec_floor_ms_ = ExecFloorMs();
+        exec_stream_mbps_ = ExecStreamMBps();
+        exec_upload_mbps_ = ExecStreamUploadMBps();
         std::vector<double> spread = Latencies({"webapp1", "webapp2"});
         spread_median_ = Percentile(spread, 0.5);
         one_node_mbps_ = ParallelDownload({"webapp1", "webapp1", "webapp1", "webapp1"});
@@ -896,7 +898,11 @@ class GatewayBench {
     std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
                 exec_floor_ms_);
     row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
+    std::printf("| exec stream alone over TLS: `head -c` read by the Engine API client (MB/s) | | %.1f | | | the engine's side of the download path |\n",
+                exec_stream_mbps_);
     row("upload aes128-gcm (MB/s)", b.up, d.up, "≥ 0.50×");
+    std::printf("| exec stream alone over TLS: written into `head -c` by the Engine API client (MB/s) | | %.1f | | | the engine's side of the upload path |\n",
+                exec_upload_mbps_);
     row("PSS per idle PTY session on the frontend (KiB)", b.pss_kb, d.pss_kb, "");
     std::printf("\n### the gateway with sessions spread over two nodes\n\n"
                 "| measurement | node-a only | node-a and node-b | ratio |\n|---|---|---|---|\n");
@@ -1006,31 +1012,63 @@ class GatewayBench {
   // What one exec costs the engine, without ssh, allgo-shell or the relay: the gateway's two
   // Engine API calls (each a TLS connection) and the process start in the container.
   double ExecFloorMs() {
-    std::unique_ptr<engine::EngineClient> client;
-    engine::NodeOptions node{nodes_->node(0).tcp_url(), nodes_->ca(), nodes_->client_cert(), nodes_->client_key()};
-    if (Status s = engine::EngineClient::Create(node, &client); !s.ok()) {
-      std::fprintf(stderr, "gateway bench: %s\n", s.message().c_str());
-      return 0;
-    }
     std::vector<double> ms;
     for (int i = 0; i < runs_; ++i) {
       auto t0 = Clock::now();
-      engine::ExecOptions options;
-      options.cmd = {"true"};
-      options.attach_stdin = false;
-      std::string id, chunk;
-      std::unique_ptr<engine::ExecStream> stream;
-      Status s = client->CreateExec("webapp1", options, &id);
-      if (s.ok()) s = client->StartExec(id, false, &stream);
-      while (s.ok() && (s = stream->Read(&chunk, 65536, std::chrono::seconds(10))).ok() && !chunk.empty()) {
-      }
-      if (!s.ok()) {
-        std::fprintf(stderr, "gateway bench: exec: %s\n", s.message().c_str());
-        continue;
-      }
+      if (ExecAlone({"true"}) < 0) continue;
       ms.push_back(Seconds(Clock::now() - t0) * 1000);
     }
     return Percentile(ms, 0.5);
+  }
+
+  // The exec stream alone over TLS (the engine's side of the gateway's download path):
+  // `head -c bytes_ /dev/zero` read and discarded by the Engine API client.
+  double ExecStreamMBps() {
+    auto t0 = Clock::now();
+    long long got = ExecAlone({"head", "-c", std::to_string(bytes_), "/dev/zero"});
+    if (got < bytes_) std::fprintf(stderr, "exec stream incomplete: %lld bytes\n", got);  // frames add 8 bytes each
+    return got < 0 ? 0 : bytes_ / Seconds(Clock::now() - t0) / 1e6;
+  }
+
+  // The other way: bytes_ written into `head -c bytes_ >/dev/null` through the exec stream
+  // (TLS cannot half-close, so the command ends by count, as the agent's stdio EOF message does).
+  double ExecStreamUploadMBps() {
+    auto t0 = Clock::now();
+    long long got = ExecAlone({"sh", "-c", "head -c " + std::to_string(bytes_) + " >/dev/null; echo done"}, bytes_);
+    if (got < 0) return 0;
+    return bytes_ / Seconds(Clock::now() - t0) / 1e6;
+  }
+
+  // Runs `cmd` in webapp1's container through the Engine API (TLS, node-a), writing `upload`
+  // bytes to its stdin first (none: no stdin attached); the stream bytes read (stdcopy frames
+  // included), -1 on an error.
+  long long ExecAlone(const std::vector<std::string>& cmd, long long upload = 0) {
+    if (!engine_) {
+      engine::NodeOptions node{nodes_->node(0).tcp_url(), nodes_->ca(), nodes_->client_cert(), nodes_->client_key()};
+      if (Status s = engine::EngineClient::Create(node, &engine_); !s.ok()) {
+        std::fprintf(stderr, "gateway bench: %s\n", s.message().c_str());
+        return -1;
+      }
+    }
+    engine::ExecOptions options;
+    options.cmd = cmd;
+    options.attach_stdin = upload > 0;
+    std::string id, chunk;
+    std::unique_ptr<engine::ExecStream> stream;
+    Status s = engine_->CreateExec("webapp1", options, &id);
+    if (s.ok()) s = engine_->StartExec(id, false, &stream);
+    const std::string block(1 << 16, 'x');
+    for (long long left = upload; s.ok() && left > 0; left -= static_cast<long long>(block.size())) {
+      s = stream->Write(std::string_view(block).substr(0, static_cast<size_t>(std::min<long long>(left, block.size()))),
+                        std::chrono::seconds(30));
+    }
+    long long total = 0;
+    while (s.ok() && (s = stream->Read(&chunk, 1 << 20, std::chrono::seconds(30))).ok() && !chunk.empty()) total += chunk.size();
+    if (!s.ok()) {
+      std::fprintf(stderr, "gateway bench: exec: %s\n", s.message().c_str());
+      return -1;
+    }
+    return total;
   }
 
   // `runs_` logins, cycling through `webapps`; milliseconds each.
@@ -1127,7 +1165,9 @@ class GatewayBench {
   test::KeyPair key_;
   std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
   int port_ = 0, servers_ = 0;
-  double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0;
+  double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0, exec_stream_mbps_ = 0,
+         exec_upload_mbps_ = 0;
+  std::unique_ptr<engine::EngineClient> engine_;
   std::map<std::string, int> failures_;
   // Declared after dir_: stopped before the folder goes; the server before the gateway before
   // the containers before their engines.
