@@ -60,6 +60,7 @@ class Child {
  public:
   struct Options {
     uid_t uid = 0;
+    gid_t gid = kWebappGid;  // with a non-zero uid
     std::map<std::string, std::string> env;
     std::string out_file, err_file;  // "" = /dev/null
     int pty_slave = -1;              // when set: the child's controlling terminal and fds 0-2
@@ -95,7 +96,7 @@ class Child {
         dup2(out, 1);
         dup2(err, 2);
       }
-      if (o.uid != 0 && (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(o.uid) != 0)) _exit(126);
+      if (o.uid != 0 && (setgroups(0, nullptr) != 0 || setgid(o.gid) != 0 || setuid(o.uid) != 0)) _exit(126);
       execve(args[0], args.data(), envp.data());
       _exit(127);
     }
@@ -630,6 +631,52 @@ TEST_F(GatewayTest, StartedAsAnotherUserItRefuses) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("runs as root (it then drops to allgo-gateway) or as allgo-gateway itself, not as uid " +
                                std::to_string(uid1_)));
+}
+
+TEST_F(GatewayTest, StartedDirectlyAsTheGatewayUserItServesToo) {
+  // No root at all (e.g. a unit with User=allgo-gateway): the folder is the operator's.
+  std::string folder = tmp_ / "as-user";
+  ASSERT_EQ(mkdir(folder.c_str(), 0775), 0);
+  chown(folder.c_str(), 0, GidOf("allgo-gateway"));
+  chmod(folder.c_str(), 0775);
+  std::string path = tmp_ / "as-user.conf";
+  WriteFile(path, ConfigText(folder + "/gw.sock"));
+  Child gateway({Artifact("allgo-sandbox-gateway"), "--config", path},
+                {.uid = UidOf("allgo-gateway"), .gid = GidOf("allgo-gateway"), .out_file = tmp_ / "as-user.out",
+                 .err_file = tmp_ / "as-user.log"});
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(folder + "/gw.sock"); }, 10000)) << ReadFile(tmp_ / "as-user.log");
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n") << ReadFile(tmp_ / "as-user.log");
+  EXPECT_EQ(Shell(uid2_, "hostname", {}, path).out, "web2-on-node2\n") << ReadFile(tmp_ / "as-user.log");
+  kill(gateway.pid(), SIGTERM);
+  EXPECT_EQ(gateway.Wait(15000), 0) << ReadFile(tmp_ / "as-user.log");
+  EXPECT_FALSE(fs::exists(folder + "/gw.sock"));
+}
+
+TEST_F(GatewayTest, ASymlinkOrAFileAtTheSocketPathIsRefusedAStaleSocketReplaced) {
+  std::string folder = tmp_ / "links";
+  ASSERT_EQ(mkdir(folder.c_str(), 0755), 0);
+  std::string path = tmp_ / "links.conf";
+  WriteFile(path, ConfigText(folder + "/gw.sock"));
+  std::string target = tmp_ / "target";
+  WriteFile(target, "precious\n");
+  ASSERT_EQ(symlink(target.c_str(), (folder + "/gw.sock").c_str()), 0);
+  RunResult r = test::Run({Artifact("allgo-sandbox-gateway"), "--config", path}, {.timeout_seconds = 20});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(folder + "/gw.sock exists and is not a socket (a symlink)"));
+  EXPECT_EQ(ReadFile(target), "precious\n");
+  // A stale socket (a gateway that was killed) is replaced.
+  ASSERT_EQ(unlink((folder + "/gw.sock").c_str()), 0);
+  {
+    UniqueFd stale(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, (folder + "/gw.sock").c_str(), sizeof addr.sun_path - 1);
+    ASSERT_EQ(bind(stale.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  }
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "links.log");
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(tmp_ / "links.log").find("listening on") != std::string::npos; }, 10000))
+      << ReadFile(tmp_ / "links.log");
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n");
 }
 
 TEST_F(GatewayTest, NoGatewayRunningIsOneClearLine) {
