@@ -3,7 +3,6 @@
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -34,21 +33,6 @@ std::string Deploy(const std::string& from, const std::string& to, uid_t uid, gi
 }
 
 }  // namespace
-
-bool UnixSocketAccepts(const std::string& path) {
-  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return false;
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  if (path.size() >= sizeof addr.sun_path) {
-    close(fd);
-    return false;
-  }
-  std::memcpy(addr.sun_path, path.c_str(), path.size() + 1);
-  bool ok = connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  close(fd);
-  return ok;
-}
 
 std::string TestNodes::Name(int i) { return std::string("node-") + static_cast<char>('a' + i); }
 
@@ -141,12 +125,17 @@ std::string TestGateway::Start() {
   if (running()) return "";
   std::string binary = Artifact("allgo-sandbox-gateway");
   if (access(binary.c_str(), X_OK) != 0) return binary + " is not built (the gateway target)";
+  const size_t log_before = log().size();  // a restart appends to the same log
   // SIGTERM if the test dies: the gateway then closes its sessions like on a service stop.
   daemon_ = std::make_unique<Daemon>(std::vector<std::string>{binary, "--config", config_path_}, log_path_,
                                      std::map<std::string, std::string>{}, SIGTERM);
-  bool up = WaitFor([&] { return !daemon_->Running() || UnixSocketAccepts(socket_); }, 15000);
+  // Ready once it says it listens (after the drop and the TLS files): a probe connection
+  // would be logged as a refused session and mislead whoever reads a failing test's log.
+  bool up = WaitFor(
+      [&] { return !daemon_->Running() || log().find("listening on " + socket_, log_before) != std::string::npos; },
+      15000);
   if (!up || !daemon_->Running()) {
-    std::string why = std::string(daemon_->Running() ? "does not accept on " + socket_ + " within 15 s"
+    std::string why = std::string(daemon_->Running() ? "does not say it listens on " + socket_ + " within 15 s"
                                                      : "exited with " + std::to_string(daemon_->Stop()));
     return "allgo-sandbox-gateway " + why + "; its log:\n" + Tail(log(), 2000);
   }

@@ -67,7 +67,7 @@ class TestGateway {
   TestGateway(const TestGateway&) = delete;
   TestGateway& operator=(const TestGateway&) = delete;
 
-  // Starts it and waits until its socket accepts a connection: "" or why not (with the log).
+  // Starts it and waits until it logs that it listens: "" or why not (with the log).
   std::string Start();
   // SIGTERM by its pid; its exit code (-1 when it was not running).
   int Stop();
@@ -85,8 +85,5 @@ class TestGateway {
   std::string socket_, config_path_, log_path_;
   std::unique_ptr<Daemon> daemon_;
 };
-
-// True when a unix socket at `path` accepts a connection now.
-bool UnixSocketAccepts(const std::string& path);
 
 }  // namespace allgo::test
