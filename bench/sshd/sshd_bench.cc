@@ -881,6 +881,12 @@ class GatewayBench {
         spread_median_ = Percentile(spread, 0.5);
         one_node_mbps_ = ParallelDownload({"webapp1", "webapp1", "webapp1", "webapp1"});
         two_nodes_mbps_ = ParallelDownload({"webapp1", "webapp2", "webapp1", "webapp2"});
+        // Cold logins: the gateway again with `spares = 0`, so every login execs, as the first
+        // login of a webapp (or one after spare_idle without any) does with spares on.
+        if (!RestartGateway("spares = 0\n")) return 1;
+        std::vector<double> cold = Latencies({"webapp1"});
+        cold_median_ = Percentile(cold, 0.5);
+        cold_p95_ = Percentile(cold, 0.95);
       }
       server_.reset();
     }
@@ -901,8 +907,11 @@ class GatewayBench {
       std::printf("| %s | %.1f | %.1f | %+.1f | %.2f× | %s |\n", name, bridge, gateway, gateway - bridge,
                   bridge > 0 ? gateway / bridge : 0.0, goal);
     };
-    row("login `ssh host true`, median (ms)", b.median, d.median, "gateway adds ≤ 20 ms");
-    row("login `ssh host true`, p95 (ms)", b.p95, d.p95, "");
+    row("login `ssh host true`, warm (the webapp's spare exec), median (ms)", b.median, d.median, "gateway adds ≤ 20 ms");
+    row("login `ssh host true`, warm, p95 (ms)", b.p95, d.p95, "");
+    row("login `ssh host true`, cold (no spare: a fresh exec, as a webapp's first login), median (ms)", b.median,
+        cold_median_, "gateway adds ≤ 20 ms");
+    row("login `ssh host true`, cold, p95 (ms)", b.p95, cold_p95_, "");
     std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
                 exec_floor_ms_);
     row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
@@ -922,8 +931,11 @@ class GatewayBench {
                 "%d idle sessions; PSS = allgo-sshd's processes and allgo-shell (and the gateway's growth)\n",
                 runs_, failures_["bridge"], failures_["docker"], bytes_ / 1073741824.0, idle_);
     bool latency_ok = d.median - b.median <= 20;
-    bool throughput_ok = b.down > 0 && b.up > 0 && d.down / b.down >= 0.5 && d.up / b.up >= 0.5;
-    std::printf("goals: login %s, throughput %s\n", latency_ok ? "met" : "MISSED", throughput_ok ? "met" : "MISSED");
+    bool cold_ok = cold_median_ - b.median <= 20;
+    bool down_ok = b.down > 0 && d.down / b.down >= 0.5;
+    bool up_ok = b.up > 0 && d.up / b.up >= 0.5;
+    std::printf("goals: login warm %s, login cold %s, download %s, upload %s\n", latency_ok ? "met" : "MISSED",
+                cold_ok ? "met" : "MISSED", down_ok ? "met" : "MISSED", up_ok ? "met" : "MISSED");
     return 0;
   }
 
@@ -977,13 +989,25 @@ class GatewayBench {
         return false;
       }
     }
-    gateway_ = std::make_unique<test::TestGateway>(
-        TestDatabase::Get().MysqlConfigSection() + "[sandbox]\nbackend = docker\n" + nodes_->DockerSection(socket_),
-        socket_, dir_.path());
     // Without a gateway the bridge column is still measured (and the run fails at the end).
-    gateway_why_ = gateway_->Start();
+    gateway_why_ = StartGateway("");
     if (!gateway_why_.empty()) std::fprintf(stderr, "gateway bench: %s\n", gateway_why_.c_str());
     return true;
+  }
+
+  // The gateway with `docker_extra` lines added to its [docker] section: "" or why not.
+  std::string StartGateway(const std::string& docker_extra) {
+    gateway_.reset();
+    gateway_ = std::make_unique<test::TestGateway>(TestDatabase::Get().MysqlConfigSection() +
+                                                       "[sandbox]\nbackend = docker\n" +
+                                                       nodes_->DockerSection(socket_) + docker_extra,
+                                                   socket_, dir_.path());
+    return gateway_->Start();
+  }
+  bool RestartGateway(const std::string& docker_extra) {
+    std::string why = StartGateway(docker_extra);
+    if (!why.empty()) std::fprintf(stderr, "gateway bench: restarting the gateway: %s\n", why.c_str());
+    return why.empty();
   }
 
   bool StartServer(const std::string& backend) {
@@ -1173,6 +1197,7 @@ class GatewayBench {
   test::KeyPair key_;
   std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
   int port_ = 0, servers_ = 0;
+  double cold_median_ = 0, cold_p95_ = 0;
   double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0, exec_stream_mbps_ = 0,
          exec_upload_mbps_ = 0;
   std::unique_ptr<engine::EngineClient> engine_;
