@@ -94,14 +94,15 @@ bool Relay::ReadClient(RelayResult* r) {
   const size_t had = to_stream_.size();
   to_stream_.resize(had + std::min(kReadChunk, kMaxPending - had));
   ssize_t n = recv(client_, to_stream_.data() + had, to_stream_.size() - had, MSG_DONTWAIT);
+  const int error = errno;
   to_stream_.resize(had + static_cast<size_t>(std::max<ssize_t>(n, 0)));
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  if (n < 0 && (error == EINTR || error == EAGAIN)) return true;
   if (n == 0 && !to_stream_.empty()) {
     client_closed_ = true;  // what it sent before closing still goes to the exec, then the end
     return true;
   }
   if (n <= 0) {
-    r->ended = n == 0 ? "the client closed" : std::string("the client's socket failed: ") + strerror(errno);
+    r->ended = n == 0 ? "the client closed" : std::string("the client's socket failed: ") + strerror(error);
     return false;
   }
   return true;
