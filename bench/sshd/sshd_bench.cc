@@ -19,6 +19,10 @@
 // bridge), in a bubblewrap sandbox, and in a Docker container (Debian 12 image, private
 // engine, docs/sandbox.md): login latency, download throughput, memory per idle PTY session
 // (frontend processes plus the sandbox's), and the ratios, so the container's cost is a number.
+//
+// With --gateway (issue 11): the same Docker container through the local bridge and through
+// allgo-sandbox-gateway (Engine API exec over TLS on loopback): login latency, download and
+// upload throughput, frontend memory per idle session, and sessions spread over two nodes.
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -46,7 +50,9 @@
 
 #include <CLI/CLI.hpp>
 
+#include "allgo/engine_client.h"
 #include "test_docker.h"
+#include "test_gateway.h"
 #include "test_support.h"
 
 extern char** environ;
@@ -839,6 +845,371 @@ class SandboxBench {
   std::map<std::string, int> failures_;
 };
 
+
+// allgo-sshd with the sessions in the same Docker container reached two ways (issue 11):
+// `[sandbox] backend = bridge` (allgo-shell ⇄ agent.sock in the shared bridge folder) and
+// `backend = docker` (allgo-shell ⇄ allgo-sandbox-gateway ⇄ Engine API exec over TLS on
+// loopback ⇄ `allgo-sandbox-agent --stdio`); then the gateway with sessions spread over two
+// nodes. The container of webapp1 runs on node-a with its bridge folder and agent, so both
+// backends reach the very same container; webapp2 runs on node-b.
+class GatewayBench {
+ public:
+  GatewayBench(int runs, double gib, int idle) : runs_(runs), bytes_(static_cast<long long>(gib * 1073741824)), idle_(idle) {}
+
+  int Main() {
+    if (!Setup()) return 1;
+    struct Result {
+      double median = 0, p95 = 0, down = 0, up = 0, pss_kb = 0;
+    };
+    std::map<std::string, Result> results;
+    std::vector<std::string> backends = {"bridge"};
+    if (gateway_why_.empty()) backends.push_back("docker");
+    for (const std::string& backend : backends) {
+      if (!StartServer(backend)) return 1;
+      Result& r = results[backend];
+      std::vector<double> lat = Latencies({"webapp1"});
+      r.median = Percentile(lat, 0.5);
+      r.p95 = Percentile(lat, 0.95);
+      r.down = Download("webapp1");
+      r.up = Upload("webapp1");
+      r.pss_kb = IdleFrontendPssKb(backend == "docker");
+      if (backend == "docker") {
+        exec_floor_ms_ = ExecFloorMs();
+        exec_stream_mbps_ = ExecStreamMBps();
+        exec_upload_mbps_ = ExecStreamUploadMBps();
+        std::vector<double> spread = Latencies({"webapp1", "webapp2"});
+        spread_median_ = Percentile(spread, 0.5);
+        one_node_mbps_ = ParallelDownload({"webapp1", "webapp1", "webapp1", "webapp1"});
+        two_nodes_mbps_ = ParallelDownload({"webapp1", "webapp2", "webapp1", "webapp2"});
+        // Cold logins: the gateway again with `spares = 0`, so every login execs, as the first
+        // login of a webapp (or one after spare_idle without any) does with spares on.
+        if (!RestartGateway("spares = 0\n")) return 1;
+        std::vector<double> cold = Latencies({"webapp1"});
+        cold_median_ = Percentile(cold, 0.5);
+        cold_p95_ = Percentile(cold, 0.95);
+      }
+      server_.reset();
+    }
+    const Result& b = results["bridge"];
+    if (!gateway_why_.empty()) {
+      std::printf("\n## allgo-sshd, local bridge into a container on a node (the gateway could not start: %s)\n\n"
+                  "| measurement | bridge |\n|---|---|\n| login median (ms) | %.1f |\n| login p95 (ms) | %.1f |\n"
+                  "| download aes128-gcm (MB/s) | %.1f |\n| upload aes128-gcm (MB/s) | %.1f |\n"
+                  "| PSS per idle PTY session on the frontend (KiB) | %.1f |\n",
+                  gateway_why_.c_str(), b.median, b.p95, b.down, b.up, b.pss_kb);
+      return 1;
+    }
+    const Result& d = results["docker"];
+    std::printf("\n## allgo-sshd: local bridge vs allgo-sandbox-gateway (same container, same machine, same run)\n\n");
+    std::printf("| measurement | bridge (agent.sock) | gateway (Engine API over TLS) | gateway − bridge | gateway/bridge | goal |\n"
+                "|---|---|---|---|---|---|\n");
+    auto row = [](const char* name, double bridge, double gateway, const char* goal) {
+      std::printf("| %s | %.1f | %.1f | %+.1f | %.2f× | %s |\n", name, bridge, gateway, gateway - bridge,
+                  bridge > 0 ? gateway / bridge : 0.0, goal);
+    };
+    row("login `ssh host true`, warm (the webapp's spare exec), median (ms)", b.median, d.median, "gateway adds ≤ 20 ms");
+    row("login `ssh host true`, warm, p95 (ms)", b.p95, d.p95, "");
+    row("login `ssh host true`, cold (no spare: a fresh exec, as a webapp's first login), median (ms)", b.median,
+        cold_median_, "gateway adds ≤ 20 ms");
+    row("login `ssh host true`, cold, p95 (ms)", b.p95, cold_p95_, "");
+    std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
+                exec_floor_ms_);
+    row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
+    std::printf("| exec stream alone over TLS: `head -c` read by the Engine API client (MB/s) | | %.1f | | | the engine's side of the download path |\n",
+                exec_stream_mbps_);
+    row("upload aes128-gcm (MB/s)", b.up, d.up, "≥ 0.50×");
+    std::printf("| exec stream alone over TLS: written into `head -c` by the Engine API client (MB/s) | | %.1f | | | the engine's side of the upload path |\n",
+                exec_upload_mbps_);
+    row("PSS per idle PTY session on the frontend (KiB)", b.pss_kb, d.pss_kb, "");
+    std::printf("\n### the gateway with sessions spread over two nodes\n\n"
+                "| measurement | node-a only | node-a and node-b | ratio |\n|---|---|---|---|\n");
+    std::printf("| login median (ms), alternating webapps | %.1f | %.1f | %.2f× |\n", d.median, spread_median_,
+                d.median > 0 ? spread_median_ / d.median : 0.0);
+    std::printf("| 4 parallel downloads, aggregate (MB/s) | %.1f | %.1f | %.2f× |\n", one_node_mbps_, two_nodes_mbps_,
+                one_node_mbps_ > 0 ? two_nodes_mbps_ / one_node_mbps_ : 0.0);
+    std::printf("\nlatency runs per backend: %d (failures: bridge %d, gateway %d); transfer %.2f GiB each way; "
+                "%d idle sessions; PSS = allgo-sshd's processes and allgo-shell (and the gateway's growth)\n",
+                runs_, failures_["bridge"], failures_["docker"], bytes_ / 1073741824.0, idle_);
+    bool latency_ok = d.median - b.median <= 20;
+    bool cold_ok = cold_median_ - b.median <= 20;
+    bool down_ok = b.down > 0 && d.down / b.down >= 0.5;
+    bool up_ok = b.up > 0 && d.up / b.up >= 0.5;
+    std::printf("goals: login warm %s, login cold %s, download %s, upload %s\n", latency_ok ? "met" : "MISSED",
+                cold_ok ? "met" : "MISSED", down_ok ? "met" : "MISSED", up_ok ? "met" : "MISSED");
+    return 0;
+  }
+
+ private:
+  static double Percentile(std::vector<double> v, double p) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
+  }
+
+  bool Setup() {
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    key_ = test::MakeKeyPair(dir_.path(), "client");
+    uint32_t owner = db.AddUser("bench@example.org");
+    db.AddKey(owner, key_.public_line);
+    uid_t uid1 = 2000 + db.AddWebapp("webapp1", owner);
+    db.AddWebapp("webapp2", owner);
+    chmod(dir_.path().c_str(), 0755);
+    host_key_ = dir_ / "host_ed25519";
+    if (RunQuiet({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key_}) != 0) return false;
+    sandboxes_ = dir_ / "sandboxes";
+    std::string bridge = sandboxes_ + "/webapp1";
+    mkdir(sandboxes_.c_str(), 0755);
+    mkdir(bridge.c_str(), 0755);
+    mkdir((dir_ / "run").c_str(), 0755);
+    socket_ = dir_ / "run/gateway.sock";
+    shell_ = dir_ / "allgo-shell";  // a reachable copy (the build may be in a 0700 folder)
+    if (chown(bridge.c_str(), uid1, 65534) != 0 || RunQuiet({"install", "-m", "0755", Artifact("allgo-shell"), shell_}) != 0) {
+      return false;
+    }
+    std::string why;
+    nodes_ = test::TestNodes::Start(2, "allgo-gateway", &why);
+    if (!nodes_) {
+      std::fprintf(stderr, "gateway bench: the Docker nodes cannot start: %s\n", why.c_str());
+      return false;
+    }
+    for (int i = 0; i < 2; ++i) {
+      std::string image = nodes_->node(i).DebianImage(&why);
+      if (image.empty()) {
+        std::fprintf(stderr, "gateway bench: %s\n", why.c_str());
+        return false;
+      }
+      std::string name = "webapp" + std::to_string(i + 1);
+      // webapp1 also gets its bridge folder and agent: the bridge backend's path into it.
+      containers_.push_back(std::make_unique<test::DockerSandbox>(
+          nodes_->node(i), test::DockerSandboxOptions{.name = name, .image = image,
+                                                      .bridge_dir = i == 0 ? bridge : "", .allow_uid = uid1}));
+      if (std::string error = containers_.back()->Start(); !error.empty()) {
+        std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
+        return false;
+      }
+    }
+    // Without a gateway the bridge column is still measured (and the run fails at the end).
+    gateway_why_ = StartGateway("");
+    if (!gateway_why_.empty()) std::fprintf(stderr, "gateway bench: %s\n", gateway_why_.c_str());
+    return true;
+  }
+
+  // The gateway with `docker_extra` lines added to its [docker] section: "" or why not.
+  std::string StartGateway(const std::string& docker_extra) {
+    gateway_.reset();
+    gateway_ = std::make_unique<test::TestGateway>(TestDatabase::Get().MysqlConfigSection() +
+                                                       "[sandbox]\nbackend = docker\n" +
+                                                       nodes_->DockerSection(socket_) + docker_extra,
+                                                   socket_, dir_.path());
+    return gateway_->Start();
+  }
+  bool RestartGateway(const std::string& docker_extra) {
+    std::string why = StartGateway(docker_extra);
+    if (!why.empty()) std::fprintf(stderr, "gateway bench: restarting the gateway: %s\n", why.c_str());
+    return why.empty();
+  }
+
+  bool StartServer(const std::string& backend) {
+    backend_ = backend;
+    port_ = 30000 + (getpid() + ++servers_) % 20000;
+    test::WriteAllgoConfig(TestDatabase::Get().ConfigText(
+        "[sandbox]\nbackend = " + backend + "\ndir = " + sandboxes_ + "\nstart_wait = 5\n" +
+        nodes_->DockerSection(socket_) + "[nss]\nshell = " + shell_ + "\n[sshd]\nlisten = 127.0.0.1:" +
+        std::to_string(port_) + "\nhost_key = " + host_key_ + "\nprivsep_chroot = " + (dir_ / "empty") +
+        "\nlog_level = warn\nmax_startups = 300:30:400\n"));
+    std::string log = dir_ / ("allgo-sshd-" + backend + ".log");
+    server_ = std::make_unique<Child>(std::vector<std::string>{Artifact("allgo-sshd"), "--config", test::AllgoConfigPath()},
+                                      false, false, log);
+    for (int i = 0; i < 100; ++i) {
+      if (RunQuiet(Ssh("webapp1", {"true"})) == 0) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    std::fprintf(stderr, "allgo-sshd (backend = %s) does not accept logins; its log:\n%s\ngateway log:\n%s\n",
+                 backend.c_str(), test::ReadFile(log).c_str(), gateway_->log().c_str());
+    return false;
+  }
+
+  std::vector<std::string> Ssh(const std::string& webapp, const std::vector<std::string>& tail, bool tty = false) const {
+    std::vector<std::string> argv = {"ssh", "-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                                     "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+                                     "-o", "BatchMode=yes", "-o", "KexAlgorithms=curve25519-sha256", "-o",
+                                     "Ciphers=aes128-gcm@openssh.com", "-i", key_.private_path, "-p", std::to_string(port_)};
+    if (tty) argv.push_back("-tt");
+    argv.push_back(webapp + "@127.0.0.1");
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return argv;
+  }
+
+  // What one exec costs the engine, without ssh, allgo-shell or the relay: the gateway's two
+  // Engine API calls (each a TLS connection) and the process start in the container.
+  double ExecFloorMs() {
+    std::vector<double> ms;
+    for (int i = 0; i < runs_; ++i) {
+      auto t0 = Clock::now();
+      if (ExecAlone({"true"}) < 0) continue;
+      ms.push_back(Seconds(Clock::now() - t0) * 1000);
+    }
+    return Percentile(ms, 0.5);
+  }
+
+  // The exec stream alone over TLS (the engine's side of the gateway's download path):
+  // `head -c bytes_ /dev/zero` read and discarded by the Engine API client.
+  double ExecStreamMBps() {
+    auto t0 = Clock::now();
+    long long got = ExecAlone({"head", "-c", std::to_string(bytes_), "/dev/zero"});
+    if (got < bytes_) std::fprintf(stderr, "exec stream incomplete: %lld bytes\n", got);  // frames add 8 bytes each
+    return got < 0 ? 0 : bytes_ / Seconds(Clock::now() - t0) / 1e6;
+  }
+
+  // The other way: bytes_ written into `head -c bytes_ >/dev/null` through the exec stream
+  // (TLS cannot half-close, so the command ends by count, as the agent's stdio EOF message does).
+  double ExecStreamUploadMBps() {
+    auto t0 = Clock::now();
+    long long got = ExecAlone({"sh", "-c", "head -c " + std::to_string(bytes_) + " >/dev/null; echo done"}, bytes_);
+    if (got < 0) return 0;
+    return bytes_ / Seconds(Clock::now() - t0) / 1e6;
+  }
+
+  // Runs `cmd` in webapp1's container through the Engine API (TLS, node-a), writing `upload`
+  // bytes to its stdin first (none: no stdin attached); the stream bytes read (stdcopy frames
+  // included), -1 on an error.
+  long long ExecAlone(const std::vector<std::string>& cmd, long long upload = 0) {
+    if (!engine_) {
+      engine::NodeOptions node{nodes_->node(0).tcp_url(), nodes_->ca(), nodes_->client_cert(), nodes_->client_key()};
+      if (Status s = engine::EngineClient::Create(node, &engine_); !s.ok()) {
+        std::fprintf(stderr, "gateway bench: %s\n", s.message().c_str());
+        return -1;
+      }
+    }
+    engine::ExecOptions options;
+    options.cmd = cmd;
+    options.attach_stdin = upload > 0;
+    std::string id, chunk;
+    std::unique_ptr<engine::ExecStream> stream;
+    Status s = engine_->CreateExec("webapp1", options, &id);
+    if (s.ok()) s = engine_->StartExec(id, false, &stream);
+    const std::string block(1 << 16, 'x');
+    for (long long left = upload; s.ok() && left > 0; left -= static_cast<long long>(block.size())) {
+      s = stream->Write(std::string_view(block).substr(0, static_cast<size_t>(std::min<long long>(left, block.size()))),
+                        std::chrono::seconds(30));
+    }
+    long long total = 0;
+    while (s.ok() && (s = stream->Read(&chunk, 1 << 20, std::chrono::seconds(30))).ok() && !chunk.empty()) total += chunk.size();
+    if (!s.ok()) {
+      std::fprintf(stderr, "gateway bench: exec: %s\n", s.message().c_str());
+      return -1;
+    }
+    return total;
+  }
+
+  // `runs_` logins, cycling through `webapps`; milliseconds each.
+  std::vector<double> Latencies(const std::vector<std::string>& webapps) {
+    std::vector<double> lat;
+    for (int i = 0; i < runs_; ++i) {
+      auto t0 = Clock::now();
+      if (RunQuiet(Ssh(webapps[i % webapps.size()], {"true"})) != 0) ++failures_[backend_];
+      lat.push_back(Seconds(Clock::now() - t0) * 1000);
+    }
+    return lat;
+  }
+
+  double Download(const std::string& webapp) {
+    return DownloadMBps(Ssh(webapp, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, webapp);
+  }
+
+  double Upload(const std::string& webapp) {
+    // The container counts the bytes, so the measurement ends when all arrived.
+    Child c(Ssh(webapp, {"wc -c"}), true, true);
+    std::vector<char> buf(1 << 20, 'x');
+    auto t0 = Clock::now();
+    long long left = bytes_;
+    while (left > 0) {
+      ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
+      if (n <= 0) break;
+      left -= n;
+    }
+    c.CloseIn();
+    char out[64] = {0};
+    ssize_t got = read(c.out(), out, sizeof(out) - 1);
+    double secs = Seconds(Clock::now() - t0);
+    if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes_) std::fprintf(stderr, "%s upload incomplete: %s\n", webapp.c_str(), out);
+    return bytes_ / secs / 1e6;
+  }
+
+  // Downloads of bytes_/N each, all at once, one per entry of `webapps`: aggregate MB/s.
+  double ParallelDownload(const std::vector<std::string>& webapps) {
+    long long each = bytes_ / static_cast<long long>(webapps.size());
+    std::vector<std::thread> threads;
+    std::atomic<long long> total{0};
+    auto t0 = Clock::now();
+    for (const std::string& w : webapps) {
+      threads.emplace_back([&, w] {
+        Child c(Ssh(w, {"head -c " + std::to_string(each) + " /dev/zero"}), false, true);
+        std::vector<char> buf(1 << 20);
+        ssize_t n;
+        long long got = 0;
+        while ((n = read(c.out(), buf.data(), buf.size())) > 0) got += n;
+        if (c.Wait() != 0 || got != each) std::fprintf(stderr, "%s parallel download incomplete: %lld\n", w.c_str(), got);
+        total += got;
+      });
+    }
+    for (auto& t : threads) t.join();
+    return total.load() / Seconds(Clock::now() - t0) / 1e6;
+  }
+
+  // The frontend's cost of an idle PTY session: allgo-sshd's processes and allgo-shell, plus
+  // (gateway) what the gateway grew by; the container's side is the same for both backends.
+  double IdleFrontendPssKb(bool gateway) {
+    auto pids = [&] {
+      std::vector<pid_t> p = Descendants(server_->pid());
+      if (gateway) {
+        p.push_back(gateway_->pid());
+        std::vector<pid_t> more = Descendants(gateway_->pid());
+        p.insert(p.end(), more.begin(), more.end());
+      }
+      return p;
+    };
+    auto shells = [&] {
+      int n = 0;
+      for (pid_t p : Descendants(server_->pid())) {
+        std::string comm;
+        std::ifstream(("/proc/" + std::to_string(p) + "/comm").c_str()) >> comm;
+        n += comm == "allgo-shell";
+      }
+      return n;
+    };
+    Mem base = MemoryOf(pids());
+    std::vector<std::unique_ptr<Child>> clients;
+    for (int i = 0; i < idle_; ++i) clients.push_back(std::make_unique<Child>(Ssh("webapp1", {}, true), true, true));
+    test::WaitFor([&] { return shells() >= idle_; }, 60000);
+    std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the shells' prompts are out
+    Mem with = MemoryOf(pids());
+    clients.clear();
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    return (with.pss_kb - base.pss_kb) / idle_;
+  }
+
+  int runs_;
+  long long bytes_;
+  int idle_;
+  TempDir dir_{"allgo-gateway-bench"};
+  test::KeyPair key_;
+  std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
+  int port_ = 0, servers_ = 0;
+  double cold_median_ = 0, cold_p95_ = 0;
+  double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0, exec_stream_mbps_ = 0,
+         exec_upload_mbps_ = 0;
+  std::unique_ptr<engine::EngineClient> engine_;
+  std::map<std::string, int> failures_;
+  // Declared after dir_: stopped before the folder goes; the server before the gateway before
+  // the containers before their engines.
+  std::unique_ptr<test::TestNodes> nodes_;
+  std::vector<std::unique_ptr<test::DockerSandbox>> containers_;
+  std::unique_ptr<test::TestGateway> gateway_;
+  std::unique_ptr<Child> server_;
+};
+
 }  // namespace
 }  // namespace allgo::bench
 
@@ -862,10 +1233,18 @@ int main(int argc, char** argv) {
   bool sandboxes = false;
   app.add_flag("--sandboxes", sandboxes,
                "allgo-sshd only: plain shell vs bubblewrap vs Docker sandbox (uses --runs, --gib, --idle)");
+  bool gateway = false;
+  app.add_flag("--gateway", gateway,
+               "allgo-sshd only: the local bridge vs allgo-sandbox-gateway into the same Docker container, "
+               "and sessions spread over two nodes (uses --runs, --gib, --idle)");
   app.set_version_flag("--version", "sshd_bench 1");
   CLI11_PARSE(app, argc, argv);
   allgo::test::EnterPrivateNssNamespace();
   signal(SIGPIPE, SIG_IGN);
+  if (gateway) {
+    int rc = allgo::bench::GatewayBench(runs, gib, idle).Main();
+    return rc;
+  }
   if (sandboxes) {
     allgo::bench::SandboxBench bench(runs, gib, idle);
     int rc = bench.Main();

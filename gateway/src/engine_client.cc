@@ -117,13 +117,14 @@ class BasicExecStream final : public ExecStream {
     }
     out->resize(max);
     // A synchronous read on a non-blocking socket: Asio's TLS stream then hands out what its
-    // buffers hold and reports would_block instead of waiting for the socket.
+    // buffers hold and reports would_block instead of waiting for the socket. The socket
+    // stays non-blocking (one ioctl per stream, not two per read): the stream's other
+    // operations are asynchronous, which Asio runs the same either way.
     auto& socket = beast::get_lowest_layer(*stream_);
-    error_code ec, ignored;
-    socket.non_blocking(true, ec);
+    error_code ec;
+    if (!socket.non_blocking()) socket.non_blocking(true, ec);
     if (ec) return Status::Unavailable(node_ + ": reading the exec stream: " + ec.message());
     size_t n = stream_->read_some(asio::buffer(out->data(), out->size()), ec);
-    socket.non_blocking(false, ignored);
     out->resize(n);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return Status::Ok();
     if (ec && IsEof(ec)) {

@@ -260,12 +260,14 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.gateway_user, "allgo-gateway");
   EXPECT_EQ(c.docker.agent, "/.allgo/allgo-sandbox-agent");
   EXPECT_EQ(c.docker.api_timeout, 10u);
+  EXPECT_EQ(c.docker.spares, 256u);
+  EXPECT_EQ(c.docker.spare_idle, 300u);
   EXPECT_TRUE(c.queries.sandbox_location.empty()) << "no default: nodes are asked";
 
   ASSERT_TRUE(Parse("[sandbox]\nbackend = docker\n"
                     "[docker]\nnode = node1 tcp://127.0.0.1:2376\nnode = local   unix:///run/docker.sock\n"
                     "tls_ca = /a/ca.pem\ntls_cert = /a/cert.pem\ntls_key = /a/key.pem\n"
-                    "container = allgo-{id}-{docker_name}\napi_timeout = 3\n"
+                    "container = allgo-{id}-{docker_name}\napi_timeout = 3\nspares = 0\nspare_idle = 60\n"
                     "[queries]\nsandbox_location = SELECT node, container\n  FROM placement WHERE webapp_id = ?\n",
                     &c)
                   .ok());
@@ -277,6 +279,8 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.nodes[1].url, "unix:///run/docker.sock");
   EXPECT_EQ(c.docker.container, "allgo-{id}-{docker_name}");
   EXPECT_EQ(c.docker.api_timeout, 3u);
+  EXPECT_EQ(c.docker.spares, 0u) << "0 turns spares off";
+  EXPECT_EQ(c.docker.spare_idle, 60u);
   EXPECT_EQ(c.queries.sandbox_location, "SELECT node, container FROM placement WHERE webapp_id = ?");
 
   // A unix-only deployment needs no certificate.
@@ -306,6 +310,7 @@ TEST(Config, DockerErrorsSayWhatIsWrong) {
   EXPECT_NE(ErrorOf("[docker]\ncontainer = a/{id}\n").find("'/' cannot be part of a container name"),
             std::string::npos);
   EXPECT_EQ(ErrorOf("[docker]\napi_timeout = 0\n"), "test.conf:2: [docker] api_timeout: must be a whole number from 1 to 600");
+  EXPECT_EQ(ErrorOf("[docker]\nspare_idle = 5\n"), "test.conf:2: [docker] spare_idle: must be a whole number from 10 to 3000");
   EXPECT_NE(ErrorOf("[queries]\nsandbox_location = SELECT node, container FROM p\n").find("[queries] sandbox_location: must have exactly 1 '?'"),
             std::string::npos);
 }

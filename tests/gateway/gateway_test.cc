@@ -811,6 +811,85 @@ TEST_F(GatewayTest, ARestartedGatewayEndsRunningSessionsClearlyAndServesNewOnes)
   EXPECT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n");
 }
 
+// Warm spares (docs/gateway.md): after a login the gateway holds one started exec of the
+// agent in that container; the webapp's next login takes it without any Engine API call.
+TEST_F(GatewayTest, TheNextLoginTakesTheSpareEvenWithTheNodesApiUnreachable) {
+  // A gateway of its own: its first login locates web1 now, so the second (seconds later)
+  // finds the location cached and needs no Engine API call at all when a spare is ready.
+  std::string path = tmp_ / "spare.conf";
+  std::string socket = tmp_ / "spare-gw/gw.sock";
+  std::string log_path = tmp_ / "spare.log";
+  WriteFile(path, ConfigText(socket));
+  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, log_path);
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(log_path);
+  ASSERT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n") << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("(a spare"))) << "the first login has none";
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log_path).find("webapp web1: spare exec ") != std::string::npos; }, 10000))
+      << ReadFile(log_path);
+  // node1's Engine API socket closed to the gateway user: no exec can be made now. Restored
+  // whatever happens.
+  struct Restore {
+    std::string path;
+    ~Restore() { chmod(path.c_str(), 0660); }
+  } restore{docker_->socket()};
+  ASSERT_EQ(chmod(docker_->socket().c_str(), 0600), 0);
+  RunResult r = Shell(uid1_, "hostname; cat /mark", {}, path);
+  EXPECT_EQ(r.exit_code, 0) << r.err << ReadFile(log_path);
+  EXPECT_EQ(r.out, "web1-on-node1\nonly-in-web1\n");
+  EXPECT_THAT(ReadFile(log_path),
+              testing::ContainsRegex("webapp web1: node node1 container web1 exec [0-9a-f]+ \\(a spare made"));
+  // With the API still closed, the spare that login asked for could not be made: the next
+  // login execs, fails like any login on an unreachable node, and the log says why.
+  r = Shell(uid1_, "hostname", {}, path);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("node1"));
+  EXPECT_THAT(ReadFile(log_path), HasSubstr("webapp web1: no spare made on node node1 container web1"));
+  chmod(docker_->socket().c_str(), 0660);
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n") << ReadFile(log_path);
+  // Stopping closes the spares it holds (once the one that login asked for is ready).
+  auto count = [&](const std::string& needle) {
+    std::string log = ReadFile(log_path);
+    size_t n = 0;
+    for (size_t at = log.find(needle); at != std::string::npos; at = log.find(needle, at + 1)) ++n;
+    return n;
+  };
+  EXPECT_TRUE(WaitFor([&] { return count("webapp web1: spare exec ") == 2; }, 10000)) << ReadFile(log_path);
+  EXPECT_EQ(gateway.Stop(SIGTERM, 15000), 0);
+  EXPECT_THAT(ReadFile(log_path), HasSubstr("closing 1 spare exec(s)"));
+}
+
+TEST_F(GatewayTest, ASpareOfOneWebappIsNeverUsedByAnother) {
+  // Interleaved logins, each webapp's spare waiting while the other logs in.
+  for (int i = 0; i < 4; ++i) {
+    RunResult a = Shell(uid1_, "hostname; cat /mark");
+    EXPECT_EQ(a.out, "web1-on-node1\nonly-in-web1\n") << a.err << GatewayLog();
+    RunResult b = Shell(uid2_, "hostname; cat /mark");
+    EXPECT_EQ(b.out, "web2-on-node2\nonly-in-web2\n") << b.err << GatewayLog();
+  }
+  // Spares were used, by their own webapp only (the log's exec line names the webapp and
+  // where the exec ran; the output above proves the container).
+  std::string log = GatewayLog();
+  EXPECT_THAT(log, testing::ContainsRegex("webapp web1: node node1 container web1 exec [0-9a-f]+ \\(a spare"));
+  EXPECT_THAT(log, testing::ContainsRegex("webapp web2: node node2 container web2 exec [0-9a-f]+ \\(a spare"));
+  EXPECT_THAT(log, Not(testing::ContainsRegex("webapp web1: node node2")));
+  EXPECT_THAT(log, Not(testing::ContainsRegex("webapp web2: node node1")));
+}
+
+TEST_F(GatewayTest, AContainerRestartedAfterItsSpareWasMadeStillGivesAWorkingSession) {
+  size_t seen = GatewayLog().size();
+  ASSERT_EQ(Shell(uid2_, "hostname").out, "web2-on-node2\n") << GatewayLog();
+  // The spare this login asked for is ready (made in web2 as it runs now).
+  ASSERT_TRUE(WaitFor([&] { return GatewayLog().find("webapp web2: spare exec ", seen) != std::string::npos; }, 10000))
+      << GatewayLog();
+  seen = GatewayLog().size();
+  ASSERT_EQ(node2_->Docker({"restart", "-t", "0", "web2"}).exit_code, 0);  // the spare's agent dies with it
+  RunResult r = Shell(uid2_, "hostname; cat /mark");
+  EXPECT_EQ(r.exit_code, 0) << r.err << GatewayLog();
+  EXPECT_EQ(r.out, "web2-on-node2\nonly-in-web2\n");
+  std::string log = GatewayLog().substr(seen);
+  EXPECT_THAT(log, HasSubstr("has ended (container restarted or stopped?); a fresh exec instead")) << log;
+}
+
 TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {
   std::string other_key = tmp_ / "other-key.pem";
   fs::copy_file(other_.client_key, other_key);

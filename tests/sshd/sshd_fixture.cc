@@ -173,6 +173,8 @@ TmuxTerminal::~TmuxTerminal() { Sh(tmux_ + "kill-server"); }
 
 void TmuxTerminal::Type(const std::string& line) { Sh(tmux_ + "send-keys " + ShellQuote(line) + " Enter"); }
 
+void TmuxTerminal::Keys(const std::string& keys) { Sh(tmux_ + "send-keys " + ShellQuote(keys)); }
+
 std::string TmuxTerminal::Screen() const { return Sh(tmux_ + "capture-pane -p").out; }
 
 bool TmuxTerminal::Shows(const std::string& needle, int timeout_ms) const {

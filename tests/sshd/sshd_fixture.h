@@ -85,6 +85,7 @@ class TmuxTerminal {
   TmuxTerminal& operator=(const TmuxTerminal&) = delete;
   bool started() const { return started_; }
   void Type(const std::string& line);  // the keys, then Enter
+  void Keys(const std::string& keys);  // tmux key names without Enter ("C-c")
   std::string Screen() const;
   bool Shows(const std::string& needle, int timeout_ms = 10000) const;
   void Resize(int cols, int rows);

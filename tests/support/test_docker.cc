@@ -151,7 +151,11 @@ std::string TestDocker::Start() {
   fs::copy_file(Artifact("allgo-sandbox-agent"), toolbox_ + "/allgo-sandbox-agent", ec);
   if (ec) return "cannot copy allgo-sandbox-agent into the toolbox " + toolbox_ + ": " + ec.message();
   chmod((toolbox_ + "/allgo-sandbox-agent").c_str(), 0755);
+  return Launch();
+}
 
+std::string TestDocker::Launch() {
+  std::string dockerd = Dockerd();
   // The network rule: no bridge, no iptables/ip6tables, no forwarding, no masquerading, no
   // proxy; its own containerd namespace so `ctr` lists of other engines never mix with ours.
   std::string ns = "allgo-test-" + std::to_string(getpid()) + ns_suffix_;
@@ -162,6 +166,7 @@ std::string TestDocker::Start() {
                                    "--containerd-namespace", ns, "--containerd-plugins-namespace", ns + "-p"};
   argv.insert(argv.end(), extra_args_.begin(), extra_args_.end());
   std::string log_path = dir_ + "/dockerd.log";
+  bool restarting = dockerd_ != nullptr;  // StartEngine: keep the folder whatever happens
   // SIGTERM when the test process dies, not SIGKILL: dockerd then stops its containers and
   // its containerd.
   dockerd_ = std::make_unique<Daemon>(argv, log_path, std::map<std::string, std::string>{}, SIGTERM);
@@ -173,12 +178,16 @@ std::string TestDocker::Start() {
       30000);
   if (up && !dockerd_->Running()) {
     std::string log = LastLines(ReadFile(log_path), 3);
-    Stop();
+    if (!restarting) Stop();
     return "dockerd exited: " + log;
   }
   if (!up) {
     std::string log = LastLines(ReadFile(log_path), 3);
-    Stop();
+    if (restarting) {
+      dockerd_->Stop(SIGTERM, 20000);
+    } else {
+      Stop();
+    }
     return "dockerd did not answer within 30 s: " + log;
   }
   return "";
@@ -238,6 +247,18 @@ void TestDocker::Stop() {
 
 TestDocker::~TestDocker() { Stop(); }
 
+void TestDocker::StopEngine() {
+  if (dockerd_ && dockerd_->Running()) dockerd_->Stop(SIGTERM, 30000);
+}
+
+std::string TestDocker::StartEngine() {
+  if (dir_.empty()) return "the engine's folder is gone (Stop() was called)";
+  if (engine_running()) return "";
+  return Launch();
+}
+
+bool TestDocker::engine_running() const { return dockerd_ && dockerd_->Running(); }
+
 std::unique_ptr<TestDocker> TestDocker::StartNode(const TlsListener& tls, std::string* why) {
   static int nodes = 0;
   std::unique_ptr<TestDocker> node(new TestDocker());
@@ -282,8 +303,9 @@ std::string MakeTestCertificates(const std::string& dir, const std::string& name
 std::vector<std::string> DockerRunArgs(const DockerSandboxOptions& options, const std::string& toolbox) {
   std::vector<std::string> args = {"run", "-d", "--network", "none", "--name", options.name,
                                    "--hostname", options.hostname.empty() ? options.name : options.hostname,
-                                   "-v", options.bridge_dir + ":" + options.bridge_dir,
                                    "-v", toolbox + ":" + TestDocker::kToolboxMount + ":ro"};
+  if (!options.bridge_dir.empty()) args.insert(args.end(), {"-v", options.bridge_dir + ":" + options.bridge_dir});
+  args.insert(args.end(), options.run_options.begin(), options.run_options.end());
   for (const std::string& dir : options.binds) args.insert(args.end(), {"-v", dir + ":" + dir});
   args.push_back(options.image);
   if (options.command.empty()) {
@@ -312,6 +334,7 @@ std::string DockerSandbox::Start() {
   Remove();
   RunResult r = docker_.Docker(DockerRunArgs(options_, docker_.toolbox()), {.timeout_seconds = 60});
   if (r.exit_code != 0) return "docker run " + options_.name + " failed: " + Trim(r.err);
+  if (options_.bridge_dir.empty()) return "";  // backend = docker: the gateway starts the agent
   return StartAgent();
 }
 

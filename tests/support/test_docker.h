@@ -51,6 +51,13 @@ class TestDocker {
 
   // Removes every container and stops the engine (by its pid), then removes its files.
   void Stop();
+  // A node going down and coming back (issue 11's fault tests): StopEngine stops dockerd by
+  // its pid (SIGTERM: it stops its containers first) and keeps its folder, images and
+  // containers; StartEngine starts it again with the same arguments, and the containers run
+  // with `--restart always` come back with it. "" or why not.
+  void StopEngine();
+  std::string StartEngine();
+  bool engine_running() const;
   ~TestDocker();
 
   // A further engine of its own (another "node" of issue 11: own folders, containerd
@@ -66,7 +73,8 @@ class TestDocker {
 
  private:
   TestDocker() = default;
-  std::string Start();  // "" or why not
+  std::string Start();  // "" or why not: makes the folder and the toolbox, then Launch()
+  std::string Launch();  // starts dockerd on dir_ and waits until it answers
   std::vector<std::string> extra_args_;  // more dockerd arguments (StartNode's listener)
   std::string ns_suffix_;                // distinguishes a further engine's containerd namespace
   std::string tcp_url_;
@@ -98,11 +106,15 @@ struct DockerSandboxOptions {
   std::string name;        // the container name = the webapp's docker_name
   std::string image;
   std::string hostname;    // default: the name
-  std::string bridge_dir;  // <[sandbox] dir>/<docker_name>, owned by the webapp uid, mode 0755
+  // <[sandbox] dir>/<docker_name>, owned by the webapp uid, mode 0755. Empty for a sandbox of
+  // `[sandbox] backend = docker`: no bridge folder, and Start() starts no agent (the gateway
+  // runs `allgo-sandbox-agent --stdio` per session through the exec API).
+  std::string bridge_dir;
   uid_t allow_uid = 0;     // the webapp's uid on the frontend (agent --allow-uid)
   std::vector<std::string> binds;    // more folders shared read-write (same path inside)
   std::vector<std::string> command;  // the container's command; default `sleep infinity`
   std::vector<std::string> agent_args;  // more agent options
+  std::vector<std::string> run_options;  // more `docker run` options (--restart always, ...)
 };
 
 // The `docker run` arguments (after "docker") that start the container.
@@ -119,7 +131,8 @@ class DockerSandbox {
   DockerSandbox(const DockerSandbox&) = delete;
   DockerSandbox& operator=(const DockerSandbox&) = delete;
 
-  // docker run, then the agent; "" once the agent listens on agent.sock, else why not.
+  // docker run, then the agent; "" once the agent listens on agent.sock (without a
+  // bridge_dir: once the container runs), else why not.
   std::string Start();
   // What the controller does after a container (re)start: the agent again.
   std::string StartAgent();

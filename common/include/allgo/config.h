@@ -84,6 +84,10 @@ struct DockerConfig {
   std::string gateway_socket = "/run/allgo-ssh/gateway.sock";
   std::string gateway_user = "allgo-gateway";
   unsigned api_timeout = 10;       // seconds, one Engine API call
+  // Warm spare execs (docs/gateway.md "Warm spares"): at most this many in all, one per
+  // webapp (0: none, every login execs); each closed after spare_idle seconds unused.
+  unsigned spares = 256;
+  unsigned spare_idle = 300;
 };
 
 // [queries]: the SQL the components run, overridable for databases with other column names.

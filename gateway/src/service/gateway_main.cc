@@ -27,10 +27,15 @@
 #include "service/nodes.h"
 #include "service/sandbox_locator.h"
 #include "service/session_limits.h"
+#include "service/spare_pool.h"
 #include "service/webapp_lookup.h"
 
 namespace allgo::gateway {
 namespace {
+
+// A spare's agent waits this long for its `open`: longer than any spare_idle, so the gateway
+// (not the agent's own clock) decides when a spare ends; still bounded if the gateway dies.
+constexpr int kSpareHandshakeTimeout = 3600;
 
 int Fail(const std::string& line) {
   spdlog::critical("{}", line);
@@ -108,11 +113,17 @@ int Main(int argc, char** argv) {
   WebappLookup lookup(config);
   SandboxLocator locator(config, &nodes, &lookup);
   SessionLimits limits;
-  SessionContext context{&config, &lookup, &locator, &limits, -1};
+  // Declared before the server: its sessions (which use it) are all over before it closes.
+  SparePool spares(AgentExecOptions(config, kSpareHandshakeTimeout),
+                   SpareLimits{.max_total = config.docker.spares,
+                               .max_idle = std::chrono::seconds(config.docker.spare_idle),
+                               .wait_for_making = std::chrono::milliseconds(3000)});
+  SessionContext context{&config, &lookup, &locator, &limits, config.docker.spares > 0 ? &spares : nullptr, -1};
   GatewayServer server(context, std::move(listener), config.docker.gateway_socket);
   spdlog::info("listening on {} as {} (uid {}); nodes: {}", config.docker.gateway_socket, user.name, geteuid(),
                nodes.Names());
   if (Status s = server.Serve(signals.get()); !s.ok()) return Fail(s.message());
+  spares.Shutdown();
   return 0;
 }
 

@@ -6,6 +6,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include <chrono>
 
 #include "allgo/stdcopy.h"
@@ -15,8 +17,26 @@ namespace allgo::gateway {
 namespace {
 
 constexpr size_t kReadChunk = 64 * 1024;
+constexpr int kTcpSendBuffer = 1 << 20;
+constexpr size_t kTlsRecord = 16 * 1024;
+constexpr size_t kMaxStreamChunk = 64 * 1024;
 
 }  // namespace
+
+size_t StreamChunkFor(int fd) {
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.ss_family == AF_UNIX) return 32 * 1024;
+  int size = kTcpSendBuffer;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof size);  // a cap below it is fine: read back
+  size = 0;
+  len = sizeof size;
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, &len) != 0 || size <= 0) return 4 * 1024;
+  // getsockopt reports twice what is usable for data (the kernel's bookkeeping share).
+  size_t quarter = static_cast<size_t>(size) / 2 / 4;
+  if (quarter < kTlsRecord) return 4 * 1024;
+  return std::min(kMaxStreamChunk, quarter / kTlsRecord * kTlsRecord);
+}
 
 RelayResult Relay::Run() {
   RelayResult r;
@@ -24,7 +44,10 @@ RelayResult Relay::Run() {
   if (flags >= 0) fcntl(client_, F_SETFL, flags | O_NONBLOCK);
   engine::StdcopyDemuxer demux;
   for (;;) {
-    const bool want_client_in = to_stream_.empty();
+    // Client bytes are taken while less than kMaxPending wait: a read can then fill the next
+    // stream write while the last one is in flight, and a stream that takes nothing stops
+    // the reading (never the loop).
+    const bool want_client_in = !client_closed_ && to_stream_.size() < kMaxPending;
     const bool want_stream_in = to_client_.size() < kMaxPending;
     // Bytes the TLS layer already holds are invisible to poll(): read them before waiting.
     const bool buffered = want_stream_in && maybe_more_;
@@ -68,14 +91,20 @@ RelayResult Relay::Run() {
 }
 
 bool Relay::ReadClient(RelayResult* r) {
-  char buf[kReadChunk];
-  ssize_t n = recv(client_, buf, sizeof buf, 0);
-  if (n < 0 && (errno == EINTR || errno == EAGAIN)) return true;
+  const size_t had = to_stream_.size();
+  to_stream_.resize(had + std::min(kReadChunk, kMaxPending - had));
+  ssize_t n = recv(client_, to_stream_.data() + had, to_stream_.size() - had, MSG_DONTWAIT);
+  const int error = errno;
+  to_stream_.resize(had + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  if (n < 0 && (error == EINTR || error == EAGAIN)) return true;
+  if (n == 0 && !to_stream_.empty()) {
+    client_closed_ = true;  // what it sent before closing still goes to the exec, then the end
+    return true;
+  }
   if (n <= 0) {
-    r->ended = n == 0 ? "the client closed" : std::string("the client's socket failed: ") + strerror(errno);
+    r->ended = n == 0 ? "the client closed" : std::string("the client's socket failed: ") + strerror(error);
     return false;
   }
-  to_stream_.assign(buf, static_cast<size_t>(n));
   return true;
 }
 
@@ -88,6 +117,10 @@ bool Relay::WriteStream(RelayResult* r) {
   }
   to_stream_.erase(0, n);
   r->to_exec += n;
+  if (client_closed_ && to_stream_.empty()) {
+    r->ended = "the client closed";
+    return false;
+  }
   return true;
 }
 

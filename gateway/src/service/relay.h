@@ -6,8 +6,9 @@
 //
 // One thread, one poll() loop over the client socket, the exec stream and `stop`. Each side
 // is written only when poll() says it can take bytes (the stream in chunks no bigger than
-// what a writable socket always has room for), and each direction holds at most kMaxPending
-// bytes: a side that stops reading stops the other direction, never the loop, so a slow or
+// what a writable socket always has room for: StreamChunkFor), and each direction holds at
+// most kMaxPending bytes (the client is read while less waits for the exec, so the next
+// write is ready as soon as the stream can take it): a side that stops reading stops the other direction, never the loop, so a slow or
 // stuck client cannot block the agent's output and the reverse (the agent keeps its own flow
 // control, docs/protocol.md "Stdio mode").
 #pragma once
@@ -22,7 +23,7 @@
 namespace allgo::gateway {
 
 struct RelayOptions {
-  size_t stream_chunk = 16 * 1024;  // bytes per ExecStream::Write
+  size_t stream_chunk = 16 * 1024;  // bytes per ExecStream::Write: StreamChunkFor(the stream)
   std::chrono::milliseconds io_timeout{10000};  // one Write to a writable stream
   std::chrono::milliseconds drain_timeout{10000};  // output left for a client after the exec ended
 };
@@ -33,6 +34,15 @@ struct RelayResult {
   uint64_t stderr_bytes = 0;
   std::string ended;         // how: "the exec ended", "the client closed", ...
 };
+
+// Prepares the exec stream's socket for the relay and says how many bytes one
+// ExecStream::Write may carry so that it never waits on a socket poll() called writable.
+// A TCP socket is writable once a third of its send buffer is free; the kernel's initial
+// 16 KiB (autotuned later) would allow only ~4 KiB. So TCP gets a fixed send buffer of
+// kTcpSendBuffer (the kernel may cap it at net.core.wmem_max) and the chunk is a quarter of
+// what the kernel granted, in whole 16 KiB TLS records, at most 64 KiB. A unix socket always
+// has room for 32 KiB once writable.
+size_t StreamChunkFor(int fd);
 
 class Relay {
  public:
@@ -60,6 +70,7 @@ class Relay {
   RelayOptions options_;
   std::string to_stream_;  // client bytes not yet written to the exec
   std::string to_client_;  // exec stdout not yet written to the client
+  bool client_closed_ = false;  // the client sent EOF; to_stream_ is still being written
   bool maybe_more_ = true;  // the stream may hold bytes poll() cannot see (TLS buffers)
 };
 

@@ -15,6 +15,7 @@
 #include "service/agent_log.h"
 #include "service/gateway_socket.h"
 #include "service/relay.h"
+#include "service/spare_pool.h"
 
 namespace allgo::gateway {
 
@@ -32,6 +33,18 @@ std::string PrintableAscii(const std::string& text) {
 }
 
 }  // namespace
+
+engine::ExecOptions AgentExecOptions(const Config& config, int handshake_timeout_s) {
+  engine::ExecOptions exec;
+  exec.cmd = {config.docker.agent, "--stdio"};
+  if (handshake_timeout_s > 0) {
+    exec.cmd.push_back("--handshake-timeout");
+    exec.cmd.push_back(std::to_string(handshake_timeout_s));
+  }
+  exec.attach_stdin = exec.attach_stdout = exec.attach_stderr = true;
+  exec.tty = false;
+  return exec;
+}
 
 void Session::Refuse(const std::string& text) {
   spdlog::warn("{}: refused: {}", tag_, text);
@@ -94,20 +107,30 @@ void Session::Run() {
   }
   tag_ += " webapp " + webapp.docker_name;
 
-  engine::ExecOptions exec;
-  exec.cmd = {config.docker.agent, "--stdio"};
-  exec.attach_stdin = exec.attach_stdout = exec.attach_stderr = true;
-  exec.tty = false;
+  const engine::ExecOptions exec = AgentExecOptions(config);
   SandboxLocation where;
-  std::string exec_id;
+  std::string exec_id, spare_note;
   std::unique_ptr<engine::ExecStream> stream;
   for (int attempt = 0;; ++attempt) {
     if (Status s = ctx_.locator->Locate(webapp, &where); !s.ok()) return Refuse(s.message());
+    if (attempt == 0 && ctx_.spares != nullptr) {
+      // Same webapp id (from this client's uid), same node and container, still alive.
+      std::string why_not;
+      if (std::unique_ptr<Spare> spare = ctx_.spares->Take(webapp.id, where, &why_not)) {
+        auto age = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::steady_clock::now() - spare->made);
+        exec_id = spare->exec_id;
+        stream = std::move(spare->stream);
+        spare_note = " (a spare made " + std::to_string(age.count()) + " s ago)";
+        break;
+      }
+      if (!why_not.empty()) spdlog::info("{}: {}; a fresh exec instead", tag_, why_not);
+    }
     Status s = where.node->client->CreateExec(where.container, exec, &exec_id);
     if (s.ok()) s = where.node->client->StartExec(exec_id, false, &stream);
     if (s.ok()) break;
     // A cached location may be stale (container restarted, moved, removed): once more, fresh.
     ctx_.locator->Forget(webapp.id);
+    if (ctx_.spares != nullptr) ctx_.spares->Drop(webapp.id);
     spdlog::warn("{}: exec on node {} container {} failed: {}", tag_, where.node->name, where.container, s.message());
     if (attempt == 0) continue;
     if (s.IsNotFound()) {
@@ -116,14 +139,15 @@ void Session::Run() {
     }
     return Refuse(NodeDownMessage(webapp, *where.node, s.message()));
   }
-  spdlog::info("{}: node {} container {} exec {}", tag_, where.node->name, where.container, exec_id.substr(0, 12));
+  spdlog::info("{}: node {} container {} exec {}{}", tag_, where.node->name, where.container, exec_id.substr(0, 12),
+               spare_note);
+  // The next login of this webapp finds its exec ready (made while this session runs).
+  if (ctx_.spares != nullptr) ctx_.spares->Replenish(webapp.id, where, "webapp " + webapp.docker_name);
 
   AgentLog log(tag_);
   RelayOptions options;
   options.io_timeout = std::chrono::seconds(config.docker.api_timeout);
-  // A writable unix socket always has room for 32 KiB; a TCP socket that poll() calls
-  // writable may have as little as a third of its initial 16 KiB buffer.
-  options.stream_chunk = where.node->url.rfind("unix://", 0) == 0 ? 32 * 1024 : 4 * 1024;
+  options.stream_chunk = StreamChunkFor(stream->fd());
   RelayResult r = Relay(client_.get(), stream.get(), &log, ctx_.stop, options).Run();
   stream.reset();  // the agent sees its stdin end (if it had not): it hangs its command up
   client_.reset();

@@ -16,6 +16,7 @@
 #include <string>
 
 #include "allgo/config.h"
+#include "allgo/engine_client.h"
 #include "allgo/unique_fd.h"
 #include "service/nodes.h"
 #include "service/sandbox_locator.h"
@@ -24,14 +25,21 @@
 
 namespace allgo::gateway {
 
+class SparePool;
+
 // What every session shares; owned by the server, outlives all sessions.
 struct SessionContext {
   const Config* config = nullptr;
   WebappLookup* lookup = nullptr;
   SandboxLocator* locator = nullptr;
   SessionLimits* limits = nullptr;
+  SparePool* spares = nullptr;  // nullptr: every session execs fresh
   int stop = -1;  // readable once the gateway shuts down
 };
+
+// The exec of `agent --stdio` (stdin, stdout and stderr attached, no TTY); a spare's agent
+// gets a longer handshake_timeout_s (0: the agent's default).
+engine::ExecOptions AgentExecOptions(const Config& config, int handshake_timeout_s = 0);
 
 class Session {
  public:

@@ -1,0 +1,99 @@
+// Warm spares: one pre-started `allgo-sandbox-agent --stdio` exec per recently used webapp,
+// so that its next login takes it at once instead of paying the engine's exec (create +
+// start, ~60 ms on a loaded 2-core machine: most of what the gateway adds to a login).
+//
+// After a session got its exec, Replenish starts, in the background, one spare exec in the
+// same container: created, started, its stream held by the pool; the agent waits for its
+// `open` (it was given a long --handshake-timeout, spares only). The webapp's next session
+// Takes it and relays as with a fresh exec; then a new spare is made.
+//
+// Who may get a spare: the spare is filed under the webapp id of the session that caused it
+// and the node and container it runs in. Take hands it only to a session of that same webapp
+// id whose location is that same node and container (the session's uid is the kernel's
+// SO_PEERCRED, its webapp from the database, as for a fresh exec): a spare of one webapp is
+// never handed to another. A spare whose stream is readable (an idle agent sends nothing, so
+// that is its end: container restarted, stopped or removed, node gone) or that was made for
+// another location is closed and the session execs fresh.
+//
+// Bounds: at most one spare (made or being made) per webapp, at most max_total in all; a
+// spare unused for max_idle is closed, and so is a dead one (the reaper looks every
+// kReapEvery); Drop closes a webapp's spare when its location is forgotten; Shutdown (and the
+// destructor) closes them all, waiting for spares being made (each at most 2 api_timeouts).
+// Closing a spare's stream ends its agent (stdin EOF).
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "allgo/engine_client.h"
+#include "service/sandbox_locator.h"
+
+namespace allgo::gateway {
+
+struct SpareLimits {
+  size_t max_total = 256;                   // 0: no spares at all
+  std::chrono::seconds max_idle{300};       // closed when unused this long
+  std::chrono::milliseconds wait_for_making{3000};  // Take waits this long for one being made
+};
+
+struct Spare {
+  Node* node = nullptr;
+  std::string container;
+  std::string exec_id;
+  std::unique_ptr<engine::ExecStream> stream;
+  std::chrono::steady_clock::time_point made;
+};
+
+class SparePool {
+ public:
+  static constexpr std::chrono::seconds kReapEvery{30};
+
+  // `exec`: the spare's command (the agent with --stdio and its long --handshake-timeout).
+  SparePool(engine::ExecOptions exec, SpareLimits limits);
+  ~SparePool();  // Shutdown()
+  SparePool(const SparePool&) = delete;
+  SparePool& operator=(const SparePool&) = delete;
+
+  // The webapp's spare if it was made at `where` and is alive; nullptr otherwise (*why_not
+  // says why, "" when there simply was none). Waits up to wait_for_making for a spare being
+  // made for this webapp right now.
+  std::unique_ptr<Spare> Take(uint32_t webapp_id, const SandboxLocation& where, std::string* why_not);
+  // Starts making a spare for the webapp at `where` in the background, unless it has one or
+  // one is being made, the pool is full, off or stopping. `label` names it in the log.
+  void Replenish(uint32_t webapp_id, const SandboxLocation& where, const std::string& label);
+  // Closes the webapp's spare and discards the one being made.
+  void Drop(uint32_t webapp_id);
+  // Stops making, waits for the makers, closes every spare. Idempotent.
+  void Shutdown();
+
+ private:
+  struct Making {
+    Node* node = nullptr;
+    std::string container;
+    bool dropped = false;
+  };
+  void Make(uint32_t webapp_id, SandboxLocation where, std::string label);
+  void Reap();
+
+  const engine::ExecOptions exec_;
+  const SpareLimits limits_;
+  std::mutex mu_;
+  std::condition_variable changed_;
+  std::map<uint32_t, std::unique_ptr<Spare>> spares_;  // guarded by mu_; by webapp id
+  std::map<uint32_t, Making> making_;                  // guarded by mu_
+  unsigned makers_ = 0;                                // threads in Make, guarded by mu_
+  bool stopping_ = false;                              // guarded by mu_
+  std::thread reaper_;
+};
+
+// True while an idle exec stream has neither ended nor sent anything (a TLS stream may
+// carry protocol records that are no data: those are read and do not count).
+bool SpareIsAlive(engine::ExecStream& stream);
+
+}  // namespace allgo::gateway

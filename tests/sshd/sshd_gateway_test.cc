@@ -1,0 +1,484 @@
+// Issue 11 end to end: one allgo-sshd frontend (and the helpers under a stock OpenSSH sshd)
+// serving webapps whose sandboxes run on two Docker "nodes" reached over TLS, through
+// allgo-sandbox-gateway (`[sandbox] backend = docker`). Real parts only: two private dockerd
+// engines listening on tcp://127.0.0.1 ports with --tlsverify (certificates made by the test
+// with openssl), real MariaDB behind libnss_allgo, the OpenSSH client tools, the gateway
+// started by the test as root (it drops to allgo-gateway; its client key is 0400 for that
+// user alone).
+//
+// One deployment for the whole suite (starting engines and importing images is the slow
+// part): webapps `alpha` (Debian image) and `bravo` (busybox) on node-a, `charlie` (Debian)
+// and `delta` (busybox) on node-b; each container's hostname names its node. The fault tests
+// come last and put back what they break. Without Docker every test is skipped with the reason.
+// Isolation at the gateway socket (whatever a webapp's uid sends), the key's and the
+// gateway's user are tests/gateway/gateway_test.cc's; this file is what users see through ssh.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <future>
+#include <random>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sshd_fixture.h"
+#include "test_docker.h"
+#include "test_gateway.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::AnyOf;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+struct Webapp {
+  const char* name;
+  int node;     // index in TestNodes
+  bool debian;  // else busybox
+};
+constexpr Webapp kWebapps[] = {{"alpha", 0, true}, {"bravo", 0, false}, {"charlie", 1, true}, {"delta", 1, false}};
+
+std::string HostnameOf(const Webapp& w) { return std::string(w.name) + "-on-" + TestNodes::Name(w.node); }
+
+// The stderr of a refused or broken session: exactly one line of allgo-shell's.
+::testing::AssertionResult OneAllgoLine(const std::string& err) {
+  if (err.rfind("allgo: ", 0) != 0) return ::testing::AssertionFailure() << "not an allgo line: " << err;
+  if (err.empty() || err.find('\n') != err.size() - 1) return ::testing::AssertionFailure() << "not one line: " << err;
+  return ::testing::AssertionSuccess();
+}
+
+// What the suite shares; built by SetUpTestSuite, torn down (servers first) by TearDownTestSuite.
+struct Deployment {
+  std::string skip;  // non-empty: why every test skips
+  TempDir tmp{"allgo-gateway-e2e"};
+  std::unique_ptr<TestNodes> nodes;
+  std::vector<std::unique_ptr<DockerSandbox>> sandboxes;  // one per kWebapps entry
+  std::unique_ptr<DockerSandbox> spare;                   // `echo` on node-b, removed by a fault test
+  KeyPair key;
+  std::string shared, socket;
+  std::unique_ptr<SshdServer> sshd;
+  std::unique_ptr<TestGateway> gateway;
+
+  std::string GatewayConfig(ClientCertificate which = ClientCertificate::kTrusted) const {
+    return TestDatabase::Get().MysqlConfigSection() + "[sandbox]\nbackend = docker\n" +
+           nodes->DockerSection(socket, which);
+  }
+};
+Deployment* g = nullptr;
+
+class SshdGatewayTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    g = new Deployment();
+    std::string why;
+    chmod(g->tmp.path().c_str(), 0755);
+    g->nodes = TestNodes::Start(2, "allgo-gateway", &why);
+    if (!g->nodes) {  // no docker.io, not root, no overlay or cgroups here: like sshd_docker_test
+      g->skip = "Docker cannot run here: " + why;
+      return;
+    }
+    TestDatabase& db = TestDatabase::Get();
+    db.Clear();
+    g->key = MakeKeyPair(g->tmp.path(), "owner");
+    uint32_t owner = db.AddUser("owner@example.org");
+    db.AddKey(owner, g->key.public_line);
+    g->shared = g->tmp / "shared";  // the same path on the frontend and in every container
+    fs::create_directories(g->shared);
+    chmod(g->shared.c_str(), 0777);
+    fs::create_directories(g->tmp / "run");
+    chmod((g->tmp / "run").c_str(), 0755);
+    g->socket = g->tmp / "run/gateway.sock";
+    auto start = [&](const std::string& name, int node, bool debian, std::unique_ptr<DockerSandbox>* out) {
+      TestDocker& engine = g->nodes->node(node);
+      std::string image = debian ? engine.DebianImage(&why) : engine.BusyboxImage(&why);
+      if (image.empty()) return "node " + TestNodes::Name(node) + ": " + why;
+      db.AddWebapp(name, owner);
+      // As allgo's controller runs it on a node: no bridge folder (the gateway starts the agent
+      // per session), back with its engine after a node restart, quick to stop.
+      *out = std::make_unique<DockerSandbox>(
+          engine, DockerSandboxOptions{.name = name, .image = image,
+                                       .hostname = name + "-on-" + TestNodes::Name(node), .binds = {g->shared},
+                                       .run_options = {"--restart", "always", "--stop-timeout", "1"}});
+      return (*out)->Start();
+    };
+    for (const Webapp& w : kWebapps) {
+      g->sandboxes.emplace_back();
+      if (std::string e = start(w.name, w.node, w.debian, &g->sandboxes.back()); !e.empty()) {
+        g->skip = e;  // an image that cannot be built here (no Debian mirror) skips, like sshd_docker_test
+        return;
+      }
+    }
+    if (std::string e = start("echo", 1, false, &g->spare); !e.empty()) {
+      g->skip = e;
+      return;
+    }
+    g->gateway = std::make_unique<TestGateway>(g->GatewayConfig(), g->socket, g->tmp.path());
+    g->sshd = std::make_unique<SshdServer>("max_startups = 100:30:200",
+                                           "[sandbox]\nbackend = docker\nstart_wait = 3\n" +
+                                               g->nodes->DockerSection(g->socket),
+                                           Artifact("allgo-shell"));
+  }
+
+  static void TearDownTestSuite() {
+    if (!g) return;
+    g->sshd.reset();
+    g->gateway.reset();
+    g->spare.reset();
+    g->sandboxes.clear();
+    g->nodes.reset();
+    delete g;
+    g = nullptr;
+  }
+
+  void SetUp() override {
+    if (!g->skip.empty()) GTEST_SKIP() << g->skip;
+    ASSERT_TRUE(g->sshd);
+    // A test that failed half-way may have left the gateway stopped: each test starts from a
+    // running one (and says so if it cannot).
+    if (!g->gateway->running()) {
+      std::string e = g->gateway->Start();
+      ASSERT_EQ(e, "");
+    }
+  }
+
+  static RunResult Ssh(const std::string& webapp, const std::string& command, const std::vector<std::string>& extra = {},
+                       RunOptions options = {}) {
+    options.timeout_seconds = 90;
+    return g->sshd->Ssh(webapp, g->key.private_path, command, extra, options);
+  }
+
+  static RunResult Tool(std::vector<std::string> argv, const std::vector<std::string>& tail) {
+    std::vector<std::string> opts = g->sshd->ClientOptions(g->key.private_path);
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return test::Run(argv, {.timeout_seconds = 90});
+  }
+
+  static std::string Logs() { return "\n--- allgo-sshd:\n" + g->sshd->log() + "\n--- gateway:\n" + g->gateway->log(); }
+};
+
+TEST_F(SshdGatewayTest, EachWebappLandsInItsOwnContainerOnItsNode) {
+  for (const Webapp& w : kWebapps) {
+    RunResult r = Ssh(w.name, "hostname; grep ^ID= /etc/os-release; id -u; pwd");
+    ASSERT_EQ(r.exit_code, 0) << w.name << ": " << r.err << Logs();
+    EXPECT_EQ(r.out, HostnameOf(w) + "\n" + (w.debian ? "ID=debian" : "ID=busybox") + "\n0\n/\n") << w.name;
+    EXPECT_EQ(r.err, "") << w.name;
+  }
+}
+
+TEST_F(SshdGatewayTest, ExitCodesStderrStdinEofSignalsAndBinaryDataOnBothNodes) {
+  std::string blob(4 << 20, '\0');
+  std::mt19937_64 rng(11);
+  for (auto& c : blob) c = static_cast<char>(rng());
+  for (const char* webapp : {"alpha", "delta"}) {
+    SCOPED_TRACE(webapp);
+    RunResult r = Ssh(webapp, "echo out; echo oops >&2; exit 3");
+    EXPECT_EQ(r.exit_code, 3) << r.err << Logs();
+    EXPECT_EQ(r.out, "out\n");
+    EXPECT_EQ(r.err, "oops\n");
+    RunOptions in;
+    in.stdin_data = blob;
+    r = Ssh(webapp, "cat", {}, in);  // ends at stdin EOF, every byte back
+    EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+    EXPECT_TRUE(r.out == blob) << r.out.size();
+    in.stdin_data = "three\nlines\nhere\n";
+    r = Ssh(webapp, "wc -l", {}, in);
+    EXPECT_THAT(r.out, HasSubstr("3"));
+    EXPECT_EQ(Ssh(webapp, "kill -TERM $$").exit_code, 143);
+    EXPECT_EQ(Ssh(webapp, "kill -KILL $$").exit_code, 137);
+  }
+}
+
+TEST_F(SshdGatewayTest, PtyShellFollowsResizesAndCtrlCInterrupts) {
+  for (const char* webapp : {"charlie", "bravo"}) {
+    SCOPED_TRACE(webapp);
+    TmuxTerminal term(g->tmp / ("tmux-" + std::string(webapp)),
+                      g->sshd->SshCommandLine(g->key.private_path, {"-tt"}) + " " + webapp + "@127.0.0.1", 90, 25);
+    ASSERT_TRUE(term.started());
+    term.Type("echo SIZE=$(stty size) HOST=$(hostname)");
+    EXPECT_TRUE(term.Shows("SIZE=25 90 HOST=" + std::string(webapp) + "-on-")) << term.Screen() << Logs();
+    term.Resize(132, 43);
+    term.Type("echo NEW=$(stty size)");
+    EXPECT_TRUE(term.Shows("NEW=43 132")) << term.Screen();
+    // ^C reaches the foreground command through the container's terminal, not the shell.
+    term.Type("sleep 300; echo SL''EPT");  // the screen shows the typed line, never SLEPT itself
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    term.Keys("C-c");
+    term.Type("echo AFTER=$((6*7))");
+    EXPECT_TRUE(term.Shows("AFTER=42")) << term.Screen();
+    EXPECT_THAT(term.Screen(), Not(HasSubstr("SLEPT")));
+    term.Type("exit 5");
+    EXPECT_TRUE(term.WaitClosed());
+  }
+  EXPECT_TRUE(g->sshd->WaitForLog("kind=shell status=5"));
+}
+
+TEST_F(SshdGatewayTest, ScpBothModesSftpAndRsyncOnEitherNode) {
+  std::string payload(2 << 20, 'x');
+  for (size_t i = 0; i < payload.size(); i += 89) payload[i] = static_cast<char>('a' + i % 26);
+  WriteFile(g->tmp / "src.bin", payload);
+  std::string port = std::to_string(g->sshd->port());
+  for (const char* webapp : {"alpha", "charlie"}) {
+    SCOPED_TRACE(webapp);
+    std::string dest = g->shared + "/" + webapp;
+    RunResult r = Tool({"scp", "-P", port}, {g->tmp / "src.bin", std::string(webapp) + "@127.0.0.1:" + dest + ".scp"});
+    ASSERT_EQ(r.exit_code, 0) << r.err << Logs();
+    EXPECT_EQ(ReadFile(dest + ".scp"), payload);
+    r = Tool({"scp", "-O", "-P", port}, {std::string(webapp) + "@127.0.0.1:" + dest + ".scp", dest + ".legacy"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ReadFile(dest + ".legacy"), payload);
+    WriteFile(g->tmp / "batch", "put " + (g->tmp / "src.bin") + " " + dest + ".sftp\nls -l " + dest + ".sftp\n");
+    r = Tool({"sftp", "-b", g->tmp / "batch", "-P", port}, {std::string(webapp) + "@127.0.0.1"});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ReadFile(dest + ".sftp"), payload);
+    r = test::Run({"rsync", "-a", "-e", g->sshd->SshCommandLine(g->key.private_path), g->tmp / "src.bin",
+                   std::string(webapp) + "@127.0.0.1:" + dest + ".rsync"},
+                  {.timeout_seconds = 90});
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(ReadFile(dest + ".rsync"), payload);
+  }
+  // The busybox image has no sftp-server: allgo-shell says so, through the gateway too.
+  RunResult r = Tool({"scp", "-P", port}, {g->tmp / "src.bin", "delta@127.0.0.1:" + g->shared + "/delta.scp"});
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.err, HasSubstr("the sandbox has no sftp-server")) << r.err;
+}
+
+TEST_F(SshdGatewayTest, GitPushAndCloneIntoTheDebianContainer) {
+  ASSERT_EQ(Ssh("charlie", "rm -rf /root/repo.git && git init -q --bare /root/repo.git").exit_code, 0);
+  RunOptions o;
+  o.env = {{"GIT_SSH_COMMAND", g->sshd->SshCommandLine(g->key.private_path)}, {"HOME", g->tmp.path()},
+           {"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@example.org"},
+           {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@example.org"}};
+  o.timeout_seconds = 90;
+  std::string work = g->tmp / "work";
+  RunResult r = Sh("rm -rf " + work + " " + (g->tmp / "clone") + " && git init -q " + work + " && cd " + work +
+                       " && echo hello > f && git add f && git commit -qm first && "
+                       "git push -q charlie@127.0.0.1:/root/repo.git HEAD:refs/heads/main && "
+                       "git clone -q charlie@127.0.0.1:/root/repo.git " + (g->tmp / "clone") + " -b main",
+                   o);
+  ASSERT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_EQ(ReadFile(g->tmp / "clone/f"), "hello\n");
+  EXPECT_EQ(Ssh("charlie", "git -C /root/repo.git log --format=%s main").out, "first\n");
+}
+
+TEST_F(SshdGatewayTest, TwentyParallelSessionsSpreadOverBothNodes) {
+  std::atomic<int> good{0};
+  std::vector<std::string> failures(20);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 20; ++i) {
+    threads.emplace_back([&, i] {
+      const Webapp& w = kWebapps[i % 4];
+      RunResult r = Ssh(w.name, "echo s" + std::to_string(i) + " $(hostname); sleep 1");
+      if (r.exit_code == 0 && r.out == "s" + std::to_string(i) + " " + HostnameOf(w) + "\n") {
+        ++good;
+      } else {
+        failures[i] = std::to_string(r.exit_code) + " " + r.out + r.err;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  std::string why;
+  for (const auto& f : failures) why += f.empty() ? "" : f + "\n";
+  EXPECT_EQ(good.load(), 20) << why << Logs();
+}
+
+// The helpers under a stock OpenSSH sshd (keys from allgo-authkeys, allgo-shell as the login
+// shell NSS reports) reach both nodes through the same gateway.
+TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
+  fs::copy_file(Artifact("allgo-authkeys"), "/etc/allgo/allgo-authkeys", fs::copy_options::overwrite_existing);
+  chmod("/etc/allgo/allgo-authkeys", 0755);  // sshd wants it root-owned; /etc/allgo is the test's overlay
+  mkdir("/run/sshd", 0755);
+  std::string host_key = g->tmp / "openssh_host_key";
+  fs::remove(host_key);
+  fs::remove(host_key + ".pub");
+  ASSERT_EQ(test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", host_key}).exit_code, 0);
+  int port = FreeLoopbackPort();
+  WriteFile(g->tmp / "sshd_config",
+            "Port " + std::to_string(port) + "\nListenAddress 127.0.0.1\nHostKey " + host_key +
+                "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
+                "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\nAuthorizedKeysCommandUser allgo-authkeys\n"
+                "PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n"
+                "Subsystem sftp /usr/lib/openssh/sftp-server\n");
+  Daemon sshd({"/usr/sbin/sshd", "-D", "-e", "-f", g->tmp / "sshd_config"}, g->tmp / "openssh.log");
+  ASSERT_TRUE(WaitForTcpPort(port, 10000)) << sshd.Log();
+  std::vector<std::string> opts = {"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
+                                   "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes",
+                                   "-o", "LogLevel=ERROR", "-i", g->key.private_path};
+  auto run = [&](std::vector<std::string> argv, const std::vector<std::string>& tail, const std::string& in = "") {
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return test::Run(argv, {.stdin_data = in, .timeout_seconds = 90});
+  };
+  std::string p = std::to_string(port);
+  for (const Webapp& w : kWebapps) {
+    RunResult r = run({"ssh", "-p", p}, {std::string(w.name) + "@127.0.0.1", "hostname; echo err >&2; exit 7"});
+    EXPECT_EQ(r.exit_code, 7) << w.name << ": " << r.err << sshd.Log() << Logs();
+    EXPECT_EQ(r.out, HostnameOf(w) + "\n");
+    EXPECT_EQ(r.err, "err\n");
+  }
+  RunResult r = run({"ssh", "-tt", "-p", p}, {"delta@127.0.0.1", "tty; stty size"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("/dev/pts/"));
+  r = run({"ssh", "-p", p}, {"alpha@127.0.0.1", "cat | md5sum"}, "through stock OpenSSH\n");
+  EXPECT_EQ(r.out, test::Run({"md5sum"}, {.stdin_data = "through stock OpenSSH\n"}).out);  // stdin EOF too
+  WriteFile(g->tmp / "payload", "through stock OpenSSH\n");
+  r = run({"scp", "-P", p}, {g->tmp / "payload", "charlie@127.0.0.1:" + g->shared + "/stock.scp"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << sshd.Log();
+  EXPECT_EQ(ReadFile(g->shared + "/stock.scp"), "through stock OpenSSH\n");
+  r = run({"scp", "-O", "-P", p}, {"alpha@127.0.0.1:" + g->shared + "/stock.scp", g->tmp / "stock.back"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(g->tmp / "stock.back"), "through stock OpenSSH\n");
+}
+
+// ---- Faults. Each puts back what it breaks.
+
+TEST_F(SshdGatewayTest, AContainerRemovedMidSessionEndsThatSessionOnly) {
+  std::string marker = g->shared + "/echo-started";
+  fs::remove(marker);
+  auto session = std::async(std::launch::async, [&] { return Ssh("echo", "echo started; touch " + marker + "; sleep 60; echo never"); });
+  auto other = std::async(std::launch::async, [&] { return Ssh("delta", "sleep 4; hostname"); });  // same node
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
+  g->spare->Remove();
+  RunResult r = session.get();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.out, "started\n");
+  EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
+  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'echo'"));
+  RecordProperty("line_container_removed_mid_session", r.err);
+  RunResult o = other.get();
+  EXPECT_EQ(o.exit_code, 0) << o.err;
+  EXPECT_EQ(o.out, "delta-on-node-b\n");
+  // A login to the removed container: one line that says so.
+  r = Ssh("echo", "true");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(OneAllgoLine(r.err));
+  EXPECT_THAT(r.err, HasSubstr("no container echo for 'echo'"));
+  RecordProperty("line_login_to_removed_container", r.err);
+  ASSERT_EQ(g->spare->Start(), "");
+  r = Ssh("echo", "hostname");
+  EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_EQ(r.out, "echo-on-node-b\n");
+}
+
+TEST_F(SshdGatewayTest, TheGatewayRestartedMidSessionEndsItWithOneLineAndServesAgain) {
+  std::string marker = g->shared + "/gw-started";
+  fs::remove(marker);
+  auto session = std::async(std::launch::async, [&] { return Ssh("charlie", "echo started; touch " + marker + "; sleep 60; echo never"); });
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // "started" has reached the client
+  g->gateway->Stop();
+  RunResult r = session.get();
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(r.out, "started\n");
+  EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
+  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'charlie'"));
+  RecordProperty("line_gateway_stopped_mid_session", r.err);
+  // While it is down: one line, no hang.
+  r = Ssh("alpha", "true");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_TRUE(OneAllgoLine(r.err));
+  EXPECT_THAT(r.err, HasSubstr("the sandbox gateway is not running"));
+  RecordProperty("line_gateway_down", r.err);
+  ASSERT_EQ(g->gateway->Start(), "");
+  r = Ssh("charlie", "hostname");
+  EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_EQ(r.out, "charlie-on-node-b\n");
+}
+
+TEST_F(SshdGatewayTest, ANodeStoppedFailsItsWebappsOnlyAndRecoversWithoutRestarts) {
+  pid_t gateway_pid = g->gateway->pid();
+  std::string marker = g->shared + "/node-started";
+  fs::remove(marker);
+  // Running when the node goes: a session on it, and one on the other node.
+  auto on_a = std::async(std::launch::async, [&] { return Ssh("alpha", "touch " + marker + "; sleep 60; echo never"); });
+  auto on_b = std::async(std::launch::async, [&] { return Ssh("charlie", "sleep 6; hostname"); });
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
+  g->nodes->node(0).StopEngine();
+  RunResult lost = on_a.get();
+  EXPECT_NE(lost.exit_code, 0);
+  EXPECT_TRUE(OneAllgoLine(lost.err)) << Logs();
+  EXPECT_THAT(lost.err, HasSubstr("lost the connection to the sandbox of 'alpha'"));
+  RecordProperty("line_session_on_a_stopped_node", lost.err);
+  for (const char* webapp : {"alpha", "bravo"}) {
+    auto t0 = std::chrono::steady_clock::now();
+    RunResult r = Ssh(webapp, "true");
+    double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    EXPECT_NE(r.exit_code, 0) << webapp;
+    EXPECT_TRUE(OneAllgoLine(r.err)) << webapp << Logs();
+    EXPECT_THAT(r.err, HasSubstr(webapp));
+    EXPECT_THAT(r.err, HasSubstr("node node-a"));
+    EXPECT_THAT(r.err, HasSubstr("does not answer"));
+    EXPECT_LT(seconds, 15) << "a refused connection must not wait for api_timeout";
+    RecordProperty(std::string("line_login_on_a_stopped_node_") + webapp, r.err);
+  }
+  RunResult b = on_b.get();
+  EXPECT_EQ(b.exit_code, 0) << b.err;
+  EXPECT_EQ(b.out, "charlie-on-node-b\n");
+  for (const char* webapp : {"charlie", "delta"}) {
+    RunResult r = Ssh(webapp, "hostname");
+    EXPECT_EQ(r.exit_code, 0) << webapp << ": " << r.err << Logs();
+    EXPECT_THAT(r.out, HasSubstr("-on-node-b"));
+  }
+  std::string e = g->nodes->node(0).StartEngine();
+  ASSERT_EQ(e, "");
+  // The containers come back with their engine (--restart always); nothing else restarts.
+  RunResult r;
+  EXPECT_TRUE(WaitFor([&] { return (r = Ssh("alpha", "hostname")).exit_code == 0; }, 30000)) << r.err << Logs();
+  EXPECT_EQ(r.out, "alpha-on-node-a\n");
+  r = Ssh("bravo", "hostname");
+  EXPECT_EQ(r.out, "bravo-on-node-a\n") << r.err;
+  EXPECT_EQ(g->gateway->pid(), gateway_pid);
+}
+
+TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTheDetailForTheOperator) {
+  g->gateway->Stop();
+  {
+    TempDir dir("allgo-gateway-rogue");
+    chmod(dir.path().c_str(), 0755);
+    TestGateway rogue(g->GatewayConfig(ClientCertificate::kRogue), g->socket, dir.path());
+    std::string started = rogue.Start();
+    ASSERT_EQ(started, "");
+    RunResult r = Ssh("alpha", "true");
+    EXPECT_NE(r.exit_code, 0);
+    EXPECT_TRUE(OneAllgoLine(r.err)) << rogue.log();
+    // The TLS cause (with TLS 1.3 the node refuses the certificate after the handshake).
+    EXPECT_THAT(r.err, HasSubstr("certificate"));
+    EXPECT_THAT(r.err, HasSubstr("check tls_ca, tls_cert and tls_key"));
+    EXPECT_THAT(r.err, Not(HasSubstr("BEGIN")));
+    RecordProperty("line_rogue_client_certificate", r.err);
+    // The operator's detail: which node, and that TLS refused the certificate.
+    EXPECT_TRUE(rogue.WaitForLog("node-a")) << rogue.log();
+    EXPECT_THAT(rogue.log(), HasSubstr("certificate"));
+  }
+  {
+    TempDir dir("allgo-gateway-nocert");
+    chmod(dir.path().c_str(), 0755);
+    TestGateway missing(g->GatewayConfig(ClientCertificate::kMissing), g->socket, dir.path());
+    std::string started = missing.Start();
+    if (started.empty()) {  // a gateway that starts anyway must refuse per session, clearly
+      RunResult r = Ssh("alpha", "true");
+      EXPECT_NE(r.exit_code, 0);
+      EXPECT_TRUE(OneAllgoLine(r.err));
+    } else {
+      // It refuses to start, naming a missing file and where it is configured.
+      EXPECT_THAT(started, AnyOf(HasSubstr("no-such-cert.pem"), HasSubstr("no-such-key.pem")));
+      EXPECT_THAT(started, HasSubstr(missing.config_path()));
+      RecordProperty("log_missing_client_certificate", missing.log());
+      RunResult r = Ssh("alpha", "true");
+      EXPECT_NE(r.exit_code, 0);
+      EXPECT_TRUE(OneAllgoLine(r.err));
+      RecordProperty("line_missing_client_certificate", r.err);
+    }
+  }
+  ASSERT_EQ(g->gateway->Start(), "");
+  EXPECT_EQ(Ssh("alpha", "hostname").out, "alpha-on-node-a\n");
+}
+
+}  // namespace
+}  // namespace allgo::test
