@@ -334,6 +334,27 @@ TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
   r = run({"scp", "-O", "-P", p}, {"alpha@127.0.0.1:" + g->shared + "/stock.scp", g->tmp / "stock.back"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ReadFile(g->tmp / "stock.back"), "through stock OpenSSH\n");
+  WriteFile(g->tmp / "stock.batch", "put " + (g->tmp / "payload") + " " + g->shared + "/stock.sftp\n");
+  r = run({"sftp", "-b", g->tmp / "stock.batch", "-P", p}, {"charlie@127.0.0.1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(g->shared + "/stock.sftp"), "through stock OpenSSH\n");
+  std::string ssh_line = "ssh -p " + p;
+  for (const auto& o : opts) ssh_line += " " + ShellQuote(o);
+  r = test::Run({"rsync", "-a", "-e", ssh_line, g->tmp / "payload", "alpha@127.0.0.1:" + g->shared + "/stock.rsync"},
+                {.timeout_seconds = 90});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(g->shared + "/stock.rsync"), "through stock OpenSSH\n");
+  // Eight at once over both nodes (OpenSSH's MaxStartups 10 would drop some past ten).
+  std::vector<std::future<RunResult>> many;
+  for (int i = 0; i < 8; ++i) {
+    many.push_back(std::async(std::launch::async, [&, i] {
+      return run({"ssh", "-p", p}, {std::string(kWebapps[i % 4].name) + "@127.0.0.1", "hostname"});
+    }));
+  }
+  for (int i = 0; i < 8; ++i) {
+    RunResult one = many[i].get();
+    EXPECT_EQ(one.out, HostnameOf(kWebapps[i % 4]) + "\n") << one.err;
+  }
 }
 
 // ---- Faults. Each puts back what it breaks.
