@@ -55,7 +55,8 @@ std::string HostnameOf(const Webapp& w) { return std::string(w.name) + "-on-" + 
 
 // What the suite shares; built by SetUpTestSuite, torn down (servers first) by TearDownTestSuite.
 struct Deployment {
-  std::string skip;  // non-empty: why every test skips
+  std::string skip;   // non-empty: why every test skips (Docker or an image cannot be had here)
+  std::string error;  // non-empty: the set-up failed, every test fails with it
   TempDir tmp{"allgo-gateway-e2e"};
   std::unique_ptr<TestNodes> nodes;
   std::vector<std::unique_ptr<DockerSandbox>> sandboxes;  // one per kWebapps entry
@@ -97,7 +98,10 @@ class SshdGatewayTest : public ::testing::Test {
     auto start = [&](const std::string& name, int node, bool debian, std::unique_ptr<DockerSandbox>* out) {
       TestDocker& engine = g->nodes->node(node);
       std::string image = debian ? engine.DebianImage(&why) : engine.BusyboxImage(&why);
-      if (image.empty()) return "node " + TestNodes::Name(node) + ": " + why;
+      if (image.empty()) {  // no Debian mirror reachable, say: skipped, like sshd_docker_test
+        g->skip = "node " + TestNodes::Name(node) + ": " + why;
+        return std::string();
+      }
       db.AddWebapp(name, owner);
       // As allgo's controller runs it on a node: no bridge folder (the gateway starts the agent
       // per session), back with its engine after a node restart, quick to stop.
@@ -109,15 +113,11 @@ class SshdGatewayTest : public ::testing::Test {
     };
     for (const Webapp& w : kWebapps) {
       g->sandboxes.emplace_back();
-      if (std::string e = start(w.name, w.node, w.debian, &g->sandboxes.back()); !e.empty()) {
-        g->skip = e;  // an image that cannot be built here (no Debian mirror) skips, like sshd_docker_test
-        return;
-      }
+      g->error = start(w.name, w.node, w.debian, &g->sandboxes.back());
+      if (!g->error.empty() || !g->skip.empty()) return;
     }
-    if (std::string e = start("echo", 1, false, &g->spare); !e.empty()) {
-      g->skip = e;
-      return;
-    }
+    g->error = start("echo", 1, false, &g->spare);
+    if (!g->error.empty() || !g->skip.empty()) return;
     g->gateway = std::make_unique<TestGateway>(g->GatewayConfig(), g->socket, g->tmp.path());
     g->sshd = std::make_unique<SshdServer>("max_startups = 100:30:200",
                                            "[sandbox]\nbackend = docker\nstart_wait = 3\n" +
@@ -138,6 +138,7 @@ class SshdGatewayTest : public ::testing::Test {
 
   void SetUp() override {
     if (!g->skip.empty()) GTEST_SKIP() << g->skip;
+    ASSERT_EQ(g->error, "");
     ASSERT_TRUE(g->sshd);
     // A test that failed half-way may have left the gateway stopped: each test starts from a
     // running one (and says so if it cannot).
@@ -334,6 +335,27 @@ TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
   r = run({"scp", "-O", "-P", p}, {"alpha@127.0.0.1:" + g->shared + "/stock.scp", g->tmp / "stock.back"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ReadFile(g->tmp / "stock.back"), "through stock OpenSSH\n");
+  WriteFile(g->tmp / "stock.batch", "put " + (g->tmp / "payload") + " " + g->shared + "/stock.sftp\n");
+  r = run({"sftp", "-b", g->tmp / "stock.batch", "-P", p}, {"charlie@127.0.0.1"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(g->shared + "/stock.sftp"), "through stock OpenSSH\n");
+  std::string ssh_line = "ssh -p " + p;
+  for (const auto& o : opts) ssh_line += " " + ShellQuote(o);
+  r = test::Run({"rsync", "-a", "-e", ssh_line, g->tmp / "payload", "alpha@127.0.0.1:" + g->shared + "/stock.rsync"},
+                {.timeout_seconds = 90});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(ReadFile(g->shared + "/stock.rsync"), "through stock OpenSSH\n");
+  // Eight at once over both nodes (OpenSSH's MaxStartups 10 would drop some past ten).
+  std::vector<std::future<RunResult>> many;
+  for (int i = 0; i < 8; ++i) {
+    many.push_back(std::async(std::launch::async, [&, i] {
+      return run({"ssh", "-p", p}, {std::string(kWebapps[i % 4].name) + "@127.0.0.1", "hostname"});
+    }));
+  }
+  for (int i = 0; i < 8; ++i) {
+    RunResult one = many[i].get();
+    EXPECT_EQ(one.out, HostnameOf(kWebapps[i % 4]) + "\n") << one.err;
+  }
 }
 
 // ---- Faults. Each puts back what it breaks.
