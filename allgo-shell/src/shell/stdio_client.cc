@@ -89,7 +89,7 @@ void ReceiveOutput(const std::shared_ptr<Shared>& shared, bool pty) {
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         return shared->Finish(Shared::Outcome::kLost,
-                              n == 0 ? "the agent closed the connection" : strerror(errno));
+                              n == 0 ? "the connection closed" : strerror(errno));
       }
       reader.Append(std::string_view(buf, static_cast<size_t>(n)));
       continue;
@@ -137,8 +137,10 @@ int RunStdioSession(int stream, const Open& request, int signals, const std::str
   if (request.pty) terminal.Enter(0);
   auto lost = [&](const std::string& why) {
     terminal.Restore();
+    // The far end is the agent, or the sandbox gateway relaying it: either may have stopped
+    // (a container removed, a node down, the gateway restarted), and we cannot tell which.
     Say("lost the connection to the sandbox of '" + name + "' (" + why +
-        "); the sandbox agent stopped, so the command's outcome is unknown");
+        "); the sandbox agent or the gateway to it stopped, so the command's outcome is unknown");
     return kExitLostAgent;
   };
   if (!shared->Send(request)) return lost(ErrnoText("send", errno));

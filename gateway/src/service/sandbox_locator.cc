@@ -156,8 +156,10 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
   }
   if (!stopped.empty()) return Status::Unavailable(stopped);
   if (!down.empty()) {
-    return Status::Unavailable("the sandbox of '" + webapp.docker_name + "' may be on node " + down +
-                               ", which does not answer: " + SanitizeForLog(down_cause, 400) +
+    const bool several = down.find(", ") != std::string::npos;
+    return Status::Unavailable("the sandbox of '" + webapp.docker_name + "' may be on node" + (several ? "s " : " ") +
+                               down + (several ? ", which do not answer: " : ", which does not answer: ") +
+                               SanitizeForLog(down_cause, 400) +
                                "; no other node has its container " + container +
                                "; other webapps are not affected - tell the allgo operators");
   }
