@@ -291,7 +291,7 @@ TEST_F(SshdGatewayTest, TwentyParallelSessionsSpreadOverBothNodes) {
 
 // The helpers under a stock OpenSSH sshd (keys from allgo-authkeys, allgo-shell as the login
 // shell NSS reports) reach both nodes through the same gateway.
-TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
+TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodesWithTheWholeList) {
   fs::copy_file(Artifact("allgo-authkeys"), "/etc/allgo/allgo-authkeys", fs::copy_options::overwrite_existing);
   chmod("/etc/allgo/allgo-authkeys", 0755);  // sshd wants it root-owned; /etc/allgo is the test's overlay
   mkdir("/run/sshd", 0755);
@@ -305,7 +305,10 @@ TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
                 "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
                 "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\nAuthorizedKeysCommandUser allgo-authkeys\n"
                 "PasswordAuthentication no\nKbdInteractiveAuthentication no\nStrictModes no\n"
-                "Subsystem sftp /usr/lib/openssh/sftp-server\n");
+                "Subsystem sftp /usr/lib/openssh/sftp-server\n"
+                // Twenty logins at once, as through allgo-sshd (OpenSSH's default 10:30:100
+                // would drop some of them at random before the gateway is ever asked).
+                "MaxStartups 30\n");
   Daemon sshd({"/usr/sbin/sshd", "-D", "-e", "-f", g->tmp / "sshd_config"}, g->tmp / "openssh.log");
   ASSERT_TRUE(WaitForTcpPort(port, 10000)) << sshd.Log();
   std::vector<std::string> opts = {"-F", "/dev/null", "-o", "StrictHostKeyChecking=no", "-o",
@@ -345,17 +348,51 @@ TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodes) {
                 {.timeout_seconds = 90});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(ReadFile(g->shared + "/stock.rsync"), "through stock OpenSSH\n");
-  // Eight at once over both nodes (OpenSSH's MaxStartups 10 would drop some past ten).
+  // A signal ends the command in the container as through allgo-sshd: 128 + TERM.
+  r = run({"ssh", "-p", p}, {"bravo@127.0.0.1", "kill -TERM $$; sleep 5"});
+  EXPECT_EQ(r.exit_code, 143) << r.err;
+  // Twenty at once over both nodes.
   std::vector<std::future<RunResult>> many;
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 20; ++i) {
     many.push_back(std::async(std::launch::async, [&, i] {
-      return run({"ssh", "-p", p}, {std::string(kWebapps[i % 4].name) + "@127.0.0.1", "hostname"});
+      return run({"ssh", "-p", p}, {std::string(kWebapps[i % 4].name) + "@127.0.0.1", "hostname; sleep 1"});
     }));
   }
-  for (int i = 0; i < 8; ++i) {
+  for (int i = 0; i < 20; ++i) {
     RunResult one = many[i].get();
     EXPECT_EQ(one.out, HostnameOf(kWebapps[i % 4]) + "\n") << one.err;
   }
+  // git over stock OpenSSH into the Debian container on node-a.
+  ASSERT_EQ(run({"ssh", "-p", p}, {"alpha@127.0.0.1", "rm -rf /root/stock.git && git init -q --bare /root/stock.git"}).exit_code, 0);
+  RunOptions o;
+  o.env = {{"GIT_SSH_COMMAND", ssh_line}, {"HOME", g->tmp.path()},
+           {"GIT_AUTHOR_NAME", "t"}, {"GIT_AUTHOR_EMAIL", "t@example.org"},
+           {"GIT_COMMITTER_NAME", "t"}, {"GIT_COMMITTER_EMAIL", "t@example.org"}};
+  o.timeout_seconds = 90;
+  std::string work = g->tmp / "stock-work", clone = g->tmp / "stock-clone";
+  r = Sh("rm -rf " + work + " " + clone + " && git init -q " + work + " && cd " + work +
+             " && echo stock > f && git add f && git commit -qm viaopenssh && "
+             "git push -q alpha@127.0.0.1:/root/stock.git HEAD:refs/heads/main && "
+             "git clone -q alpha@127.0.0.1:/root/stock.git " + clone + " -b main",
+         o);
+  ASSERT_EQ(r.exit_code, 0) << r.err << sshd.Log() << Logs();
+  EXPECT_EQ(ReadFile(clone + "/f"), "stock\n");
+  // A PTY that follows a resize, and ^C for the foreground command, in the busybox container.
+  TmuxTerminal term(g->tmp / "tmux-stock", ssh_line + " -tt delta@127.0.0.1", 90, 25);
+  ASSERT_TRUE(term.started());
+  term.Type("echo SIZE=$(stty size) HOST=$(hostname)");
+  EXPECT_TRUE(term.Shows("SIZE=25 90 HOST=delta-on-")) << term.Screen() << sshd.Log() << Logs();
+  term.Resize(132, 43);
+  term.Type("echo NEW=$(stty size)");
+  EXPECT_TRUE(term.Shows("NEW=43 132")) << term.Screen();
+  term.Type("sleep 300; echo SL''EPT");
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  term.Keys("C-c");
+  term.Type("echo AFTER=$((6*7))");
+  EXPECT_TRUE(term.Shows("AFTER=42")) << term.Screen();
+  EXPECT_THAT(term.Screen(), Not(HasSubstr("SLEPT")));
+  term.Type("exit 5");
+  EXPECT_TRUE(term.WaitClosed());
 }
 
 // ---- Faults. Each puts back what it breaks.
