@@ -17,6 +17,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <functional>
 #include <future>
 #include <random>
 #include <thread>
@@ -51,6 +52,38 @@ std::string HostnameOf(const Webapp& w) { return std::string(w.name) + "-on-" + 
   if (err.rfind("allgo: ", 0) != 0) return ::testing::AssertionFailure() << "not an allgo line: " << err;
   if (err.empty() || err.find('\n') != err.size() - 1) return ::testing::AssertionFailure() << "not one line: " << err;
   return ::testing::AssertionSuccess();
+}
+
+// A session that failed as a user must see it: non-zero, exactly one allgo line, naming
+// `what`; the line is kept as the test property `property`. `context` (the servers' logs, read
+// only when something failed) is printed with a failure.
+using Context = std::function<std::string()>;
+void ExpectOneAllgoLine(const RunResult& r, const std::string& what, const std::string& property,
+                        const Context& context = [] { return std::string(); }) {
+  EXPECT_NE(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(OneAllgoLine(r.err)) << context();
+  EXPECT_THAT(r.err, HasSubstr(what));
+  ::testing::Test::RecordProperty(property, r.err);
+}
+
+// An interactive shell in `term` (started as WEBAPP@...): the pty has the terminal's size and
+// follows a resize, ^C ends the foreground command and not the shell, and `exit 5` ends it all.
+void ExpectPtyFollowsResizeAndCtrlC(TmuxTerminal& term, const std::string& webapp, const Context& context) {
+  ASSERT_TRUE(term.started());
+  term.Type("echo SIZE=$(stty size) HOST=$(hostname)");
+  if (!term.Shows("SIZE=25 90 HOST=" + webapp + "-on-")) ADD_FAILURE() << term.Screen() << context();
+  term.Resize(132, 43);
+  term.Type("echo NEW=$(stty size)");
+  EXPECT_TRUE(term.Shows("NEW=43 132")) << term.Screen();
+  // ^C reaches the foreground command through the container's terminal, not the shell.
+  term.Type("sleep 300; echo SL''EPT");  // the screen shows the typed line, never SLEPT itself
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  term.Keys("C-c");
+  term.Type("echo AFTER=$((6*7))");
+  EXPECT_TRUE(term.Shows("AFTER=42")) << term.Screen();
+  EXPECT_THAT(term.Screen(), Not(HasSubstr("SLEPT")));
+  term.Type("exit 5");
+  EXPECT_TRUE(term.WaitClosed());
 }
 
 // What the suite shares; built by SetUpTestSuite, torn down (servers first) by TearDownTestSuite.
@@ -201,21 +234,7 @@ TEST_F(SshdGatewayTest, PtyShellFollowsResizesAndCtrlCInterrupts) {
     SCOPED_TRACE(webapp);
     TmuxTerminal term(g->tmp / ("tmux-" + std::string(webapp)),
                       g->sshd->SshCommandLine(g->key.private_path, {"-tt"}) + " " + webapp + "@127.0.0.1", 90, 25);
-    ASSERT_TRUE(term.started());
-    term.Type("echo SIZE=$(stty size) HOST=$(hostname)");
-    EXPECT_TRUE(term.Shows("SIZE=25 90 HOST=" + std::string(webapp) + "-on-")) << term.Screen() << Logs();
-    term.Resize(132, 43);
-    term.Type("echo NEW=$(stty size)");
-    EXPECT_TRUE(term.Shows("NEW=43 132")) << term.Screen();
-    // ^C reaches the foreground command through the container's terminal, not the shell.
-    term.Type("sleep 300; echo SL''EPT");  // the screen shows the typed line, never SLEPT itself
-    std::this_thread::sleep_for(std::chrono::milliseconds(500));
-    term.Keys("C-c");
-    term.Type("echo AFTER=$((6*7))");
-    EXPECT_TRUE(term.Shows("AFTER=42")) << term.Screen();
-    EXPECT_THAT(term.Screen(), Not(HasSubstr("SLEPT")));
-    term.Type("exit 5");
-    EXPECT_TRUE(term.WaitClosed());
+    ExpectPtyFollowsResizeAndCtrlC(term, webapp, [&] { return Logs(); });
   }
   EXPECT_TRUE(g->sshd->WaitForLog("kind=shell status=5"));
 }
@@ -379,20 +398,7 @@ TEST_F(SshdGatewayTest, StockOpenSshReachesBothNodesWithTheWholeList) {
   EXPECT_EQ(ReadFile(clone + "/f"), "stock\n");
   // A PTY that follows a resize, and ^C for the foreground command, in the busybox container.
   TmuxTerminal term(g->tmp / "tmux-stock", ssh_line + " -tt delta@127.0.0.1", 90, 25);
-  ASSERT_TRUE(term.started());
-  term.Type("echo SIZE=$(stty size) HOST=$(hostname)");
-  EXPECT_TRUE(term.Shows("SIZE=25 90 HOST=delta-on-")) << term.Screen() << sshd.Log() << Logs();
-  term.Resize(132, 43);
-  term.Type("echo NEW=$(stty size)");
-  EXPECT_TRUE(term.Shows("NEW=43 132")) << term.Screen();
-  term.Type("sleep 300; echo SL''EPT");
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));
-  term.Keys("C-c");
-  term.Type("echo AFTER=$((6*7))");
-  EXPECT_TRUE(term.Shows("AFTER=42")) << term.Screen();
-  EXPECT_THAT(term.Screen(), Not(HasSubstr("SLEPT")));
-  term.Type("exit 5");
-  EXPECT_TRUE(term.WaitClosed());
+  ExpectPtyFollowsResizeAndCtrlC(term, "delta", [&] { return sshd.Log() + Logs(); });
 }
 
 // ---- Faults. Each puts back what it breaks.
@@ -405,20 +411,13 @@ TEST_F(SshdGatewayTest, AContainerRemovedMidSessionEndsThatSessionOnly) {
   ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
   g->spare->Remove();
   RunResult r = session.get();
-  EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.out, "started\n");
-  EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
-  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'echo'"));
-  RecordProperty("line_container_removed_mid_session", r.err);
+  ExpectOneAllgoLine(r, "lost the connection to the sandbox of 'echo'", "line_container_removed_mid_session", [&] { return Logs(); });
   RunResult o = other.get();
   EXPECT_EQ(o.exit_code, 0) << o.err;
   EXPECT_EQ(o.out, "delta-on-node-b\n");
   // A login to the removed container: one line that says so.
-  r = Ssh("echo", "true");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(OneAllgoLine(r.err));
-  EXPECT_THAT(r.err, HasSubstr("no container echo for 'echo'"));
-  RecordProperty("line_login_to_removed_container", r.err);
+  ExpectOneAllgoLine(Ssh("echo", "true"), "no container echo for 'echo'", "line_login_to_removed_container");
   ASSERT_EQ(g->spare->Start(), "");
   r = Ssh("echo", "hostname");
   EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
@@ -433,17 +432,10 @@ TEST_F(SshdGatewayTest, TheGatewayRestartedMidSessionEndsItWithOneLineAndServesA
   std::this_thread::sleep_for(std::chrono::milliseconds(500));  // "started" has reached the client
   g->gateway->Stop();
   RunResult r = session.get();
-  EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(r.out, "started\n");
-  EXPECT_TRUE(OneAllgoLine(r.err)) << Logs();
-  EXPECT_THAT(r.err, HasSubstr("lost the connection to the sandbox of 'charlie'"));
-  RecordProperty("line_gateway_stopped_mid_session", r.err);
+  ExpectOneAllgoLine(r, "lost the connection to the sandbox of 'charlie'", "line_gateway_stopped_mid_session", [&] { return Logs(); });
   // While it is down: one line, no hang.
-  r = Ssh("alpha", "true");
-  EXPECT_NE(r.exit_code, 0);
-  EXPECT_TRUE(OneAllgoLine(r.err));
-  EXPECT_THAT(r.err, HasSubstr("the sandbox gateway is not running"));
-  RecordProperty("line_gateway_down", r.err);
+  ExpectOneAllgoLine(Ssh("alpha", "true"), "the sandbox gateway is not running", "line_gateway_down");
   ASSERT_EQ(g->gateway->Start(), "");
   r = Ssh("charlie", "hostname");
   EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
@@ -459,11 +451,8 @@ TEST_F(SshdGatewayTest, ANodeStoppedFailsItsWebappsOnlyAndRecoversWithoutRestart
   auto on_b = std::async(std::launch::async, [&] { return Ssh("charlie", "sleep 6; hostname"); });
   ASSERT_TRUE(WaitFor([&] { return fs::exists(marker); }, 20000)) << Logs();
   g->nodes->node(0).StopEngine();
-  RunResult lost = on_a.get();
-  EXPECT_NE(lost.exit_code, 0);
-  EXPECT_TRUE(OneAllgoLine(lost.err)) << Logs();
-  EXPECT_THAT(lost.err, HasSubstr("lost the connection to the sandbox of 'alpha'"));
-  RecordProperty("line_session_on_a_stopped_node", lost.err);
+  ExpectOneAllgoLine(on_a.get(), "lost the connection to the sandbox of 'alpha'", "line_session_on_a_stopped_node",
+                     [&] { return Logs(); });
   for (const char* webapp : {"alpha", "bravo"}) {
     auto t0 = std::chrono::steady_clock::now();
     RunResult r = Ssh(webapp, "true");
