@@ -89,12 +89,7 @@ class BasicExecStream final : public ExecStream {
   Status Read(std::string* out, size_t max, std::chrono::milliseconds timeout) override {
     out->clear();
     if (max == 0) return Status::Invalid("ExecStream::Read: max must be > 0");
-    if (!leftover_.empty()) {
-      size_t n = std::min(max, leftover_.size());
-      out->assign(leftover_, 0, n);
-      leftover_.erase(0, n);
-      return Status::Ok();
-    }
+    if (TakeLeftover(out, max)) return Status::Ok();
     out->resize(max);
     StepResult r = RunStep(*ioc_, beast::get_lowest_layer(*stream_), Clock::now() + timeout, [&](StepHandler h) {
       stream_->async_read_some(asio::buffer(out->data(), out->size()), h);
@@ -109,12 +104,7 @@ class BasicExecStream final : public ExecStream {
     out->clear();
     *eof = false;
     if (max == 0) return Status::Invalid("ExecStream::ReadAvailable: max must be > 0");
-    if (!leftover_.empty()) {
-      size_t n = std::min(max, leftover_.size());
-      out->assign(leftover_, 0, n);
-      leftover_.erase(0, n);
-      return Status::Ok();
-    }
+    if (TakeLeftover(out, max)) return Status::Ok();
     out->resize(max);
     // A synchronous read on a non-blocking socket: Asio's TLS stream then hands out what its
     // buffers hold and reports would_block instead of waiting for the socket. The socket
@@ -167,6 +157,16 @@ class BasicExecStream final : public ExecStream {
   int fd() const override { return const_cast<Stream&>(*stream_).lowest_layer().native_handle(); }
 
  private:
+  // Hands out up to `max` of the bytes that came with the 101 response, if any are left: they
+  // are the stream's first bytes, before anything the socket holds.
+  bool TakeLeftover(std::string* out, size_t max) {
+    if (leftover_.empty()) return false;
+    size_t n = std::min(max, leftover_.size());
+    out->assign(leftover_, 0, n);
+    leftover_.erase(0, n);
+    return true;
+  }
+
   std::shared_ptr<ssl::context> tls_;  // outlives the TLS session that uses it
   std::unique_ptr<asio::io_context> ioc_;
   std::unique_ptr<Stream> stream_;  // destroyed before ioc_ (declared after it)
