@@ -223,6 +223,28 @@ double DownloadMBps(const std::vector<std::string>& ssh_argv, long long bytes, c
   return total / secs / 1e6;
 }
 
+// Writes `bytes` into `wc -c` run by `ssh_argv`: MB/s. The far end counts the bytes, so the
+// measurement ends when all of them arrived.
+double UploadMBps(const std::vector<std::string>& ssh_argv, long long bytes, const std::string& label) {
+  Child c(ssh_argv, true, true);
+  std::vector<char> buf(1 << 20, 'x');
+  auto t0 = Clock::now();
+  long long left = bytes;
+  while (left > 0) {
+    ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
+    if (n <= 0) break;
+    left -= n;
+  }
+  c.CloseIn();
+  char out[64] = {0};
+  ssize_t got = read(c.out(), out, sizeof(out) - 1);
+  double secs = Seconds(Clock::now() - t0);
+  if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes) {
+    std::fprintf(stderr, "%s upload incomplete: %s\n", label.c_str(), out);
+  }
+  return bytes / secs / 1e6;
+}
+
 struct Server {
   std::string name;
   int port = 0;
@@ -423,26 +445,7 @@ class Bench {
     return DownloadMBps(Ssh(s, cipher, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, s.name);
   }
 
-  double Upload(Server& s, const char* cipher) {
-    // The server side counts the bytes, so the measurement ends when all arrived.
-    Child c(Ssh(s, cipher, {"wc -c"}), true, true);
-    std::vector<char> buf(1 << 20, 'x');
-    auto t0 = Clock::now();
-    long long left = bytes_;
-    while (left > 0) {
-      ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
-      if (n <= 0) break;
-      left -= n;
-    }
-    c.CloseIn();
-    char out[64] = {0};
-    ssize_t got = read(c.out(), out, sizeof(out) - 1);
-    double secs = Seconds(Clock::now() - t0);
-    if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes_) {
-      std::fprintf(stderr, "%s upload incomplete: %s\n", s.name.c_str(), out);
-    }
-    return bytes_ / secs / 1e6;
-  }
+  double Upload(Server& s, const char* cipher) { return UploadMBps(Ssh(s, cipher, {"wc -c"}), bytes_, s.name); }
 
   static int Connect(int port) {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1118,24 +1121,7 @@ class GatewayBench {
     return DownloadMBps(Ssh(webapp, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, webapp);
   }
 
-  double Upload(const std::string& webapp) {
-    // The container counts the bytes, so the measurement ends when all arrived.
-    Child c(Ssh(webapp, {"wc -c"}), true, true);
-    std::vector<char> buf(1 << 20, 'x');
-    auto t0 = Clock::now();
-    long long left = bytes_;
-    while (left > 0) {
-      ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
-      if (n <= 0) break;
-      left -= n;
-    }
-    c.CloseIn();
-    char out[64] = {0};
-    ssize_t got = read(c.out(), out, sizeof(out) - 1);
-    double secs = Seconds(Clock::now() - t0);
-    if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes_) std::fprintf(stderr, "%s upload incomplete: %s\n", webapp.c_str(), out);
-    return bytes_ / secs / 1e6;
-  }
+  double Upload(const std::string& webapp) { return UploadMBps(Ssh(webapp, {"wc -c"}), bytes_, webapp); }
 
   // Downloads of bytes_/N each, all at once, one per entry of `webapps`: aggregate MB/s.
   double ParallelDownload(const std::vector<std::string>& webapps) {
