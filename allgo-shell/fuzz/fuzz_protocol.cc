@@ -3,7 +3,9 @@
 //
 // The input is a byte stream as it would arrive on the socket, split into reads of varying
 // size. Properties checked besides "no crash, no sanitizer report, bounded memory":
-//  - the reader never holds more than one frame;
+//  - the reader never holds more than FrameReader::kMaxBuffered bytes;
+//  - NextView (the copy-free data path, fed through Grow) returns exactly what Next returns
+//    (fed through Append): the same messages, data bytes and errors, in the same order;
 //  - every accepted message passes Validate and re-encodes to exactly the bytes it came
 //    from (the encoding is canonical), so encoder and decoder agree.
 // Built twice: fuzz_bridge_protocol (agent.sock, the socket mode) and, with
@@ -11,6 +13,7 @@
 // whose peer is whatever relays the stream: data frames are the bulk of it there).
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <string>
 #include <string_view>
 
@@ -27,23 +30,38 @@ constexpr Mode kMode = Mode::kSocket;
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string_view input(reinterpret_cast<const char*>(data), size);
   FrameReader reader(kMode);
+  FrameReader viewer(kMode);  // the same bytes, read in place and taken with NextView
   size_t pos = 0;
   size_t chunk = size > 0 ? (data[0] % 61) + 1 : 1;  // read sizes vary with the input
   while (pos < input.size()) {
     size_t want = std::min(chunk, input.size() - pos);
     size_t taken = reader.Append(input.substr(pos, want));
-    if (reader.buffered() > kFrameHeaderSize + kMaxBody) abort();
+    if (reader.buffered() > FrameReader::kMaxBuffered) abort();
+    if (viewer.Room() != taken + reader.Room()) abort();  // both hold the same bytes
+    size_t grow = std::min(want, viewer.Room());
+    if (grow != taken) abort();  // Append takes what Room() allows, no more, no less
+    std::memcpy(viewer.Grow(grow), input.data() + pos, grow);
+    if (viewer.buffered() != reader.buffered()) abort();
     pos += taken;
     for (;;) {
-      Message m;
-      std::string error;
+      Message m, v;
+      DataView view;
+      std::string error, view_error;
       size_t before = reader.buffered();
       FrameReader::Result r = reader.Next(&m, &error);
+      FrameReader::Result rv = viewer.NextView(&v, &view, &view_error);
+      if (r != rv || error != view_error) abort();
       if (r == FrameReader::Result::kError) {
         if (error.empty()) abort();
         return 0;  // the connection would be dropped here
       }
       if (r == FrameReader::Result::kNeedMore) break;
+      if (!view.bytes.empty()) {
+        const auto* d = std::get_if<Data>(&m);
+        if (d == nullptr || d->stream != view.stream || d->bytes != view.bytes) abort();
+      } else if (!(m == v) || std::holds_alternative<Data>(m)) {
+        abort();
+      }
       if (!Validate(m, kMode).empty()) abort();
       std::string frame = EncodeFrame(m);
       size_t consumed = before - reader.buffered();

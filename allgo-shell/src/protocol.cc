@@ -446,35 +446,59 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mo
   return false;
 }
 
-size_t FrameReader::Room() const { return kMaxFrame - buffered(); }
+size_t FrameReader::Room() const { return kMaxBuffered - buffered(); }
 
 size_t FrameReader::Append(std::string_view bytes) {
-  if (offset_ > 0) {  // compact before growing, so the buffer stays within one frame
-    buffer_.erase(0, offset_);
-    offset_ = 0;
-  }
   size_t n = std::min(bytes.size(), Room());
-  buffer_.append(bytes.substr(0, n));
+  buffer_.Append(bytes.substr(0, n));
   return n;
 }
 
-FrameReader::Result FrameReader::Next(Message* out, std::string* error) {
+char* FrameReader::Grow(size_t n) { return buffer_.Grow(std::min(n, Room())); }
+
+void FrameReader::Shrink(size_t n) { buffer_.Shrink(n); }
+
+FrameReader::Result FrameReader::NextBody(std::string_view* body, std::string* error) {
   size_t have = buffered();
   if (have < kFrameHeaderSize) return Result::kNeedMore;
-  uint32_t n = GetU32(buffer_.data() + offset_);
+  uint32_t n = GetU32(buffer_.data());
   if (n == 0 || n > kMaxBody) {
     *error = "frame length " + std::to_string(n) + " outside 1.." + std::to_string(kMaxBody);
     return Result::kError;
   }
   if (have < kFrameHeaderSize + n) return Result::kNeedMore;
-  std::string_view body(buffer_.data() + offset_ + kFrameHeaderSize, n);
-  offset_ += kFrameHeaderSize + n;
-  if (!DecodeBody(body, out, error, mode_)) return Result::kError;
-  if (offset_ == buffer_.size()) {
-    buffer_.clear();
-    offset_ = 0;
-  }
+  *body = std::string_view(buffer_.data() + kFrameHeaderSize, n);
+  // Consuming only moves the queue's head: the body stays where it is until the next fill.
+  buffer_.Consume(kFrameHeaderSize + n);
   return Result::kMessage;
+}
+
+FrameReader::Result FrameReader::Next(Message* out, std::string* error) {
+  std::string_view body;
+  Result r = NextBody(&body, error);
+  if (r != Result::kMessage) return r;
+  return DecodeBody(body, out, error, mode_) ? Result::kMessage : Result::kError;
+}
+
+FrameReader::Result FrameReader::NextView(Message* out, DataView* data, std::string* error) {
+  data->bytes = {};
+  std::string_view body;
+  Result r = NextBody(&body, error);
+  if (r != Result::kMessage) return r;
+  // A well-formed data frame: type, stream, u32 count equal to the rest, 1..kMaxData bytes.
+  // Anything else (a malformed data frame included) goes through DecodeBody, which gives
+  // the very same result and error text as Next.
+  constexpr size_t kDataFields = 1 + 1 + 4;
+  if (UsedIn(Type::kData, mode_) && body.size() > kDataFields && static_cast<Type>(static_cast<uint8_t>(body[0])) == Type::kData) {
+    auto stream = static_cast<Stream>(static_cast<uint8_t>(body[1]));
+    uint32_t count = GetU32(body.data() + 2);
+    if (IsStream(stream) && count == body.size() - kDataFields && count <= kMaxData) {
+      data->stream = stream;
+      data->bytes = body.substr(kDataFields);
+      return Result::kMessage;
+    }
+  }
+  return DecodeBody(body, out, error, mode_) ? Result::kMessage : Result::kError;
 }
 
 }  // namespace allgo::bridge

@@ -3,6 +3,8 @@
 #include <openssl/ssl.h>
 #include <sys/un.h>
 
+#include <cstring>
+
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -36,6 +38,7 @@ using Json = nlohmann::json;
 // Docker 20.10 (Debian 12) speaks API 1.41; newer engines still accept it.
 constexpr const char* kApiPrefix = "/v1.41";
 constexpr size_t kMaxResponseBody = 1 << 20;  // an inspect is a few KiB
+constexpr size_t kReadBuffer = 64 * 1024;  // ExecStream::Read hands out at most this much at once
 
 // The completion of one asynchronous step: error, and bytes for reads and writes.
 struct StepResult {
@@ -89,8 +92,14 @@ class BasicExecStream final : public ExecStream {
   Status Read(std::string* out, size_t max, std::chrono::milliseconds timeout) override {
     out->clear();
     if (max == 0) return Status::Invalid("ExecStream::Read: max must be > 0");
-    if (TakeLeftover(out, max)) return Status::Ok();
-    out->resize(max);
+    if (!leftover_.empty()) {
+      out->resize(std::min(max, leftover_.size()));
+      TakeLeftover(out->data(), out->size());
+      return Status::Ok();
+    }
+    // At most one read buffer's worth: resize zero-fills, and a caller's large `max` must not
+    // cost a large memset for each TLS record (16 KiB) a read returns.
+    out->resize(std::min(max, kReadBuffer));
     StepResult r = RunStep(*ioc_, beast::get_lowest_layer(*stream_), Clock::now() + timeout, [&](StepHandler h) {
       stream_->async_read_some(asio::buffer(out->data(), out->size()), h);
     });
@@ -100,12 +109,11 @@ class BasicExecStream final : public ExecStream {
     return Status::Ok();
   }
 
-  Status ReadAvailable(std::string* out, size_t max, bool* eof) override {
-    out->clear();
+  Status ReadAvailable(char* buf, size_t max, size_t* got, bool* eof) override {
+    *got = 0;
     *eof = false;
     if (max == 0) return Status::Invalid("ExecStream::ReadAvailable: max must be > 0");
-    if (TakeLeftover(out, max)) return Status::Ok();
-    out->resize(max);
+    if ((*got = TakeLeftover(buf, max)) > 0) return Status::Ok();
     // A synchronous read on a non-blocking socket: Asio's TLS stream then hands out what its
     // buffers hold and reports would_block instead of waiting for the socket. The socket
     // stays non-blocking (one ioctl per stream, not two per read): the stream's other
@@ -114,11 +122,10 @@ class BasicExecStream final : public ExecStream {
     error_code ec;
     if (!socket.non_blocking()) socket.non_blocking(true, ec);
     if (ec) return Status::Unavailable(node_ + ": reading the exec stream: " + ec.message());
-    size_t n = stream_->read_some(asio::buffer(out->data(), out->size()), ec);
-    out->resize(n);
+    *got = stream_->read_some(asio::buffer(buf, max), ec);
     if (ec == asio::error::would_block || ec == asio::error::try_again) return Status::Ok();
     if (ec && IsEof(ec)) {
-      *eof = n == 0;
+      *eof = *got == 0;
       return Status::Ok();
     }
     if (ec) return Status::Unavailable(node_ + ": reading the exec stream: " + ec.message());
@@ -159,12 +166,11 @@ class BasicExecStream final : public ExecStream {
  private:
   // Hands out up to `max` of the bytes that came with the 101 response, if any are left: they
   // are the stream's first bytes, before anything the socket holds.
-  bool TakeLeftover(std::string* out, size_t max) {
-    if (leftover_.empty()) return false;
+  size_t TakeLeftover(char* buf, size_t max) {
     size_t n = std::min(max, leftover_.size());
-    out->assign(leftover_, 0, n);
+    std::memcpy(buf, leftover_.data(), n);
     leftover_.erase(0, n);
-    return true;
+    return n;
   }
 
   std::shared_ptr<ssl::context> tls_;  // outlives the TLS session that uses it

@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cstring>
 #include <string>
 
 namespace allgo::bridge {
@@ -85,11 +87,13 @@ TEST(BridgeProtocol, RejectsFrameLengthsOutsideTheBound) {
   }
 }
 
-TEST(BridgeProtocol, ReaderNeverBuffersMoreThanOneFrame) {
+TEST(BridgeProtocol, ReaderBuffersAtMostFourFrames) {
   FrameReader reader;
-  std::string big(200000, 'x');
-  EXPECT_EQ(reader.Append(big), kFrameHeaderSize + kMaxBody);
+  std::string big(400000, 'x');
+  EXPECT_EQ(FrameReader::kMaxBuffered, 4 * (kFrameHeaderSize + kMaxBody));
+  EXPECT_EQ(reader.Append(big), FrameReader::kMaxBuffered);
   EXPECT_EQ(reader.Room(), 0u);
+  EXPECT_EQ(reader.Append("more"), 0u);
 }
 
 TEST(BridgeProtocol, RejectsUnknownTypesTrailingBytesAndTruncation) {
@@ -293,6 +297,105 @@ TEST(BridgeProtocolStdio, DataIsBoundedAndStreamsAreChecked) {
   EXPECT_NE(error.find("trailing bytes"), std::string::npos) << error;
   // The biggest data frame fits in one frame with room to spare.
   EXPECT_LT(EncodeFrame(Data{Stream::kStdout, std::string(kMaxData, 'x')}).size(), kFrameHeaderSize + kMaxBody);
+}
+
+// NextView, the copy-free data path: valid data frames come out as views into the reader,
+// everything else exactly as Next gives it, whatever the read sizes.
+TEST(BridgeProtocolStdio, NextViewGivesWhatNextGives) {
+  std::vector<Message> all = {StdioOpen(), Started{7}, Data{Stream::kStdout, std::string(kMaxData, 'o')},
+                              Data{Stream::kStderr, std::string("\0e", 2)}, Eof{Stream::kStdout},
+                              Data{Stream::kStdin, "in"}, Exit{false, 3, false}};
+  std::string stream;
+  for (const Message& m : all) stream += EncodeFrame(m);
+  for (size_t read_size : {size_t{1}, size_t{7}, size_t{4096}, stream.size()}) {
+    FrameReader reader(Mode::kStdio);
+    std::vector<Message> got;
+    size_t pos = 0;
+    for (;;) {
+      Message m;
+      DataView data;
+      std::string error;
+      auto r = reader.NextView(&m, &data, &error);
+      ASSERT_NE(r, FrameReader::Result::kError) << error;
+      if (r == FrameReader::Result::kMessage) {
+        got.push_back(data.bytes.empty() ? m : Message(Data{data.stream, std::string(data.bytes)}));
+        continue;
+      }
+      if (pos == stream.size()) break;
+      size_t want = std::min({read_size, reader.Room(), stream.size() - pos});
+      char* at = reader.Grow(want + 5);  // more room than the "read" fills
+      std::memcpy(at, stream.data() + pos, want);
+      reader.Shrink(5);
+      pos += want;
+    }
+    EXPECT_EQ(got, all) << "reads of " << read_size;
+  }
+}
+
+TEST(BridgeProtocolStdio, NextViewRefusesWhatNextRefuses) {
+  auto both = [](const std::string& frame, const std::string& expected) {
+    FrameReader a(Mode::kStdio), b(Mode::kStdio);
+    a.Append(frame);
+    b.Append(frame);
+    Message m;
+    DataView data;
+    std::string error_a, error_b;
+    EXPECT_EQ(a.Next(&m, &error_a), FrameReader::Result::kError);
+    EXPECT_EQ(b.NextView(&m, &data, &error_b), FrameReader::Result::kError);
+    EXPECT_EQ(error_a, error_b);
+    EXPECT_NE(error_b.find(expected), std::string::npos) << error_b;
+    EXPECT_TRUE(data.bytes.empty());
+  };
+  std::string good = EncodeFrame(Data{Stream::kStdout, "abc"});
+  std::string bad_stream = good, long_count = good, short_count = good;
+  bad_stream[5] = 3;
+  long_count[9] = 4;   // claims 4 bytes, 3 follow
+  short_count[9] = 2;  // claims 2 bytes, 3 follow
+  both(bad_stream, "unknown stream 3");
+  both(long_count, "truncated");
+  both(short_count, "trailing bytes");
+  both(std::string("\0\0\0\x06\x09\x01\0\0\0\0", 10), "data: empty");
+  // A data frame on agent.sock is an unknown type there, also through NextView.
+  FrameReader socket_mode;
+  socket_mode.Append(good);
+  Message m;
+  DataView data;
+  std::string error;
+  EXPECT_EQ(socket_mode.NextView(&m, &data, &error), FrameReader::Result::kError);
+  EXPECT_EQ(error, "unknown message type 9");
+}
+
+TEST(ByteQueue, KeepsOrderAcrossPartialConsumesAndStaysWithinFourTimesItsBound) {
+  ByteQueue q;
+  std::string expected, out;
+  uint8_t next = 0;
+  // A producer that keeps at most 100 KB queued, a consumer that takes odd-sized bites.
+  for (int round = 0; round < 2000; ++round) {
+    size_t room = 100000 - q.size();
+    size_t n = std::min<size_t>(room, 1 + (round * 7919) % 40000);
+    char* at = q.Grow(n + 10);
+    for (size_t i = 0; i < n; ++i) at[i] = static_cast<char>(next++);
+    expected.append(at, n);
+    q.Shrink(10);
+    size_t take = std::min<size_t>(q.size(), (round * 104729) % 50000);
+    out.append(q.data(), take);
+    q.Consume(take);
+  }
+  out.append(q.data(), q.size());
+  q.Consume(q.size());
+  EXPECT_TRUE(q.empty());
+  EXPECT_EQ(out, expected);
+  EXPECT_LE(q.capacity(), 4u * 100010u);  // the owner's bound: 100000 queued + 10 of spare room
+}
+
+TEST(ByteQueue, MovedFromIsEmptyAndUsable) {
+  ByteQueue a;
+  a.Append("hello");
+  ByteQueue b = std::move(a);
+  EXPECT_EQ(b.view(), "hello");
+  EXPECT_TRUE(a.empty());  // NOLINT(bugprone-use-after-move): the documented state
+  a.Append("again");
+  EXPECT_EQ(a.view(), "again");
 }
 
 }  // namespace

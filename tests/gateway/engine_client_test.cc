@@ -382,16 +382,18 @@ TEST_F(TlsNodeTest, ReadAvailableGetsEveryRecordWithoutWaiting) {
   ASSERT_TRUE(client->StartExec(id, false, &stream).ok());
   std::optional<int> code = ExitCode(*client, id);  // everything was sent before we read
   EXPECT_EQ(code, 0);
-  std::string raw, chunk;
+  std::string raw;
+  char chunk[7];  // small reads: records stay buffered
+  size_t got = 0;
   bool eof = false;
   auto deadline = std::chrono::steady_clock::now() + 10s;
   while (!eof && std::chrono::steady_clock::now() < deadline) {
     auto t0 = std::chrono::steady_clock::now();
-    Status s = stream->ReadAvailable(&chunk, 7, &eof);  // small reads: records stay buffered
+    Status s = stream->ReadAvailable(chunk, sizeof chunk, &got, &eof);
     ASSERT_TRUE(s.ok()) << s.ToString();
     EXPECT_LT(std::chrono::steady_clock::now() - t0, 1s) << "it must not wait";
-    raw += chunk;
-    if (chunk.empty() && !eof) {
+    raw.append(chunk, got);
+    if (got == 0 && !eof) {
       pollfd p{stream->fd(), POLLIN, 0};
       poll(&p, 1, 200);
     }

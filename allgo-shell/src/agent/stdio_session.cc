@@ -11,12 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 
 #include "agent/agent.h"
 #include "agent/log.h"
 #include "agent/spawn.h"
 #include "allgo/bridge/protocol.h"
+#include "allgo/bridge/byte_queue.h"
 #include "allgo/unique_fd.h"
 #include "io.h"
 
@@ -36,44 +38,6 @@ int64_t NowMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
 }
 
-// A byte queue consumed from the front without moving the rest each time (a partial write
-// of a 256 KiB buffer would otherwise memmove what is left, on every write).
-class ByteQueue {
- public:
-  bool empty() const { return size() == 0; }
-  size_t size() const { return bytes_.size() - head_; }
-  const char* data() const { return bytes_.data() + head_; }
-  void Consume(size_t n) {
-    head_ += n;
-    if (head_ == bytes_.size()) {
-      bytes_.clear();
-      head_ = 0;
-    } else if (head_ > kCompactAt && head_ * 2 > bytes_.size()) {
-      bytes_.erase(0, head_);
-      head_ = 0;
-    }
-  }
-  void clear() {
-    bytes_.clear();
-    head_ = 0;
-  }
-  ByteQueue& operator+=(std::string_view more) {
-    bytes_.append(more);
-    return *this;
-  }
-  // n more bytes at the end, for the caller to fill; Shrink gives back what it did not use.
-  char* Grow(size_t n) {
-    bytes_.resize(bytes_.size() + n);
-    return bytes_.data() + bytes_.size() - n;
-  }
-  void Shrink(size_t n) { bytes_.resize(bytes_.size() - n); }
-
- private:
-  static constexpr size_t kCompactAt = 64 * 1024;
-  std::string bytes_;
-  size_t head_ = 0;
-};
-
 class StdioSession {
  public:
   explicit StdioSession(const StdioOptions& options) : options_(options) {}
@@ -91,6 +55,10 @@ class StdioSession {
     }
     SetNonBlocking(options_.in, true);
     SetNonBlocking(options_.out, true);
+    // Under an engine's exec both are pipes to the runtime's copier: bigger ones let it move
+    // more per wake-up (best effort; not a pipe, or over the user's pipe quota: no change).
+    fcntl(options_.in, F_SETPIPE_SZ, kDataPipeSize);
+    fcntl(options_.out, F_SETPIPE_SZ, kDataPipeSize);
     deadline_ = NowMs() + options_.handshake_timeout_ms;
     while (status_ < 0) Step();
     return status_;
@@ -144,26 +112,50 @@ class StdioSession {
   // ---- the client's stream ----
 
   void ReadStream() {
-    char buf[65536];
-    size_t want = std::min(sizeof buf, reader_.Room());
-    ssize_t n = read(options_.in, buf, want);
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    // Read straight into the frame reader; data frames then go to the process without
+    // being copied into a message first (the bulk of an upload).
+    size_t want = reader_.Room();
+    char* at = reader_.Grow(want);
+    ssize_t n = read(options_.in, at, want);
+    const int error_number = errno;
+    reader_.Shrink(want - static_cast<size_t>(std::max<ssize_t>(n, 0)));
+    if (n < 0 && (error_number == EAGAIN || error_number == EINTR)) return;
     if (n <= 0) {
       stream_eof_ = true;
       // Only the relay closing before the end; after the exit status there is nothing to hang up.
-      if (state_ != State::kExited || !exit_sent_) Hangup(n == 0 ? "the client closed the stream" : strerror(errno));
+      if (state_ != State::kExited || !exit_sent_) Hangup(n == 0 ? "the client closed the stream" : strerror(error_number));
       return;
     }
-    reader_.Append(std::string_view(buf, static_cast<size_t>(n)));
     for (;;) {
       Message m;
+      DataView data;
       std::string error;
-      auto r = reader_.Next(&m, &error);
+      auto r = reader_.NextView(&m, &data, &error);
       if (r == FrameReader::Result::kNeedMore) return;
       if (r == FrameReader::Result::kError) return Fail("protocol error: " + error);
-      Handle(m);
+      if (!data.bytes.empty()) {
+        HandleData(data);
+      } else {
+        Handle(m);
+      }
       if (status_ >= 0) return;
     }
+  }
+
+  void HandleData(const DataView& data) {
+    if (state_ == State::kAwaitOpen || data.stream != Stream::kStdin || stdin_eof_) {
+      return Fail("unexpected message at this point of the session");
+    }
+    // Data after the process closed its stdin is dropped, as a pipe with no reader would.
+    if (!child_in_ && state_ != State::kStarting) return;
+    std::string_view bytes = data.bytes;
+    if (child_in_ && to_child_.empty()) {  // the usual case: straight to the process
+      ssize_t n = write(child_in_.get(), bytes.data(), bytes.size());
+      if (n > 0) bytes.remove_prefix(static_cast<size_t>(n));
+      // An error (EAGAIN, or EPIPE once the process closed its stdin) is WriteChild's to
+      // handle: the bytes are queued and it tries again.
+    }
+    to_child_.Append(bytes);
   }
 
   void Handle(Message& m) {
@@ -171,11 +163,6 @@ class StdioSession {
     if (auto* open = std::get_if<Open>(&m); open && !started) {
       request_ = std::move(*open);
       return Start();
-    }
-    if (auto* data = std::get_if<Data>(&m); data && started && data->stream == Stream::kStdin && !stdin_eof_) {
-      // Data after the process closed its stdin is dropped, as a pipe with no reader would.
-      if (child_in_ || state_ == State::kStarting) to_child_ += data->bytes;
-      return;
     }
     if (auto* eof = std::get_if<Eof>(&m); eof && started && eof->stream == Stream::kStdin && !stdin_eof_) {
       stdin_eof_ = true;  // closed once what is buffered reached the process (WriteChild)
@@ -199,7 +186,7 @@ class StdioSession {
     Fail("unexpected message at this point of the session");
   }
 
-  void Queue(const Message& m) { to_stream_ += EncodeFrame(m); }
+  void Queue(const Message& m) { to_stream_.Append(EncodeFrame(m)); }
 
   void WriteStream() {
     while (!to_stream_.empty()) {

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -78,31 +79,40 @@ void ReceiveOutput(const std::shared_ptr<Shared>& shared, bool pty) {
   FrameReader reader(Mode::kStdio);
   bool started = false, have_exit = false, out_eof = false, err_eof = pty;
   bool out_broken = false, err_broken = false;  // our reader went away: the data is dropped
-  char buf[65536];
   for (;;) {
     Message m;
+    DataView data;
     std::string error;
-    auto r = reader.Next(&m, &error);
+    auto r = reader.NextView(&m, &data, &error);
     if (r == FrameReader::Result::kError) return shared->Finish(Shared::Outcome::kLost, "protocol error: " + error);
     if (r == FrameReader::Result::kNeedMore) {
-      ssize_t n = read(shared->stream, buf, std::min(sizeof buf, reader.Room()));
-      if (n < 0 && errno == EINTR) continue;
+      // Straight into the reader, and data frames straight out of it (no copies).
+      size_t want = reader.Room();
+      char* at = reader.Grow(want);
+      ssize_t n = read(shared->stream, at, want);
+      const int error_number = errno;
+      reader.Shrink(want - static_cast<size_t>(std::max<ssize_t>(n, 0)));
+      if (n < 0 && error_number == EINTR) continue;
       if (n <= 0) {
         return shared->Finish(Shared::Outcome::kLost,
-                              n == 0 ? "the connection closed" : strerror(errno));
+                              n == 0 ? "the connection closed" : strerror(error_number));
       }
-      reader.Append(std::string_view(buf, static_cast<size_t>(n)));
       continue;
+    }
+    if (!data.bytes.empty()) {
+      if (!started || data.stream == Stream::kStdin) {
+        return shared->Finish(Shared::Outcome::kLost, "protocol error: unexpected message from the agent");
+      }
+      bool to_err = data.stream == Stream::kStderr;
+      bool& broken = to_err ? err_broken : out_broken;
+      if (!broken && !WriteAll(to_err ? 2 : 1, data.bytes.data(), data.bytes.size())) broken = true;
+      continue;  // data never completes the session (the exit and EOFs do)
     }
     if (auto* e = std::get_if<Error>(&m)) {
       return shared->Finish(started ? Shared::Outcome::kLost : Shared::Outcome::kRefused, e->text);
     }
     if (std::holds_alternative<Started>(m) && !started) {
       started = true;
-    } else if (auto* d = std::get_if<Data>(&m); d && started && d->stream != Stream::kStdin) {
-      bool to_err = d->stream == Stream::kStderr;
-      bool& broken = to_err ? err_broken : out_broken;
-      if (!broken && !WriteAll(to_err ? 2 : 1, d->bytes.data(), d->bytes.size())) broken = true;
     } else if (auto* eof = std::get_if<Eof>(&m); eof && started && eof->stream != Stream::kStdin) {
       (eof->stream == Stream::kStderr ? err_eof : out_eof) = true;
     } else if (auto* x = std::get_if<Exit>(&m); x && started && !have_exit) {

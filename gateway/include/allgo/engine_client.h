@@ -70,14 +70,15 @@ struct ExecInfo {
 class ExecStream {
  public:
   virtual ~ExecStream() = default;
-  // Reads up to `max` bytes into *out (replacing it). An empty *out with Ok means end of
+  // Reads up to `max` bytes (at most 64 KiB at once) into *out (replacing it). An empty *out with Ok means end of
   // stream. Waits at most `timeout`; then Unavailable and the stream is unusable.
   virtual Status Read(std::string* out, size_t max, std::chrono::milliseconds timeout) = 0;
-  // Reads what is there now, without waiting: up to `max` bytes into *out (replacing it);
-  // empty *out means nothing now (poll fd() and try again) unless *eof is set. Unlike a
+  // Reads what is there now, without waiting: up to `max` bytes into `buf`, *got of them;
+  // *got == 0 means nothing now (poll fd() and try again) unless *eof is set. Unlike a
   // poll() on fd() followed by Read, it also returns what the TLS layer holds in its own
   // buffers (records that arrived together), and never blocks on a partial TLS record.
-  virtual Status ReadAvailable(std::string* out, size_t max, bool* eof) = 0;
+  // (A caller's buffer, not a string: the relay calls it once per TLS record.)
+  virtual Status ReadAvailable(char* buf, size_t max, size_t* got, bool* eof) = 0;
   // Writes all of `data` within `timeout`.
   virtual Status Write(std::string_view data, std::chrono::milliseconds timeout) = 0;
   // Ends our sending direction (the process sees EOF on stdin); reading goes on. Unix

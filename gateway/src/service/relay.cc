@@ -91,11 +91,11 @@ RelayResult Relay::Run() {
 }
 
 bool Relay::ReadClient(RelayResult* r) {
-  const size_t had = to_stream_.size();
-  to_stream_.resize(had + std::min(kReadChunk, kMaxPending - had));
-  ssize_t n = recv(client_, to_stream_.data() + had, to_stream_.size() - had, MSG_DONTWAIT);
+  const size_t want = std::min(kReadChunk, kMaxPending - to_stream_.size());
+  char* at = to_stream_.Grow(want);
+  ssize_t n = recv(client_, at, want, MSG_DONTWAIT);
   const int error = errno;
-  to_stream_.resize(had + static_cast<size_t>(std::max<ssize_t>(n, 0)));
+  to_stream_.Shrink(want - static_cast<size_t>(std::max<ssize_t>(n, 0)));
   if (n < 0 && (error == EINTR || error == EAGAIN)) return true;
   if (n == 0 && !to_stream_.empty()) {
     client_closed_ = true;  // what it sent before closing still goes to the exec, then the end
@@ -110,12 +110,12 @@ bool Relay::ReadClient(RelayResult* r) {
 
 bool Relay::WriteStream(RelayResult* r) {
   size_t n = std::min(to_stream_.size(), options_.stream_chunk);
-  Status s = stream_->Write(std::string_view(to_stream_).substr(0, n), options_.io_timeout);
+  Status s = stream_->Write(to_stream_.view().substr(0, n), options_.io_timeout);
   if (!s.ok()) {
     r->ended = "the exec stream broke: " + s.message();
     return false;
   }
-  to_stream_.erase(0, n);
+  to_stream_.Consume(n);
   r->to_exec += n;
   if (client_closed_ && to_stream_.empty()) {
     r->ended = "the client closed";
@@ -127,11 +127,12 @@ bool Relay::WriteStream(RelayResult* r) {
 // Reads what the stream has now (until it would block or kMaxPending is queued), demuxed:
 // stdout queued for the client, stderr to the agent log.
 Relay::StreamRead Relay::ReadStream(engine::StdcopyDemuxer* demux, RelayResult* r) {
-  std::string chunk;
+  if (!chunk_) chunk_ = std::make_unique<char[]>(kReadChunk);
   maybe_more_ = false;
   while (to_client_.size() < kMaxPending) {
+    size_t got = 0;
     bool eof = false;
-    Status s = stream_->ReadAvailable(&chunk, kReadChunk, &eof);
+    Status s = stream_->ReadAvailable(chunk_.get(), kReadChunk, &got, &eof);
     if (!s.ok()) {
       r->ended = "the exec stream broke: " + s.message();
       return StreamRead::kFailed;
@@ -140,10 +141,10 @@ Relay::StreamRead Relay::ReadStream(engine::StdcopyDemuxer* demux, RelayResult* 
       r->ended = "the exec ended";
       return StreamRead::kEnded;
     }
-    if (chunk.empty()) return StreamRead::kOk;  // nothing more now: poll()
-    Status d = demux->Feed(chunk, [&](engine::StdStream stream, std::string_view bytes) {
+    if (got == 0) return StreamRead::kOk;  // nothing more now: poll()
+    Status d = demux->Feed(std::string_view(chunk_.get(), got), [&](engine::StdStream stream, std::string_view bytes) {
       if (stream == engine::StdStream::kStdout) {
-        to_client_.append(bytes);
+        to_client_.Append(bytes);
       } else {
         r->stderr_bytes += bytes.size();
         log_->Feed(bytes);
@@ -165,7 +166,7 @@ bool Relay::WriteClient(RelayResult* r) {
     r->ended = std::string("the client's socket failed: ") + strerror(errno);
     return false;
   }
-  to_client_.erase(0, static_cast<size_t>(n));
+  to_client_.Consume(static_cast<size_t>(n));
   r->to_client += static_cast<uint64_t>(n);
   return true;
 }

@@ -14,7 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
+
+#include "allgo/bridge/byte_queue.h"
 
 #include "allgo/engine_client.h"
 #include "allgo/stdcopy.h"
@@ -68,8 +71,9 @@ class Relay {
   AgentLog* log_;
   int stop_;
   RelayOptions options_;
-  std::string to_stream_;  // client bytes not yet written to the exec
-  std::string to_client_;  // exec stdout not yet written to the client
+  bridge::ByteQueue to_stream_;  // client bytes not yet written to the exec
+  bridge::ByteQueue to_client_;  // exec stdout not yet written to the client
+  std::unique_ptr<char[]> chunk_;  // what one ReadAvailable brings, before the demuxer
   bool client_closed_ = false;  // the client sent EOF; to_stream_ is still being written
   bool maybe_more_ = true;  // the stream may hold bytes poll() cannot see (TLS buffers)
 };

@@ -14,9 +14,10 @@ bool SpareIsAlive(engine::ExecStream& stream) {
     if (poll(&p, 1, 0) < 0) return false;
     if (p.revents & (POLLHUP | POLLERR)) return false;
     if (!(p.revents & POLLIN) && stream.Buffered() == 0) return true;
-    std::string got;
+    char buf[4096];
+    size_t got = 0;
     bool eof = false;
-    if (!stream.ReadAvailable(&got, 4096, &eof).ok() || eof || !got.empty()) return false;
+    if (!stream.ReadAvailable(buf, sizeof buf, &got, &eof).ok() || eof || got > 0) return false;
   }
   return false;  // readable round after round without data: not an idle agent
 }

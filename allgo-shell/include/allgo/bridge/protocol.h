@@ -9,7 +9,8 @@
 // N bytes of body. The body is one type byte and the message fields, big-endian integers and
 // length-prefixed strings (u32 length, then the bytes). Every field has a hard bound; a
 // message with an unknown type, a field out of bounds or trailing bytes is rejected whole.
-// Nothing here allocates more than the frame being parsed.
+// Nothing here allocates more than the frame being parsed, and a FrameReader's buffer (at
+// most four frames queued) no more than twice that bound.
 #pragma once
 
 #include <cstddef>
@@ -19,6 +20,8 @@
 #include <utility>
 #include <variant>
 #include <vector>
+
+#include "allgo/bridge/byte_queue.h"
 
 namespace allgo::bridge {
 
@@ -169,12 +172,20 @@ std::string Validate(const Message& message, Mode mode = Mode::kSocket);
 // a one-line reason such as "open: command longer than 60000 bytes".
 bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mode = Mode::kSocket);
 
-// Incremental frame splitter for a byte stream. Feed it what the socket returned; take
-// complete messages out with Next. It never buffers more than one frame (kMaxBody + header):
-// Append refuses bytes beyond that until Next consumed a frame.
+// A `data` message seen in place (FrameReader::NextView): the bytes stay in the reader.
+struct DataView {
+  Stream stream = Stream::kStdin;
+  std::string_view bytes;  // empty: the message was not data (it is in *out)
+};
+
+// Incremental frame splitter for a byte stream. Feed it what the socket returned (Append,
+// or read straight into Grow's room); take complete messages out with Next or NextView. It
+// never buffers more than kMaxBuffered bytes (four whole frames): Room() says how much
+// more it takes right now.
 class FrameReader {
  public:
   enum class Result { kMessage, kNeedMore, kError };
+  static constexpr size_t kMaxBuffered = 4 * (kFrameHeaderSize + kMaxBody);
 
   FrameReader() = default;  // the socket mode (agent.sock)
   explicit FrameReader(Mode mode) : mode_(mode) {}
@@ -183,17 +194,26 @@ class FrameReader {
   size_t Room() const;
   // Appends up to Room() bytes; returns how many were taken.
   size_t Append(std::string_view bytes);
+  // Appending without a copy: n bytes of room at the end to read into (n must be at most
+  // Room(); more is cut to it); Shrink gives back what the read did not fill.
+  char* Grow(size_t n);
+  void Shrink(size_t n);
   // kMessage: *out holds the next message. kNeedMore: feed more bytes. kError: the stream
   // is broken (bad length or bad body); *error says why; the connection must be dropped.
   Result Next(Message* out, std::string* error);
+  // Next for the data path: a valid `data` message is not copied into *out but returned as
+  // *data, whose bytes point into the reader and stay valid until the next Append or Grow.
+  // Every other message, and every error, is exactly what Next returns (data->bytes empty).
+  Result NextView(Message* out, DataView* data, std::string* error);
   // Bytes buffered but not yet returned as messages.
-  size_t buffered() const { return buffer_.size() - offset_; }
+  size_t buffered() const { return buffer_.size(); }
 
  private:
-  size_t Needed() const;
+  // The next whole frame's body, if buffered (consumed from the buffer; its bytes stay
+  // readable until the next Append or Grow). kError for a length out of bounds.
+  Result NextBody(std::string_view* body, std::string* error);
   Mode mode_ = Mode::kSocket;
-  std::string buffer_;
-  size_t offset_ = 0;
+  ByteQueue buffer_;
 };
 
 const char* TypeName(Type type);
