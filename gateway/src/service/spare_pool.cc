@@ -22,7 +22,11 @@ bool SpareIsAlive(engine::ExecStream& stream) {
   return false;  // readable round after round without data: not an idle agent
 }
 
-SparePool::SparePool(engine::ExecOptions exec, SpareLimits limits) : exec_(std::move(exec)), limits_(limits) {
+SparePool::SparePool(engine::ExecOptions exec, SpareLimits limits)
+    : exec_(std::move(exec)),
+      limits_(limits),
+      // A short max_idle is then honoured within half of itself, not kReapEvery late.
+      reap_every_(std::max(std::chrono::seconds(1), std::min(kReapEvery, limits.max_idle / 2))) {
   if (limits_.max_total > 0) reaper_ = std::thread([this] { Reap(); });
 }
 
@@ -151,7 +155,7 @@ void SparePool::Drop(uint32_t webapp_id) {
 void SparePool::Reap() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stopping_) {
-    changed_.wait_for(lock, kReapEvery, [this] { return stopping_; });
+    changed_.wait_for(lock, reap_every_, [this] { return stopping_; });
     if (stopping_) break;
     const auto now = std::chrono::steady_clock::now();
     std::vector<std::unique_ptr<Spare>> closing;

@@ -23,7 +23,7 @@
 //
 // Bounds: at most one spare (made or being made) per webapp, at most max_total in all; a
 // spare unused for max_idle (and not kept) is closed, and so is a dead one (the reaper looks
-// every kReapEvery); Drop closes a webapp's spare when its location is forgotten; Shutdown (and the
+// every kReapEvery, or max_idle / 2 when that is shorter); Drop closes a webapp's spare when its location is forgotten; Shutdown (and the
 // destructor) closes them all, waiting for spares being made (each at most 2 api_timeouts).
 // Closing a spare's stream ends its agent (stdin EOF).
 #pragma once
@@ -68,7 +68,7 @@ enum class PrewarmResult {
 
 class SparePool {
  public:
-  static constexpr std::chrono::seconds kReapEvery{30};
+  static constexpr std::chrono::seconds kReapEvery{30};  // at most; max_idle / 2 when shorter
 
   // `exec`: the spare's command (the agent with --stdio and its long --handshake-timeout).
   SparePool(engine::ExecOptions exec, SpareLimits limits);
@@ -110,6 +110,7 @@ class SparePool {
 
   const engine::ExecOptions exec_;
   const SpareLimits limits_;
+  const std::chrono::seconds reap_every_;
   std::mutex mu_;
   std::condition_variable changed_;
   std::map<uint32_t, std::unique_ptr<Spare>> spares_;  // guarded by mu_; by webapp id
