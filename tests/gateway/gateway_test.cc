@@ -295,11 +295,13 @@ std::vector<std::string> SpareAgents(TestDocker* node, const std::string& contai
   return pids;
 }
 
-// Webapp rows one test adds (owner: the fixture's); deleted at its end, whatever happens.
+// Webapp rows one test adds (owner: the fixture's), with their containers; all removed at its
+// end, whatever happens.
 class ExtraWebapps {
  public:
   explicit ExtraWebapps(uint32_t owner) : owner_(owner) {}
   ~ExtraWebapps() {
+    containers_.clear();
     for (const std::string& name : names_) {
       TestDatabase::Get().Exec("DELETE FROM allgo.webapps WHERE docker_name = " + TestDatabase::Get().Quote(name));
     }
@@ -308,10 +310,19 @@ class ExtraWebapps {
     names_.push_back(name);
     return 2000 + TestDatabase::Get().AddWebapp(name, owner_);  // [nss] uid_offset 2000
   }
+  // Add, and its container NAME (hostname NAME-on-NODE_TAG, /mark only-in-NAME) run on `node`;
+  // *error says why it could not run.
+  uid_t AddRunning(const std::string& name, TestDocker* node, const std::string& node_tag, const std::string& image,
+                   std::string* error) {
+    containers_.push_back(std::make_unique<Container>(node, name, name + "-on-" + node_tag));
+    *error = containers_.back()->Run(image);
+    return Add(name);
+  }
 
  private:
   uint32_t owner_;
   std::vector<std::string> names_;
+  std::vector<std::unique_ptr<Container>> containers_;
 };
 
 class GatewayTest : public ::testing::Test {
@@ -427,6 +438,23 @@ class GatewayTest : public ::testing::Test {
   Child::Options ShellOptions(uid_t uid, const std::string& name) {
     return {.uid = uid, .env = {{"ALLGO_SSH_CONFIG", config_}}, .out_file = tmp_ / (name + ".out"),
             .err_file = tmp_ / (name + ".err")};
+  }
+
+  // A gateway of the test's own (its socket, config and log under tmp_, named `name`),
+  // `docker_extra` appended to its [docker] section; stopped by its Daemon's destructor.
+  struct OwnGateway {
+    std::string config, log;
+    std::unique_ptr<Daemon> daemon;
+    bool listening = false;
+  };
+  OwnGateway StartOwnGateway(const std::string& name, const std::string& docker_extra) {
+    OwnGateway g{tmp_ / (name + ".conf"), tmp_ / (name + ".log"), nullptr, false};
+    std::string socket = tmp_ / (name + "-gw/gw.sock");
+    WriteFile(g.config, ConfigText(socket, "", "", docker_extra));
+    g.daemon = std::make_unique<Daemon>(std::vector<std::string>{Artifact("allgo-sandbox-gateway"), "--config", g.config},
+                                        g.log);
+    g.listening = WaitFor([&] { return fs::exists(socket); }, 10000);
+    return g;
   }
 
   static inline std::string skip_;
@@ -937,23 +965,17 @@ TEST_F(GatewayTest, AContainerRestartedAfterItsSpareWasMadeStillGivesAWorkingSes
 // logs in, so that a webapp's first login is warm too.
 TEST_F(GatewayTest, PrewarmPutsASpareInEveryRunningContainerBeforeAnyLogin) {
   ExtraWebapps rows(owner_);
-  const uid_t uid_a = rows.Add("pwa");
-  const uid_t uid_b = rows.Add("pwb");
-  rows.Add("pwc");     // its container is stopped
-  rows.Add("daemon");  // the identity rule refuses it: /etc/passwd has daemon
-  Container a(docker_, "pwa", "pwa-on-node1"), b(node2_, "pwb", "pwb-on-node2"), c(docker_, "pwc", "pwc"),
-      d(docker_, "daemon", "daemon");
-  ASSERT_EQ(a.Run(image_), "");
-  ASSERT_EQ(b.Run(image2_), "");
-  ASSERT_EQ(c.Run(image_), "");
-  c.Stop();
-  ASSERT_EQ(d.Run(image_), "");
-  std::string path = tmp_ / "prewarm.conf";
-  std::string socket = tmp_ / "prewarm-gw/gw.sock";
-  std::string log_path = tmp_ / "prewarm.log";
-  WriteFile(path, ConfigText(socket, "", "", "prewarm = yes\nprewarm_every = 1\n"));
-  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, log_path);
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(log_path);
+  std::string e1, e2, e3, e4;
+  const uid_t uid_a = rows.AddRunning("pwa", docker_, "node1", image_, &e1);
+  const uid_t uid_b = rows.AddRunning("pwb", node2_, "node2", image2_, &e2);
+  rows.AddRunning("pwc", docker_, "node1", image_, &e3);     // its container is stopped below
+  rows.AddRunning("daemon", docker_, "node1", image_, &e4);  // the identity rule refuses it: /etc/passwd has daemon
+  ASSERT_EQ(e1 + e2 + e3 + e4, "");
+  ASSERT_EQ(docker_->Docker({"stop", "-t", "0", "pwc"}).exit_code, 0);
+  OwnGateway gateway = StartOwnGateway("prewarm", "prewarm = yes\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
 
   // What the webapps' users see: one idle agent in each running container, on either node.
   ASSERT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwa").size() == 1 && SpareAgents(node2_, "pwb").size() == 1; },
@@ -1000,22 +1022,20 @@ TEST_F(GatewayTest, PrewarmPutsASpareInEveryRunningContainerBeforeAnyLogin) {
 
   // Stopping stays quick with rounds running, and ends every spare agent.
   auto t0 = std::chrono::steady_clock::now();
-  EXPECT_EQ(gateway.Stop(SIGTERM, 15000), 0);
+  EXPECT_EQ(gateway.daemon->Stop(SIGTERM, 15000), 0);
   EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
   EXPECT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwa").empty() && SpareAgents(node2_, "pwb").empty(); }, 10000));
 }
 
 TEST_F(GatewayTest, APrewarmedSpareOutlivesSpareIdleAndARestartedContainerGetsAFreshOne) {
   ExtraWebapps rows(owner_);
-  const uid_t uid = rows.Add("pwr");
-  Container c(node2_, "pwr", "pwr-on-node2");
-  ASSERT_EQ(c.Run(image2_), "");
-  std::string path = tmp_ / "prewarm-idle.conf";
-  std::string socket = tmp_ / "prewarm-idle-gw/gw.sock";
-  std::string log_path = tmp_ / "prewarm-idle.log";
-  WriteFile(path, ConfigText(socket, "", "", "spare_idle = 10\nprewarm = yes\nprewarm_every = 1\n"));
-  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, log_path);
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(log_path);
+  std::string error;
+  const uid_t uid = rows.AddRunning("pwr", node2_, "node2", image2_, &error);
+  ASSERT_EQ(error, "");
+  OwnGateway gateway = StartOwnGateway("prewarm-idle", "spare_idle = 10\nprewarm = yes\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
   ASSERT_TRUE(WaitFor([&] { return SpareAgents(node2_, "pwr").size() == 1; }, 15000)) << ReadFile(log_path);
   const std::vector<std::string> first = SpareAgents(node2_, "pwr");
   // Unused past spare_idle, with the reaper looking every 5 s: the same agent is still there
@@ -1040,15 +1060,13 @@ TEST_F(GatewayTest, APrewarmedSpareOutlivesSpareIdleAndARestartedContainerGetsAF
 
 TEST_F(GatewayTest, WithoutPrewarmASpareComesOnlyAfterALogin) {
   ExtraWebapps rows(owner_);
-  const uid_t uid = rows.Add("pwo");
-  Container c(docker_, "pwo", "pwo-on-node1");
-  ASSERT_EQ(c.Run(image_), "");
-  std::string path = tmp_ / "no-prewarm.conf";
-  std::string socket = tmp_ / "no-prewarm-gw/gw.sock";
-  std::string log_path = tmp_ / "no-prewarm.log";
-  WriteFile(path, ConfigText(socket, "", "", "prewarm = no\nprewarm_every = 1\n"));
-  Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, log_path);
-  ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(log_path);
+  std::string error;
+  const uid_t uid = rows.AddRunning("pwo", docker_, "node1", image_, &error);
+  ASSERT_EQ(error, "");
+  OwnGateway gateway = StartOwnGateway("no-prewarm", "prewarm = no\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_TRUE(SpareAgents(docker_, "pwo").empty()) << ReadFile(log_path);
   EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("prewarm:"))) << "no round runs";
