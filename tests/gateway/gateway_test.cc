@@ -1007,7 +1007,7 @@ TEST_F(GatewayTest, PrewarmPutsASpareInEveryRunningContainerBeforeAnyLogin) {
   }
   RunResult r = Shell(uid_b, "hostname; cat /mark", {}, path);
   EXPECT_EQ(r.out, "pwb-on-node2\nonly-in-pwb\n") << r.err << ReadFile(log_path);
-  r = Shell(uid_a, "hostname; cat /mark", {}, path);  // the spare made behind its first login (or next round)
+  r = Shell(uid_a, "hostname; cat /mark", {}, path);  // API open again: a spare or a fresh exec
   EXPECT_EQ(r.out, "pwa-on-node1\nonly-in-pwa\n") << r.err << ReadFile(log_path);
   std::string log = ReadFile(log_path);
   EXPECT_THAT(log, testing::ContainsRegex("webapp pwa: node node1 container pwa exec [0-9a-f]+ \\(a spare made"));
