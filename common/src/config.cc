@@ -363,6 +363,8 @@ const std::map<std::string, KeySpec>& Table() {
       {"docker.api_timeout", {Uint(&C::docker, &DockerConfig::api_timeout, 1, 600)}},
       {"docker.spares", {Uint(&C::docker, &DockerConfig::spares, 0, 10000)}},
       {"docker.spare_idle", {Uint(&C::docker, &DockerConfig::spare_idle, 10, 3000)}},
+      {"docker.prewarm", {Bool(&C::docker, &DockerConfig::prewarm)}},
+      {"docker.prewarm_every", {Uint(&C::docker, &DockerConfig::prewarm_every, 1, 3600)}},
       {"queries.sandbox_location", {Query(&QueriesConfig::sandbox_location), false, true}},
       {"queries.webapp_by_name", {Query(&QueriesConfig::webapp_by_name), false, true}},
       {"queries.webapp_by_id", {Query(&QueriesConfig::webapp_by_id), false, true}},

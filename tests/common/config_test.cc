@@ -262,12 +262,15 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.api_timeout, 10u);
   EXPECT_EQ(c.docker.spares, 256u);
   EXPECT_EQ(c.docker.spare_idle, 300u);
+  EXPECT_FALSE(c.docker.prewarm) << "spares only after a login unless the operator asks";
+  EXPECT_EQ(c.docker.prewarm_every, 60u);
   EXPECT_TRUE(c.queries.sandbox_location.empty()) << "no default: nodes are asked";
 
   ASSERT_TRUE(Parse("[sandbox]\nbackend = docker\n"
                     "[docker]\nnode = node1 tcp://127.0.0.1:2376\nnode = local   unix:///run/docker.sock\n"
                     "tls_ca = /a/ca.pem\ntls_cert = /a/cert.pem\ntls_key = /a/key.pem\n"
                     "container = allgo-{id}-{docker_name}\napi_timeout = 3\nspares = 0\nspare_idle = 60\n"
+                    "prewarm = yes\nprewarm_every = 5\n"
                     "[queries]\nsandbox_location = SELECT node, container\n  FROM placement WHERE webapp_id = ?\n",
                     &c)
                   .ok());
@@ -281,6 +284,8 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.api_timeout, 3u);
   EXPECT_EQ(c.docker.spares, 0u) << "0 turns spares off";
   EXPECT_EQ(c.docker.spare_idle, 60u);
+  EXPECT_TRUE(c.docker.prewarm);
+  EXPECT_EQ(c.docker.prewarm_every, 5u);
   EXPECT_EQ(c.queries.sandbox_location, "SELECT node, container FROM placement WHERE webapp_id = ?");
 
   // A unix-only deployment needs no certificate.
@@ -311,6 +316,11 @@ TEST(Config, DockerErrorsSayWhatIsWrong) {
             std::string::npos);
   EXPECT_EQ(ErrorOf("[docker]\napi_timeout = 0\n"), "test.conf:2: [docker] api_timeout: must be a whole number from 1 to 600");
   EXPECT_EQ(ErrorOf("[docker]\nspare_idle = 5\n"), "test.conf:2: [docker] spare_idle: must be a whole number from 10 to 3000");
+  EXPECT_EQ(ErrorOf("[docker]\nprewarm = always\n"), "test.conf:2: [docker] prewarm: must be true or false");
+  EXPECT_EQ(ErrorOf("[docker]\nspares = 4\n\nprewarm_every = 0\n"),
+            "test.conf:4: [docker] prewarm_every: must be a whole number from 1 to 3600");
+  EXPECT_EQ(ErrorOf("[docker]\nprewarm_every = 1h\n"),
+            "test.conf:2: [docker] prewarm_every: must be a whole number from 1 to 3600");
   EXPECT_NE(ErrorOf("[queries]\nsandbox_location = SELECT node, container FROM p\n").find("[queries] sandbox_location: must have exactly 1 '?'"),
             std::string::npos);
 }

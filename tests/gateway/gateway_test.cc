@@ -278,6 +278,53 @@ class Container {
   std::string name_, hostname_;
 };
 
+// The host pids of the spare agents (`--handshake-timeout`: a session's agent has none) that
+// `docker top` shows in `container` on `node`; none when it is stopped or absent.
+std::vector<std::string> SpareAgents(TestDocker* node, const std::string& container) {
+  std::vector<std::string> pids;
+  RunResult r = node->Docker({"top", container});
+  if (r.exit_code != 0) return pids;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find("allgo-sandbox-agent --stdio --handshake-timeout") == std::string::npos) continue;
+    std::istringstream words(line);
+    std::string uid, pid;
+    words >> uid >> pid;
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+// Webapp rows one test adds (owner: the fixture's), with their containers; all removed at its
+// end, whatever happens.
+class ExtraWebapps {
+ public:
+  explicit ExtraWebapps(uint32_t owner) : owner_(owner) {}
+  ~ExtraWebapps() {
+    containers_.clear();
+    for (const std::string& name : names_) {
+      TestDatabase::Get().Exec("DELETE FROM allgo.webapps WHERE docker_name = " + TestDatabase::Get().Quote(name));
+    }
+  }
+  uid_t Add(const std::string& name) {
+    names_.push_back(name);
+    return 2000 + TestDatabase::Get().AddWebapp(name, owner_);  // [nss] uid_offset 2000
+  }
+  // Add, and its container NAME (hostname NAME-on-NODE_TAG, /mark only-in-NAME) run on `node`;
+  // *error says why it could not run.
+  uid_t AddRunning(const std::string& name, TestDocker* node, const std::string& node_tag, const std::string& image,
+                   std::string* error) {
+    containers_.push_back(std::make_unique<Container>(node, name, name + "-on-" + node_tag));
+    *error = containers_.back()->Run(image);
+    return Add(name);
+  }
+
+ private:
+  uint32_t owner_;
+  std::vector<std::string> names_;
+  std::vector<std::unique_ptr<Container>> containers_;
+};
+
 class GatewayTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
@@ -320,7 +367,7 @@ class GatewayTest : public ::testing::Test {
 
     TestDatabase& db = TestDatabase::Get();
     db.Clear();
-    uint32_t owner = db.AddUser("owner@example.org");
+    uint32_t owner = owner_ = db.AddUser("owner@example.org");
     uid1_ = 2000 + db.AddWebapp("web1", owner);  // [nss] uid_offset 2000
     uid2_ = 2000 + db.AddWebapp("web2", owner);
     uid3_ = 2000 + db.AddWebapp("web3", owner);  // no container anywhere (or a stopped one)
@@ -393,6 +440,23 @@ class GatewayTest : public ::testing::Test {
             .err_file = tmp_ / (name + ".err")};
   }
 
+  // A gateway of the test's own (its socket, config and log under tmp_, named `name`),
+  // `docker_extra` appended to its [docker] section; stopped by its Daemon's destructor.
+  struct OwnGateway {
+    std::string config, log;
+    std::unique_ptr<Daemon> daemon;
+    bool listening = false;
+  };
+  OwnGateway StartOwnGateway(const std::string& name, const std::string& docker_extra) {
+    OwnGateway g{tmp_ / (name + ".conf"), tmp_ / (name + ".log"), nullptr, false};
+    std::string socket = tmp_ / (name + "-gw/gw.sock");
+    WriteFile(g.config, ConfigText(socket, "", "", docker_extra));
+    g.daemon = std::make_unique<Daemon>(std::vector<std::string>{Artifact("allgo-sandbox-gateway"), "--config", g.config},
+                                        g.log);
+    g.listening = WaitFor([&] { return fs::exists(socket); }, 10000);
+    return g;
+  }
+
   static inline std::string skip_;
   static inline TestDocker* docker_ = nullptr;
   static inline std::unique_ptr<TestDocker> node2_owner_;
@@ -403,6 +467,7 @@ class GatewayTest : public ::testing::Test {
   static inline std::string key_, config_;
   static inline int port_ = 0;
   static inline uid_t uid1_ = 0, uid2_ = 0, uid3_ = 0;
+  static inline uint32_t owner_ = 0;
   static inline Container *web1_ = nullptr, *web2_ = nullptr;
   static inline std::unique_ptr<Daemon> gateway_;
   TempDir tmp_{"allgo-gateway-case"};
@@ -582,6 +647,7 @@ TEST_F(GatewayTest, CheckSaysWhatIsWrongWithAConfig) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.out, HasSubstr("node node1 unix://" + docker_->socket() + "\n"));
   EXPECT_THAT(r.out, HasSubstr("node node2 tcp://127.0.0.1:" + std::to_string(port_) + "\n"));
+  EXPECT_THAT(r.out, HasSubstr("spares 256 (closed after 300 s unused), prewarm no\n"));
   auto check = [&](const std::string& text) {
     std::string path = tmp_ / "check.conf";
     WriteFile(path, text);
@@ -609,6 +675,11 @@ TEST_F(GatewayTest, CheckSaysWhatIsWrongWithAConfig) {
   r = check(bridge);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("[sandbox] backend is not docker"));
+  r = check(text + "spares = 3\nprewarm = yes\nprewarm_every = 20\n");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("spares 3 (closed after 300 s unused), prewarm yes (a round every 20 s)\n"));
+  r = check(text + "spares = 0\nprewarm = yes\n");
+  EXPECT_THAT(r.out, HasSubstr("spares 0 (closed after 300 s unused), prewarm yes but spares = 0: none\n"));
   r = check(text + "gateway_user = nobody\n");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("must be a dedicated user of its own, not nobody"));
@@ -888,6 +959,121 @@ TEST_F(GatewayTest, AContainerRestartedAfterItsSpareWasMadeStillGivesAWorkingSes
   EXPECT_EQ(r.out, "web2-on-node2\nonly-in-web2\n");
   std::string log = GatewayLog().substr(seen);
   EXPECT_THAT(log, HasSubstr("has ended (container restarted or stopped?); a fresh exec instead")) << log;
+}
+
+// Prewarm ([docker] prewarm = yes): a spare in every running container, made before anyone
+// logs in, so that a webapp's first login is warm too.
+TEST_F(GatewayTest, PrewarmPutsASpareInEveryRunningContainerBeforeAnyLogin) {
+  ExtraWebapps rows(owner_);
+  std::string e1, e2, e3, e4;
+  const uid_t uid_a = rows.AddRunning("pwa", docker_, "node1", image_, &e1);
+  const uid_t uid_b = rows.AddRunning("pwb", node2_, "node2", image2_, &e2);
+  rows.AddRunning("pwc", docker_, "node1", image_, &e3);     // its container is stopped below
+  rows.AddRunning("daemon", docker_, "node1", image_, &e4);  // the identity rule refuses it: /etc/passwd has daemon
+  ASSERT_EQ(e1 + e2 + e3 + e4, "");
+  ASSERT_EQ(docker_->Docker({"stop", "-t", "0", "pwc"}).exit_code, 0);
+  OwnGateway gateway = StartOwnGateway("prewarm", "prewarm = yes\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
+
+  // What the webapps' users see: one idle agent in each running container, on either node.
+  ASSERT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwa").size() == 1 && SpareAgents(node2_, "pwb").size() == 1; },
+                      15000))
+      << ReadFile(log_path);
+  // The round's summary (one line, after every webapp was seen): the refused row is not even
+  // listed, and neither it nor the stopped container has an agent.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log_path).find("prewarm: ") != std::string::npos &&
+                                   ReadFile(log_path).find("webapp(s) listed") != std::string::npos; },
+                      10000))
+      << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path), HasSubstr("prewarm: 6 webapp(s) listed;")) << "web1-3, pwa, pwb, pwc";
+  EXPECT_TRUE(SpareAgents(docker_, "daemon").empty()) << "a row another account source owns gets nothing";
+  EXPECT_TRUE(SpareAgents(docker_, "pwc").empty());
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("pwc"))) << "no line per webapp without a running container";
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("web3")));
+
+  // pwa's first login takes its spare with node1's Engine API closed to the gateway user
+  // (the location the round found is still cached): no exec was needed.
+  {
+    struct Restore {
+      std::string path;
+      ~Restore() { chmod(path.c_str(), 0660); }
+    } restore{docker_->socket()};
+    ASSERT_EQ(chmod(docker_->socket().c_str(), 0600), 0);
+    RunResult r = Shell(uid_a, "hostname; cat /mark", {}, path);
+    EXPECT_EQ(r.exit_code, 0) << r.err << ReadFile(log_path);
+    EXPECT_EQ(r.out, "pwa-on-node1\nonly-in-pwa\n");
+  }
+  RunResult r = Shell(uid_b, "hostname; cat /mark", {}, path);
+  EXPECT_EQ(r.out, "pwb-on-node2\nonly-in-pwb\n") << r.err << ReadFile(log_path);
+  r = Shell(uid_a, "hostname; cat /mark", {}, path);  // API open again: a spare or a fresh exec
+  EXPECT_EQ(r.out, "pwa-on-node1\nonly-in-pwa\n") << r.err << ReadFile(log_path);
+  std::string log = ReadFile(log_path);
+  EXPECT_THAT(log, testing::ContainsRegex("webapp pwa: node node1 container pwa exec [0-9a-f]+ \\(a spare made"));
+  EXPECT_THAT(log, testing::ContainsRegex("webapp pwb: node node2 container pwb exec [0-9a-f]+ \\(a spare made"));
+  EXPECT_THAT(log, Not(HasSubstr("webapp pwa: node node2"))) << "a spare of one webapp never serves another";
+  EXPECT_THAT(log, Not(HasSubstr("webapp pwb: node node1")));
+
+  // The stopped sandbox is started: the next round gives it a spare.
+  ASSERT_EQ(docker_->Docker({"start", "pwc"}).exit_code, 0);
+  EXPECT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwc").size() == 1; }, 10000)) << ReadFile(log_path);
+  EXPECT_TRUE(SpareAgents(docker_, "daemon").empty());
+
+  // Stopping stays quick with rounds running, and ends every spare agent.
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_EQ(gateway.daemon->Stop(SIGTERM, 15000), 0);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  EXPECT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwa").empty() && SpareAgents(node2_, "pwb").empty(); }, 10000));
+}
+
+TEST_F(GatewayTest, APrewarmedSpareOutlivesSpareIdleAndARestartedContainerGetsAFreshOne) {
+  ExtraWebapps rows(owner_);
+  std::string error;
+  const uid_t uid = rows.AddRunning("pwr", node2_, "node2", image2_, &error);
+  ASSERT_EQ(error, "");
+  OwnGateway gateway = StartOwnGateway("prewarm-idle", "spare_idle = 10\nprewarm = yes\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
+  ASSERT_TRUE(WaitFor([&] { return SpareAgents(node2_, "pwr").size() == 1; }, 15000)) << ReadFile(log_path);
+  const std::vector<std::string> first = SpareAgents(node2_, "pwr");
+  // Unused past spare_idle, with the reaper looking every 5 s: the same agent is still there
+  // (kept, not closed and made again round after round).
+  std::this_thread::sleep_for(std::chrono::seconds(17));
+  EXPECT_EQ(SpareAgents(node2_, "pwr"), first) << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("unused too long")));
+
+  // The container restarts (its agent dies with it): the next round makes a fresh spare, and
+  // the login after takes it.
+  ASSERT_EQ(node2_->Docker({"restart", "-t", "0", "pwr"}).exit_code, 0);
+  ASSERT_TRUE(WaitFor([&] {
+    std::vector<std::string> now = SpareAgents(node2_, "pwr");
+    return now.size() == 1 && now != first;
+  }, 10000)) << ReadFile(log_path);
+  size_t seen = ReadFile(log_path).size();
+  RunResult r = Shell(uid, "hostname; cat /mark", {}, path);
+  EXPECT_EQ(r.out, "pwr-on-node2\nonly-in-pwr\n") << r.err << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path).substr(seen),
+              testing::ContainsRegex("webapp pwr: node node2 container pwr exec [0-9a-f]+ \\(a spare made"));
+}
+
+TEST_F(GatewayTest, WithoutPrewarmASpareComesOnlyAfterALogin) {
+  ExtraWebapps rows(owner_);
+  std::string error;
+  const uid_t uid = rows.AddRunning("pwo", docker_, "node1", image_, &error);
+  ASSERT_EQ(error, "");
+  OwnGateway gateway = StartOwnGateway("no-prewarm", "prewarm = no\nprewarm_every = 1\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& path = gateway.config;
+  const std::string& log_path = gateway.log;
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_TRUE(SpareAgents(docker_, "pwo").empty()) << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("prewarm:"))) << "no round runs";
+  RunResult r = Shell(uid, "hostname", {}, path);
+  EXPECT_EQ(r.out, "pwo-on-node1\n") << r.err << ReadFile(log_path);
+  EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("(a spare"))) << "the first login execs";
+  EXPECT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwo").size() == 1; }, 10000)) << ReadFile(log_path);
 }
 
 TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {

@@ -88,6 +88,11 @@ struct DockerConfig {
   // webapp (0: none, every login execs); each closed after spare_idle seconds unused.
   unsigned spares = 256;
   unsigned spare_idle = 300;
+  // Prewarm (docs/gateway.md "Warm spares"): every prewarm_every seconds the gateway lists the
+  // webapps and keeps a spare in each running container (within `spares`), so that a first
+  // login is warm too. Off by default (docs/decisions.md).
+  bool prewarm = false;
+  unsigned prewarm_every = 60;
 };
 
 // [queries]: the SQL the components run, overridable for databases with other column names.

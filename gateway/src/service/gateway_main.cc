@@ -16,6 +16,7 @@
 
 #include <cstdio>
 #include <iostream>
+#include <memory>
 
 #include "allgo/config.h"
 #include "allgo/identity.h"
@@ -25,6 +26,7 @@
 #include "service/gateway_setup.h"
 #include "service/gateway_socket.h"
 #include "service/nodes.h"
+#include "service/prewarmer.h"
 #include "service/sandbox_locator.h"
 #include "service/session_limits.h"
 #include "service/spare_pool.h"
@@ -122,7 +124,15 @@ int Main(int argc, char** argv) {
   GatewayServer server(context, std::move(listener), config.docker.gateway_socket);
   spdlog::info("listening on {} as {} (uid {}); nodes: {}", config.docker.gateway_socket, user.name, geteuid(),
                nodes.Names());
-  if (Status s = server.Serve(signals.get()); !s.ok()) return Fail(s.message());
+  // After the spares it fills; stopped before them.
+  std::unique_ptr<Prewarmer> prewarmer;
+  if (config.docker.prewarm && config.docker.spares > 0) {
+    spdlog::info("prewarm: a spare in every running container, a round every {} s", config.docker.prewarm_every);
+    prewarmer = std::make_unique<Prewarmer>(config, &locator, &spares);
+  }
+  Status served = server.Serve(signals.get());
+  if (prewarmer) prewarmer->Stop();
+  if (!served.ok()) return Fail(served.message());
   spares.Shutdown();
   return 0;
 }

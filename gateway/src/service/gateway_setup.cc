@@ -25,6 +25,12 @@ Status CheckForOperator(const Config& config, std::string* out) {
   if (Status s = NodeSet::Create(config, &nodes); !s.ok()) return s;
   *out += config.path + ": OK; gateway_user " + user.name + " (uid " + std::to_string(user.uid) + "), socket " +
           config.docker.gateway_socket + ", api_timeout " + std::to_string(config.docker.api_timeout) + " s\n";
+  *out += "spares " + std::to_string(config.docker.spares) + " (closed after " + std::to_string(config.docker.spare_idle) +
+          " s unused), prewarm " +
+          (!config.docker.prewarm    ? std::string("no")
+           : config.docker.spares == 0 ? std::string("yes but spares = 0: none")
+                                       : "yes (a round every " + std::to_string(config.docker.prewarm_every) + " s)") +
+          "\n";
   for (const Node& n : nodes.nodes()) *out += "node " + n.name + " " + n.url + "\n";
   return Status::Ok();
 }

@@ -10,6 +10,11 @@ Status WebappLookup::FindByUid(uid_t uid, Webapp* out) {
   return directory_.FindByUid(uid, out);
 }
 
+Status WebappLookup::List(std::vector<Webapp>* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  return directory_.List(out);
+}
+
 Status WebappLookup::SandboxLocation(const Webapp& webapp, std::string* node, std::string* container) {
   if (config_.queries.sandbox_location.empty()) return Status::NotFound("[queries] sandbox_location is not set");
   std::vector<SqlRow> rows;

@@ -12,6 +12,7 @@
 
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "allgo/config.h"
 #include "allgo/database.h"
@@ -27,6 +28,9 @@ class WebappLookup {
 
   // NotFound when the uid is no webapp; Unavailable when the database does not answer.
   Status FindByUid(uid_t uid, Webapp* out);
+  // Every webapp FindByUid would answer ([queries] webapp_list, the same validity and
+  // identity rules: a row another account source owns is left out), ordered by id.
+  Status List(std::vector<Webapp>* out);
   // With [queries] sandbox_location: Ok and the node and container the database knows;
   // NotFound when it has no row (or the query is not configured).
   Status SandboxLocation(const Webapp& webapp, std::string* node, std::string* container);
