@@ -25,6 +25,7 @@
 // upload throughput, frontend memory per idle session, and sessions spread over two nodes.
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/stat.h>
@@ -857,7 +858,8 @@ class SandboxBench {
 // backends reach the very same container; webapp2 runs on node-b.
 class GatewayBench {
  public:
-  GatewayBench(int runs, double gib, int idle) : runs_(runs), bytes_(static_cast<long long>(gib * 1073741824)), idle_(idle) {}
+  GatewayBench(int runs, double gib, int idle, bool pin_nodes)
+      : runs_(runs), bytes_(static_cast<long long>(gib * 1073741824)), idle_(idle), pin_nodes_(pin_nodes) {}
 
   int Main() {
     if (!Setup()) return 1;
@@ -890,6 +892,17 @@ class GatewayBench {
         std::vector<double> cold = Latencies({"webapp1"});
         cold_median_ = Percentile(cold, 0.5);
         cold_p95_ = Percentile(cold, 0.95);
+        // A webapp's first login with `prewarm = yes`: its container got a spare from a
+        // prewarm round, nobody logged in for longer than the location cache lasts.
+        if (!RestartGateway("prewarm = yes\nprewarm_every = 2\n")) return 1;
+        std::vector<double> idle_logins;
+        for (int i = 0; i < std::min(runs_, kIdleLogins); ++i) {
+          std::this_thread::sleep_for(kLocationCacheExpiry);
+          std::vector<double> one = Latencies({"webapp1"}, 1);
+          idle_logins.insert(idle_logins.end(), one.begin(), one.end());
+        }
+        prewarmed_median_ = Percentile(idle_logins, 0.5);
+        prewarmed_count_ = static_cast<int>(idle_logins.size());
       }
       server_.reset();
     }
@@ -903,7 +916,8 @@ class GatewayBench {
       return 1;
     }
     const Result& d = results["docker"];
-    std::printf("\n## allgo-sshd: local bridge vs allgo-sandbox-gateway (same container, same machine, same run)\n\n");
+    std::printf("\n## allgo-sshd: local bridge vs allgo-sandbox-gateway (same container, same machine, same run%s)\n\n",
+                pin_text_.empty() ? "" : ("; " + pin_text_).c_str());
     std::printf("| measurement | bridge (agent.sock) | gateway (Engine API over TLS) | gateway − bridge | gateway/bridge | goal |\n"
                 "|---|---|---|---|---|---|\n");
     auto row = [](const char* name, double bridge, double gateway, const char* goal) {
@@ -915,6 +929,9 @@ class GatewayBench {
     row("login `ssh host true`, cold (no spare: a fresh exec, as a webapp's first login), median (ms)", b.median,
         cold_median_, "gateway adds ≤ 20 ms");
     row("login `ssh host true`, cold, p95 (ms)", b.p95, cold_p95_, "");
+    std::printf("| login `ssh host true`, a webapp's first after %lld s idle, `prewarm = yes` (its container's spare made by a round), median of %d (ms) | %.1f | %.1f | %+.1f | %.2f× | gateway adds ≤ 20 ms |\n",
+                static_cast<long long>(kLocationCacheExpiry.count()), prewarmed_count_, b.median, prewarmed_median_,
+                prewarmed_median_ - b.median, b.median > 0 ? prewarmed_median_ / b.median : 0.0);
     std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
                 exec_floor_ms_);
     row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
@@ -937,8 +954,10 @@ class GatewayBench {
     bool cold_ok = cold_median_ - b.median <= 20;
     bool down_ok = b.down > 0 && d.down / b.down >= 0.5;
     bool up_ok = b.up > 0 && d.up / b.up >= 0.5;
-    std::printf("goals: login warm %s, login cold %s, download %s, upload %s\n", latency_ok ? "met" : "MISSED",
-                cold_ok ? "met" : "MISSED", down_ok ? "met" : "MISSED", up_ok ? "met" : "MISSED");
+    bool prewarmed_ok = prewarmed_count_ > 0 && prewarmed_median_ - b.median <= 20;
+    std::printf("goals: login warm %s, login cold %s, first login with prewarm %s, download %s, upload %s\n",
+                latency_ok ? "met" : "MISSED", cold_ok ? "met" : "MISSED", prewarmed_ok ? "met" : "MISSED",
+                down_ok ? "met" : "MISSED", up_ok ? "met" : "MISSED");
     return 0;
   }
 
@@ -971,6 +990,28 @@ class GatewayBench {
       return false;
     }
     std::string why;
+    // --pin-nodes: the engines (and so their containerd, shims and containers, which inherit
+    // it) on the last CPU, everything started after them (the servers, the gateway, ssh, this
+    // bench) on the others: the CPU split of nodes on other hosts than the frontend.
+    cpu_set_t all, node_cpu, frontend_cpus;
+    if (pin_nodes_) {
+      if (sched_getaffinity(0, sizeof all, &all) != 0 || CPU_COUNT(&all) < 2) {
+        std::fprintf(stderr, "gateway bench: --pin-nodes needs at least 2 CPUs\n");
+        return false;
+      }
+      CPU_ZERO(&node_cpu);
+      frontend_cpus = all;
+      for (int c = CPU_SETSIZE - 1; c >= 0; --c) {
+        if (CPU_ISSET(c, &all)) {
+          CPU_SET(c, &node_cpu);
+          CPU_CLR(c, &frontend_cpus);
+          pin_text_ = "nodes on CPU " + std::to_string(c) + ", frontend and client on the other " +
+                      std::to_string(CPU_COUNT(&frontend_cpus));
+          break;
+        }
+      }
+      if (sched_setaffinity(0, sizeof node_cpu, &node_cpu) != 0) return false;
+    }
     nodes_ = test::TestNodes::Start(2, "allgo-gateway", &why);
     if (!nodes_) {
       std::fprintf(stderr, "gateway bench: the Docker nodes cannot start: %s\n", why.c_str());
@@ -992,6 +1033,7 @@ class GatewayBench {
         return false;
       }
     }
+    if (pin_nodes_ && sched_setaffinity(0, sizeof frontend_cpus, &frontend_cpus) != 0) return false;
     // Without a gateway the bridge column is still measured (and the run fails at the end).
     gateway_why_ = StartGateway("");
     if (!gateway_why_.empty()) std::fprintf(stderr, "gateway bench: %s\n", gateway_why_.c_str());
@@ -1107,9 +1149,9 @@ class GatewayBench {
   }
 
   // `runs_` logins, cycling through `webapps`; milliseconds each.
-  std::vector<double> Latencies(const std::vector<std::string>& webapps) {
+  std::vector<double> Latencies(const std::vector<std::string>& webapps, int runs = 0) {
     std::vector<double> lat;
-    for (int i = 0; i < runs_; ++i) {
+    for (int i = 0; i < (runs > 0 ? runs : runs_); ++i) {
       auto t0 = Clock::now();
       if (RunQuiet(Ssh(webapps[i % webapps.size()], {"true"})) != 0) ++failures_[backend_];
       lat.push_back(Seconds(Clock::now() - t0) * 1000);
@@ -1184,6 +1226,13 @@ class GatewayBench {
   std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
   int port_ = 0, servers_ = 0;
   double cold_median_ = 0, cold_p95_ = 0;
+  static constexpr int kIdleLogins = 5;
+  // Longer than the gateway's location cache (10 s): the login asks the node again.
+  static constexpr std::chrono::seconds kLocationCacheExpiry{11};
+  double prewarmed_median_ = 0;
+  int prewarmed_count_ = 0;
+  bool pin_nodes_ = false;
+  std::string pin_text_;
   double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0, exec_stream_mbps_ = 0,
          exec_upload_mbps_ = 0;
   std::unique_ptr<engine::EngineClient> engine_;
@@ -1219,6 +1268,10 @@ int main(int argc, char** argv) {
   bool sandboxes = false;
   app.add_flag("--sandboxes", sandboxes,
                "allgo-sshd only: plain shell vs bubblewrap vs Docker sandbox (uses --runs, --gib, --idle)");
+  bool pin_nodes = false;
+  app.add_flag("--pin-nodes", pin_nodes,
+               "with --gateway: the Docker engines and their containers on the last CPU, the frontend and the client "
+               "on the others (nodes on other hosts, as deployed)");
   bool gateway = false;
   app.add_flag("--gateway", gateway,
                "allgo-sshd only: the local bridge vs allgo-sandbox-gateway into the same Docker container, "
@@ -1228,7 +1281,7 @@ int main(int argc, char** argv) {
   allgo::test::EnterPrivateNssNamespace();
   signal(SIGPIPE, SIG_IGN);
   if (gateway) {
-    int rc = allgo::bench::GatewayBench(runs, gib, idle).Main();
+    int rc = allgo::bench::GatewayBench(runs, gib, idle, pin_nodes).Main();
     return rc;
   }
   if (sandboxes) {
