@@ -68,6 +68,9 @@ class Listener {
     std::string source;  // its admission accounting (admission.h)
     bool silent = false;
   };
+  // Forks the health child and the metrics process when [sshd] metrics_listen is set
+  // (health_check.h, metrics_server.h); the shared Metrics either way.
+  Status StartMetrics();
   void Accept(int listen_fd);
   // Forks the processes of an admitted connection.
   void Start(AdmittedConnection conn);
@@ -91,6 +94,7 @@ class Listener {
   Metrics* metrics_ = nullptr;          // shared memory, inherited by every connection
   std::unique_ptr<AuditLog> audit_;     // [sshd] audit_log, re-checked on SIGHUP
   pid_t metrics_pid_ = -1;
+  pid_t health_pid_ = -1;               // the /healthz database check (health_check.h)
 };
 
 }  // namespace allgo::sshd
