@@ -336,6 +336,19 @@ TEST(Operations, HealthzChecksTheDatabaseEveryTwoSecondsWhateverThePolling) {
                                                         << " polls";
 }
 
+// The private half (the 32-byte seed) of an unencrypted OpenSSH ed25519 key file: in the
+// private section, "ssh-ed25519", the 32-byte public key, then 64 bytes: seed || public key.
+std::string Ed25519Seed(const std::string& path) {
+  RunResult r = test::Run({"sh", "-c", "sed '1d;$d' \"$0\" | base64 -d", path});
+  const std::string type = std::string("\0\0\0\x0bssh-ed25519\0\0\0\x20", 19);
+  size_t at = r.out.rfind(type);
+  if (r.exit_code != 0 || at == std::string::npos || at + 19 + 32 + 4 + 64 > r.out.size()) return "";
+  std::string pub = r.out.substr(at + 19, 32);
+  std::string priv = r.out.substr(at + 19 + 32 + 4, 64);
+  if (r.out.compare(at + 19 + 32, 4, std::string("\0\0\0\x40", 4)) != 0 || priv.substr(32) != pub) return "";
+  return priv.substr(0, 32);
+}
+
 // The endpoint parses HTTP from the network: it must hold neither the [mysql] password nor
 // the host keys. Controls: the same search finds the password in the listener and in the
 // health child (which need it), and does read the metrics process (its listen address).
@@ -355,6 +368,12 @@ TEST(Operations, TheMetricsProcessHoldsNoSecret) {
   EXPECT_FALSE(MemoryContains(h.metrics, password.substr(0, 16))) << "the metrics process holds the [mysql] password";
   EXPECT_FALSE(MemoryContains(h.metrics, password.substr(password.size() - 16)))
       << "the metrics process holds the [mysql] password";
+  // The host key: loaded after both helpers were forked (the listener is the control).
+  std::string seed = Ed25519Seed(s.dir() / "host_key");
+  ASSERT_EQ(seed.size(), 32u);
+  EXPECT_TRUE(MemoryContains(s.sshd().pid(), seed)) << "the control failed: the listener holds the host key";
+  EXPECT_FALSE(MemoryContains(h.metrics, seed)) << "the metrics process holds the host key";
+  EXPECT_FALSE(MemoryContains(h.health, seed)) << "the health child holds the host key";
 }
 
 // The health child: dropped for good, and nothing of it listens (the only way in is the
