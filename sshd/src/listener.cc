@@ -17,6 +17,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
@@ -404,6 +405,13 @@ void Listener::Reload() {
   }
   if (fresh.sshd.metrics_listen != config_.sshd.metrics_listen) {
     spdlog::warn("SIGHUP: metrics_listen changed; it takes effect after a restart");
+  }
+  const MysqlConfig& a = fresh.mysql;
+  const MysqlConfig& b = config_.mysql;
+  if (health_pid_ > 0 && std::tie(a.socket, a.host, a.port, a.database, a.user, a.password, a.connect_timeout) !=
+                             std::tie(b.socket, b.host, b.port, b.database, b.user, b.password, b.connect_timeout)) {
+    // The health child was forked at start with the settings of then (health_check.h).
+    spdlog::warn("SIGHUP: [mysql] changed; /healthz checks the database with the old settings until a restart");
   }
   ScrubSecrets(&config_);  // the move below would hand the old buffer to `fresh`, freed unwiped
   config_ = std::move(fresh);

@@ -14,9 +14,9 @@
 // Operations: PROXY protocol headers are recognised here and consumed in the connection's
 // root process, before the network child exists, from proxy_trusted sources only; metrics live
 // in shared memory, served by the metrics process (metrics_server.h), whose /healthz reads the
-// verdict of the health child (health_check.h), both forked before the host keys are loaded; the audit log path is checked by the listener (at start and on SIGHUP) and
-// written by the monitors, which open it per line so that a rotated file is replaced everywhere
-// at once.
+// verdict of the health child (health_check.h), both forked before the host keys are loaded;
+// the audit log path is checked by the listener (at start and on SIGHUP) and written by the
+// monitors, which open it per line so that a rotated file is replaced everywhere at once.
 //
 // Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
 // connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config

@@ -139,11 +139,12 @@ void ExpectDroppedTo(pid_t pid, const std::string& user) {
   int threads = 0;
   for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
     std::string status = task.path() / "status";
-    EXPECT_EQ(StatusField(status, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid) << user << ", task " << task.path();
-    EXPECT_EQ(StatusField(status, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid) << user << ", task " << task.path();
+    const std::string where = user + ", task " + task.path().string();
+    EXPECT_EQ(StatusField(status, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid) << where;
+    EXPECT_EQ(StatusField(status, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid) << where;
     std::string groups = StatusField(status, "Groups");
     EXPECT_TRUE(groups == gid + " " || groups == "" || groups == " ") << user << ": groups " << groups;
-    EXPECT_EQ(StatusField(status, "NoNewPrivs"), "1") << user << ", task " << task.path();
+    EXPECT_EQ(StatusField(status, "NoNewPrivs"), "1") << where;
     ++threads;
   }
   EXPECT_GE(threads, 1);
@@ -181,20 +182,21 @@ bool HasReachableSocket(pid_t pid) {
     std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
     if (!ec && target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
   }
-  auto scan = [&](const std::string& table, int inode_column, const std::function<bool(const std::vector<std::string>&)>& reachable) {
+  using Row = std::vector<std::string>;
+  auto scan = [&](const std::string& table, int inode_column, const std::function<bool(const Row&)>& reachable) {
     std::istringstream in(ReadFile(proc + "/net/" + table));
     std::string line;
     std::getline(in, line);  // the header
     while (std::getline(in, line)) {
       std::istringstream fields(line);
-      std::vector<std::string> f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+      Row f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
       if (static_cast<int>(f.size()) > inode_column && inodes.count(f[inode_column]) && reachable(f)) return true;
     }
     return false;
   };
-  auto tcp_listen = [](const std::vector<std::string>& f) { return f[3] == "0A"; };
-  auto any = [](const std::vector<std::string>&) { return true; };
-  auto unix_listen = [](const std::vector<std::string>& f) { return f[3] == "00010000"; };  // __SO_ACCEPTCON
+  auto tcp_listen = [](const Row& f) { return f[3] == "0A"; };
+  auto any = [](const Row&) { return true; };
+  auto unix_listen = [](const Row& f) { return f[3] == "00010000"; };  // __SO_ACCEPTCON
   return scan("tcp", 9, tcp_listen) || scan("tcp6", 9, tcp_listen) || scan("udp", 9, any) ||
          scan("udp6", 9, any) || scan("unix", 6, unix_listen);
 }
@@ -374,6 +376,24 @@ TEST(Operations, TheMetricsProcessHoldsNoSecret) {
   EXPECT_TRUE(MemoryContains(s.sshd().pid(), seed)) << "the control failed: the listener holds the host key";
   EXPECT_FALSE(MemoryContains(h.metrics, seed)) << "the metrics process holds the host key";
   EXPECT_FALSE(MemoryContains(h.health, seed)) << "the health child holds the host key";
+}
+
+// The health child keeps the [mysql] settings it started with: a reload that changes them
+// says so (and one that does not, does not), and /healthz answers on.
+TEST(Operations, AReloadThatChangesMysqlWarnsThatHealthzKeepsTheOldSettings) {
+  Stack s;
+  kill(s.sshd().pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return Contains(s.SshdLog(), "configuration reloaded"); }, 5000)) << s.SshdLog();
+  EXPECT_FALSE(Contains(s.SshdLog(), "[mysql] changed")) << s.SshdLog();
+  std::string config = ReadFile(AllgoConfigPath());
+  size_t at = config.find("connect_timeout = 2\n");
+  ASSERT_NE(at, std::string::npos) << config;
+  WriteAllgoConfig(config.replace(at, 20, "connect_timeout = 3\n"));
+  kill(s.sshd().pid(), SIGHUP);
+  const std::string warning =
+      "SIGHUP: [mysql] changed; /healthz checks the database with the old settings until a restart";
+  EXPECT_TRUE(WaitFor([&] { return Contains(s.SshdLog(), warning); }, 5000)) << s.SshdLog();
+  EXPECT_EQ(Http(s, "/healthz").out, "ok\n\n200");
 }
 
 // The health child: dropped for good, and nothing of it listens (the only way in is the
