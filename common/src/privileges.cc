@@ -4,6 +4,7 @@
 #include <pwd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 namespace allgo {
@@ -22,6 +23,16 @@ Status DropPrivileges(uid_t uid, gid_t gid, const std::vector<gid_t>& groups) {
   if (ru != uid || eu != uid || su != uid || rg != gid || eg != gid || sg != gid) {
     return Status::Permission("privilege drop did not take effect");
   }
+  // The supplementary groups read back: the set asked for, nothing kept from before.
+  int n = getgroups(0, nullptr);
+  std::vector<gid_t> have(n > 0 ? static_cast<size_t>(n) : 0);
+  if (n < 0 || getgroups(n, have.data()) != n) return Status::FromErrno("getgroups", errno);
+  std::vector<gid_t> want = groups;
+  for (auto* v : {&have, &want}) {
+    std::sort(v->begin(), v->end());
+    v->erase(std::unique(v->begin(), v->end()), v->end());
+  }
+  if (have != want) return Status::Permission("privilege drop: the supplementary groups did not take effect");
   if (uid != 0) {
     if (setuid(0) == 0 || seteuid(0) == 0) return Status::Permission("could regain root after dropping privileges");
     if (gid != 0 && (setgid(0) == 0 || setegid(0) == 0)) {

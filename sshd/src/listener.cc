@@ -17,11 +17,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
 #include "child_process.h"
 #include "crypto_warmup.h"
+#include "health_check.h"
 #include "metrics_server.h"
 #include "monitor.h"
 #include "net_session.h"
@@ -172,26 +174,38 @@ Listener::Listener(std::string config_path, Config config)
   ScrubSecrets(&config);  // a short password is copied, not moved, out of the string object
 }
 
+Status Listener::StartMetrics() {
+  metrics_ = Metrics::CreateShared();
+  if (config_.sshd.metrics_listen.empty()) return Status::Ok();
+  if (!metrics_) return Status::IoError("metrics: cannot map shared memory");
+  // The board lives only in its two processes: unmapped here once both are forked, so no
+  // connection inherits it.
+  std::unique_ptr<HealthBoard> board = HealthBoard::Create(config_.mysql);
+  if (!board) return Status::IoError("metrics: cannot map shared memory for /healthz");
+  Status st = StartHealthChild(config_, board.get(), users_.lookup.uid, users_.lookup.gid, &health_pid_);
+  if (!st.ok()) return st;
+  st = StartMetricsServer(&config_, board.get(), metrics_, users_.metrics.uid, users_.metrics.gid, &metrics_pid_);
+  if (!st.ok()) return st;
+  spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
+  return Status::Ok();
+}
+
 Status Listener::Init() {
+  Status st = ResolveServiceUsers(config_, &users_);
+  if (!st.ok()) return st;
+  // The metrics and health processes first, before the host keys are loaded: neither needs
+  // them, and neither may inherit the audit log or a listening socket.
+  st = StartMetrics();
+  if (!st.ok()) return st;
   std::vector<std::string> summary;
-  Status st = MakeServerBind(config_, &bind_, &summary);
+  st = MakeServerBind(config_, &bind_, &summary);
   if (!st.ok()) return st;
   for (const auto& line : summary) spdlog::info("host key {}", line);
-  WarmCryptoTables();  // before the first fork: shared by every connection (crypto_warmup.h)
+  WarmCryptoTables();  // before the first connection's fork: shared by every connection (crypto_warmup.h)
   st = ReadBanner(config_, &banner_);
-  if (!st.ok()) return st;
-  st = ResolveServiceUsers(config_, &users_);
   if (!st.ok()) return st;
   st = EnsurePrivsepChroot(config_.sshd.privsep_chroot);
   if (!st.ok()) return st;
-  // The metrics process first: it must not inherit the audit log or any listening socket.
-  metrics_ = Metrics::CreateShared();
-  if (!config_.sshd.metrics_listen.empty()) {
-    if (!metrics_) return Status::IoError("metrics: cannot map shared memory");
-    st = StartMetricsServer(config_, metrics_, users_.metrics.uid, users_.metrics.gid, &metrics_pid_);
-    if (!st.ok()) return st;
-    spdlog::info("metrics on http://{}/metrics and /healthz", config_.sshd.metrics_listen);
-  }
   epoll_.reset(epoll_create1(EPOLL_CLOEXEC));
   if (!epoll_) return Status::FromErrno("epoll_create1", errno);
   admission_ = std::make_unique<Admission>(epoll_.get(), kTagPending, metrics_);
@@ -392,6 +406,13 @@ void Listener::Reload() {
   if (fresh.sshd.metrics_listen != config_.sshd.metrics_listen) {
     spdlog::warn("SIGHUP: metrics_listen changed; it takes effect after a restart");
   }
+  const MysqlConfig& a = fresh.mysql;
+  const MysqlConfig& b = config_.mysql;
+  if (health_pid_ > 0 && std::tie(a.socket, a.host, a.port, a.database, a.user, a.password, a.connect_timeout) !=
+                             std::tie(b.socket, b.host, b.port, b.database, b.user, b.password, b.connect_timeout)) {
+    // The health child was forked at start with the settings of then (health_check.h).
+    spdlog::warn("SIGHUP: [mysql] changed; /healthz checks the database with the old settings until a restart");
+  }
   ScrubSecrets(&config_);  // the move below would hand the old buffer to `fresh`, freed unwiped
   config_ = std::move(fresh);
   ScrubSecrets(&fresh);
@@ -428,6 +449,12 @@ void Listener::HandleSignals(int* stopping) {
     if (pid == metrics_pid_) {
       spdlog::error("the metrics endpoint process ended (status {}); metrics are off until a restart", status);
       metrics_pid_ = -1;
+      continue;
+    }
+    if (pid == health_pid_) {
+      spdlog::error("the /healthz database check process ended (status {}); /healthz answers 503 until a restart",
+                    status);
+      health_pid_ = -1;
       continue;
     }
     StartupEnded(pid);
@@ -481,6 +508,7 @@ int Listener::Run() {
     }
     if (stopping > 0 && children_.empty()) {
       if (metrics_pid_ > 0) kill(metrics_pid_, SIGTERM);
+      if (health_pid_ > 0) kill(health_pid_, SIGTERM);
       break;
     }
     long long now = MonotonicMs();

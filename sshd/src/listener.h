@@ -13,9 +13,10 @@
 //
 // Operations: PROXY protocol headers are recognised here and consumed in the connection's
 // root process, before the network child exists, from proxy_trusted sources only; metrics live
-// in shared memory; the audit log path is checked by the listener (at start and on SIGHUP) and
-// written by the monitors, which open it per line so that a rotated file is replaced everywhere
-// at once.
+// in shared memory, served by the metrics process (metrics_server.h), whose /healthz reads the
+// verdict of the health child (health_check.h), both forked before the host keys are loaded;
+// the audit log path is checked by the listener (at start and on SIGHUP) and written by the
+// monitors, which open it per line so that a rotated file is replaced everywhere at once.
 //
 // Signals: SIGTERM/SIGINT stop accepting and let running sessions end (unauthenticated
 // connections are dropped; a second SIGTERM ends everything); SIGHUP reloads the config
@@ -68,6 +69,9 @@ class Listener {
     std::string source;  // its admission accounting (admission.h)
     bool silent = false;
   };
+  // Forks the health child and the metrics process when [sshd] metrics_listen is set
+  // (health_check.h, metrics_server.h); the shared Metrics either way.
+  Status StartMetrics();
   void Accept(int listen_fd);
   // Forks the processes of an admitted connection.
   void Start(AdmittedConnection conn);
@@ -91,6 +95,7 @@ class Listener {
   Metrics* metrics_ = nullptr;          // shared memory, inherited by every connection
   std::unique_ptr<AuditLog> audit_;     // [sshd] audit_log, re-checked on SIGHUP
   pid_t metrics_pid_ = -1;
+  pid_t health_pid_ = -1;               // the /healthz database check (health_check.h)
 };
 
 }  // namespace allgo::sshd

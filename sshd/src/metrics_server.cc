@@ -8,55 +8,23 @@
 #include <CivetServer.h>
 #include <civetweb.h>
 
-#include <chrono>
 #include <memory>
-#include <mutex>
 #include <prometheus/exposer.h>
 #include <spdlog/spdlog.h>
 
-#include "allgo/database.h"
+#include "child_process.h"
 
 namespace allgo::sshd {
 namespace {
-
-// The database check behind /healthz, at most once every two seconds whatever the polling.
-// Its error text (socket paths, server messages) goes to the log, never to the client.
-class HealthCheck {
- public:
-  explicit HealthCheck(const MysqlConfig& config) : connection_(config) {}
-  bool Healthy() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto now = std::chrono::steady_clock::now();
-    if (now - checked_ > std::chrono::seconds(2)) {
-      std::vector<SqlRow> rows;
-      Status st = connection_.Query("SELECT 1", {}, 1, &rows);
-      checked_ = now;
-      if (!st.ok() && (healthy_ || st.message() != last_error_)) {
-        spdlog::error("/healthz: the database check failed: {} (check [mysql])", st.ToString());
-      } else if (st.ok() && !healthy_) {
-        spdlog::info("/healthz: the database answers again");
-      }
-      healthy_ = st.ok();
-      last_error_ = st.ok() ? "" : st.message();
-    }
-    return healthy_;
-  }
-
- private:
-  std::mutex mutex_;
-  MysqlConnection connection_;
-  bool healthy_ = true;
-  std::string last_error_;
-  std::chrono::steady_clock::time_point checked_{};
-};
 
 // The HTTP side is prometheus-cpp's Exposer (civetweb). civetweb bounds what a client can
 // send before any handler runs (the request line and headers together to 16 KiB, at most
 // 64 headers), and it drops privileges itself (run_as_user) after binding and before it
 // starts a thread, so no thread ever reads a request as root. This callback runs first for
 // every request: GET only, no body (refused before a byte of it is read; civetweb closes
-// the connection after each answer), /healthz answered here, /metrics left to the Exposer.
-HealthCheck* g_health = nullptr;  // the process serves one endpoint; set before it starts
+// the connection after each answer), /healthz answered here from the health child's latest
+// verdict (health_check.h), /metrics left to the Exposer.
+const HealthBoard* g_health = nullptr;  // the process serves one endpoint; set before it starts
 
 int Reply(mg_connection* conn, int status, const char* reason, const std::string& body,
           const char* extra_headers = "") {
@@ -77,7 +45,7 @@ int BeginRequest(mg_connection* conn) {
     return Reply(conn, 413, "Payload Too Large", "request body not accepted\n");
   }
   if (uri == "/healthz") {
-    if (g_health->Healthy()) return Reply(conn, 200, "OK", "ok\n");
+    if (g_health->Healthy(MonotonicMs())) return Reply(conn, 200, "OK", "ok\n");
     return Reply(conn, 503, "Service Unavailable", "database unavailable\n");
   }
   if (uri != "/metrics") return Reply(conn, 404, "Not Found", "not found\n");
@@ -136,7 +104,9 @@ std::unique_ptr<prometheus::Exposer> StartExposer(const Config& config, uid_t ui
 
 }  // namespace
 
-Status StartMetricsServer(const Config& config, Metrics* metrics, uid_t uid, gid_t gid, pid_t* pid) {
+Status StartMetricsServer(Config* config_in_child, HealthBoard* health, Metrics* metrics, uid_t uid, gid_t gid,
+                          pid_t* pid) {
+  const Config& config = *config_in_child;
   const std::string& spec = config.sshd.metrics_listen;
   int ready[2];
   if (pipe2(ready, O_CLOEXEC) != 0) return Status::FromErrno("metrics_listen: pipe", errno);
@@ -144,12 +114,21 @@ Status StartMetricsServer(const Config& config, Metrics* metrics, uid_t uid, gid
   pid_t child = fork();
   if (child < 0) return Status::FromErrno("metrics_listen: fork", errno);
   if (child == 0) {
+    // Least knowledge, before anything else: this process parses HTTP from the network, so
+    // it forgets every [mysql] secret (LoadConfig left no other copy; the database check
+    // is the health child's) and may only read the health verdict.
+    ScrubSecrets(config_in_child);
     close(ready[0]);
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    HealthCheck health(config.mysql);
-    g_health = &health;
+    Status readonly = health->MakeReadOnly();
+    if (!readonly.ok()) {
+      spdlog::error("metrics: {}", readonly.ToString());
+      (void)!write(ready[1], "E", 1);
+      _exit(1);
+    }
+    g_health = health;
     auto collectable = std::make_shared<MetricsCollectable>(metrics);
     std::unique_ptr<prometheus::Exposer> exposer = StartExposer(config, uid, gid);
     char verdict = 'E';

@@ -3,7 +3,8 @@
 //
 //   privsep_user  the network child of each connection (parses SSH bytes, chrooted, seccomp)
 //   lookup_user   the lookup child (NSS, database client, stored key blobs) and the
-//                 authorized_keys_command helper it runs
+//                 authorized_keys_command helper it runs; the listener's health child
+//                 (/healthz's database check, health_check.h)
 //   metrics_user  the metrics endpoint (parses HTTP requests)
 //
 // A role never shares its uid with another role, with root, with `nobody` (shared by other

@@ -2,6 +2,7 @@
 // health endpoint, audit log.
 #include <pwd.h>
 #include <arpa/inet.h>
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -13,6 +14,9 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iterator>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -116,6 +120,87 @@ bool WaitFor(Predicate done, int timeout_ms) {
   return true;
 }
 
+// One field of /proc/PID/status ("Uid" → "1001\t1001\t1001\t1001"); "" when absent.
+std::string StatusField(const std::string& status_path, const std::string& field) {
+  std::istringstream in(ReadFile(status_path));
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":\t", 0) == 0) return line.substr(field.size() + 2);
+  }
+  return "";
+}
+
+// Every thread of `pid` runs as `user` for good: real, effective, saved and filesystem ids,
+// no supplementary group but its own, no_new_privs.
+void ExpectDroppedTo(pid_t pid, const std::string& user) {
+  const struct passwd* pw = getpwnam(user.c_str());
+  ASSERT_NE(pw, nullptr) << user << ": conf/create-users did not run in the test namespace";
+  const std::string uid = std::to_string(pw->pw_uid), gid = std::to_string(pw->pw_gid);
+  int threads = 0;
+  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/task")) {
+    std::string status = task.path() / "status";
+    const std::string where = user + ", task " + task.path().string();
+    EXPECT_EQ(StatusField(status, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid) << where;
+    EXPECT_EQ(StatusField(status, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid) << where;
+    std::string groups = StatusField(status, "Groups");
+    EXPECT_TRUE(groups == gid + " " || groups == "" || groups == " ") << user << ": groups " << groups;
+    EXPECT_EQ(StatusField(status, "NoNewPrivs"), "1") << where;
+    ++threads;
+  }
+  EXPECT_GE(threads, 1);
+}
+
+// The listener's two long-lived helpers, found by their users: the metrics process
+// ([sshd] metrics_user) and the /healthz database check ([sshd] lookup_user).
+struct Helpers {
+  pid_t metrics = -1;
+  pid_t health = -1;
+};
+Helpers FindHelpers(Stack& s) {
+  Helpers h;
+  const std::string listener = std::to_string(s.sshd().pid());
+  const std::string metrics_uid = std::to_string(UidOf("allgo-metrics"));
+  const std::string lookup_uid = std::to_string(UidOf("allgo-authkeys"));
+  for (pid_t pid : s.ServerProcesses()) {
+    std::string status = "/proc/" + std::to_string(pid) + "/status";
+    if (StatusField(status, "PPid") != listener) continue;
+    std::string uid = StatusField(status, "Uid");
+    if (uid.rfind(metrics_uid + "\t", 0) == 0) h.metrics = pid;
+    if (uid.rfind(lookup_uid + "\t", 0) == 0) h.health = pid;
+  }
+  return h;
+}
+
+// Whether a socket of `pid` can be reached from outside the process: a TCP socket in LISTEN,
+// any UDP socket, or a listening unix socket (read from /proc/PID/net, the process's own
+// network namespace).
+bool HasReachableSocket(pid_t pid) {
+  const std::string proc = "/proc/" + std::to_string(pid);
+  std::set<std::string> inodes;
+  for (const auto& fd : std::filesystem::directory_iterator(proc + "/fd")) {
+    std::error_code ec;
+    std::string target = std::filesystem::read_symlink(fd.path(), ec).string();
+    if (!ec && target.rfind("socket:[", 0) == 0) inodes.insert(target.substr(8, target.size() - 9));
+  }
+  using Row = std::vector<std::string>;
+  auto scan = [&](const std::string& table, int inode_column, const std::function<bool(const Row&)>& reachable) {
+    std::istringstream in(ReadFile(proc + "/net/" + table));
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      Row f{std::istream_iterator<std::string>(fields), std::istream_iterator<std::string>()};
+      if (static_cast<int>(f.size()) > inode_column && inodes.count(f[inode_column]) && reachable(f)) return true;
+    }
+    return false;
+  };
+  auto tcp_listen = [](const Row& f) { return f[3] == "0A"; };
+  auto any = [](const Row&) { return true; };
+  auto unix_listen = [](const Row& f) { return f[3] == "00010000"; };  // __SO_ACCEPTCON
+  return scan("tcp", 9, tcp_listen) || scan("tcp6", 9, tcp_listen) || scan("udp", 9, any) ||
+         scan("udp6", 9, any) || scan("unix", 6, unix_listen);
+}
+
 TEST(Operations, ProxyHeadersFromTrustedSourcesGiveTheRealClientAddress) {
   Stack s("proxy_protocol = required\nproxy_trusted = 127.0.0.1/32");
   RunResult r = SshViaProxy(s, "PROXY TCP4 203.0.113.9 127.0.0.1 40001 22\\r\\n", "echo v1");
@@ -181,19 +266,18 @@ double Sample(const std::string& text, const std::string& series) {
 
 TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
   Stack s;
-  // The endpoint (parses HTTP, holds the database password) is [sshd] metrics_user, a user of
-  // its own: the one unprivileged child of the listener (the others are root monitors).
-  std::string metrics_uid = std::to_string(UidOf("allgo-metrics"));
-  std::string listener = "\nPPid:\t" + std::to_string(s.sshd().pid()) + "\n";
+  // The endpoint (parses HTTP) is [sshd] metrics_user, a user of its own; the /healthz
+  // database check (holds the password, parses no network input) is [sshd] lookup_user. They
+  // are the listener's only unprivileged children (the others are root monitors).
+  Helpers h;
+  ASSERT_TRUE(WaitFor([&] { return (h = FindHelpers(s)).metrics > 0 && h.health > 0; }, 5000)) << s.SshdLog();
   int unprivileged = 0;
+  const std::string listener = std::to_string(s.sshd().pid());
   for (pid_t pid : s.ServerProcesses()) {
-    std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
-    if (!Contains(status, listener) || Contains(status, "\nUid:\t0\t")) continue;
-    ++unprivileged;
-    EXPECT_TRUE(Contains(status, "\nUid:\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\n"))
-        << status;
+    std::string status = "/proc/" + std::to_string(pid) + "/status";
+    if (StatusField(status, "PPid") == listener && StatusField(status, "Uid").rfind("0\t", 0) != 0) ++unprivileged;
   }
-  EXPECT_EQ(unprivileged, 1);
+  EXPECT_EQ(unprivileged, 2);
   RunResult r = Http(s, "/metrics");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   std::string before = r.out;
@@ -219,14 +303,108 @@ TEST(Operations, MetricsCountWhatHappenedAndHealthFollowsTheDatabase) {
   EXPECT_EQ(r.out, "ok\n\n200");
   TestDatabase::Get().Stop();
   EXPECT_EQ(s.Ssh("true").exit_code, 255);
-  std::this_thread::sleep_for(std::chrono::milliseconds(2100));  // the health check's own cache
-  r = Http(s, "/healthz");
-  // A generic answer: the database's own error text (socket path, server message) stays in
-  // the server's log.
-  EXPECT_EQ(r.out, "database unavailable\n\n503");
+  // The next check (every 2 s) sees it. A generic answer: the database's own error text
+  // (socket path, server message) stays in the server's log.
+  EXPECT_TRUE(WaitFor([&] { return (r = Http(s, "/healthz")).out == "database unavailable\n\n503"; }, 6000)) << r.out;
   EXPECT_TRUE(Contains(s.SshdLog(), "/healthz: the database check failed")) << s.SshdLog();
   EXPECT_TRUE(Contains(Http(s, "/metrics").out, "\nallgo_ssh_db_errors_total 1\n"));
   TestDatabase::Get().Start();
+  EXPECT_TRUE(WaitFor([&] { return (r = Http(s, "/healthz")).out == "ok\n\n200"; }, 6000)) << r.out;
+  EXPECT_TRUE(Contains(s.SshdLog(), "/healthz: the database answers again")) << s.SshdLog();
+}
+
+// Polling /healthz cannot make the database busier: the health child checks every 2 s on
+// its own, and nothing the metrics process receives reaches it.
+TEST(Operations, HealthzChecksTheDatabaseEveryTwoSecondsWhateverThePolling) {
+  Stack s;
+  // Every check is one prepared statement executed; the stack is otherwise idle.
+  auto executed = [] {
+    return std::stol(TestDatabase::Get().Value(
+        "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'COM_STMT_EXECUTE'"));
+  };
+  long before = executed();
+  auto start = std::chrono::steady_clock::now();
+  int polls = 0, ok = 0;
+  while (std::chrono::steady_clock::now() - start < std::chrono::seconds(7)) {
+    ok += Http(s, "/healthz").out == "ok\n\n200";
+    ++polls;
+  }
+  long checks = executed() - before;
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_EQ(ok, polls);
+  EXPECT_GE(polls, 20);
+  EXPECT_GE(checks, 2) << "the health child does not check the database";
+  EXPECT_LE(checks, static_cast<long>(seconds / 2) + 1) << checks << " checks in " << seconds << " s, " << polls
+                                                        << " polls";
+}
+
+// The private half (the 32-byte seed) of an unencrypted OpenSSH ed25519 key file: in the
+// private section, "ssh-ed25519", the 32-byte public key, then 64 bytes: seed || public key.
+std::string Ed25519Seed(const std::string& path) {
+  RunResult r = test::Run({"sh", "-c", "sed '1d;$d' \"$0\" | base64 -d", path});
+  const std::string type = std::string("\0\0\0\x0bssh-ed25519\0\0\0\x20", 19);
+  size_t at = r.out.rfind(type);
+  if (r.exit_code != 0 || at == std::string::npos || at + 19 + 32 + 4 + 64 > r.out.size()) return "";
+  std::string pub = r.out.substr(at + 19, 32);
+  std::string priv = r.out.substr(at + 19 + 32 + 4, 64);
+  if (r.out.compare(at + 19 + 32, 4, std::string("\0\0\0\x40", 4)) != 0 || priv.substr(32) != pub) return "";
+  return priv.substr(0, 32);
+}
+
+// The endpoint parses HTTP from the network: it must hold neither the [mysql] password nor
+// the host keys. Controls: the same search finds the password in the listener and in the
+// health child (which need it), and does read the metrics process (its listen address).
+TEST(Operations, TheMetricsProcessHoldsNoSecret) {
+  Stack s;
+  Helpers h;
+  ASSERT_TRUE(WaitFor([&] { return (h = FindHelpers(s)).metrics > 0 && h.health > 0; }, 5000)) << s.SshdLog();
+  ASSERT_EQ(Http(s, "/healthz").out, "ok\n\n200");
+  ASSERT_TRUE(Contains(Http(s, "/metrics").out, "\n200"));
+  const std::string password = TestDatabase::kPassword;
+  ASSERT_THAT(ReadFile(AllgoConfigPath()), testing::HasSubstr("password = " + password));
+  EXPECT_TRUE(MemoryContains(s.sshd().pid(), password)) << "the control failed: the listener holds the password";
+  EXPECT_TRUE(MemoryContains(h.health, password)) << "the control failed: the health child holds the password";
+  EXPECT_TRUE(MemoryContains(h.metrics, "127.0.0.1:" + std::to_string(s.metrics_port())));
+  // A freed copy loses its first 16 bytes to the allocator's links, a reused one its head:
+  // the metrics process must hold neither end of the password.
+  EXPECT_FALSE(MemoryContains(h.metrics, password.substr(0, 16))) << "the metrics process holds the [mysql] password";
+  EXPECT_FALSE(MemoryContains(h.metrics, password.substr(password.size() - 16)))
+      << "the metrics process holds the [mysql] password";
+  // The host key: loaded after both helpers were forked (the listener is the control).
+  std::string seed = Ed25519Seed(s.dir() / "host_key");
+  ASSERT_EQ(seed.size(), 32u);
+  EXPECT_TRUE(MemoryContains(s.sshd().pid(), seed)) << "the control failed: the listener holds the host key";
+  EXPECT_FALSE(MemoryContains(h.metrics, seed)) << "the metrics process holds the host key";
+  EXPECT_FALSE(MemoryContains(h.health, seed)) << "the health child holds the host key";
+}
+
+// The health child keeps the [mysql] settings it started with: a reload that changes them
+// says so (and one that does not, does not), and /healthz answers on.
+TEST(Operations, AReloadThatChangesMysqlWarnsThatHealthzKeepsTheOldSettings) {
+  Stack s;
+  kill(s.sshd().pid(), SIGHUP);
+  ASSERT_TRUE(WaitFor([&] { return Contains(s.SshdLog(), "configuration reloaded"); }, 5000)) << s.SshdLog();
+  EXPECT_FALSE(Contains(s.SshdLog(), "[mysql] changed")) << s.SshdLog();
+  std::string config = ReadFile(AllgoConfigPath());
+  size_t at = config.find("connect_timeout = 2\n");
+  ASSERT_NE(at, std::string::npos) << config;
+  WriteAllgoConfig(config.replace(at, 20, "connect_timeout = 3\n"));
+  kill(s.sshd().pid(), SIGHUP);
+  const std::string warning =
+      "SIGHUP: [mysql] changed; /healthz checks the database with the old settings until a restart";
+  EXPECT_TRUE(WaitFor([&] { return Contains(s.SshdLog(), warning); }, 5000)) << s.SshdLog();
+  EXPECT_EQ(Http(s, "/healthz").out, "ok\n\n200");
+}
+
+// The health child: dropped for good, and nothing of it listens (the only way in is the
+// shared verdict page it writes); the metrics process, which does listen, is the control.
+TEST(Operations, TheHealthChildIsUnprivilegedAndUnreachable) {
+  Stack s;
+  Helpers h;
+  ASSERT_TRUE(WaitFor([&] { return (h = FindHelpers(s)).metrics > 0 && h.health > 0; }, 5000)) << s.SshdLog();
+  ExpectDroppedTo(h.health, "allgo-authkeys");
+  EXPECT_TRUE(HasReachableSocket(h.metrics)) << "the control failed: the metrics process listens";
+  EXPECT_FALSE(HasReachableSocket(h.health)) << "the health child has a socket reachable from outside";
 }
 
 TEST(Operations, AuditLogHasOneLinePerDecisionAndPerSession) {
@@ -299,30 +477,23 @@ TEST(Operations, TheMetricsProcessDiesWithAKilledListenerAndARestartGetsThePort)
   Stack s;
   pid_t listener = s.sshd().pid();
   std::vector<pid_t> tree;
-  // Once the start-up probe's connection has ended: the listener and its metrics process.
-  ASSERT_TRUE(WaitFor([&] { return (tree = s.ServerProcesses()).size() == 2; }, 5000)) << tree.size();
-  pid_t metrics = tree[0] == listener ? tree[1] : tree[0];
+  // Once the start-up probe's connection has ended: the listener, its metrics process and
+  // its health child.
+  ASSERT_TRUE(WaitFor([&] { return (tree = s.ServerProcesses()).size() == 3; }, 5000)) << tree.size();
+  Helpers h = FindHelpers(s);
+  ASSERT_GT(h.metrics, 0);
+  ASSERT_GT(h.health, 0);
+  pid_t metrics = h.metrics;
   // Every thread of it unprivileged (the dedicated allgo-metrics user), with no_new_privs.
-  const struct passwd* metrics_user = getpwnam("allgo-metrics");
-  ASSERT_NE(metrics_user, nullptr) << "conf/create-users did not run in the test namespace";
-  const std::string metrics_uid = std::to_string(metrics_user->pw_uid);
-  const std::string metrics_gid = std::to_string(metrics_user->pw_gid);
-  int threads = 0;
-  for (const auto& task : std::filesystem::directory_iterator("/proc/" + std::to_string(metrics) + "/task")) {
-    std::string status = ReadFile(task.path() / "status");
-    EXPECT_TRUE(Contains(status, "\nUid:\t" + metrics_uid + "\t" + metrics_uid + "\t" + metrics_uid + "\t" +
-                                     metrics_uid + "\n"))
-        << status;
-    EXPECT_TRUE(Contains(status, "\nGroups:\t" + metrics_gid + " \n") || Contains(status, "\nGroups:\t\n") ||
-                Contains(status, "\nGroups:\t \n")) << status;
-    EXPECT_TRUE(Contains(status, "\nNoNewPrivs:\t1\n")) << status;
-    ++threads;
-  }
-  EXPECT_GE(threads, 2);
+  ExpectDroppedTo(h.metrics, "allgo-metrics");
+  EXPECT_GE(std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(metrics) + "/task"),
+                          std::filesystem::directory_iterator()),
+            2);
   ASSERT_TRUE(Contains(Http(s, "/metrics").out, "\n200"));
   kill(listener, SIGKILL);
   s.sshd().Stop();
   EXPECT_TRUE(WaitFor([&] { return !Alive(metrics); }, 5000)) << "the metrics process outlived its listener";
+  EXPECT_TRUE(WaitFor([&] { return !Alive(h.health); }, 5000)) << "the health child outlived its listener";
   ASSERT_TRUE(s.RestartSshd()) << s.SshdLog();
   EXPECT_NE(s.sshd().pid(), listener);
   RunResult r = Http(s, "/metrics");

@@ -839,28 +839,6 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   EXPECT_THAT(r.out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
 }
 
-// Whether `needle` occurs anywhere in the readable memory of `pid` (/proc/PID/maps and mem;
-// the test runs as root). Regions the kernel refuses to read ([vvar]...) are skipped.
-bool MemoryContains(pid_t pid, const std::string& needle) {
-  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
-  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
-  EXPECT_GE(mem, 0) << "/proc/" << pid << "/mem: " << strerror(errno);
-  bool found = false;
-  std::string line;
-  while (!found && std::getline(maps, line)) {
-    unsigned long start = 0, end = 0;
-    char perms[5] = {};
-    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, perms) != 3 || perms[0] != 'r') continue;
-    std::string region(end - start, '\0');
-    ssize_t n = pread(mem, region.data(), region.size(), static_cast<off_t>(start));
-    if (n <= 0) continue;
-    region.resize(static_cast<size_t>(n));
-    found = region.find(needle) != std::string::npos;
-  }
-  close(mem);
-  return found;
-}
-
 // Opens a connection (no byte sent) and checks, once its network child has dropped (so is
 // past the scrub, before its first read), where the password can be found.
 void ExpectPasswordOnlyInTheMonitor(const SshdServer& server) {

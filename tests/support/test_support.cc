@@ -20,7 +20,9 @@
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -585,6 +587,8 @@ std::string RootQuery(const std::string& socket, const std::string& sql) {
 
 void TestDatabase::Exec(const std::string& sql) { RootQuery(socket_, sql); }
 
+std::string TestDatabase::Value(const std::string& sql) { return RootQuery(socket_, sql); }
+
 std::string TestDatabase::Quote(const std::string& value) const {
   std::string out = "'";
   for (char c : value) {
@@ -631,6 +635,26 @@ void TestDatabase::SetState(const std::string& docker_name, const std::string& s
 
 void TestDatabase::Clear() {
   Exec("TRUNCATE TABLE allgo.ssh_keys; TRUNCATE TABLE allgo.webapps; TRUNCATE TABLE allgo.users");
+}
+
+bool MemoryContains(pid_t pid, const std::string& needle) {
+  std::ifstream maps("/proc/" + std::to_string(pid) + "/maps");
+  int mem = open(("/proc/" + std::to_string(pid) + "/mem").c_str(), O_RDONLY | O_CLOEXEC);
+  EXPECT_GE(mem, 0) << "/proc/" << pid << "/mem: " << strerror(errno);
+  bool found = false;
+  std::string line;
+  while (!found && std::getline(maps, line)) {
+    unsigned long start = 0, end = 0;
+    char perms[5] = {};
+    if (std::sscanf(line.c_str(), "%lx-%lx %4s", &start, &end, perms) != 3 || perms[0] != 'r') continue;
+    std::string region(end - start, '\0');
+    ssize_t n = pread(mem, region.data(), region.size(), static_cast<off_t>(start));
+    if (n <= 0) continue;
+    region.resize(static_cast<size_t>(n));
+    found = region.find(needle) != std::string::npos;
+  }
+  close(mem);
+  return found;
 }
 
 }  // namespace allgo::test

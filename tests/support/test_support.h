@@ -47,6 +47,9 @@ class TempDir {
 
 void WriteFile(const std::string& path, const std::string& content, mode_t mode = 0644);
 std::string ReadFile(const std::string& path);
+// Whether `needle` occurs anywhere in the readable memory of process `pid` (/proc/PID/maps
+// and mem; needs root). Regions the kernel refuses to read ([vvar]...) are skipped.
+bool MemoryContains(pid_t pid, const std::string& needle);
 
 struct RunResult {
   int exit_code = -1;     // exit status, or 128+signal
@@ -177,6 +180,8 @@ class TestDatabase {
 
   // Runs SQL as the server's root (test data set-up); aborts the test on failure.
   void Exec(const std::string& sql);
+  // The same, returning the first column of the first row ("" when none).
+  std::string Value(const std::string& sql);
   std::string Quote(const std::string& value) const;  // SQL string literal, escaped
   uint32_t AddUser(const std::string& email, bool active = true, bool superuser = false);
   void AddKey(uint32_t user_id, const std::string& public_key_text);

@@ -14,7 +14,8 @@
 namespace allgo {
 
 // setgroups(groups) / setresgid(gid) / setresuid(uid), each checked; then verifies the real,
-// effective and saved ids and, for a non-root uid, that setuid(0)/setgid(0) now fail.
+// effective and saved ids, the supplementary groups (exactly `groups`) and, for a non-root
+// uid, that setuid(0)/setgid(0) now fail.
 Status DropPrivileges(uid_t uid, gid_t gid, const std::vector<gid_t>& groups);
 
 // The supplementary groups of `user` (getgrouplist), `gid` included.
