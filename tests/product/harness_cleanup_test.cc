@@ -104,16 +104,25 @@ int CountNamed(const std::vector<ProcessId>& tree, const std::string& name) {
 
 // This binary again, running only `victim_test`, reporting into `report`.
 pid_t StartVictim(const std::string& victim_test, const std::string& report, const std::string& log) {
+  // Everything made before fork: the child only calls async-signal-safe functions.
+  std::vector<std::string> env = {"ALLGO_HARNESS_VICTIM=" + report};
+  for (char** e = environ; *e; ++e) {
+    if (std::string(*e).rfind("ALLGO_HARNESS_VICTIM=", 0) != 0) env.push_back(*e);
+  }
+  std::vector<char*> envp;
+  for (std::string& e : env) envp.push_back(e.data());
+  envp.push_back(nullptr);
+  std::string filter = "--gtest_filter=HarnessVictim." + victim_test;
+  char* argv[] = {const_cast<char*>("harness_cleanup_test"), filter.data(), nullptr};
+  int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   pid_t pid = fork();
   if (pid == 0) {
-    setenv("ALLGO_HARNESS_VICTIM", report.c_str(), 1);
-    std::string filter = "--gtest_filter=HarnessVictim." + victim_test;
-    int out = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
     dup2(out, 1);
     dup2(out, 2);
-    execl("/proc/self/exe", "harness_cleanup_test", filter.c_str(), static_cast<char*>(nullptr));
+    execve("/proc/self/exe", argv, envp.data());
     _exit(127);
   }
+  close(out);
   return pid;
 }
 
