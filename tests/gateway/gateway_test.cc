@@ -10,6 +10,7 @@
 #include <pty.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -80,6 +81,7 @@ class Child {
     int out = open(o.out_file.empty() ? "/dev/null" : o.out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int err = open(o.err_file.empty() ? "/dev/null" : o.err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     int null = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
       sigset_t none;
@@ -97,6 +99,8 @@ class Child {
         dup2(err, 2);
       }
       if (o.uid != 0 && (setgroups(0, nullptr) != 0 || setgid(o.gid) != 0 || setuid(o.uid) != 0)) _exit(126);
+      // Dies with the test (armed after the uid change, which would clear it).
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(126);
       execve(args[0], args.data(), envp.data());
       _exit(127);
     }

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -89,8 +90,11 @@ class LookupServer {
     int in[2], out[2];
     if (pipe2(in, O_CLOEXEC) != 0 || pipe2(out, O_CLOEXEC) != 0) ADD_FAILURE() << "pipe";
     const std::string exe = Artifact("nss-lookup");
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // Dies with the test process, however that one ends.
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
       dup2(in[0], 0);
       dup2(out[1], 1);
       for (const auto& [k, v] : env) setenv(k.c_str(), v.c_str(), 1);

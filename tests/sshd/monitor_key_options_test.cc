@@ -42,8 +42,11 @@ class MonitorProcess {
     EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
     sock_.reset(sv[0]);
     UniqueFd monitor_end(sv[1]);
+    const pid_t parent = getpid();
     pid_ = fork();
     if (pid_ == 0) {
+      // The monitor dies with the test process; its network child dies with it.
+      if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(127);
       sock_.reset();
       // The network child it watches: nothing but a process to outlive.
       pid_t net = fork();

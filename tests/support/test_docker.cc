@@ -63,21 +63,7 @@ std::string Dockerd() {
   return "";
 }
 
-// Unmounts (lazily) whatever the engine left mounted under `dir`, deepest first.
-void UnmountUnder(const std::string& dir) {
-  std::ifstream mountinfo("/proc/self/mountinfo");
-  std::vector<std::string> points;
-  for (std::string line; std::getline(mountinfo, line);) {
-    std::istringstream fields(line);
-    std::string id, parent, devno, root, point;
-    fields >> id >> parent >> devno >> root >> point;
-    if (point.rfind(dir + "/", 0) == 0) points.push_back(point);
-  }
-  std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
-  for (const std::string& p : points) umount2(p.c_str(), MNT_DETACH);
-}
-
-// A test binary killed outright (SIGKILL, abort) leaves its engine to PR_SET_PDEATHSIG, which
+// A test binary killed outright (SIGKILL, abort) leaves its engine to its keeper (Daemon), which
 // stops it, but nobody removes its folder (a few hundred MB of image layers). The next start
 // removes the folders whose engine is gone: no live pid in dockerd.pid, nothing mounted under
 // it, untouched for 10 minutes (so an engine still starting is never taken for a dead one).

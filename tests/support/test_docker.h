@@ -5,8 +5,8 @@
 // socket and containerd namespace in a temp folder, no bridge, no iptables, no forwarding,
 // no masquerading, no userland proxy; every container runs with `--network none`. It is
 // started once per binary (in the caller's mount namespace, so it sees the private
-// SandboxesMount) and stopped at exit: gtest environment tear-down, atexit, and
-// PR_SET_PDEATHSIG(SIGTERM) when the test process dies; it is always stopped by its pid,
+// SandboxesMount) and stopped at exit: gtest environment tear-down, atexit, and SIGTERM from
+// its keeper (test::Daemon) when the test process dies; it is always stopped by its pid,
 // never by name. Where Docker cannot run (no docker.io, not root, no overlay/cgroups in
 // this kernel) Get() says why and the callers skip (ALLGO_REQUIRE_DOCKER), the bubblewrap
 // tests still run.

@@ -1,6 +1,7 @@
 #include "test_support.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <gtest/gtest.h>
 #include <grp.h>
 #include <mysql.h>
@@ -19,6 +20,7 @@
 #include <boost/asio.hpp>
 #include <boost/process.hpp>
 #include <boost/process/extend.hpp>
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -36,27 +38,142 @@ namespace bp = boost::process;
 namespace allgo::test {
 namespace {
 
+void RemoveOwnedTempDirs();
+
 [[noreturn]] void Die(const std::string& what) {
   fprintf(stderr, "test support: %s\n", what.c_str());
   fflush(stderr);
+  RemoveOwnedTempDirs();
   _exit(99);
 }
 
-std::string MakeTempDir(const std::string& prefix) {
+// ---------------------------------------------------------------------------------------
+// Temp folders: /tmp/PREFIX-XXXXXX, each with a marker /tmp/PREFIX-XXXXXX.owner saying which
+// process made it ("PID STARTTIME KIND"). The owner removes them on every exit it lives
+// through (destructors, atexit, Die()); a process killed outright leaves them to the next
+// test process, which removes the folders whose owner is gone (the pid no longer runs, or
+// runs another program since: the start time differs). A folder of a running test is never
+// touched, nor one with something mounted under it in our view.
+
+// KIND "tree": remove_all; "rmdir": only empty folders (a bind mount of the build lives there).
+enum class FolderKind { kTree, kRmdir };
+
+constexpr const char* kOwnerSuffix = ".owner";
+
+// Field 22 of /proc/PID/stat (clock ticks after boot); "" when there is no such process.
+std::string StartTime(pid_t pid) {
+  std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+  size_t close = stat.rfind(')');  // the command name may hold spaces and parentheses
+  if (close == std::string::npos) return "";
+  std::istringstream rest(stat.substr(close + 2));
+  std::string field;
+  for (int i = 3; i <= 22 && rest >> field; ++i) {
+  }
+  return field;
+}
+
+bool MountedUnder(const std::string& dir) {
+  return ReadFile("/proc/self/mountinfo").find(" " + dir + "/") != std::string::npos;
+}
+
+// Removes `dir` (after unmounting, lazily, what is mounted under it) and its marker.
+void RemoveFolder(const std::string& dir, FolderKind kind) {
+  UnmountUnder(dir);
+  if (MountedUnder(dir)) return;
+  std::error_code ec;
+  if (kind == FolderKind::kTree) {
+    fs::remove_all(dir, ec);
+  } else {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) rmdir(entry.path().c_str());
+    rmdir(dir.c_str());
+  }
+  unlink((dir + kOwnerSuffix).c_str());
+}
+
+// The folders this process made and has not removed yet.
+struct OwnedFolders {
+  std::mutex mutex;
+  pid_t owner = getpid();
+  std::map<std::string, FolderKind> folders;
+};
+OwnedFolders& Owned() {
+  static auto* owned = new OwnedFolders();  // never destroyed: atexit and Die() use it last
+  return *owned;
+}
+
+void RemoveOwnedTempDirs() {
+  OwnedFolders& owned = Owned();
+  if (getpid() != owned.owner) return;  // a forked child: the folders are its parent's
+  std::map<std::string, FolderKind> folders;
+  {
+    std::lock_guard<std::mutex> lock(owned.mutex);
+    folders.swap(owned.folders);
+  }
+  for (const auto& [dir, kind] : folders) RemoveFolder(dir, kind);
+}
+
+void RemoveDeadOwnersFolders() {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator("/tmp", ec)) {
+    const std::string marker = entry.path().string();
+    const std::string name = entry.path().filename().string();
+    if (name.rfind("allgo-", 0) != 0 || !name.ends_with(kOwnerSuffix)) continue;
+    struct stat st;
+    if (lstat(marker.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != geteuid()) continue;
+    std::istringstream text(ReadFile(marker));
+    pid_t pid = 0;
+    std::string start, kind;
+    if (!(text >> pid >> start >> kind) || pid <= 0) continue;  // being written, or not ours
+    if (StartTime(pid) == start) continue;                      // its test still runs
+    const std::string dir = marker.substr(0, marker.size() - strlen(kOwnerSuffix));
+    if (lstat(dir.c_str(), &st) == 0 && !S_ISDIR(st.st_mode)) continue;
+    RemoveFolder(dir, kind == "rmdir" ? FolderKind::kRmdir : FolderKind::kTree);
+  }
+}
+
+std::string MakeTempDir(const std::string& prefix, FolderKind kind = FolderKind::kTree) {
+  static std::once_flag first;
+  std::call_once(first, [] {
+    RemoveDeadOwnersFolders();
+    atexit(RemoveOwnedTempDirs);  // the first atexit handler of ours: it runs last
+  });
   std::string tmpl = "/tmp/" + prefix + "-XXXXXX";
   if (!mkdtemp(tmpl.data())) Die("mkdtemp failed: " + std::string(strerror(errno)));
   chmod(tmpl.c_str(), 0755);  // tests run commands as webapp uids that may need to traverse
+  {
+    std::lock_guard<std::mutex> lock(Owned().mutex);
+    Owned().folders[tmpl] = kind;
+  }
+  std::ofstream(tmpl + kOwnerSuffix) << getpid() << " " << StartTime(getpid()) << " "
+                                     << (kind == FolderKind::kTree ? "tree" : "rmdir") << "\n";
   return tmpl;
 }
 
-// Runs in the child between fork and exec: the optional identity change of RunOptions.
+// Removes a folder MakeTempDir made, now.
+void RemoveTempDir(const std::string& dir) {
+  FolderKind kind = FolderKind::kTree;
+  {
+    std::lock_guard<std::mutex> lock(Owned().mutex);
+    auto it = Owned().folders.find(dir);
+    if (it == Owned().folders.end()) return;
+    kind = it->second;
+    Owned().folders.erase(it);
+  }
+  RemoveFolder(dir, kind);
+}
+
+// Runs in the child between fork and exec: the optional identity change of RunOptions, then
+// the parent-death signal (after it: a credential change clears it), so that a command still
+// running when the test process dies (an ssh client holding a session open) dies with it.
 struct RunAs : bp::extend::handler {
   uid_t uid;
   gid_t gid;
+  pid_t parent;
   template <class Executor>
   void on_exec_setup(Executor&) const {
     if (gid != static_cast<gid_t>(-1) && (setgroups(0, nullptr) != 0 || setgid(gid) != 0)) _exit(126);
     if (uid != static_cast<uid_t>(-1) && setuid(uid) != 0) _exit(126);
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent) _exit(126);
   }
 };
 
@@ -69,6 +186,19 @@ std::mutex& SpawnMutex() {
 }  // namespace
 
 std::string SourceDir() { return ALLGO_SOURCE_DIR; }
+
+void UnmountUnder(const std::string& dir) {
+  std::ifstream mountinfo("/proc/self/mountinfo");
+  std::vector<std::string> points;
+  for (std::string line; std::getline(mountinfo, line);) {
+    std::istringstream fields(line);
+    std::string id, parent, devno, root, point;
+    fields >> id >> parent >> devno >> root >> point;
+    if (point.rfind(dir + "/", 0) == 0) points.push_back(point);
+  }
+  std::sort(points.begin(), points.end(), [](const auto& a, const auto& b) { return a.size() > b.size(); });
+  for (const std::string& p : points) umount2(p.c_str(), MNT_DETACH);
+}
 std::string BuildDir() { return ALLGO_BUILD_DIR; }
 
 namespace {
@@ -88,10 +218,7 @@ std::string Artifact(const std::string& name) {
 }
 
 TempDir::TempDir(const std::string& prefix) : path_(MakeTempDir(prefix)) {}
-TempDir::~TempDir() {
-  std::error_code ec;
-  fs::remove_all(path_, ec);
-}
+TempDir::~TempDir() { RemoveTempDir(path_); }
 
 void WriteFile(const std::string& path, const std::string& content, mode_t mode) {
   std::string tmp = path + ".tmp";
@@ -135,7 +262,7 @@ RunResult Run(const std::vector<std::string>& argv, const RunOptions& options) {
     std::lock_guard<std::mutex> lock(SpawnMutex());
     fcntl(in.native_sink(), F_SETFD, FD_CLOEXEC);
     child = bp::child(exe, bp::args(args), bp::std_in < in, bp::std_out > out, bp::std_err > err,
-                      env, ios, RunAs{{}, options.uid, options.gid}, ec);
+                      env, ios, RunAs{{}, options.uid, options.gid, getpid()}, ec);
   }
   if (ec) {
     result.err = "cannot start " + argv[0] + ": " + ec.message();
@@ -212,36 +339,83 @@ Daemon::Daemon(const std::vector<std::string>& argv, const std::string& log_path
     if (!env.count(entry.substr(0, entry.find('=')))) env_strings.push_back(entry);
   }
   for (const auto& [k, v] : env) env_strings.push_back(k + "=" + v);
+  // The keeper (keeper_main.cc) is the server's parent: REPORT_FD 3 is our pipe.
+  const std::string keeper = Artifact("allgo-test-keeper");
+  if (access(keeper.c_str(), X_OK) != 0) Die(keeper + " is not built (the allgo-test-keeper target)");
+  std::vector<std::string> full = {keeper, std::to_string(getpid()), "3", std::to_string(death_signal),
+                                   std::to_string(kKeeperGraceMs), "--"};
+  full.insert(full.end(), argv.begin(), argv.end());
   std::vector<char*> cargv, cenv;
-  for (const auto& a : argv) cargv.push_back(const_cast<char*>(a.c_str()));
+  for (const auto& a : full) cargv.push_back(const_cast<char*>(a.c_str()));
   cargv.push_back(nullptr);
   for (auto& e : env_strings) cenv.push_back(e.data());
   cenv.push_back(nullptr);
-  pid_t parent = getpid();
-  std::lock_guard<std::mutex> lock(SpawnMutex());  // see Run()
-  pid_ = fork();
-  if (pid_ < 0) Die("fork failed");
-  if (pid_ == 0) {
-    prctl(PR_SET_PDEATHSIG, death_signal);
-    if (getppid() != parent) _exit(127);
-    int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
-    int devnull = open("/dev/null", O_RDONLY);
-    if (log < 0 || devnull < 0) _exit(127);
-    dup2(devnull, 0);
-    dup2(log, 1);
-    dup2(log, 2);
-    setpgid(0, 0);
-    execvpe(cargv[0], cargv.data(), cenv.data());
-    _exit(127);
+  int report[2];
+  if (pipe2(report, O_CLOEXEC) != 0) Die("pipe2 failed: " + std::string(strerror(errno)));
+  {
+    std::lock_guard<std::mutex> lock(SpawnMutex());  // see Run()
+    keeper_ = fork();
+    if (keeper_ < 0) Die("fork failed");
+    if (keeper_ == 0) {
+      int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0644);
+      int devnull = open("/dev/null", O_RDONLY);
+      if (log < 0 || devnull < 0) _exit(127);
+      dup2(report[1], 3);  // clears close-on-exec on the copy
+      dup2(devnull, 0);
+      dup2(log, 1);
+      dup2(log, 2);
+      execve(cargv[0], cargv.data(), cenv.data());
+      _exit(127);
+    }
+  }
+  close(report[1]);
+  report_ = report[0];
+  // The keeper writes the server's pid as soon as it forked it; EOF if it could not.
+  int value = 0;
+  if (ReadReport(&value, 10000)) {
+    pid_ = value;
+  } else {
+    waitpid(keeper_, &status_, 0);
+    keeper_ = -1;
   }
 }
 
-Daemon::~Daemon() { Stop(SIGTERM, 5000); }
+Daemon::~Daemon() {
+  Stop(SIGTERM, 5000);
+  // What the server left running (orphans re-parented to the keeper) goes now.
+  if (keeper_ > 0) {
+    kill(keeper_, SIGTERM);
+    int status = 0;
+    if (!WaitFor([&] { return waitpid(keeper_, &status, WNOHANG) == keeper_; }, 40000)) {
+      kill(keeper_, SIGKILL);
+      waitpid(keeper_, &status, 0);
+    }
+  }
+  if (report_ >= 0) close(report_);
+}
+
+bool Daemon::ReadReport(int* value, int timeout_ms) {
+  if (report_ < 0) return false;
+  pollfd p{report_, POLLIN, 0};
+  if (poll(&p, 1, timeout_ms) <= 0) return false;
+  // Native ints through a pipe: written and read whole.
+  if (read(report_, value, sizeof *value) == static_cast<ssize_t>(sizeof *value)) return true;
+  close(report_);  // EOF: the keeper is gone
+  report_ = -1;
+  return false;
+}
 
 bool Daemon::Running() {
   if (pid_ <= 0) return false;
-  if (waitpid(pid_, &status_, WNOHANG) == pid_) {
+  int status = 0;
+  if (ReadReport(&status, 0)) {
+    status_ = status;
     pid_ = -1;
+    return false;
+  }
+  if (report_ < 0) {  // the keeper died without a word (killed): the server with it
+    pid_ = -1;
+    status_ = SIGKILL;
     return false;
   }
   return true;
@@ -255,7 +429,7 @@ int Daemon::Stop(int sig, int timeout_ms) {
     if (std::chrono::steady_clock::now() > deadline) {
       kill(-pid_, SIGKILL);
       kill(pid_, SIGKILL);
-      waitpid(pid_, &status_, 0);
+      WaitFor([&] { return !Running(); }, 10000);
       pid_ = -1;
       break;
     }
@@ -294,23 +468,18 @@ std::string NsswitchWithAllgo() {
 
 void RemoveNamespaceDir() {
   // The mounts die with the namespace; only the files of the overlays remain to remove.
-  std::error_code ec;
   umount2("/etc", MNT_DETACH);
   umount2("/usr/lib/" ALLGO_MULTIARCH, MNT_DETACH);
   umount2("/var/log", MNT_DETACH);
-  fs::remove_all(g_ns_dir, ec);
-  if (!g_build_view.empty()) {
-    // Only ever rmdir here: under the mount point lies the real build folder.
-    const std::string mount_point = g_build_view + "/build";
-    if (umount2(mount_point.c_str(), MNT_DETACH) == 0) rmdir(mount_point.c_str());
-    rmdir(g_build_view.c_str());
-  }
+  RemoveTempDir(g_ns_dir);
+  // Unmounts the build first, then only ever rmdir (FolderKind::kRmdir).
+  if (!g_build_view.empty()) RemoveTempDir(g_build_view);
 }
 
 // Webapp uids run our binaries (allgo-shell as login shell, the agent in sandboxes): give them
 // a path to the build that needs no traversal of the clone's parents.
 void MountReachableBuildView() {
-  const std::string view = MakeTempDir("allgo-build");
+  const std::string view = MakeTempDir("allgo-build", FolderKind::kRmdir);
   const std::string mount_point = view + "/build";
   if (chmod(view.c_str(), 0755) != 0 || mkdir(mount_point.c_str(), 0755) != 0 ||
       mount(BuildDir().c_str(), mount_point.c_str(), nullptr, MS_BIND, nullptr) != 0) {
@@ -441,7 +610,7 @@ MYSQL* RootConnect(const std::string& socket) {
 }
 
 // Stops the server when the tests end; atexit covers binaries that exit another way, and
-// PR_SET_PDEATHSIG covers a crash.
+// its keeper (Daemon) covers a crash or a kill.
 class TeardownEnvironment : public ::testing::Environment {
  public:
   void TearDown() override;
@@ -480,8 +649,7 @@ TestDatabase::TestDatabase() {
 
 TestDatabase::~TestDatabase() {
   Stop();
-  std::error_code ec;
-  fs::remove_all(dir_, ec);
+  RemoveTempDir(dir_);
 }
 
 void TestDatabase::Install() {
@@ -495,37 +663,23 @@ void TestDatabase::Install() {
 }
 
 void TestDatabase::Start() {
-  if (pid_ > 0) return;
-  pid_t pid = fork();
-  if (pid < 0) Die("fork failed");
-  if (pid == 0) {
-    // The server dies with the test process, even if that one crashes or is killed.
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    int log = open((dir_ + "/mysqld.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (log >= 0) {
-      dup2(log, 1);
-      dup2(log, 2);
-    }
-    std::string datadir = "--datadir=" + dir_ + "/data";
-    std::string socket = "--socket=" + socket_;
-    std::string pidfile = "--pid-file=" + dir_ + "/mysqld.pid";
-    std::string tmpdir = "--tmpdir=" + dir_ + "/tmp";
-    execlp("mariadbd", "mariadbd", "--no-defaults", datadir.c_str(), socket.c_str(),
-           pidfile.c_str(), tmpdir.c_str(), "--skip-networking", "--user=root", "--skip-name-resolve",
-           "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
-           "--innodb-flush-log-at-trx-commit=0", static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  pid_ = pid;
+  if (server_) return;
+  // Under a keeper like every server: it dies with the test process, however that one ends.
+  server_ = std::make_unique<Daemon>(
+      std::vector<std::string>{"mariadbd", "--no-defaults", "--datadir=" + dir_ + "/data", "--socket=" + socket_,
+                               "--pid-file=" + dir_ + "/mysqld.pid", "--tmpdir=" + dir_ + "/tmp",
+                               "--skip-networking", "--user=root", "--skip-name-resolve",
+                               "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
+                               "--innodb-flush-log-at-trx-commit=0"},
+      dir_ + "/mysqld.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     if (MYSQL* m = RootConnect(socket_)) {
       mysql_close(m);
       return;
     }
-    int status;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
+    if (!server_->Running()) {
+      server_.reset();
       Die("mariadbd exited at start; log: " + ReadFile(dir_ + "/mysqld.log"));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -534,19 +688,9 @@ void TestDatabase::Start() {
 }
 
 void TestDatabase::Stop() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  int status;
-  while (waitpid(pid_, &status, WNOHANG) != pid_) {
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, &status, 0);
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  pid_ = -1;
+  if (!server_) return;
+  server_->Stop(SIGTERM, 30000);
+  server_.reset();
 }
 
 std::string TestDatabase::MysqlConfigSection() const {

@@ -12,7 +12,8 @@
 //     vanishes with the process.
 //   - TestDatabase::Get() starts MariaDB once per test binary (datadir in a temp dir, unix
 //     socket, no TCP) with the reference schema and a read-only `ssh` account, and stops it
-//     at exit even when tests fail (gtest environment tear-down, plus PR_SET_PDEATHSIG).
+//     at exit even when tests fail (gtest environment tear-down; a Daemon, so it dies with the
+//     test process however that one ends).
 #pragma once
 
 #include <signal.h>
@@ -21,6 +22,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -32,6 +34,10 @@ std::string BuildDir();
 // Path of a built binary or library by file name: "allgo-authkeys", "libnss_allgo.so.2", ...
 std::string Artifact(const std::string& name);
 
+// A folder /tmp/PREFIX-XXXXXX, removed by the destructor, and on every other exit of the
+// process that made it: atexit, a fatal test-support error (Die), and, after SIGKILL or a
+// crash, by the next test process that makes a temp folder (a marker PATH.owner names the
+// owner's pid and start time; folders of a test still running are never touched).
 class TempDir {
  public:
   explicit TempDir(const std::string& prefix = "allgo-test");
@@ -44,6 +50,9 @@ class TempDir {
  private:
   std::string path_;
 };
+
+// Unmounts (lazily) whatever is mounted under `dir`, deepest first.
+void UnmountUnder(const std::string& dir);
 
 void WriteFile(const std::string& path, const std::string& content, mode_t mode = 0644);
 std::string ReadFile(const std::string& path);
@@ -77,16 +86,28 @@ bool WaitForTcpPort(int port, int timeout_ms);
 // Polls `done` every 50 ms until it is true (true) or timeout_ms passed (false).
 bool WaitFor(const std::function<bool()>& done, int timeout_ms);
 
-// A long-running child (a server under test). Its stdout and stderr go to log_path. It gets
-// `death_signal` when the test process dies (PR_SET_PDEATHSIG) and is stopped by the destructor.
+// A long-running child (a server under test). Its stdout and stderr go to log_path. It is
+// stopped by the destructor, and it dies with the test process however that one ends
+// (failure, Die(), a signal, SIGKILL), together with every process it forked, even those
+// that changed their credentials or their session: its parent is allgo-test-keeper
+// (keeper_main.cc), which then sends `death_signal`, waits up to kKeeperGraceMs, and SIGKILLs
+// what is left below it. The destructor also ends what the server left running after it
+// exited (a test may first check that those leave by themselves).
 class Daemon {
  public:
+  // How long a server sent `death_signal` (other than SIGKILL) may take to exit when the test
+  // died (dockerd stops its containers).
+  static constexpr int kKeeperGraceMs = 20000;
+
   Daemon(const std::vector<std::string>& argv, const std::string& log_path,
          const std::map<std::string, std::string>& env = {}, int death_signal = SIGKILL);
   ~Daemon();
   Daemon(const Daemon&) = delete;
   Daemon& operator=(const Daemon&) = delete;
+  // The server's pid (-1 once it exited or if it never started).
   pid_t pid() const { return pid_; }
+  // The keeper's pid (the server's parent).
+  pid_t keeper_pid() const { return keeper_; }
   bool Running();
   // Sends `sig`, waits up to timeout_ms for the exit; SIGKILL after that. Returns the exit
   // code (128+N for a signal); for a daemon that had already exited, its exit code.
@@ -94,7 +115,11 @@ class Daemon {
   std::string Log() const;
 
  private:
+  // One int from the keeper (the server's pid, then its wait status) within timeout_ms.
+  bool ReadReport(int* value, int timeout_ms);
   pid_t pid_ = -1;
+  pid_t keeper_ = -1;
+  int report_ = -1;  // read end of the keeper's report pipe
   int status_ = 0;
   std::string log_path_;
 };
@@ -194,7 +219,7 @@ class TestDatabase {
   // Stop/start the server mid-test (same datadir and socket) for outage tests.
   void Stop();
   void Start();
-  bool running() const { return pid_ > 0; }
+  bool running() const { return server_ != nullptr; }
 
   ~TestDatabase();
 
@@ -203,7 +228,7 @@ class TestDatabase {
   void Install();
   std::string dir_;
   std::string socket_;
-  pid_t pid_ = -1;
+  std::unique_ptr<Daemon> server_;
 };
 
 }  // namespace allgo::test
