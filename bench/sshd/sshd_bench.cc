@@ -895,14 +895,10 @@ class GatewayBench {
         // A webapp's first login with `prewarm = yes`: its container got a spare from a
         // prewarm round, nobody logged in for longer than the location cache lasts.
         if (!RestartGateway("prewarm = yes\nprewarm_every = 2\n")) return 1;
-        std::vector<double> idle_logins;
-        for (int i = 0; i < std::min(runs_, kIdleLogins); ++i) {
-          std::this_thread::sleep_for(kLocationCacheExpiry);
-          std::vector<double> one = Latencies({"webapp1"}, 1);
-          idle_logins.insert(idle_logins.end(), one.begin(), one.end());
-        }
-        prewarmed_median_ = Percentile(idle_logins, 0.5);
-        prewarmed_count_ = static_cast<int>(idle_logins.size());
+        std::vector<double> first = FirstLoginsPrewarmed();
+        if (first.empty()) return 1;
+        first_median_ = Percentile(first, 0.5);
+        first_p95_ = Percentile(first, 0.95);
       }
       server_.reset();
     }
@@ -929,9 +925,10 @@ class GatewayBench {
     row("login `ssh host true`, cold (no spare: a fresh exec, as a webapp's first login), median (ms)", b.median,
         cold_median_, "gateway adds ≤ 20 ms");
     row("login `ssh host true`, cold, p95 (ms)", b.p95, cold_p95_, "");
-    std::printf("| login `ssh host true`, a webapp's first after %lld s idle, `prewarm = yes` (its container's spare made by a round), median of %d (ms) | %.1f | %.1f | %+.1f | %.2f× | gateway adds ≤ 20 ms |\n",
-                static_cast<long long>(kLocationCacheExpiry.count()), prewarmed_count_, b.median, prewarmed_median_,
-                prewarmed_median_ - b.median, b.median > 0 ? prewarmed_median_ / b.median : 0.0);
+    row(("login `ssh host true`, a webapp's first ever, `prewarm = yes` (the spare a round made in its container; "
+         "its location no longer cached), median of " + std::to_string(kFreshWebapps) + " webapps (ms)").c_str(),
+        b.median, first_median_, "gateway adds ≤ 20 ms");
+    row("login `ssh host true`, a webapp's first ever, `prewarm = yes`, p95 (ms)", b.p95, first_p95_, "");
     std::printf("| Engine API exec alone over TLS: create + start + `true` to its end, median (ms) | | %.1f | | | the floor of one exec per session |\n",
                 exec_floor_ms_);
     row("download aes128-gcm (MB/s)", b.down, d.down, "≥ 0.50×");
@@ -954,7 +951,7 @@ class GatewayBench {
     bool cold_ok = cold_median_ - b.median <= 20;
     bool down_ok = b.down > 0 && d.down / b.down >= 0.5;
     bool up_ok = b.up > 0 && d.up / b.up >= 0.5;
-    bool prewarmed_ok = prewarmed_count_ > 0 && prewarmed_median_ - b.median <= 20;
+    bool prewarmed_ok = first_median_ > 0 && first_median_ - b.median <= 20;
     std::printf("goals: login warm %s, login cold %s, first login with prewarm %s, download %s, upload %s\n",
                 latency_ok ? "met" : "MISSED", cold_ok ? "met" : "MISSED", prewarmed_ok ? "met" : "MISSED",
                 down_ok ? "met" : "MISSED", up_ok ? "met" : "MISSED");
@@ -1028,6 +1025,18 @@ class GatewayBench {
       containers_.push_back(std::make_unique<test::DockerSandbox>(
           nodes_->node(i), test::DockerSandboxOptions{.name = name, .image = image,
                                                       .bridge_dir = i == 0 ? bridge : "", .allow_uid = uid1}));
+      if (std::string error = containers_.back()->Start(); !error.empty()) {
+        std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
+        return false;
+      }
+    }
+    // Webapps that never log in before the prewarm measurement, each with its container on
+    // node-a: their first login ever is what `prewarm = yes` is for.
+    for (int k = 1; k <= kFreshWebapps; ++k) {
+      std::string name = "fresh" + std::to_string(k);
+      db.AddWebapp(name, owner);
+      containers_.push_back(std::make_unique<test::DockerSandbox>(
+          nodes_->node(0), test::DockerSandboxOptions{.name = name, .image = nodes_->node(0).DebianImage(&why)}));
       if (std::string error = containers_.back()->Start(); !error.empty()) {
         std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
         return false;
@@ -1148,6 +1157,28 @@ class GatewayBench {
     return total;
   }
 
+  // The gateway restarted with `prewarm = yes`; once a round put a spare in every fresh
+  // webapp's container, and longer than the location cache lasts after it, one login per
+  // fresh webapp (their first ever), back to back after one login to warm the machine.
+  std::vector<double> FirstLoginsPrewarmed() {
+    if (!RestartGateway("prewarm = yes\nprewarm_every = 2\n")) return {};
+    const std::string all_ready = " " + std::to_string(kFreshWebapps + 2) + " with a spare";
+    if (!test::WaitFor([&] { return gateway_->log().find(all_ready) != std::string::npos; }, 60000)) {
+      std::fprintf(stderr, "gateway bench: prewarm did not make every spare; gateway log:\n%s\n", gateway_->log().c_str());
+      return {};
+    }
+    std::this_thread::sleep_for(kLocationCacheExpiry);
+    Latencies({"webapp1"}, 1);
+    std::vector<std::string> fresh;
+    for (int k = 1; k <= kFreshWebapps; ++k) fresh.push_back("fresh" + std::to_string(k));
+    std::vector<double> lat = Latencies(fresh, kFreshWebapps);
+    if (std::getenv("ALLGO_BENCH_VERBOSE") != nullptr) {
+      std::fprintf(stderr, "gateway log (prewarm):\n%s\n", gateway_->log().c_str());
+      for (double ms : lat) std::fprintf(stderr, "first login: %.1f ms\n", ms);
+    }
+    return lat;
+  }
+
   // `runs_` logins, cycling through `webapps`; milliseconds each.
   std::vector<double> Latencies(const std::vector<std::string>& webapps, int runs = 0) {
     std::vector<double> lat;
@@ -1226,11 +1257,10 @@ class GatewayBench {
   std::string host_key_, sandboxes_, shell_, socket_, backend_, gateway_why_;
   int port_ = 0, servers_ = 0;
   double cold_median_ = 0, cold_p95_ = 0;
-  static constexpr int kIdleLogins = 5;
+  static constexpr int kFreshWebapps = 12;
   // Longer than the gateway's location cache (10 s): the login asks the node again.
   static constexpr std::chrono::seconds kLocationCacheExpiry{11};
-  double prewarmed_median_ = 0;
-  int prewarmed_count_ = 0;
+  double first_median_ = 0, first_p95_ = 0;
   bool pin_nodes_ = false;
   std::string pin_text_;
   double spread_median_ = 0, one_node_mbps_ = 0, two_nodes_mbps_ = 0, exec_floor_ms_ = 0, exec_stream_mbps_ = 0,

@@ -18,10 +18,11 @@ Status NodeSet::Create(const Config& config, NodeSet* out) {
       options.tls_key = config.docker.tls_key;
     }
     options.api_timeout = std::chrono::seconds(config.docker.api_timeout);
-    Node node{n.name, n.url, nullptr};
-    if (Status s = engine::EngineClient::Create(options, &node.client); !s.ok()) {
+    std::unique_ptr<engine::EngineClient> client;
+    if (Status s = engine::EngineClient::Create(options, &client); !s.ok()) {
       return Status::Invalid(config.path + ": [docker] node = " + n.name + " " + n.url + ": " + s.message());
     }
+    Node node{n.name, n.url, std::move(client)};
     out->nodes_.push_back(std::move(node));
   }
   if (out->nodes_.empty()) return Status::Invalid(config.path + ": [docker] has no node (node = NAME URL)");

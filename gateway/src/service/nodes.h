@@ -20,7 +20,9 @@ namespace allgo::gateway {
 struct Node {
   std::string name;
   std::string url;
-  std::unique_ptr<engine::EngineClient> client;
+  // Shared: a locator's question to a node that hangs may outlive the NodeSet (the gateway
+  // stopping meanwhile); its thread holds the client until its api_timeout ends it.
+  std::shared_ptr<engine::EngineClient> client;
 };
 
 class NodeSet {

@@ -107,7 +107,7 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
   auto board = std::make_shared<Board>();
   board->answers.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
-    std::thread([board, i, client = nodes[i].client.get(), container] {
+    std::thread([board, i, client = nodes[i].client, container] {
       Answer a;
       a.status = client->InspectContainer(container, &a.info);
       a.done = true;
