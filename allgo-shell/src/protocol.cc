@@ -488,7 +488,7 @@ FrameReader::Result FrameReader::NextView(Message* out, DataView* data, std::str
   // A well-formed data frame: type, stream, u32 count equal to the rest, 1..kMaxData bytes.
   // Anything else (a malformed data frame included) goes through DecodeBody, which gives
   // the very same result and error text as Next.
-  constexpr size_t kDataFields = 1 + 1 + 4;
+  constexpr size_t kDataFields = kDataFrameHeader - kFrameHeaderSize;  // type, stream, count
   if (UsedIn(Type::kData, mode_) && body.size() > kDataFields && static_cast<Type>(static_cast<uint8_t>(body[0])) == Type::kData) {
     auto stream = static_cast<Stream>(static_cast<uint8_t>(body[1]));
     uint32_t count = GetU32(body.data() + 2);

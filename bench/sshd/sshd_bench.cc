@@ -1022,11 +1022,7 @@ class GatewayBench {
       }
       std::string name = "webapp" + std::to_string(i + 1);
       // webapp1 also gets its bridge folder and agent: the bridge backend's path into it.
-      containers_.push_back(std::make_unique<test::DockerSandbox>(
-          nodes_->node(i), test::DockerSandboxOptions{.name = name, .image = image,
-                                                      .bridge_dir = i == 0 ? bridge : "", .allow_uid = uid1}));
-      if (std::string error = containers_.back()->Start(); !error.empty()) {
-        std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
+      if (!StartContainer(i, {.name = name, .image = image, .bridge_dir = i == 0 ? bridge : "", .allow_uid = uid1})) {
         return false;
       }
     }
@@ -1035,17 +1031,23 @@ class GatewayBench {
     for (int k = 1; k <= kFreshWebapps; ++k) {
       std::string name = "fresh" + std::to_string(k);
       db.AddWebapp(name, owner);
-      containers_.push_back(std::make_unique<test::DockerSandbox>(
-          nodes_->node(0), test::DockerSandboxOptions{.name = name, .image = nodes_->node(0).DebianImage(&why)}));
-      if (std::string error = containers_.back()->Start(); !error.empty()) {
-        std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
-        return false;
-      }
+      if (!StartContainer(0, {.name = name, .image = nodes_->node(0).DebianImage(&why)})) return false;
     }
     if (pin_nodes_ && sched_setaffinity(0, sizeof frontend_cpus, &frontend_cpus) != 0) return false;
     // Without a gateway the bridge column is still measured (and the run fails at the end).
     gateway_why_ = StartGateway("");
     if (!gateway_why_.empty()) std::fprintf(stderr, "gateway bench: %s\n", gateway_why_.c_str());
+    return true;
+  }
+
+  // A container on node `node`, kept until the bench ends; false (and why, on stderr) if it
+  // does not start.
+  bool StartContainer(int node, test::DockerSandboxOptions options) {
+    containers_.push_back(std::make_unique<test::DockerSandbox>(nodes_->node(node), std::move(options)));
+    if (std::string error = containers_.back()->Start(); !error.empty()) {
+      std::fprintf(stderr, "gateway bench: %s\n", error.c_str());
+      return false;
+    }
     return true;
   }
 
