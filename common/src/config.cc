@@ -305,6 +305,10 @@ const std::map<std::string, KeySpec>& Table() {
       {"mysql.password", {Str(&C::mysql, &MysqlConfig::password)}},
       {"mysql.password_file", {Path(&C::mysql, &MysqlConfig::password_file, true)}},
       {"mysql.connect_timeout", {Uint(&C::mysql, &MysqlConfig::connect_timeout, 1, 300)}},
+      {"mysql.ssl_ca", {Path(&C::mysql, &MysqlConfig::ssl_ca, true)}},
+      {"mysql.ssl_cert", {Path(&C::mysql, &MysqlConfig::ssl_cert, true)}},
+      {"mysql.ssl_key", {Path(&C::mysql, &MysqlConfig::ssl_key, true)}},
+      {"mysql.ssl_verify_server_cert", {Bool(&C::mysql, &MysqlConfig::ssl_verify_server_cert)}},
       {"nss.uid_offset", {Uint(&C::nss, &NssConfig::uid_offset, 0, 4000000000u)}},
       {"nss.min_uid", {Uint(&C::nss, &NssConfig::min_uid, 1, 4294967294u)}},
       {"nss.max_uid", {Uint(&C::nss, &NssConfig::max_uid, 1, 4294967294u)}},
@@ -512,6 +516,46 @@ Status ReadPasswordFile(const std::string& path, std::string* out) {
   return Status::Ok();
 }
 
+// The [mysql] TLS keys, after the whole file was read. Errors name the line of the key they
+// are about. The files are opened here, so `--check` of every program reports a missing or
+// unreadable one; only their PEM content waits for the first connection.
+Status ValidateMysqlTls(const std::string& origin, PasswordFile password, Config* c) {
+  MysqlConfig& m = c->mysql;
+  auto at = [&](const std::string& key, const std::string& what) {
+    auto line = c->lines.find("mysql." + key);
+    std::string where = line == c->lines.end() ? origin : origin + ":" + std::to_string(line->second);
+    return Status::Invalid(where + ": [mysql] " + key + ": " + what);
+  };
+  if (c->lines.count("mysql.ssl_verify_server_cert") == 0) m.ssl_verify_server_cert = !m.ssl_ca.empty();
+  if (m.ssl_ca.empty()) {
+    // Without a CA, a client certificate or a verification would trust any server.
+    if (!m.ssl_cert.empty()) return at("ssl_cert", "needs ssl_ca (the CA that signed the server's certificate)");
+    if (!m.ssl_key.empty()) return at("ssl_key", "needs ssl_ca (the CA that signed the server's certificate)");
+    if (m.ssl_verify_server_cert) return at("ssl_verify_server_cert", "needs ssl_ca (the CA to verify against)");
+    return Status::Ok();
+  }
+  if (m.host.empty()) return at("ssl_ca", "TLS needs a TCP server: set host (a unix socket never leaves this host)");
+  if (m.ssl_cert.empty() != m.ssl_key.empty()) {
+    return m.ssl_cert.empty() ? at("ssl_key", "needs ssl_cert (the client certificate it belongs to)")
+                              : at("ssl_cert", "needs ssl_key (the private key of this certificate)");
+  }
+  for (auto [key, path] : {std::pair<const char*, const std::string*>{"ssl_ca", &m.ssl_ca},
+                           {"ssl_cert", &m.ssl_cert}, {"ssl_key", &m.ssl_key}}) {
+    if (path->empty()) continue;
+    UniqueFd fd(open(path->c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK));
+    struct stat st {};
+    int err = !fd ? errno : fstat(fd.get(), &st) != 0 ? errno : 0;
+    if (err == EACCES && password == PasswordFile::kIfReadable && path == &m.ssl_key) {
+      // Like a root-only password_file: this unprivileged reader does without the database.
+      m.password_error = "[mysql] ssl_key " + m.ssl_key + " is not readable by uid " + std::to_string(getuid());
+      continue;
+    }
+    if (err != 0) return at(key, Status::FromErrno("cannot read " + *path, err).message());
+    if (!S_ISREG(st.st_mode)) return at(key, *path + " is not a regular file");
+  }
+  return Status::Ok();
+}
+
 // Cross-key rules and defaults, after the whole file was read.
 Status Validate(const std::string& origin, PasswordFile password, Config* c) {
   auto bad = [&](const std::string& what) { return Status::Invalid(origin + ": " + what); };
@@ -528,6 +572,8 @@ Status Validate(const std::string& origin, PasswordFile password, Config* c) {
       return bad("[mysql] password_file: " + s.message());
     }
   }
+  Status tls = ValidateMysqlTls(origin, password, c);
+  if (!tls.ok()) return tls;
   if (c->nss.min_uid > c->nss.max_uid) return bad("[nss] min_uid is greater than max_uid");
   if (c->nss.shell.empty()) c->nss.shell = ALLGO_DEFAULT_SHELL;
   if (c->sshd.listen.empty()) c->sshd.listen.push_back("127.0.0.1:2222");

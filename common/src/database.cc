@@ -119,6 +119,19 @@ Status MysqlConnection::Connect() {
     unsigned protocol = MYSQL_PROTOCOL_SOCKET;
     mysql_options(m, MYSQL_OPT_PROTOCOL, &protocol);
   }
+  if (!config_.ssl_ca.empty()) {
+    // TLS required: ENFORCE makes Connector/C fail rather than fall back to clear text when
+    // the server offers no TLS. The files were checked by LoadConfig (config.cc).
+    my_bool enforce = 1;
+    my_bool verify = config_.ssl_verify_server_cert ? 1 : 0;
+    mysql_options(m, MYSQL_OPT_SSL_CA, config_.ssl_ca.c_str());
+    if (!config_.ssl_cert.empty()) {
+      mysql_options(m, MYSQL_OPT_SSL_CERT, config_.ssl_cert.c_str());
+      mysql_options(m, MYSQL_OPT_SSL_KEY, config_.ssl_key.c_str());
+    }
+    mysql_options(m, MYSQL_OPT_SSL_ENFORCE, &enforce);
+    mysql_options(m, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &verify);
+  }
   const char* where = use_socket ? config_.socket.c_str() : config_.host.c_str();
   MYSQL* ok;
   {
@@ -133,6 +146,10 @@ Status MysqlConnection::Connect() {
   if (!ok) {
     std::string msg = std::string("cannot connect to MySQL at ") + where + " as '" + config_.user +
                       "': " + mysql_error(m);
+    if (mysql_errno(m) == CR_SSL_CONNECTION_ERROR) {
+      msg += " (TLS: check [mysql] ssl_ca, ssl_cert, ssl_key, and that the server's certificate is "
+             "signed by ssl_ca and names host " + config_.host + ")";
+    }
     mysql_close(m);
     return Status::Unavailable(msg);
   }

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 
 #include "allgo/config.h"
@@ -150,6 +151,42 @@ TEST(Config, PasswordFileIsRead) {
   std::string e = ErrorOf(std::string("[mysql]\npassword_file = ") + path + "\n");
   EXPECT_NE(e.find("cannot read password_file"), std::string::npos) << e;
   EXPECT_EQ(e.find("s3cret"), std::string::npos);
+}
+
+// [mysql] ssl_*: every mistake names the file, the line and the key; files are opened at load
+// (so every program's --check reports them), and a CA turns verification on by default.
+TEST(Config, MysqlTlsKeysAreCheckedAtLoad) {
+  char dir_template[] = "/tmp/allgo-tls-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  for (const char* f : {"/ca.pem", "/cert.pem", "/key.pem"}) std::ofstream(dir + f) << "PEM\n";
+  const std::string tcp = "[mysql]\nhost = 10.0.0.5\n";
+  Config c;
+  ASSERT_TRUE(Parse(tcp + "ssl_ca = " + dir + "/ca.pem\n", &c).ok());
+  EXPECT_EQ(c.mysql.ssl_ca, dir + "/ca.pem");
+  EXPECT_TRUE(c.mysql.ssl_verify_server_cert) << "on when a CA is given";
+  ASSERT_TRUE(Parse(tcp + "ssl_ca = " + dir + "/ca.pem\nssl_cert = " + dir + "/cert.pem\nssl_key = " + dir +
+                        "/key.pem\nssl_verify_server_cert = false\n", &c).ok());
+  EXPECT_EQ(c.mysql.ssl_key, dir + "/key.pem");
+  EXPECT_FALSE(c.mysql.ssl_verify_server_cert);
+  ASSERT_TRUE(Parse("[mysql]\nhost = 10.0.0.5\n", &c).ok());
+  EXPECT_FALSE(c.mysql.ssl_verify_server_cert) << "no CA, no TLS";
+
+  EXPECT_EQ(ErrorOf(tcp + "ssl_ca = " + dir + "/missing.pem\n"),
+            "test.conf:3: [mysql] ssl_ca: cannot read " + dir + "/missing.pem: No such file or directory");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_ca = " + dir + "\n"), "test.conf:3: [mysql] ssl_ca: " + dir + " is not a regular file");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_ca = ca.pem\n"), "test.conf:3: [mysql] ssl_ca: must be an absolute path");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_verify_server_cert = maybe\n"),
+            "test.conf:3: [mysql] ssl_verify_server_cert: must be true or false");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_verify_server_cert = true\n"),
+            "test.conf:3: [mysql] ssl_verify_server_cert: needs ssl_ca (the CA to verify against)");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_cert = " + dir + "/cert.pem\nssl_key = " + dir + "/key.pem\n"),
+            "test.conf:3: [mysql] ssl_cert: needs ssl_ca (the CA that signed the server's certificate)");
+  EXPECT_EQ(ErrorOf(tcp + "ssl_ca = " + dir + "/ca.pem\n\nssl_key = " + dir + "/key.pem\n"),
+            "test.conf:5: [mysql] ssl_key: needs ssl_cert (the client certificate it belongs to)");
+  EXPECT_EQ(ErrorOf("[mysql]\nssl_ca = " + dir + "/ca.pem\n"),
+            "test.conf:2: [mysql] ssl_ca: TLS needs a TCP server: set host (a unix socket never leaves this host)");
+  std::filesystem::remove_all(dir);
 }
 
 TEST(Config, PasswordFileUnreadableIsAnErrorUnlessIfReadable) {

@@ -32,6 +32,13 @@ struct MysqlConfig {
   // process may not read password_file (a root-only file, read by an unprivileged helper).
   std::string password_error;
   unsigned connect_timeout = 2;  // seconds; bounds connect, each read and each write
+  // TLS to a server reached over TCP (`host`). ssl_ca set: TLS is required (no fallback to
+  // clear text) and the server's certificate is checked against this CA and `host` unless
+  // ssl_verify_server_cert = false. ssl_cert/ssl_key: a client certificate, both or neither.
+  std::string ssl_ca;
+  std::string ssl_cert;
+  std::string ssl_key;
+  bool ssl_verify_server_cert = false;  // default: on when ssl_ca is set
 };
 
 struct NssConfig {
