@@ -37,6 +37,7 @@ using test::TestDocker;
 
 constexpr const char* kRefused = "refused by the node's nginx allow-list";
 constexpr const char* kNoCertificate = "a client certificate signed by its CA";
+constexpr const char* kNotAGateway = "is not an allgo-sandbox-gateway certificate";
 
 std::string NginxBinary() {
   for (const char* p : {"/usr/sbin/nginx", "/usr/bin/nginx"}) {
@@ -62,7 +63,7 @@ std::string Render(const std::string& shipped, int port, const test::TestCertifi
       {"listen 2376 ssl;", "listen 127.0.0.1:" + std::to_string(port) + " ssl;"},
       {"/etc/nginx/allgo-docker/node.pem;", certs.server_cert + ";"},
       {"/etc/nginx/allgo-docker/node-key.pem;", certs.server_key + ";"},
-      {"/etc/nginx/allgo-docker/ca.pem;", certs.ca + ";"},
+      {"/etc/nginx/allgo-docker/client-ca.pem;", certs.ca + ";"},
       {"server unix:/var/run/docker.sock;", "server unix:" + socket + ";"},
   };
   for (const auto& [from, to] : replacements) {
@@ -456,6 +457,41 @@ TEST_F(NginxAllowlistTest, AClientCertificateOfTheNodesCaIsRequired) {
   EXPECT_EQ(s.code(), Status::Code::kPermission) << s.ToString();
   EXPECT_NE(s.message().find(kNoCertificate), std::string::npos) << s.message();
 
+}
+
+// Certificates of the node's CA that are not the gateway's: the node's own (serverAuth only:
+// OpenSSL's purpose check refuses it), and one with no extendedKeyUsage at all, valid for any
+// purpose as far as OpenSSL goes, which the shipped subject check refuses.
+TEST_F(NginxAllowlistTest, OnlyTheGatewaysCertificateOfThatCaPasses) {
+  const std::string target = std::string("/v1.41/containers/") + kInside + "/json";
+  const std::string d = dir_->path() + "/";
+  test::RunResult r = test::Sh(
+      "set -e\nopenssl req -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -subj /CN=node1 "
+      "-keyout " + d + "noeku-key.pem -out " + d + "noeku.csr 2>/dev/null\n"
+      "openssl x509 -req -days 2 -CA " + certs_.ca + " -CAkey " + certs_.ca_key + " -CAcreateserial -in " + d +
+      "noeku.csr -out " + d + "noeku.pem 2>/dev/null\n"
+      "openssl x509 -in " + d + "noeku.pem -noout -text\n");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  ASSERT_EQ(r.out.find("Extended Key Usage"), std::string::npos) << r.out;
+  test::TestCertificates no_eku = certs_;
+  no_eku.client_cert = d + "noeku.pem";
+  no_eku.client_key = d + "noeku-key.pem";
+  HttpAnswer a = Curl("GET", target, "", &no_eku);
+  EXPECT_EQ(a.status, 403) << a.body << a.error;
+  EXPECT_NE(a.body.find(kNotAGateway), std::string::npos) << a.body;
+  EXPECT_EQ(a.body.find("\"Id\""), std::string::npos) << "the engine answered: " << a.body;
+
+  test::TestCertificates server_auth = certs_;
+  server_auth.client_cert = certs_.server_cert;
+  server_auth.client_key = certs_.server_key;
+  a = Curl("GET", target, "", &server_auth);
+  EXPECT_EQ(a.status, 403) << a.body << a.error;
+  EXPECT_NE(a.body.find(kNoCertificate), std::string::npos) << a.body;
+
+  a = Curl("GET", target, "", &other_);  // the gateway's certificate, but of another CA
+  EXPECT_EQ(a.status, 403) << a.body << a.error;
+  EXPECT_NE(a.body.find(kNoCertificate), std::string::npos) << a.body;
+  EXPECT_EQ(Curl("GET", target).status, 200) << "the gateway's own certificate passes";
 }
 
 }  // namespace
