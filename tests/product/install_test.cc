@@ -195,5 +195,37 @@ TEST_F(Install, UnitAndSnippetNameTheInstalledPaths) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
 }
 
+// The snippet's Match applies to a webapp of the default config ([nss] gid 65534, the group
+// /etc/group calls nogroup) and to no local account: sshd's own evaluation for a connection
+// (`sshd -T -C`) shows the allgo settings for the webapp, the stock ones for root.
+TEST_F(Install, SnippetMatchAppliesToWebappsOfTheDefaultConfig) {
+  TestDatabase& db = TestDatabase::Get();
+  db.AddWebapp("snippetapp", db.AddUser("snippet@example.org"));
+  TempDir tmp;
+  const std::string config = tmp / "allgo-ssh.conf";
+  WriteFile(config, db.ConfigText());  // [nss] left default: gid 65534
+  ASSERT_EQ(test::Run({"ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp / "hk"}).exit_code, 0);
+  WriteFile(tmp / "sshd_config", "HostKey " + (tmp / "hk") + "\nInclude " +
+                                     P("share/allgo-ssh/sshd_config.d/allgo.conf") + "\n");
+  mkdir("/run/sshd", 0755);
+  auto effective = [&](const std::string& user) {
+    RunResult r = test::Run({"/usr/sbin/sshd", "-T", "-f", tmp / "sshd_config", "-C",
+                             "user=" + user + ",host=client.example.org,addr=127.0.0.1"},
+                            {.env = {{"ALLGO_SSH_CONFIG", config}}});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return r.out;
+  };
+  std::string webapp = effective("snippetapp");
+  EXPECT_NE(webapp.find("\nauthorizedkeyscommand " + P("bin/allgo-authkeys") + " %u\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\nauthorizedkeyscommanduser allgo-authkeys\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\nallowtcpforwarding no\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\nauthorizedkeysfile none\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\nexposeauthinfo yes\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\npasswordauthentication no\n"), std::string::npos) << webapp;
+  std::string root = effective("root");
+  EXPECT_EQ(root.find("allgo-authkeys"), std::string::npos) << root;
+  EXPECT_NE(root.find("\nallowtcpforwarding yes\n"), std::string::npos) << root;
+}
+
 }  // namespace
 }  // namespace allgo::test
