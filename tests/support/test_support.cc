@@ -609,6 +609,18 @@ MYSQL* RootConnect(const std::string& socket) {
   return m;
 }
 
+// conf/grants.sql with the test password, for the account 'ssh'@HOST.
+std::string ReadOnlyAccountSql(const std::string& host) {
+  std::string grants = ReadFile(SourceDir() + "/conf/grants.sql");
+  size_t at = grants.find("change-me");
+  if (at == std::string::npos) Die("conf/grants.sql has no 'change-me' password placeholder");
+  grants.replace(at, 9, kSshPassword);
+  for (at = 0; (at = grants.find("'localhost'", at)) != std::string::npos; at += host.size() + 2) {
+    grants.replace(at, 11, "'" + host + "'");
+  }
+  return grants;
+}
+
 // Stops the server when the tests end; atexit covers binaries that exit another way, and
 // its keeper (Daemon) covers a crash or a kill.
 class TeardownEnvironment : public ::testing::Environment {
@@ -640,11 +652,7 @@ TestDatabase::TestDatabase() {
   Install();
   Start();
   Exec("CREATE DATABASE allgo; USE allgo; " + ReadFile(SourceDir() + "/conf/schema.sql"));
-  std::string grants = ReadFile(SourceDir() + "/conf/grants.sql");
-  size_t at = grants.find("change-me");
-  if (at == std::string::npos) Die("conf/grants.sql has no 'change-me' password placeholder");
-  grants.replace(at, 9, kSshPassword);
-  Exec(grants);
+  Exec(ReadOnlyAccountSql("localhost"));
 }
 
 TestDatabase::~TestDatabase() {
@@ -664,14 +672,18 @@ void TestDatabase::Install() {
 
 void TestDatabase::Start() {
   if (server_) return;
+  std::vector<std::string> argv = {"mariadbd", "--no-defaults", "--datadir=" + dir_ + "/data", "--socket=" + socket_,
+                                   "--pid-file=" + dir_ + "/mysqld.pid", "--tmpdir=" + dir_ + "/tmp",
+                                   "--skip-networking", "--user=root", "--skip-name-resolve",
+                                   "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
+                                   "--innodb-flush-log-at-trx-commit=0"};
+  if (tls_port_ != 0) {
+    argv[6] = "--bind-address=127.0.0.1";
+    argv.insert(argv.end(), {"--port=" + std::to_string(tls_port_), "--ssl-ca=" + tls_.ca,
+                             "--ssl-cert=" + tls_.cert, "--ssl-key=" + tls_.key});
+  }
   // Under a keeper like every server: it dies with the test process, however that one ends.
-  server_ = std::make_unique<Daemon>(
-      std::vector<std::string>{"mariadbd", "--no-defaults", "--datadir=" + dir_ + "/data", "--socket=" + socket_,
-                               "--pid-file=" + dir_ + "/mysqld.pid", "--tmpdir=" + dir_ + "/tmp",
-                               "--skip-networking", "--user=root", "--skip-name-resolve",
-                               "--innodb-buffer-pool-size=32M", "--skip-log-bin", "--max-connections=500",
-                               "--innodb-flush-log-at-trx-commit=0"},
-      dir_ + "/mysqld.log");
+  server_ = std::make_unique<Daemon>(argv, dir_ + "/mysqld.log");
   auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   while (std::chrono::steady_clock::now() < deadline) {
     if (MYSQL* m = RootConnect(socket_)) {
@@ -696,6 +708,21 @@ void TestDatabase::Stop() {
 std::string TestDatabase::MysqlConfigSection() const {
   return "[mysql]\nsocket = " + socket_ + "\ndatabase = allgo\nuser = ssh\npassword = " +
          kSshPassword + "\nconnect_timeout = 2\n";
+}
+
+int TestDatabase::ListenTls(const TlsFiles& files) {
+  Stop();
+  tls_ = files;
+  if (tls_port_ == 0) tls_port_ = FreeLoopbackPort();
+  Start();
+  if (!WaitForTcpPort(tls_port_, 30000)) Die("mariadbd does not listen on 127.0.0.1:" + std::to_string(tls_port_));
+  Exec(ReadOnlyAccountSql("127.0.0.1") + "\nALTER USER 'ssh'@'127.0.0.1' REQUIRE SSL");
+  return tls_port_;
+}
+
+std::string TestDatabase::TcpMysqlConfigSection() const {
+  return "[mysql]\nhost = 127.0.0.1\nport = " + std::to_string(tls_port_) +
+         "\ndatabase = allgo\nuser = ssh\npassword = " + kSshPassword + "\nconnect_timeout = 2\n";
 }
 
 std::string TestDatabase::ConfigText(const std::string& extra) const {

@@ -221,6 +221,17 @@ class TestDatabase {
   void Start();
   bool running() const { return server_ != nullptr; }
 
+  // TCP with TLS for the [mysql] ssl_* tests: restarts the server listening on 127.0.0.1 too
+  // (besides its socket), with these PEM files, and makes the read-only account for TCP,
+  // 'ssh'@'127.0.0.1' (conf/grants.sql's grants), with REQUIRE SSL: the server itself refuses
+  // that account a clear-text connection. Later Start()s keep it. Returns the port.
+  struct TlsFiles {
+    std::string ca, cert, key;
+  };
+  int ListenTls(const TlsFiles& files);
+  // [mysql] for that TCP account (host, port, user, password); the test adds the ssl_* keys.
+  std::string TcpMysqlConfigSection() const;
+
   ~TestDatabase();
 
  private:
@@ -229,6 +240,8 @@ class TestDatabase {
   std::string dir_;
   std::string socket_;
   std::unique_ptr<Daemon> server_;
+  TlsFiles tls_;  // empty: --skip-networking
+  int tls_port_ = 0;
 };
 
 }  // namespace allgo::test
