@@ -189,6 +189,36 @@ TEST(Config, MysqlTlsKeysAreCheckedAtLoad) {
   std::filesystem::remove_all(dir);
 }
 
+// A root-only ssl_key is like a root-only password_file: an error for kRequired readers
+// (naming the line), a reason in password_error for kIfReadable ones (allgo-shell).
+TEST(Config, MysqlSslKeyUnreadableIsAnErrorUnlessIfReadable) {
+  if (geteuid() != 0) GTEST_SKIP() << "needs root to own a file another uid cannot read";
+  char dir_template[] = "/tmp/allgo-tls-XXXXXX";
+  ASSERT_NE(mkdtemp(dir_template), nullptr);
+  const std::string dir = dir_template;
+  ASSERT_EQ(chmod(dir.c_str(), 0755), 0);
+  for (const char* f : {"/ca.pem", "/cert.pem", "/key.pem"}) std::ofstream(dir + f) << "PEM\n";
+  ASSERT_EQ(chmod((dir + "/key.pem").c_str(), 0600), 0);
+  const std::string text = "[mysql]\nhost = 10.0.0.5\nssl_ca = " + dir + "/ca.pem\nssl_cert = " + dir +
+                           "/cert.pem\nssl_key = " + dir + "/key.pem\n";
+  pid_t pid = fork();
+  if (pid == 0) {
+    if (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0) _exit(10);
+    Config c;
+    Status required = ParseConfig(text, "test.conf", &c);
+    if (required.message() != "test.conf:5: [mysql] ssl_key: cannot read " + dir + "/key.pem: Permission denied") _exit(11);
+    Status tolerant = ParseConfig(text, "test.conf", &c, PasswordFile::kIfReadable);
+    if (!tolerant.ok()) _exit(12);
+    if (c.mysql.password_error != "[mysql] ssl_key " + dir + "/key.pem is not readable by uid 65534") _exit(13);
+    _exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  std::filesystem::remove_all(dir);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
 TEST(Config, PasswordFileUnreadableIsAnErrorUnlessIfReadable) {
   // As an unprivileged uid (a forked child drops to it) a root-only (0600) file is unreadable.
   if (geteuid() != 0) GTEST_SKIP() << "needs root to own a file another uid cannot read";

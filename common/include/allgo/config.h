@@ -29,12 +29,14 @@ struct MysqlConfig {
   std::string password;      // from `password` or the first line of `password_file`
   std::string password_file;
   // Set instead of failing when LoadConfig was asked for PasswordFile::kIfReadable and this
-  // process may not read password_file (a root-only file, read by an unprivileged helper).
+  // process may not read password_file or ssl_key (a root-only file, read by an unprivileged
+  // helper): says why this process cannot use the database.
   std::string password_error;
   unsigned connect_timeout = 2;  // seconds; bounds connect, each read and each write
   // TLS to a server reached over TCP (`host`). ssl_ca set: TLS is required (no fallback to
-  // clear text) and the server's certificate is checked against this CA and `host` unless
-  // ssl_verify_server_cert = false. ssl_cert/ssl_key: a client certificate, both or neither.
+  // clear text) and the server's certificate must be signed by this CA and, unless
+  // ssl_verify_server_cert = false, name `host`. ssl_cert/ssl_key: a client certificate, both
+  // or neither.
   std::string ssl_ca;
   std::string ssl_cert;
   std::string ssl_key;
@@ -183,9 +185,9 @@ struct Config {
 std::string ResolveConfigPath(const std::string& explicit_path);
 const char* DefaultConfigPath();
 
-// kRequired: an unreadable password_file is an error. kIfReadable: for unprivileged readers
-// that can do without the database (allgo-shell): EACCES leaves the password empty and says
-// why in mysql.password_error.
+// kRequired: an unreadable password_file (or ssl_key) is an error. kIfReadable: for
+// unprivileged readers that can do without the database (allgo-shell): EACCES leaves the
+// password empty and says why in mysql.password_error.
 enum class PasswordFile { kRequired, kIfReadable };
 
 // Reads and validates a config file. Missing file, unreadable password_file, unknown keys and
