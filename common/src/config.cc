@@ -365,6 +365,7 @@ const std::map<std::string, KeySpec>& Table() {
       {"docker.gateway_socket", {Path(&C::docker, &DockerConfig::gateway_socket, false)}},
       {"docker.gateway_user", {NonEmptyStr(&C::docker, &DockerConfig::gateway_user)}},
       {"docker.api_timeout", {Uint(&C::docker, &DockerConfig::api_timeout, 1, 600)}},
+      {"docker.max_sessions_per_owner", {Uint(&C::docker, &DockerConfig::max_sessions_per_owner, 1, 1000)}},
       {"docker.spares", {Uint(&C::docker, &DockerConfig::spares, 0, 10000)}},
       {"docker.spare_idle", {Uint(&C::docker, &DockerConfig::spare_idle, 10, 3000)}},
       {"docker.prewarm", {Bool(&C::docker, &DockerConfig::prewarm)}},

@@ -329,6 +329,7 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.api_timeout, 10u);
   EXPECT_EQ(c.docker.spares, 256u);
   EXPECT_EQ(c.docker.spare_idle, 300u);
+  EXPECT_EQ(c.docker.max_sessions_per_owner, 256u);
   EXPECT_FALSE(c.docker.prewarm) << "spares only after a login unless the operator asks";
   EXPECT_EQ(c.docker.prewarm_every, 60u);
   EXPECT_TRUE(c.queries.sandbox_location.empty()) << "no default: nodes are asked";
@@ -337,7 +338,7 @@ TEST(Config, DockerBackendAndNodes) {
                     "[docker]\nnode = node1 tcp://127.0.0.1:2376\nnode = local   unix:///run/docker.sock\n"
                     "tls_ca = /a/ca.pem\ntls_cert = /a/cert.pem\ntls_key = /a/key.pem\n"
                     "container = allgo-{id}-{docker_name}\napi_timeout = 3\nspares = 0\nspare_idle = 60\n"
-                    "prewarm = yes\nprewarm_every = 5\n"
+                    "prewarm = yes\nprewarm_every = 5\nmax_sessions_per_owner = 3\n"
                     "[queries]\nsandbox_location = SELECT node, container\n  FROM placement WHERE webapp_id = ?\n",
                     &c)
                   .ok());
@@ -353,6 +354,7 @@ TEST(Config, DockerBackendAndNodes) {
   EXPECT_EQ(c.docker.spare_idle, 60u);
   EXPECT_TRUE(c.docker.prewarm);
   EXPECT_EQ(c.docker.prewarm_every, 5u);
+  EXPECT_EQ(c.docker.max_sessions_per_owner, 3u);
   EXPECT_EQ(c.queries.sandbox_location, "SELECT node, container FROM placement WHERE webapp_id = ?");
 
   // A unix-only deployment needs no certificate.

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -21,6 +22,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <future>
@@ -45,6 +47,7 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 constexpr gid_t kWebappGid = 65534;  // [nss] gid default
+constexpr int kRefusalLingerMs = 2000;  // how long the gateway keeps a refused connection
 
 
 // The words of `s` joined by one space (busybox pads numbers).
@@ -1097,6 +1100,214 @@ TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {
   EXPECT_THAT(ReadFile(tmp_ / "wrong.log"), HasSubstr("check tls_ca, tls_cert and tls_key"));
   // The unix node needs no certificate: its webapp still works through this gateway.
   EXPECT_EQ(Shell(uid1_, "hostname", {}, path).out, "web1-on-node1\n");
+}
+
+
+// ---- Limits (issue 18): floods of connections and a noisy agent (docs/gateway.md "Limits") ----
+
+// Threads and resident memory of a process, sampled every 10 ms while alive; the highest seen.
+class ProcessWatch {
+ public:
+  explicit ProcessWatch(pid_t pid) : pid_(pid), thread_([this] { Loop(); }) {}
+  ~ProcessWatch() { Stop(); }
+  void Stop() {
+    stop_ = true;
+    if (thread_.joinable()) thread_.join();
+  }
+  size_t max_threads() const { return max_threads_; }
+  long max_rss_kib() const { return max_rss_kib_; }
+
+  static size_t Threads(pid_t pid) {
+    std::error_code ec;
+    size_t n = 0;
+    for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/task", ec);
+         !ec && it != fs::directory_iterator(); it.increment(ec)) {
+      ++n;
+    }
+    return n;
+  }
+  static long RssKib(pid_t pid) {
+    std::string status = ReadFile("/proc/" + std::to_string(pid) + "/status");
+    size_t at = status.find("VmRSS:");
+    return at == std::string::npos ? 0 : std::atol(status.c_str() + at + 6);
+  }
+  // utime + stime, in clock ticks.
+  static long CpuTicks(pid_t pid) {
+    std::string stat = ReadFile("/proc/" + std::to_string(pid) + "/stat");
+    std::istringstream in(stat.substr(stat.rfind(')') + 2));
+    std::string field;
+    long utime = 0, stime = 0;
+    for (int i = 3; i <= 15 && in >> field; ++i) {
+      if (i == 14) utime = std::atol(field.c_str());
+      if (i == 15) stime = std::atol(field.c_str());
+    }
+    return utime + stime;
+  }
+
+ private:
+  void Loop() {
+    while (!stop_) {
+      max_threads_ = std::max(max_threads_.load(), Threads(pid_));
+      max_rss_kib_ = std::max(max_rss_kib_.load(), RssKib(pid_));
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  pid_t pid_;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> max_threads_{0};
+  std::atomic<long> max_rss_kib_{0};
+  std::thread thread_;
+};
+
+// As `uid`, rounds of `per_round` connections to the gateway socket, as fast as connect()
+// goes, each round held open until the next one is made, until `seconds` passed (at least
+// one round); returns how many connections were made.
+long FloodConnections(const std::string& socket_path, uid_t uid, int per_round, double seconds) {
+  int pipe_fds[2];
+  if (pipe2(pipe_fds, O_CLOEXEC) != 0) return -1;
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(pipe_fds[0]);
+    rlimit files{static_cast<rlim_t>(per_round) * 2 + 64, static_cast<rlim_t>(per_round) * 2 + 64};
+    setrlimit(RLIMIT_NOFILE, &files);  // as root, before the drop
+    if (setgroups(0, nullptr) != 0 || setgid(kWebappGid) != 0 || setuid(uid) != 0) _exit(126);
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    strncpy(addr.sun_path, socket_path.c_str(), sizeof addr.sun_path - 1);
+    long made = 0;
+    const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
+    std::vector<int> held;
+    do {
+      std::vector<int> round;
+      for (int i = 0; i < per_round; ++i) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0) break;
+        if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+          close(fd);
+          continue;
+        }
+        round.push_back(fd);
+        ++made;
+      }
+      for (int fd : held) close(fd);
+      held.swap(round);
+    } while (std::chrono::steady_clock::now() < until);
+    for (int fd : held) close(fd);
+    ssize_t ignored = write(pipe_fds[1], &made, sizeof made);
+    (void)ignored;
+    _exit(0);
+  }
+  close(pipe_fds[1]);
+  long made = -1;
+  if (read(pipe_fds[0], &made, sizeof made) != static_cast<ssize_t>(sizeof made)) made = -1;
+  close(pipe_fds[0]);
+  waitpid(pid, nullptr, 0);
+  return made;
+}
+
+size_t Count(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + needle.size())) ++n;
+  return n;
+}
+
+TEST_F(GatewayTest, AConnectionFloodFromAnotherUidCostsNoThreadAndASessionGoesOnWhole) {
+  const pid_t pid = gateway_->pid();
+  const size_t log_before = GatewayLog().size();
+  std::string blob(16 << 20, '\0');
+  std::mt19937_64 rng(18);
+  for (auto& c : blob) c = static_cast<char>(rng());
+  RunOptions in;
+  in.stdin_data = blob;
+
+  // The same transfer without, then with a flood of `nobody` (3000 connections a round,
+  // rounds until it ended): its bytes intact; the gateway's threads and memory bounded.
+  auto t0 = std::chrono::steady_clock::now();
+  RunResult quiet = Shell(uid1_, "cat", in);
+  const double quiet_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err << GatewayLog();
+  const size_t threads_idle = ProcessWatch::Threads(pid);
+  const long rss_idle = ProcessWatch::RssKib(pid);
+
+  ProcessWatch watch(pid);
+  const double flood_s = std::max(2.0, 3 * quiet_s);  // outlasts the transfer
+  auto flood_start = std::chrono::steady_clock::now();
+  std::future<long> flood = std::async(std::launch::async, [&] {
+    return FloodConnections(SocketPath(), 65534, 3000, flood_s);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  t0 = std::chrono::steady_clock::now();
+  RunResult r = Shell(uid1_, "cat", in);
+  const double busy_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const long flooded = flood.get();
+  const double flood_took = std::chrono::duration<double>(std::chrono::steady_clock::now() - flood_start).count();
+  std::this_thread::sleep_for(std::chrono::milliseconds(kRefusalLingerMs + 500));
+  watch.Stop();
+  EXPECT_GE(flooded, 3000) << "the flood's connections were accepted";
+  EXPECT_EQ(r.exit_code, 0) << r.err << GatewayLog().substr(log_before, 20000);
+  EXPECT_EQ(r.out.size(), blob.size());
+  EXPECT_TRUE(r.out == blob) << "the session's bytes are intact under the flood";
+  EXPECT_TRUE(gateway_->Running());
+  EXPECT_LE(watch.max_threads(), threads_idle + 8) << "refused connections take no thread";
+  EXPECT_LE(watch.max_rss_kib(), rss_idle + 64 * 1024) << "idle " << rss_idle << " KiB";
+  // The log: at most 20 refusal lines a minute, then one line that counts the rest.
+  const std::string log = GatewayLog().substr(log_before);
+  EXPECT_LE(Count(log, "refused: uid 65534 is not a webapp"), 20u);
+  EXPECT_THAT(log, Not(HasSubstr("terminate called")));
+  // The ones not logged are counted in one line (a minute later, or at the stop).
+  EXPECT_EQ(gateway_->Stop(SIGTERM, 15000), 0);
+  EXPECT_THAT(GatewayLog().substr(log_before), testing::ContainsRegex("[0-9]+ more connections refused in the last "
+                                                                      "[0-9]+ s, not logged one by one"));
+  std::cout << "[ bench ] 16 MiB through `cat` (web1, unix node): " << quiet_s << " s quiet, " << busy_s
+            << " s under a flood of " << flooded << " connections from uid 65534 in " << flood_took
+            << " s; gateway threads idle " << threads_idle << ", at most " << watch.max_threads()
+            << " under the flood; RSS idle " << rss_idle << " KiB, at most " << watch.max_rss_kib() << " KiB\n";
+}
+
+TEST_F(GatewayTest, ANoisyAgentEndsItsSessionWithOneLineAndBoundedGatewayCpu) {
+  // Something in the container writes to the agent's stderr (the exec's, which the gateway
+  // reads as the agent's log) without end: the command's shell's parent is the agent.
+  const pid_t pid = gateway_->pid();
+  const size_t log_before = GatewayLog().size();
+  const long cpu_before = ProcessWatch::CpuTicks(pid);
+  auto t0 = std::chrono::steady_clock::now();
+  RunOptions o;
+  o.timeout_seconds = 30;
+  RunResult r = Shell(uid1_, "echo before; yes 0123456789abcdef0123456789abcdef0123456789abcdef > /proc/$PPID/fd/2", o);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const double cpu_s = static_cast<double>(ProcessWatch::CpuTicks(pid) - cpu_before) / sysconf(_SC_CLK_TCK);
+  EXPECT_EQ(r.exit_code, 255) << r.err << GatewayLog().substr(log_before, 20000);
+  EXPECT_EQ(r.out, "before\n") << "what the command wrote before stays whole";
+  EXPECT_THAT(r.err, HasSubstr("allgo: lost the connection to the sandbox of 'web1' (the sandbox gateway ended the "
+                               "session: the sandbox agent's log (its stderr) went past 1 MiB at once"));
+  EXPECT_LT(took, 15.0);
+  EXPECT_LT(cpu_s, 3.0) << "gateway CPU for the whole session";
+  // The session's end line says why and how much; the agent's lines in the log stay bounded.
+  const std::string log = GatewayLog().substr(log_before);
+  EXPECT_THAT(log, HasSubstr("webapp web1: end after"));
+  EXPECT_THAT(log, HasSubstr(": the sandbox agent's log (its stderr) went past 1 MiB"));
+  EXPECT_LE(Count(log, "webapp web1 agent: 0123456789abcdef"), 61u);
+  std::cout << "[ bench ] noisy agent: session ended after " << took << " s, gateway CPU " << cpu_s << " s\n";
+  // The webapp is served again at once.
+  EXPECT_EQ(Shell(uid1_, "hostname").out, "web1-on-node1\n") << GatewayLog().substr(log_before, 20000);
+}
+
+TEST_F(GatewayTest, TheWebappsOfOneOwnerShareTheirOwnersLimit) {
+  // max_sessions_per_owner = 2: two idle sessions of web1 leave none for another of web1 or
+  // for web2 (same owner); a line says so.
+  OwnGateway g = StartOwnGateway("owner", "max_sessions_per_owner = 2\n");
+  ASSERT_TRUE(g.listening) << ReadFile(g.log);
+  const std::string socket = tmp_ / "owner-gw/gw.sock";
+  std::future<std::string> held = std::async(std::launch::async, [&] {
+    return ReplyPastIdleConnections(socket, uid1_, 2, OpenFrame("hostname"));
+  });
+  Decoded d = Decode(held.get());
+  ASSERT_EQ(d.errors.size(), 1u) << ReadFile(g.log);
+  EXPECT_EQ(d.errors[0], "the webapps of the owner of 'web1' already have 2 sessions open through the sandbox "
+                         "gateway (the limit per owner); end some first");
+  // Once they are gone, web2 is served.
+  ASSERT_TRUE(WaitFor([&] { return Decode(RawExchange(socket, uid2_, OpenFrame("hostname"), 5000)).started; }, 15000))
+      << ReadFile(g.log);
 }
 
 }  // namespace

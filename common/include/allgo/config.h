@@ -93,6 +93,10 @@ struct DockerConfig {
   std::string gateway_socket = "/run/allgo-ssh/gateway.sock";
   std::string gateway_user = "allgo-gateway";
   unsigned api_timeout = 10;       // seconds, one Engine API call
+  // Sessions the gateway runs at once for the webapps of one owner (users.id), all together:
+  // one owner's few webapps cannot take every one of the gateway's sessions (docs/gateway.md
+  // "Limits").
+  unsigned max_sessions_per_owner = 256;
   // Warm spare execs (docs/gateway.md "Warm spares"): at most this many in all, one per
   // webapp (0: none, every login execs); each closed after spare_idle seconds unused.
   unsigned spares = 256;

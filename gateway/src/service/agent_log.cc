@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "allgo/names.h"
 
 namespace allgo::gateway {
@@ -11,7 +13,17 @@ AgentLog::~AgentLog() {
   if (dropped_ > 0) spdlog::warn("{} agent: {} more log lines dropped (rate limit)", prefix_, dropped_);
 }
 
-void AgentLog::Feed(std::string_view bytes) {
+bool AgentLog::Feed(std::string_view bytes) {
+  if (over_) return false;
+  const auto now = std::chrono::steady_clock::now();
+  tokens_ = std::min<double>(kBurstBytes, tokens_ + std::chrono::duration<double>(now - refilled_).count() *
+                                                         static_cast<double>(kBytesPerSecond));
+  refilled_ = now;
+  if (static_cast<double>(bytes.size()) > tokens_) {
+    over_ = true;
+    return false;
+  }
+  tokens_ -= static_cast<double>(bytes.size());
   for (char c : bytes) {
     if (c == '\n') {
       Emit();
@@ -23,6 +35,7 @@ void AgentLog::Feed(std::string_view bytes) {
       truncated_ = true;
     }
   }
+  return true;
 }
 
 void AgentLog::Emit() {

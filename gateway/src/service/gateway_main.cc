@@ -114,7 +114,7 @@ int Main(int argc, char** argv) {
 
   WebappLookup lookup(config);
   SandboxLocator locator(config, &nodes, &lookup);
-  SessionLimits limits;
+  SessionLimits limits(config.docker.max_sessions_per_owner);
   // Declared before the server: its sessions (which use it) are all over before it closes.
   SparePool spares(AgentExecOptions(config, kSpareHandshakeTimeout),
                    SpareLimits{.max_total = config.docker.spares,

@@ -10,7 +10,12 @@
 
 #include <spdlog/spdlog.h>
 
+#include <memory>
+#include <system_error>
 #include <thread>
+#include <vector>
+
+#include "service/gateway_socket.h"
 
 namespace allgo::gateway {
 
@@ -18,14 +23,17 @@ GatewayServer::GatewayServer(SessionContext context, UniqueFd listener, std::str
     : ctx_(context), listener_(std::move(listener)), socket_path_(std::move(socket_path)),
       stop_(eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
   ctx_.stop = stop_.get();
+  ctx_.refusal_log = &refusal_log_;
 }
 
 Status GatewayServer::Serve(int signals) {
   if (!stop_) return Status::FromErrno("eventfd", errno);
   uint64_t number = 0;
+  std::vector<pollfd> p;
   for (;;) {
-    pollfd p[2] = {{listener_.get(), POLLIN, 0}, {signals, POLLIN, 0}};
-    if (poll(p, 2, -1) < 0) {
+    p.assign({{listener_.get(), POLLIN, 0}, {signals, POLLIN, 0}});
+    const int timeout = refusals_.Watch(&p);
+    if (poll(p.data(), p.size(), timeout) < 0) {
       if (errno == EINTR) continue;
       return Status::FromErrno("poll", errno);
     }
@@ -37,6 +45,8 @@ Status GatewayServer::Serve(int signals) {
       Shutdown();
       return Status::Ok();
     }
+    refusals_.Serve(p.data() + 2, p.size() - 2);
+    refusal_log_.Flush();
     if (!(p[0].revents & POLLIN)) continue;
     UniqueFd client(accept4(listener_.get(), nullptr, nullptr, SOCK_CLOEXEC));
     if (!client) {
@@ -47,15 +57,56 @@ Status GatewayServer::Serve(int signals) {
       }
       continue;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      ++running_;
-    }
-    std::thread([this, fd = client.release(), n = ++number]() mutable {
-      Session(ctx_, UniqueFd(fd), n).Run();
+    Admit(std::move(client), ++number);
+  }
+}
+
+void GatewayServer::Admit(UniqueFd client, uint64_t number) {
+  PeerCredentials peer;
+  if (Status s = PeerOf(client.get(), &peer); !s.ok()) {
+    if (refusal_log_.Take()) spdlog::error("connection {}: {}", number, s.message());
+    return;
+  }
+  const std::string who = "session " + std::to_string(number) + " uid " + std::to_string(peer.uid) + " pid " +
+                          std::to_string(peer.pid);
+  const Config& config = *ctx_.config;
+  if (peer.uid == 0 || peer.uid < config.nss.min_uid || peer.uid > config.nss.max_uid) {
+    return refusals_.Refuse(std::move(client), who,
+                            "uid " + std::to_string(peer.uid) + " is not a webapp (webapp uids are " +
+                                std::to_string(config.nss.min_uid) + " to " + std::to_string(config.nss.max_uid) +
+                                "); the sandbox gateway serves only allgo webapps");
+  }
+  bool total_full = false;
+  SessionLimits::Slot slot = ctx_.limits->Acquire(peer.uid, &total_full);
+  if (!slot) {
+    return refusals_.Refuse(
+        std::move(client), who,
+        total_full ? "the sandbox gateway is serving its maximum of " + std::to_string(SessionLimits::kMaxTotal) +
+                         " sessions; try again in a moment, or tell the allgo operators"
+                   : "uid " + std::to_string(peer.uid) + " already has " + std::to_string(SessionLimits::kMaxPerUid) +
+                         " sessions open through the sandbox gateway (the limit); end some first");
+  }
+  auto session = std::make_unique<Session>(ctx_, std::move(client), number, peer, std::move(slot));
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    ++running_;
+  }
+  try {
+    // The thread owns the session; if it cannot start, the session is still ours to refuse.
+    std::thread([this, raw = session.get()] {
+      std::unique_ptr<Session>(raw)->Run();
       std::lock_guard<std::mutex> lock(mu_);
       if (--running_ == 0) idle_.notify_all();
     }).detach();
+    session.release();
+  } catch (const std::system_error& e) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (--running_ == 0) idle_.notify_all();
+    }
+    refusals_.Refuse(session->TakeClient(), who,
+                     std::string("the sandbox gateway cannot start a session now (no thread: ") + e.what() +
+                         "); try again in a moment, or tell the allgo operators");
   }
 }
 

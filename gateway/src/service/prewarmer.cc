@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <system_error>
 #include <vector>
 
 namespace allgo::gateway {
@@ -16,7 +17,11 @@ Prewarmer::Prewarmer(const Config& config, SandboxLocator* locator, SparePool* p
       locator_(locator),
       pool_(pool),
       lookup_(config) {
-  thread_ = std::thread([this] { Loop(); });
+  try {
+    thread_ = std::thread([this] { Loop(); });
+  } catch (const std::system_error& e) {
+    spdlog::error("prewarm is off: cannot start its thread: {}", e.what());
+  }
 }
 
 Prewarmer::~Prewarmer() { Stop(); }
@@ -93,7 +98,13 @@ void Prewarmer::Round() {
   };
   std::vector<std::thread> workers;
   const size_t n = std::min<size_t>(kParallel, webapps.size());
-  for (size_t i = 1; i < n; ++i) workers.emplace_back(work);
+  for (size_t i = 1; i < n; ++i) {
+    try {
+      workers.emplace_back(work);
+    } catch (const std::system_error&) {
+      break;  // a task limit: fewer workers (this thread is one), a slower round
+    }
+  }
   work();
   for (std::thread& t : workers) t.join();
   if (stopping()) return;

@@ -11,6 +11,7 @@
 #include <chrono>
 
 #include "allgo/stdcopy.h"
+#include "service/refusals.h"
 
 namespace allgo::gateway {
 
@@ -22,6 +23,23 @@ constexpr size_t kTlsRecord = 16 * 1024;
 constexpr size_t kMaxStreamChunk = 64 * 1024;
 
 }  // namespace
+
+void FrameBoundary::Advance(std::string_view bytes) {
+  while (!bytes.empty()) {
+    if (body_left_ > 0) {
+      const size_t n = static_cast<size_t>(std::min<uint64_t>(body_left_, bytes.size()));
+      body_left_ -= n;
+      bytes.remove_prefix(n);
+      continue;
+    }
+    header_[header_got_++] = static_cast<unsigned char>(bytes.front());
+    bytes.remove_prefix(1);
+    if (header_got_ == sizeof header_) {
+      body_left_ = (uint64_t{header_[0]} << 24) | (uint64_t{header_[1]} << 16) | (uint64_t{header_[2]} << 8) | header_[3];
+      header_got_ = 0;
+    }
+  }
+}
 
 size_t StreamChunkFor(int fd) {
   sockaddr_storage addr{};
@@ -78,6 +96,9 @@ RelayResult Relay::Run() {
     if (want_stream_in && (maybe_more_ || (p[1].revents & (POLLIN | POLLHUP | POLLERR)))) {
       switch (ReadStream(&demux, &r)) {
         case StreamRead::kFailed: return r;
+        case StreamRead::kAgentLogOver:
+          EndForAgentLog(&r);
+          return r;
         case StreamRead::kEnded:
           DrainToClient(&r);
           return r;
@@ -145,15 +166,17 @@ Relay::StreamRead Relay::ReadStream(engine::StdcopyDemuxer* demux, RelayResult* 
     Status d = demux->Feed(std::string_view(chunk_.get(), got), [&](engine::StdStream stream, std::string_view bytes) {
       if (stream == engine::StdStream::kStdout) {
         to_client_.Append(bytes);
+        to_client_frames_.Advance(bytes);
       } else {
         r->stderr_bytes += bytes.size();
-        log_->Feed(bytes);
+        if (!log_->Feed(bytes)) r->agent_log_over = true;
       }
     });
     if (!d.ok()) {
       r->ended = "the exec stream is not a valid multiplexed stream: " + d.message();
       return StreamRead::kFailed;
     }
+    if (r->agent_log_over) return StreamRead::kAgentLogOver;
   }
   maybe_more_ = true;  // stopped by the bound, not by an empty stream
   return StreamRead::kOk;
@@ -169,6 +192,18 @@ bool Relay::WriteClient(RelayResult* r) {
   to_client_.Consume(static_cast<size_t>(n));
   r->to_client += static_cast<uint64_t>(n);
   return true;
+}
+
+// The agent's log went past its bound: the session ends here. What the client was sent stays
+// whole; when it stands between frames, one `error` frame says why (allgo-shell prints it).
+void Relay::EndForAgentLog(RelayResult* r) {
+  const std::string why = "the sandbox gateway ended the session: the sandbox agent's log (its stderr) went past " +
+                          std::to_string(AgentLog::kBurstBytes >> 20) + " MiB at once or " +
+                          std::to_string(AgentLog::kBytesPerSecond >> 10) +
+                          " KiB/s after that; something in the sandbox writes to it without end";
+  r->ended = why.substr(why.find(": ") + 2);
+  if (to_client_frames_.at_boundary()) to_client_.Append(RefusalFrame(why));
+  DrainToClient(r);
 }
 
 // The exec ended: what it wrote last still goes to a client that reads it, within a bound.

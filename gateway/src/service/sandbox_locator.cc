@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -107,14 +108,20 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
   auto board = std::make_shared<Board>();
   board->answers.resize(nodes.size());
   for (size_t i = 0; i < nodes.size(); ++i) {
-    std::thread([board, i, client = nodes[i].client, container] {
-      Answer a;
-      a.status = client->InspectContainer(container, &a.info);
-      a.done = true;
+    try {
+      std::thread([board, i, client = nodes[i].client, container] {
+        Answer a;
+        a.status = client->InspectContainer(container, &a.info);
+        a.done = true;
+        std::lock_guard<std::mutex> lock(board->mu);
+        board->answers[i] = std::move(a);
+        board->changed.notify_all();
+      }).detach();
+    } catch (const std::system_error& e) {
+      // A task limit: that node counts as not answering (the login gets one line), never an abort.
       std::lock_guard<std::mutex> lock(board->mu);
-      board->answers[i] = std::move(a);
-      board->changed.notify_all();
-    }).detach();
+      board->answers[i] = Answer{true, Status::Unavailable(std::string("no thread to ask it: ") + e.what()), {}};
+    }
   }
   std::vector<Answer> answers;
   {

@@ -14,6 +14,7 @@
 #include "io.h"
 #include "service/agent_log.h"
 #include "service/gateway_socket.h"
+#include "service/refusals.h"
 #include "service/relay.h"
 #include "service/spare_pool.h"
 
@@ -22,15 +23,6 @@ namespace allgo::gateway {
 namespace {
 
 constexpr int kRefusalLingerMs = 2000;
-
-std::string PrintableAscii(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    if (out.size() >= bridge::kMaxErrorText) break;
-    out += (c >= 0x20 && c <= 0x7e) ? c : '?';
-  }
-  return out;
-}
 
 }  // namespace
 
@@ -47,8 +39,8 @@ engine::ExecOptions AgentExecOptions(const Config& config, int handshake_timeout
 }
 
 void Session::Refuse(const std::string& text) {
-  spdlog::warn("{}: refused: {}", tag_, text);
-  std::string frame = bridge::EncodeFrame(bridge::Message(bridge::Error{PrintableAscii(text)}));
+  if (ctx_.refusal_log == nullptr || ctx_.refusal_log->Take()) spdlog::warn("{}: refused: {}", tag_, text);
+  std::string frame = RefusalFrame(text);
   // The client waits for an answer and the socket buffer is empty: this write does not block
   // for long; a client that is already gone just makes it fail.
   bridge::WriteAll(client_.get(), frame.data(), frame.size());
@@ -72,29 +64,9 @@ void Session::Refuse(const std::string& text) {
 
 void Session::Run() {
   const auto started = std::chrono::steady_clock::now();
-  PeerCredentials peer;
-  tag_ = "session " + std::to_string(number_);
-  if (Status s = PeerOf(client_.get(), &peer); !s.ok()) {
-    spdlog::error("{}: {}", tag_, s.message());
-    return;
-  }
-  tag_ += " uid " + std::to_string(peer.uid) + " pid " + std::to_string(peer.pid);
+  const PeerCredentials& peer = peer_;
+  tag_ = "session " + std::to_string(number_) + " uid " + std::to_string(peer.uid) + " pid " + std::to_string(peer.pid);
   const Config& config = *ctx_.config;
-  if (peer.uid == 0 || peer.uid < config.nss.min_uid || peer.uid > config.nss.max_uid) {
-    return Refuse("uid " + std::to_string(peer.uid) + " is not a webapp (webapp uids are " +
-                  std::to_string(config.nss.min_uid) + " to " + std::to_string(config.nss.max_uid) +
-                  "); the sandbox gateway serves only allgo webapps");
-  }
-  bool total_full = false;
-  SessionLimits::Slot slot = ctx_.limits->Acquire(peer.uid, &total_full);
-  if (!slot) {
-    return Refuse(total_full ? "the sandbox gateway is serving its maximum of " +
-                                   std::to_string(SessionLimits::kMaxTotal) +
-                                   " sessions; try again in a moment, or tell the allgo operators"
-                             : "uid " + std::to_string(peer.uid) + " already has " +
-                                   std::to_string(SessionLimits::kMaxPerUid) +
-                                   " sessions open through the sandbox gateway (the limit); end some first");
-  }
   Webapp webapp;
   if (Status s = ctx_.lookup->FindByUid(peer.uid, &webapp); !s.ok()) {
     if (s.IsNotFound()) {
@@ -106,6 +78,12 @@ void Session::Run() {
                   " cannot be matched to its webapp; tell the allgo operators");
   }
   tag_ += " webapp " + webapp.docker_name;
+  SessionLimits::Slot owner_slot = ctx_.limits->AcquireOwner(webapp.owner_id);
+  if (!owner_slot) {
+    return Refuse("the webapps of the owner of '" + webapp.docker_name + "' already have " +
+                  std::to_string(ctx_.limits->max_per_owner()) +
+                  " sessions open through the sandbox gateway (the limit per owner); end some first");
+  }
 
   const engine::ExecOptions exec = AgentExecOptions(config);
   SandboxLocation where;

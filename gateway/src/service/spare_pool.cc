@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <system_error>
 #include <vector>
 
 namespace allgo::gateway {
@@ -28,7 +29,14 @@ SparePool::SparePool(engine::ExecOptions exec, SpareLimits limits)
       limits_(limits),
       // A short max_idle is then honoured within half of itself, not kReapEvery late.
       reap_every_(std::max(std::chrono::seconds(1), std::min(kReapEvery, limits.max_idle / 2))) {
-  if (limits_.max_total > 0) reaper_ = std::thread([this] { Reap(); });
+  if (limits_.max_total == 0) return;
+  try {
+    reaper_ = std::thread([this] { Reap(); });
+  } catch (const std::system_error& e) {
+    // A task limit at start: spares are still bounded by max_total and a dead one is dropped
+    // when taken; they are just no longer closed after spare_idle.
+    spdlog::error("cannot start the thread that closes unused spare execs: {}; they stay until used", e.what());
+  }
 }
 
 SparePool::~SparePool() { Shutdown(); }
@@ -62,7 +70,15 @@ void SparePool::Replenish(uint32_t webapp_id, const SandboxLocation& where, cons
   if (spares_.size() + making_.size() >= limits_.max_total) return;
   making_[webapp_id] = Making{where.node, where.container, false, {}};
   ++makers_;
-  std::thread([this, webapp_id, where, label] { Make(webapp_id, where, label, false); }).detach();
+  try {
+    std::thread([this, webapp_id, where, label] { Make(webapp_id, where, label, false); }).detach();
+  } catch (const std::system_error& e) {
+    // A task limit: this login goes on without a spare for the next one.
+    making_.erase(webapp_id);
+    --makers_;
+    changed_.notify_all();
+    spdlog::warn("{}: no spare made: cannot start a thread: {}", label, e.what());
+  }
 }
 
 bool SparePool::Keep(uint32_t webapp_id, std::chrono::steady_clock::time_point until) {
