@@ -283,7 +283,7 @@ struct EngineClient::Impl {
     }
     req.prepare_payload();
     StepResult r = RunStep(*ioc, socket, deadline, [&](StepHandler h) { http::async_write(*stream, req, h); });
-    if (r.ec) return Failed("sending " + std::string(http::to_string(method)) + " " + target, r.ec);
+    if (r.ec) return Failed("sending " + std::string(http::to_string(method)) + " " + target, r.ec, true);
 
     // The answer, read by us and parsed by ResponseReader within its bounds: every read is
     // bounded by the same deadline, so an engine that trickles bytes is cut at api_timeout.
@@ -311,7 +311,8 @@ struct EngineClient::Impl {
   }
 
   // A step before the answer (resolving, connecting, the TLS handshake, sending) failed.
-  Status Failed(const std::string& step, const error_code& ec) const {
+  // `sending` is set for the request, after the TLS handshake.
+  Status Failed(const std::string& step, const error_code& ec, bool sending = false) const {
     std::string msg = "Docker node " + node + ": " + step + ": ";
     if (ec == asio::error::timed_out) {
       return Status::Unavailable(msg + "no answer within api_timeout (" + std::to_string(timeout.count()) +
@@ -321,11 +322,15 @@ struct EngineClient::Impl {
       std::string refusal = TlsRefusal(ec);
       if (!refusal.empty()) return Status::Unavailable("Docker node " + node + ": TLS handshake: " + refusal);
     }
-    msg += ec.message();
-    // A reset or EOF while sending, over TLS: the node may have dropped the session after
-    // judging our certificate (TLS 1.3 does that after our side of the handshake is done).
     const bool tls_drop = !is_unix() && (ec == asio::error::connection_reset || IsEof(ec) ||
                                          ec == asio::error::broken_pipe);
+    if (tls_drop && sending) {
+      // TLS 1.3: the node judges our certificate after our side of the handshake is done,
+      // and its alert is lost when the reset of its close overtakes it.
+      return Status::Unavailable(msg + "the node dropped the connection right after the TLS handshake (" +
+                                 ec.message() + "), before answering: " + kDropCause + TlsHint());
+    }
+    msg += ec.message();
     if (tls_drop || ec.category() == asio::error::get_ssl_category() ||
         ec.category() == ssl::error::get_stream_category()) {
       msg += TlsHint();
@@ -336,9 +341,9 @@ struct EngineClient::Impl {
   // Reading the answer failed: the reader's verdict (a bound, not HTTP, closed mid-answer).
   Status ReadFailed(const std::string& target, const ResponseReader& reader, const std::string& why) const {
     std::string msg = "Docker node " + node + ": reading the answer to " + target + ": " + why;
-    // Nothing at all after our request, over TLS: the usual way a node refuses our
-    // certificate without an alert is to drop the connection right after the handshake.
-    if (reader.received() == 0 && !is_unix()) msg += TlsHint();
+    // Nothing at all after our request, over TLS: a node that refuses our certificate drops
+    // the connection right after the handshake (its alert may not reach us, see Failed).
+    if (reader.received() == 0 && !is_unix()) msg += std::string(", right after the TLS handshake: ") + kDropCause + TlsHint();
     return Status::Unavailable(msg);
   }
 
@@ -395,9 +400,11 @@ struct EngineClient::Impl {
     }
   }
 
+  static constexpr const char* kDropCause = "a node that does not trust our client certificate does this";
+
   std::string TlsHint() const {
-    return " (check tls_ca, tls_cert and tls_key: the node must trust our client certificate, and its "
-           "certificate must be for " + host + ")";
+    return " (check tls_cert and tls_key: the node must trust our client certificate; and tls_ca: the node's "
+           "certificate must be signed by it and be for " + host + ")";
   }
 
   // An HTTP error status as a Status naming the node, the action and the engine's message.

@@ -134,7 +134,13 @@ class FakeEngine {
       if (ctx_ != nullptr) {
         ssl = SSL_new(ctx_);
         SSL_set_fd(ssl, conn.get());
-        if (SSL_accept(ssl) != 1) {  // e.g. a client certificate refused under TLS 1.2
+        if (SSL_accept(ssl) != 1) {  // a client certificate refused: the alert is sent
+          // Closed only once the client is done: closing with its request unread would send
+          // a reset, which can overtake the alert (the client's reset case, not tested here).
+          ::shutdown(conn.get(), SHUT_WR);
+          char drain[4096];
+          while (!stop_ && ::recv(conn.get(), drain, sizeof(drain), 0) > 0) {
+          }
           SSL_free(ssl);
           ERR_clear_error();
           current_ = -1;
