@@ -297,6 +297,9 @@ struct EngineClient::Impl {
       if (s.ok() && r.ec && IsEof(r.ec)) s = reader.FeedEof();
       if (!s.ok()) return ReadFailed(target, reader, s.message());
       if (r.ec && !IsEof(r.ec)) return ReadFailed(target, reader, r.ec);
+      // A 2xx to an upgrade request is an engine or proxy that did not upgrade: its body is
+      // the exec's output, not worth reading (StartExec says what went wrong).
+      if (hijack && reader.header_done() && reader.status() / 100 == 2) break;
     }
     response->status = reader.status();
     if (hijack && response->status == 101) {
