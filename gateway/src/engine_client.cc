@@ -331,7 +331,7 @@ struct EngineClient::Impl {
       // TLS 1.3: the node judges our certificate after our side of the handshake is done,
       // and its alert is lost when the reset of its close overtakes it.
       return Status::Unavailable(msg + "the node dropped the connection right after the TLS handshake (" +
-                                 ec.message() + "), before answering: " + kDropCause + TlsHint());
+                                 ec.message() + "), " + kDropCause + TlsHint());
     }
     msg += ec.message();
     if (tls_drop || ec.category() == asio::error::get_ssl_category() ||
@@ -346,7 +346,7 @@ struct EngineClient::Impl {
     std::string msg = "Docker node " + node + ": reading the answer to " + target + ": " + why;
     // Nothing at all after our request, over TLS: a node that refuses our certificate drops
     // the connection right after the handshake (its alert may not reach us, see Failed).
-    if (reader.received() == 0 && !is_unix()) msg += std::string(", right after the TLS handshake: ") + kDropCause + TlsHint();
+    if (reader.received() == 0 && !is_unix()) msg += std::string(", right after the TLS handshake, ") + kDropCause + TlsHint();
     return Status::Unavailable(msg);
   }
 
@@ -403,11 +403,12 @@ struct EngineClient::Impl {
     }
   }
 
-  static constexpr const char* kDropCause = "a node that does not trust our client certificate does this";
+  // Short: the locator quotes a cause up to 400 characters.
+  static constexpr const char* kDropCause = "as a node that does not trust our client certificate does";
 
   std::string TlsHint() const {
-    return " (check tls_cert and tls_key: the node must trust our client certificate; and tls_ca: the node's "
-           "certificate must be signed by it and be for " + host + ")";
+    return " (check tls_cert and tls_key, which the node must trust, and tls_ca, which must have signed the "
+           "node's certificate for " + host + ")";
   }
 
   // An HTTP error status as a Status naming the node, the action and the engine's message.
