@@ -1,5 +1,6 @@
 #include "allgo/engine_client.h"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <sys/un.h>
 
@@ -20,6 +21,7 @@
 #include <exception>
 #include <utility>
 
+#include "allgo/engine_response.h"
 #include "allgo/names.h"
 
 namespace allgo::engine {
@@ -37,7 +39,8 @@ using Json = nlohmann::json;
 
 // Docker 20.10 (Debian 12) speaks API 1.41; newer engines still accept it.
 constexpr const char* kApiPrefix = "/v1.41";
-constexpr size_t kMaxResponseBody = 1 << 20;  // an inspect is a few KiB
+constexpr ResponseLimits kResponseLimits{};  // engine_response.h: the bounds of one answer
+constexpr size_t kResponseRead = 16 * 1024;  // bytes of the answer read at once
 constexpr size_t kReadBuffer = 64 * 1024;  // ExecStream::Read hands out at most this much at once
 
 // The completion of one asynchronous step: error, and bytes for reads and writes.
@@ -280,47 +283,132 @@ struct EngineClient::Impl {
     }
     req.prepare_payload();
     StepResult r = RunStep(*ioc, socket, deadline, [&](StepHandler h) { http::async_write(*stream, req, h); });
-    if (r.ec) return Failed("sending " + std::string(http::to_string(method)) + " " + target, r.ec);
+    if (r.ec) return Failed("sending " + std::string(http::to_string(method)) + " " + target, r.ec, true);
 
-    beast::flat_buffer buffer;
-    http::response_parser<http::string_body> parser;
-    parser.body_limit(kMaxResponseBody);
-    r = RunStep(*ioc, socket, deadline, [&](StepHandler h) { http::async_read_header(*stream, buffer, parser, h); });
-    if (r.ec) return Failed("reading the answer to " + target, r.ec);
-    response->status = static_cast<int>(parser.get().result_int());
+    // The answer, read by us and parsed by ResponseReader within its bounds: every read is
+    // bounded by the same deadline, so an engine that trickles bytes is cut at api_timeout.
+    ResponseReader reader(kResponseLimits);
+    std::string chunk(kResponseRead, '\0');
+    while (!reader.done()) {
+      r = RunStep(*ioc, socket, deadline, [&](StepHandler h) {
+        stream->async_read_some(asio::buffer(chunk.data(), chunk.size()), h);
+      });
+      Status s = reader.Feed(std::string_view(chunk.data(), r.bytes));
+      if (s.ok() && r.ec && IsEof(r.ec)) s = reader.FeedEof();
+      if (!s.ok()) return ReadFailed(target, reader, s.message());
+      if (r.ec && !IsEof(r.ec)) return ReadFailed(target, reader, r.ec);
+      // A 2xx to an upgrade request is an engine or proxy that did not upgrade: its body is
+      // the exec's output, not worth reading (StartExec says what went wrong).
+      if (hijack && reader.header_done() && reader.status() / 100 == 2) break;
+    }
+    response->status = reader.status();
     if (hijack && response->status == 101) {
-      std::string leftover(static_cast<const char*>(buffer.data().data()), buffer.size());
       *hijack = std::make_unique<BasicExecStream<Stream>>(tls, std::move(ioc), std::move(stream),
-                                                          std::move(leftover), node);
+                                                          reader.TakeLeftover(), node);
       return Status::Ok();
     }
-    if (!parser.is_done()) {
-      r = RunStep(*ioc, socket, deadline, [&](StepHandler h) { http::async_read(*stream, buffer, parser, h); });
-      if (r.ec) return Failed("reading the answer to " + target, r.ec);
-    }
-    response->body = std::move(parser.get().body());
+    response->body = reader.TakeBody();
     error_code ignored;
     socket.close(ignored);
     return Status::Ok();
   }
 
-  Status Failed(const std::string& step, const error_code& ec) const {
+  // A step before the answer (resolving, connecting, the TLS handshake, sending) failed.
+  // `sending` is set for the request, after the TLS handshake.
+  Status Failed(const std::string& step, const error_code& ec, bool sending = false) const {
     std::string msg = "Docker node " + node + ": " + step + ": ";
     if (ec == asio::error::timed_out) {
       return Status::Unavailable(msg + "no answer within api_timeout (" + std::to_string(timeout.count()) +
                                  " ms); is the engine up and not overloaded?");
     }
+    if (!is_unix()) {
+      std::string refusal = TlsRefusal(ec);
+      if (!refusal.empty()) return Status::Unavailable("Docker node " + node + ": TLS handshake: " + refusal);
+    }
+    const bool tls_drop = !is_unix() && (ec == asio::error::connection_reset || IsEof(ec) ||
+                                         ec == asio::error::broken_pipe);
+    if (tls_drop && sending) {
+      // TLS 1.3: the node judges our certificate after our side of the handshake is done,
+      // and its alert is lost when the reset of its close overtakes it.
+      return Status::Unavailable(msg + "the node dropped the connection right after the TLS handshake (" +
+                                 ec.message() + "), " + kDropCause + TlsHint());
+    }
     msg += ec.message();
-    // With TLS 1.3 the node judges our certificate after the handshake has completed on our
-    // side: a refused client certificate then shows up as a reset or an early EOF.
-    const bool tls_refusal = !is_unix() && (ec == asio::error::connection_reset || ec == asio::error::eof ||
-                                            ec == http::error::end_of_stream || ec == asio::error::broken_pipe);
-    if (tls_refusal || ec.category() == asio::error::get_ssl_category() ||
+    if (tls_drop || ec.category() == asio::error::get_ssl_category() ||
         ec.category() == ssl::error::get_stream_category()) {
-      msg += " (check tls_ca, tls_cert and tls_key: the node must trust our client certificate, and its "
-             "certificate must be for " + host + ")";
+      msg += TlsHint();
     }
     return Status::Unavailable(msg);
+  }
+
+  // Reading the answer failed: the reader's verdict (a bound, not HTTP, closed mid-answer).
+  Status ReadFailed(const std::string& target, const ResponseReader& reader, const std::string& why) const {
+    std::string msg = "Docker node " + node + ": reading the answer to " + target + ": " + why;
+    // Nothing at all after our request, over TLS: a node that refuses our certificate drops
+    // the connection right after the handshake (its alert may not reach us, see Failed).
+    if (reader.received() == 0 && !is_unix()) msg += std::string(", right after the TLS handshake, ") + kDropCause + TlsHint();
+    return Status::Unavailable(msg);
+  }
+
+  // Reading the answer failed on the socket or TLS session.
+  Status ReadFailed(const std::string& target, const ResponseReader& reader, const error_code& ec) const {
+    if (ec == asio::error::timed_out) {
+      std::string msg = "Docker node " + node + ": reading the answer to " + target + ": ";
+      if (reader.received() == 0) {
+        return Status::Unavailable(msg + "no answer within api_timeout (" + std::to_string(timeout.count()) +
+                                   " ms); is the engine up and not overloaded?");
+      }
+      return Status::Unavailable(msg + "the answer did not end within api_timeout (" +
+                                 std::to_string(timeout.count()) + " ms): " + std::to_string(reader.received()) +
+                                 " bytes came; the engine sends too slowly or without end");
+    }
+    if (!is_unix() && reader.received() == 0) {
+      // TLS 1.3: the node checks our certificate after our side of the handshake is done,
+      // so its refusal (an alert) comes with the first read. It is still the handshake.
+      std::string refusal = TlsRefusal(ec);
+      if (!refusal.empty()) return Status::Unavailable("Docker node " + node + ": TLS handshake: " + refusal);
+    }
+    if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe) {
+      return ReadFailed(target, reader,
+                        reader.received() == 0
+                            ? std::string("the engine reset the connection without answering")
+                            : "the engine reset the connection mid-answer, after " +
+                                  std::to_string(reader.received()) + " bytes");
+    }
+    return ReadFailed(target, reader, ec.message());
+  }
+
+  // A TLS alert from the node (it refused the session): what it refused, and what to check.
+  // Empty for anything else.
+  std::string TlsRefusal(const error_code& ec) const {
+    if (ec.category() != asio::error::get_ssl_category()) return "";
+    const unsigned long code = static_cast<unsigned int>(ec.value());
+    const int reason = ERR_GET_REASON(code);
+    if (ERR_GET_LIB(code) != ERR_LIB_SSL || reason < SSL_AD_REASON_OFFSET) return "";
+    const std::string what = ec.message();
+    switch (reason - SSL_AD_REASON_OFFSET) {
+      case SSL_AD_BAD_CERTIFICATE:
+      case SSL_AD_UNSUPPORTED_CERTIFICATE:
+      case SSL_AD_CERTIFICATE_REVOKED:
+      case SSL_AD_CERTIFICATE_EXPIRED:
+      case SSL_AD_CERTIFICATE_UNKNOWN:
+      case SSL_AD_UNKNOWN_CA:
+      case SSL_AD_ACCESS_DENIED:
+      case SSL_AD_CERTIFICATE_REQUIRED:
+        return "the node refused our client certificate (" + what + "): check tls_cert and tls_key (tls_cert "
+               "must be signed by the CA the node trusts, dockerd --tlscacert, and be valid now; tls_key must be "
+               "its key)";
+      default:
+        return "the node refused the TLS session (" + what + ")" + TlsHint();
+    }
+  }
+
+  // Short: the locator quotes a cause up to 400 characters.
+  static constexpr const char* kDropCause = "as a node that does not trust our client certificate does";
+
+  std::string TlsHint() const {
+    return " (check tls_cert and tls_key, which the node must trust, and tls_ca, which must have signed the "
+           "node's certificate for " + host + ")";
   }
 
   // An HTTP error status as a Status naming the node, the action and the engine's message.
