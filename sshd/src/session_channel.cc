@@ -14,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "allgo/names.h"
 #include "net_session.h"
 
 namespace allgo::sshd {
