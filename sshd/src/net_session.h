@@ -22,105 +22,14 @@
 
 #include "allgo/config.h"
 #include "allgo/unique_fd.h"
+#include "monitor_client.h"
 #include "monitor_protocol.h"
+#include "session_channel.h"
 #include "spawn.h"
 
 namespace allgo::sshd {
 
 inline constexpr size_t kIoBuffer = 256 * 1024;
-
-class NetSession;
-
-// Talks to the monitor: synchronous request/answer, with Exited notices that arrive in
-// between queued for the main loop.
-class MonitorClient {
- public:
-  explicit MonitorClient(UniqueFd sock) : sock_(std::move(sock)) {}
-  int fd() const { return sock_.get(); }
-  // Sends `request` and waits for a message of type `want`; fds of the answer in *fds.
-  Status Call(const std::string& request, MsgType want, std::string* answer,
-              std::vector<UniqueFd>* fds = nullptr);
-  Status Send(const std::string& request);
-  // Reads what is available without blocking; false when the monitor is gone.
-  bool Poll();
-  std::deque<ExitedNotice>& notices() { return notices_; }
-
- private:
-  // Handles an unsolicited message; false when it is not an Exited notice.
-  bool Queue(const std::string& payload);
-  UniqueFd sock_;
-  std::deque<ExitedNotice> notices_;
-};
-
-class SessionChannel {
- public:
-  SessionChannel(NetSession* owner, ssh_channel channel, uint32_t id);
-  ~SessionChannel();
-  SessionChannel(const SessionChannel&) = delete;
-  SessionChannel& operator=(const SessionChannel&) = delete;
-
-  ssh_channel channel() const { return channel_; }
-  uint32_t id() const { return id_; }
-  bool done() const { return done_; }
-  // Moves data and advances the state machine; called after every event loop turn.
-  void Pump();
-  void OnExited(uint32_t wait_status);
-  // Whether Pump needs to run again soon (PTY drain after exit).
-  bool WantsTimer() const { return (exited_ && pty_ && !out_eof_) || !out_pending_.empty(); }
-  // Ends the channel from our side (connection shutting down).
-  void Abort(const char* why);
-
- private:
-  static int OnPtyRequest(ssh_session, ssh_channel, const char* term, int cols, int rows, int px, int py, void* self);
-  static int OnPtyResize(ssh_session, ssh_channel, int cols, int rows, int px, int py, void* self);
-  static int OnShell(ssh_session, ssh_channel, void* self);
-  static int OnExec(ssh_session, ssh_channel, const char* command, void* self);
-  static int OnSubsystem(ssh_session, ssh_channel, const char* name, void* self);
-  static int OnEnv(ssh_session, ssh_channel, const char* name, const char* value, void* self);
-  static void OnSignal(ssh_session, ssh_channel, const char* name, void* self);
-  static void OnEof(ssh_session, ssh_channel, void* self);
-  static void OnClose(ssh_session, ssh_channel, void* self);
-  static int OnFd(socket_t fd, int revents, void* self);
-
-  int Start(SessionKind kind, const std::string& command);
-  void ReadOutput(int fd, bool is_stderr);
-  // ssh_channel_write / _stderr: bytes libssh took (may be fewer than len), <0 on error.
-  int Write(const char* data, size_t len, bool is_stderr);
-  // Sends what libssh could not take earlier; true when nothing is left.
-  bool FlushOutput();
-  void PumpInput();
-  void FlushPending();
-  void CloseInput();
-  void UpdateWatch(int fd, short events, short* registered);
-  void Finish();
-  void Release(const std::string& status);
-
-  NetSession* owner_;
-  ssh_channel channel_;
-  uint32_t id_;
-  ssh_channel_callbacks_struct callbacks_{};
-  bool started_ = false;
-  bool done_ = false;
-  bool released_ = false;
-  SessionKind kind_ = SessionKind::kShell;
-  bool pty_ = false;
-  PtyRequest pty_request_;
-  std::vector<std::pair<std::string, std::string>> env_;
-  UniqueFd in_, out_, err_;  // for a PTY, out_ is the master and in_ is unused
-  short in_events_ = 0, out_events_ = 0, err_events_ = 0;
-  std::string pending_;  // client data the command has not read yet
-  size_t pending_off_ = 0;
-  std::string out_pending_;  // command output libssh has not accepted yet
-  bool out_pending_stderr_ = false;
-  bool input_closed_ = false;  // the child's stdin is closed (EOF delivered or EPIPE)
-  bool out_eof_ = false, err_eof_ = false;
-  bool exited_ = false;
-  uint32_t wait_status_ = 0;
-  std::chrono::steady_clock::time_point exited_at_;
-  std::chrono::steady_clock::time_point started_at_;
-  uint64_t bytes_in_ = 0, bytes_out_ = 0;
-  std::string command_for_log_;
-};
 
 struct NetSettings {
   const Config* config = nullptr;

@@ -1,6 +1,6 @@
 // The bridge folder rules that allgo-sandbox-agent and allgo-shell share (bridge_folder.h),
 // and OpenChecked on real files.
-#include "bridge_folder.h"
+#include "allgo/bridge/bridge_folder.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

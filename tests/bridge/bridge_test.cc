@@ -25,7 +25,7 @@
 #include <thread>
 
 #include "allgo/bridge/protocol.h"
-#include "io.h"
+#include "allgo/bridge/io.h"
 #include "test_support.h"
 
 namespace allgo::test {

@@ -398,5 +398,142 @@ TEST(ByteQueue, MovedFromIsEmptyAndUsable) {
   EXPECT_EQ(a.view(), "again");
 }
 
+// ---- stream mode (version 3)
+
+std::vector<Message> SampleStreamMessages() {
+  return {Hello{},
+          StreamOpen{1, StreamKind::kTcp, "127.0.0.1", 8888, "192.0.2.7", 51000, 0, 262144},
+          StreamOpen{3, StreamKind::kUnix, "/run/user/app.sock", 0, "", 0, 0, 65536},
+          StreamOpen{2, StreamKind::kForwardedTcp, "127.0.0.1", 8080, "127.0.0.1", 40000, 7, 65536},
+          StreamOpen{4, StreamKind::kForwardedUnix, "/tmp/listen.sock", 0, "", 0, 8, 65536},
+          StreamOpen{6, StreamKind::kAuthAgent, "", 0, "", 0, 9, 65536},
+          StreamAccept{1, 262144},
+          StreamRefuse{3, RefuseReason::kConnectFailed, "connect to /run/user/app.sock: No such file or directory"},
+          StreamData{1, std::string("GET / HTTP/1.0\r\n\r\n")},
+          StreamWindow{1, 32768},
+          StreamEof{1},
+          StreamClose{1},
+          Listen{7, ListenKind::kTcp, "127.0.0.1", 0},
+          Listen{8, ListenKind::kUnix, "/tmp/listen.sock", 0},
+          Listen{9, ListenKind::kAuthAgent, "", 0},
+          ListenResult{7, true, 43211, "", ""},
+          ListenResult{9, true, 0, "/tmp/allgo-agent-0123/agent.sock", ""},
+          ListenResult{8, false, 0, "", "bind /tmp/listen.sock: Address already in use"},
+          Unlisten{7},
+          Error{"too many streams"}};
+}
+
+TEST(BridgeProtocolStream, EveryMessageRoundTripsThroughOneReader) {
+  std::string stream;
+  for (const Message& m : SampleStreamMessages()) {
+    EXPECT_EQ(Validate(m, Mode::kStream), "") << TypeName(static_cast<Type>(EncodeFrame(m)[4]));
+    stream += EncodeFrame(m);
+  }
+  FrameReader reader(Mode::kStream);
+  std::vector<Message> got;
+  size_t pos = 0;
+  std::string error;
+  while (pos < stream.size()) {
+    pos += reader.Append(std::string_view(stream).substr(pos, 7));
+    Message m;
+    while (reader.Next(&m, &error) == FrameReader::Result::kMessage) got.push_back(m);
+    ASSERT_EQ(error, "");
+  }
+  EXPECT_EQ(got, SampleStreamMessages());
+}
+
+TEST(BridgeProtocolStream, AnOlderAgentRefusesTheHelloByVersion) {
+  // What a version 1 agent (agent.sock) or a version 2 one (--stdio) answers to a stream
+  // client: the version mismatch, by name, not a garbled field.
+  std::string body = Body(EncodeFrame(Hello{}));
+  EXPECT_EQ(PeekVersion(body), kStreamProtocolVersion);
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(body, &m, &error, Mode::kSocket));
+  EXPECT_EQ(error, "open: unsupported protocol version 3 (this side speaks 1)");
+  EXPECT_FALSE(DecodeBody(body, &m, &error, Mode::kStdio));
+  EXPECT_EQ(error, "open: unsupported protocol version 3 (this side speaks 2, the stdio mode)");
+  // And a stream agent reading a version 1 open says so too.
+  std::string v1 = Body(EncodeFrame(SampleOpen()));
+  EXPECT_EQ(PeekVersion(v1), kProtocolVersion);
+  EXPECT_FALSE(DecodeBody(v1, &m, &error, Mode::kStream));
+  EXPECT_EQ(error, "hello: unsupported protocol version 1 (this side speaks 3, the stream mode)");
+}
+
+TEST(BridgeProtocolStream, ModesKeepTheirOwnTypes) {
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(StreamData{1, "x"})), &m, &error, Mode::kSocket));
+  EXPECT_EQ(error, "unknown message type 14");
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(StreamData{1, "x"})), &m, &error, Mode::kStdio));
+  EXPECT_EQ(error, "unknown message type 14 (stdio mode)");
+  EXPECT_FALSE(DecodeBody(Body(EncodeFrame(Data{Stream::kStdin, "x"})), &m, &error, Mode::kStream));
+  EXPECT_EQ(error, "unknown message type 9 (stream mode)");
+  EXPECT_NE(Validate(SampleOpen(), Mode::kStream), "");
+  EXPECT_NE(Validate(Hello{}, Mode::kSocket), "");
+}
+
+TEST(BridgeProtocolStream, RefusesWhatNoHonestPeerSends) {
+  struct Case {
+    Message message;
+    std::string error;
+  };
+  std::vector<Case> cases = {
+      {StreamOpen{0, StreamKind::kTcp, "h", 1, "", 0, 0, 0}, "stream-open: stream id 0"},
+      {StreamOpen{2, StreamKind::kTcp, "h", 1, "", 0, 0, 0}, "stream-open: stream id of the wrong side for its kind"},
+      {StreamOpen{1, StreamKind::kForwardedTcp, "h", 1, "", 0, 1, 0}, "stream-open: stream id of the wrong side for its kind"},
+      {StreamOpen{2, StreamKind::kForwardedTcp, "h", 1, "", 0, 0, 0}, "stream-open: listener id does not match the kind"},
+      {StreamOpen{1, StreamKind::kTcp, "h", 0, "", 0, 0, 0}, "stream-open: port 0"},
+      {StreamOpen{1, StreamKind::kTcp, "h", 65536, "", 0, 0, 0}, "stream-open: port out of range"},
+      {StreamOpen{1, StreamKind::kTcp, "a b", 1, "", 0, 0, 0}, "stream-open: malformed host"},
+      {StreamOpen{1, StreamKind::kUnix, "relative.sock", 0, "", 0, 0, 0}, "stream-open: malformed socket path"},
+      {StreamOpen{1, StreamKind::kUnix, std::string("/a\0b", 4), 0, "", 0, 0, 0}, "stream-open: malformed socket path"},
+      {StreamOpen{1, static_cast<StreamKind>(9), "h", 1, "", 0, 0, 0}, "stream-open: unknown kind 9"},
+      {StreamOpen{1, StreamKind::kTcp, "h", 1, "", 0, 0, kMaxStreamWindow + 1}, "stream-open: window larger than 16 MiB"},
+      {StreamRefuse{1, static_cast<RefuseReason>(5), ""}, "stream-refuse: unknown reason 5"},
+      {StreamData{1, ""}, "stream-data: empty"},
+      {StreamWindow{1, 0}, "stream-window: increment out of range"},
+      {Listen{1, ListenKind::kTcp, "127.0.0.1", 70000}, "listen: port out of range"},
+      {Listen{1, ListenKind::kAuthAgent, "/x", 0}, "listen: an agent socket has no address"},
+      {ListenResult{1, false, 0, "", ""}, "listen-result: fields do not match the outcome"},
+      {ListenResult{1, true, 5, "", "but failed"}, "listen-result: fields do not match the outcome"},
+      {Unlisten{0}, "unlisten: listener id 0"},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(Validate(c.message, Mode::kStream), c.error);
+    Message m;
+    std::string error;
+    EXPECT_FALSE(DecodeBody(Body(EncodeFrame(c.message)), &m, &error, Mode::kStream)) << c.error;
+    EXPECT_EQ(error, c.error);
+  }
+  // Trailing bytes and truncation, as in every mode.
+  std::string body = Body(EncodeFrame(StreamEof{5}));
+  Message m;
+  std::string error;
+  EXPECT_FALSE(DecodeBody(body + "x", &m, &error, Mode::kStream));
+  EXPECT_EQ(error, "stream-eof: trailing bytes");
+  EXPECT_FALSE(DecodeBody(body.substr(0, 3), &m, &error, Mode::kStream));
+  EXPECT_EQ(error, "stream-eof: truncated");
+}
+
+TEST(BridgeProtocolStream, NextViewHandsStreamDataOutInPlace) {
+  std::string payload(kMaxData, 'z');
+  std::string stream = EncodeFrame(StreamData{77, payload}) + EncodeFrame(StreamEof{77});
+  char header[kStreamDataFrameHeader];
+  PutStreamDataFrameHeader(header, 77, payload.size());
+  EXPECT_EQ(stream.compare(0, kStreamDataFrameHeader, header, kStreamDataFrameHeader), 0);
+  FrameReader reader(Mode::kStream);
+  ASSERT_EQ(reader.Append(stream), stream.size());
+  Message m;
+  DataView view;
+  std::string error;
+  ASSERT_EQ(reader.NextView(&m, &view, &error), FrameReader::Result::kMessage);
+  EXPECT_EQ(view.id, 77u);
+  EXPECT_EQ(view.bytes, payload);
+  ASSERT_EQ(reader.NextView(&m, &view, &error), FrameReader::Result::kMessage);
+  EXPECT_TRUE(view.bytes.empty());
+  EXPECT_EQ(m, Message(StreamEof{77}));
+}
+
 }  // namespace
 }  // namespace allgo::bridge

@@ -18,8 +18,8 @@
 #include <vector>
 
 #include "allgo/unique_fd.h"
-#include "shell/request.h"
-#include "shell/stdio_client.h"
+#include "request.h"
+#include "stdio_client.h"
 
 int main(int argc, char** argv) {
   using namespace allgo::bridge;

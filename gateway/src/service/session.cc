@@ -11,7 +11,7 @@
 
 #include "allgo/bridge/protocol.h"
 #include "allgo/engine_client.h"
-#include "io.h"
+#include "allgo/bridge/io.h"
 #include "service/agent_log.h"
 #include "service/gateway_socket.h"
 #include "service/refusals.h"

@@ -10,7 +10,9 @@
 //    from (the encoding is canonical), so encoder and decoder agree.
 // Built twice: fuzz_bridge_protocol (agent.sock, the socket mode) and, with
 // ALLGO_FUZZ_STDIO_MODE, fuzz_bridge_stdio (the one stream of `allgo-sandbox-agent --stdio`,
-// whose peer is whatever relays the stream: data frames are the bulk of it there).
+// whose peer is whatever relays the stream: data frames are the bulk of it there) and, with
+// ALLGO_FUZZ_STREAM_MODE, fuzz_bridge_stream (version 3: the forwards of one SSH connection,
+// stream-data frames the bulk of it).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -21,8 +23,10 @@
 
 using namespace allgo::bridge;
 
-#ifdef ALLGO_FUZZ_STDIO_MODE
+#if defined(ALLGO_FUZZ_STDIO_MODE)
 constexpr Mode kMode = Mode::kStdio;
+#elif defined(ALLGO_FUZZ_STREAM_MODE)
+constexpr Mode kMode = Mode::kStream;
 #else
 constexpr Mode kMode = Mode::kSocket;
 #endif
@@ -56,10 +60,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         return 0;  // the connection would be dropped here
       }
       if (r == FrameReader::Result::kNeedMore) break;
-      if (!view.bytes.empty()) {
+      if (!view.bytes.empty() && kMode == Mode::kStream) {
+        const auto* d = std::get_if<StreamData>(&m);
+        if (d == nullptr || d->stream != view.id || d->bytes != view.bytes) abort();
+      } else if (!view.bytes.empty()) {
         const auto* d = std::get_if<Data>(&m);
         if (d == nullptr || d->stream != view.stream || d->bytes != view.bytes) abort();
-      } else if (!(m == v) || std::holds_alternative<Data>(m)) {
+      } else if (!(m == v) || std::holds_alternative<Data>(m) || std::holds_alternative<StreamData>(m)) {
         abort();
       }
       if (!Validate(m, kMode).empty()) abort();
@@ -74,6 +81,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         char header[kDataFrameHeader];
         PutDataFrameHeader(header, d->stream, d->bytes.size());
         if (frame.compare(0, kDataFrameHeader, header, kDataFrameHeader) != 0) abort();
+      }
+      if (const auto* d = std::get_if<StreamData>(&m)) {
+        char header[kStreamDataFrameHeader];
+        PutStreamDataFrameHeader(header, d->stream, d->bytes.size());
+        if (frame.compare(0, kStreamDataFrameHeader, header, kStreamDataFrameHeader) != 0) abort();
       }
     }
     if (taken == 0) break;  // cannot happen: Next always frees room or fails

@@ -1,4 +1,4 @@
-#include "shell/agent_client.h"
+#include "agent_client.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,8 +10,8 @@
 
 #include <tuple>
 
-#include "bridge_folder.h"
-#include "io.h"
+#include "allgo/bridge/bridge_folder.h"
+#include "allgo/bridge/io.h"
 
 namespace allgo::bridge {
 namespace {

@@ -1,4 +1,4 @@
-#include "shell/gateway_client.h"
+#include "gateway_client.h"
 
 #include <errno.h>
 #include <string.h>

@@ -1,4 +1,4 @@
-#include "agent/agent.h"
+#include "agent.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -20,10 +20,10 @@
 
 #include <vector>
 
-#include "agent/log.h"
-#include "agent/spawn.h"
-#include "bridge_folder.h"
-#include "io.h"
+#include "log.h"
+#include "spawn.h"
+#include "allgo/bridge/bridge_folder.h"
+#include "allgo/bridge/io.h"
 
 namespace allgo::bridge {
 namespace {

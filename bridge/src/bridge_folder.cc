@@ -1,4 +1,4 @@
-#include "bridge_folder.h"
+#include "allgo/bridge/bridge_folder.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -6,7 +6,7 @@
 
 #include <cstdio>
 
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 namespace allgo::bridge {
 namespace {

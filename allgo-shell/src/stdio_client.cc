@@ -1,4 +1,4 @@
-#include "shell/stdio_client.h"
+#include "stdio_client.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -15,9 +15,9 @@
 #include <mutex>
 #include <thread>
 
-#include "io.h"
-#include "shell/session_common.h"
-#include "shell/terminal.h"
+#include "allgo/bridge/io.h"
+#include "session_common.h"
+#include "terminal.h"
 
 namespace allgo::bridge {
 namespace {

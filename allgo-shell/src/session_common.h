@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <string>
 
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 namespace allgo::bridge {
 

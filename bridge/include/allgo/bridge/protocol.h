@@ -30,6 +30,12 @@ inline constexpr uint16_t kProtocolVersion = 1;
 // and its control messages; `open` says so with this version, which a socket-mode peer
 // refuses as unsupported (and the other way round), so the two modes can never be confused.
 inline constexpr uint16_t kStdioProtocolVersion = 2;
+// The stream mode (docs/protocol.md "Version 3: streams"): one connection (agent.sock, or the
+// byte stream of `agent --stdio` through the gateway) carries many independent byte streams,
+// each with its own id, window, EOF and close: the forwards of one SSH connection. Its first
+// frame is `hello`, which reuses type 1 so that an older agent answers "unsupported protocol
+// version 3" instead of a garbled field.
+inline constexpr uint16_t kStreamProtocolVersion = 3;
 // Bytes of one `data` message: well under kMaxBody, so one frame never waits for a full 64 KiB.
 inline constexpr size_t kMaxData = 32 * 1024;
 inline constexpr size_t kFrameHeaderSize = 4;
@@ -57,12 +63,24 @@ enum class Type : uint8_t {
   kError = 8,     // agent → client: the request failed; the agent closes the connection
   kData = 9,      // stdio mode only: bytes of stdin (client → agent) or stdout/stderr (back)
   kEof = 10,      // stdio mode only: a stream ended
+  // Stream mode (version 3) only; type 1 is `hello` there, type 8 `error` as everywhere.
+  kStreamOpen = 11,    // either way: open a stream (a forward) with an id the sender picked
+  kStreamAccept = 12,  // answer: the stream is open; the receiver's initial window
+  kStreamRefuse = 13,  // answer: the stream could not be opened (RFC 4254 reason code)
+  kStreamData = 14,    // bytes of one stream, within the receiver's window
+  kStreamWindow = 15,  // the receiver consumed bytes: the sender may send that many more
+  kStreamEof = 16,     // the sender sends no more bytes on the stream (half-close)
+  kStreamClose = 17,   // the stream is gone; each side sends it once, the id is then free
+  kListen = 18,        // client → agent: listen inside the sandbox (ssh -R, ssh -A)
+  kListenResult = 19,  // agent → client: the listener's port or path, or why it failed
+  kUnlisten = 20,      // client → agent: close a listener (cancel-tcpip-forward, connection end)
 };
 
 // Which transport a stream of frames belongs to. kSocket: agent.sock, data in fifos (types
 // 1..8). kStdio: one stream for everything (types 1 and 4..10; `opened` and `attached` have
 // no meaning there and are refused).
-enum class Mode : uint8_t { kSocket, kStdio };
+// kStream: version 3, types 1 (as `hello`), 8 and 11..20, on either transport.
+enum class Mode : uint8_t { kSocket, kStdio, kStream };
 
 // The data streams of a session in stdio mode (the fd numbers of the process).
 enum class Stream : uint8_t { kStdin = 0, kStdout = 1, kStderr = 2 };
@@ -144,7 +162,109 @@ struct Eof {
   bool operator==(const Eof&) const = default;
 };
 
-using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Exit, Error, Data, Eof>;
+// ---- stream mode (version 3) ----
+
+// Stream ids: the client numbers the streams it opens with odd ids, the agent with even ones
+// (never 0), so both may open streams at once without a collision. An id is free again once
+// both sides sent `stream-close` for it.
+inline constexpr uint32_t kMaxStreamWindow = 16 * 1024 * 1024;  // bytes a window may reach
+inline constexpr size_t kMaxHost = 255;                          // DNS name or address literal
+inline constexpr size_t kMaxSocketPath = 107;                    // sun_path less its NUL
+
+// What a stream is. Client-opened: kTcp (direct-tcpip: the agent connects inside the
+// sandbox), kUnix (direct-streamlocal). Agent-opened, always for a listener the client asked
+// for: kForwardedTcp, kForwardedUnix (a connection to a -R listener), kAuthAgent (a
+// connection to the session's SSH_AUTH_SOCK).
+enum class StreamKind : uint8_t { kTcp = 1, kUnix = 2, kForwardedTcp = 3, kForwardedUnix = 4, kAuthAgent = 5 };
+// What a listener is: a TCP port (-R), a unix socket path (-R /path), or the agent socket.
+enum class ListenKind : uint8_t { kTcp = 1, kUnix = 2, kAuthAgent = 3 };
+// RFC 4254 section 5.1 reason codes, so the SSH side can pass them on unchanged.
+enum class RefuseReason : uint8_t { kProhibited = 1, kConnectFailed = 2, kUnknownType = 3, kResourceShortage = 4 };
+
+struct Hello {
+  uint16_t version = kStreamProtocolVersion;
+  bool operator==(const Hello&) const = default;
+};
+
+struct StreamOpen {
+  uint32_t stream = 0;
+  StreamKind kind = StreamKind::kTcp;
+  std::string host;         // kTcp: host to connect to; kForwardedTcp: the listener's address;
+                            // kUnix, kForwardedUnix: the socket path; kAuthAgent: empty
+  uint32_t port = 0;        // kTcp, kForwardedTcp: 1..65535 (the listener's bound port); else 0
+  std::string origin_host;  // kTcp, kForwardedTcp: the originator's address, for logs; else empty
+  uint32_t origin_port = 0;
+  uint32_t listener = 0;    // agent-opened kinds: the client's listener id; client-opened: 0
+  uint32_t window = 0;      // bytes the sender of this message accepts before a stream-window
+  bool operator==(const StreamOpen&) const = default;
+};
+
+struct StreamAccept {
+  uint32_t stream = 0;
+  uint32_t window = 0;  // bytes the acceptor accepts before a stream-window
+  bool operator==(const StreamAccept&) const = default;
+};
+
+struct StreamRefuse {
+  uint32_t stream = 0;
+  RefuseReason reason = RefuseReason::kConnectFailed;
+  std::string text;  // printable ASCII, at most kMaxErrorText bytes
+  bool operator==(const StreamRefuse&) const = default;
+};
+
+struct StreamData {
+  uint32_t stream = 0;
+  std::string bytes;  // 1..kMaxData
+  bool operator==(const StreamData&) const = default;
+};
+
+struct StreamWindow {
+  uint32_t stream = 0;
+  uint32_t increment = 0;  // 1..kMaxStreamWindow
+  bool operator==(const StreamWindow&) const = default;
+};
+
+struct StreamEof {
+  uint32_t stream = 0;
+  bool operator==(const StreamEof&) const = default;
+};
+
+struct StreamClose {
+  uint32_t stream = 0;
+  bool operator==(const StreamClose&) const = default;
+};
+
+struct Listen {
+  uint32_t listener = 0;  // the client's id for it, 1..
+  ListenKind kind = ListenKind::kTcp;
+  std::string address;  // kTcp: the bind address ("127.0.0.1", "::1", "0.0.0.0"...); kUnix: the
+                        // socket path; kAuthAgent: empty (the agent picks a private folder)
+  uint32_t port = 0;    // kTcp: 0 (allocate) .. 65535; else 0
+  bool operator==(const Listen&) const = default;
+};
+
+struct ListenResult {
+  uint32_t listener = 0;
+  bool ok = false;
+  uint32_t port = 0;    // ok and kTcp: the bound port (the allocated one for port 0)
+  std::string path;     // ok and kUnix / kAuthAgent: the socket's path inside the sandbox
+  std::string error;    // !ok: why, printable ASCII
+  bool operator==(const ListenResult&) const = default;
+};
+
+struct Unlisten {
+  uint32_t listener = 0;
+  bool operator==(const Unlisten&) const = default;
+};
+
+using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Exit, Error, Data, Eof, Hello,
+                             StreamOpen, StreamAccept, StreamRefuse, StreamData, StreamWindow, StreamEof,
+                             StreamClose, Listen, ListenResult, Unlisten>;
+
+// The version an `open`/`hello` body (type byte included) announces, before anything else is
+// parsed: how an agent tells which mode a new connection speaks. 0 when the body is not a
+// type-1 message long enough to hold one.
+uint16_t PeekVersion(std::string_view body);
 
 // The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM
 // and ALLGO_USER (who logged in). Everything else stays on the frontend.
@@ -163,9 +283,13 @@ std::string EncodeFrame(const Message& message);
 // at `at` for `n` bytes (1 <= n <= kMaxData), so a sender can read straight in behind it.
 inline constexpr size_t kDataFrameHeader = kFrameHeaderSize + 1 + 1 + 4;
 void PutDataFrameHeader(char* at, Stream stream, size_t n);
+// The same for a `stream-data` frame of stream `id` (length, type, id, byte count).
+inline constexpr size_t kStreamDataFrameHeader = kFrameHeaderSize + 1 + 4 + 4;
+void PutStreamDataFrameHeader(char* at, uint32_t id, size_t n);
 
 // Checks every bound of a message the caller is about to send; "" when valid, else why not.
-// In stdio mode `open` must carry kStdioProtocolVersion and `opened`/`attached` are refused.
+// In stdio mode `open` must carry kStdioProtocolVersion and `opened`/`attached` are refused;
+// in stream mode only `hello`, `error` and the stream messages are used.
 std::string Validate(const Message& message, Mode mode = Mode::kSocket);
 
 // Parses one body (without the 4-byte header). On failure returns false and sets *error to
@@ -174,7 +298,8 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mo
 
 // A `data` message seen in place (FrameReader::NextView): the bytes stay in the reader.
 struct DataView {
-  Stream stream = Stream::kStdin;
+  Stream stream = Stream::kStdin;  // stdio mode: which of the session's streams
+  uint32_t id = 0;                 // stream mode: the stream id of a `stream-data`
   std::string_view bytes;  // empty: the message was not data (it is in *out)
 };
 

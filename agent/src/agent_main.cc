@@ -4,9 +4,9 @@
 #include <cstdio>
 #include <string>
 
-#include "agent/agent.h"
-#include "agent/log.h"
-#include "agent/stdio_session.h"
+#include "agent.h"
+#include "log.h"
+#include "stdio_session.h"
 
 #ifndef ALLGO_VERSION
 #define ALLGO_VERSION "unknown"

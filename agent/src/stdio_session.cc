@@ -1,4 +1,4 @@
-#include "agent/stdio_session.h"
+#include "stdio_session.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -14,13 +14,13 @@
 #include <algorithm>
 #include <string>
 
-#include "agent/agent.h"
-#include "agent/log.h"
-#include "agent/spawn.h"
+#include "agent.h"
+#include "log.h"
+#include "spawn.h"
 #include "allgo/bridge/protocol.h"
 #include "allgo/bridge/byte_queue.h"
 #include "allgo/unique_fd.h"
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 namespace allgo::bridge {
 namespace {

@@ -1,4 +1,4 @@
-#include "shell/terminal.h"
+#include "terminal.h"
 
 namespace allgo::bridge {
 

@@ -1,4 +1,4 @@
-#include "shell/request.h"
+#include "request.h"
 
 #include <stdlib.h>
 #include <sys/ioctl.h>
@@ -6,7 +6,7 @@
 
 #include <string_view>
 
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 extern char** environ;
 

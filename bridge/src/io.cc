@@ -1,4 +1,4 @@
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -29,13 +29,13 @@
 #include "allgo/config.h"
 #include "allgo/unique_fd.h"
 #include "allgo/names.h"
-#include "io.h"
-#include "shell/agent_client.h"
-#include "shell/gateway_client.h"
-#include "shell/request.h"
-#include "shell/session_common.h"
-#include "shell/stdio_client.h"
-#include "shell/terminal.h"
+#include "allgo/bridge/io.h"
+#include "agent_client.h"
+#include "gateway_client.h"
+#include "request.h"
+#include "session_common.h"
+#include "stdio_client.h"
+#include "terminal.h"
 
 extern char** environ;
 

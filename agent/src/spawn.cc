@@ -1,4 +1,4 @@
-#include "agent/spawn.h"
+#include "spawn.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -10,7 +10,7 @@
 #include <termios.h>
 #include <unistd.h>
 
-#include "io.h"
+#include "allgo/bridge/io.h"
 
 extern char** environ;
 

@@ -78,6 +78,50 @@ void EncodeFields(Writer& w, const Data& m) {
   w.Str(m.bytes);
 }
 void EncodeFields(Writer& w, const Eof& m) { w.U8(static_cast<uint8_t>(m.stream)); }
+void EncodeFields(Writer& w, const Hello& m) { w.U16(m.version); }
+void EncodeFields(Writer& w, const StreamOpen& m) {
+  w.U32(m.stream);
+  w.U8(static_cast<uint8_t>(m.kind));
+  w.Str(m.host);
+  w.U32(m.port);
+  w.Str(m.origin_host);
+  w.U32(m.origin_port);
+  w.U32(m.listener);
+  w.U32(m.window);
+}
+void EncodeFields(Writer& w, const StreamAccept& m) {
+  w.U32(m.stream);
+  w.U32(m.window);
+}
+void EncodeFields(Writer& w, const StreamRefuse& m) {
+  w.U32(m.stream);
+  w.U8(static_cast<uint8_t>(m.reason));
+  w.Str(m.text);
+}
+void EncodeFields(Writer& w, const StreamData& m) {
+  w.U32(m.stream);
+  w.Str(m.bytes);
+}
+void EncodeFields(Writer& w, const StreamWindow& m) {
+  w.U32(m.stream);
+  w.U32(m.increment);
+}
+void EncodeFields(Writer& w, const StreamEof& m) { w.U32(m.stream); }
+void EncodeFields(Writer& w, const StreamClose& m) { w.U32(m.stream); }
+void EncodeFields(Writer& w, const Listen& m) {
+  w.U32(m.listener);
+  w.U8(static_cast<uint8_t>(m.kind));
+  w.Str(m.address);
+  w.U32(m.port);
+}
+void EncodeFields(Writer& w, const ListenResult& m) {
+  w.U32(m.listener);
+  w.U8(m.ok ? 1 : 0);
+  w.U32(m.port);
+  w.Str(m.path);
+  w.Str(m.error);
+}
+void EncodeFields(Writer& w, const Unlisten& m) { w.U32(m.listener); }
 
 template <typename T>
 constexpr Type TypeOf() {
@@ -91,6 +135,17 @@ constexpr Type TypeOf() {
   if constexpr (std::is_same_v<T, Error>) return Type::kError;
   if constexpr (std::is_same_v<T, Data>) return Type::kData;
   if constexpr (std::is_same_v<T, Eof>) return Type::kEof;
+  if constexpr (std::is_same_v<T, Hello>) return Type::kOpen;  // type 1, version first
+  if constexpr (std::is_same_v<T, StreamOpen>) return Type::kStreamOpen;
+  if constexpr (std::is_same_v<T, StreamAccept>) return Type::kStreamAccept;
+  if constexpr (std::is_same_v<T, StreamRefuse>) return Type::kStreamRefuse;
+  if constexpr (std::is_same_v<T, StreamData>) return Type::kStreamData;
+  if constexpr (std::is_same_v<T, StreamWindow>) return Type::kStreamWindow;
+  if constexpr (std::is_same_v<T, StreamEof>) return Type::kStreamEof;
+  if constexpr (std::is_same_v<T, StreamClose>) return Type::kStreamClose;
+  if constexpr (std::is_same_v<T, Listen>) return Type::kListen;
+  if constexpr (std::is_same_v<T, ListenResult>) return Type::kListenResult;
+  if constexpr (std::is_same_v<T, Unlisten>) return Type::kUnlisten;
 }
 
 // ---- validation (shared by Validate and the decoder) ----
@@ -118,14 +173,31 @@ std::string CheckWindow(const WindowSize& size) {
   return "";
 }
 
-uint16_t VersionOf(Mode mode) { return mode == Mode::kStdio ? kStdioProtocolVersion : kProtocolVersion; }
+uint16_t VersionOf(Mode mode) {
+  switch (mode) {
+    case Mode::kStdio: return kStdioProtocolVersion;
+    case Mode::kStream: return kStreamProtocolVersion;
+    case Mode::kSocket: break;
+  }
+  return kProtocolVersion;
+}
+
+const char* ModeSuffix(Mode mode) {
+  switch (mode) {
+    case Mode::kStdio: return ", the stdio mode)";
+    case Mode::kStream: return ", the stream mode)";
+    case Mode::kSocket: break;
+  }
+  return ")";
+}
+
+std::string VersionMismatch(const char* what, uint16_t version, Mode mode) {
+  return std::string(what) + ": unsupported protocol version " + std::to_string(version) +
+         " (this side speaks " + std::to_string(VersionOf(mode)) + ModeSuffix(mode);
+}
 
 std::string Check(const Open& m, Mode transport) {
-  if (m.version != VersionOf(transport)) {
-    return "open: unsupported protocol version " + std::to_string(m.version) +
-           " (this side speaks " + std::to_string(VersionOf(transport)) +
-           (transport == Mode::kStdio ? ", the stdio mode)" : ")");
-  }
+  if (m.version != VersionOf(transport)) return VersionMismatch("open", m.version, transport);
   if (m.login_shell != m.command.empty()) {
     return m.login_shell ? "open: a login shell takes no command" : "open: empty command";
   }
@@ -183,10 +255,142 @@ std::string Check(const Data& m, Mode) {
 }
 std::string Check(const Eof& m, Mode) { return IsStream(m.stream) ? "" : "eof: unknown stream"; }
 
+std::string Check(const Hello& m, Mode mode) {
+  return m.version == kStreamProtocolVersion ? "" : VersionMismatch("hello", m.version, mode);
+}
+std::string CheckId(uint32_t id) { return id == 0 ? "stream id 0" : ""; }
+bool IsHost(std::string_view s) {
+  // A DNS name or an address literal: letters, digits, '.', '-', '_' and ':' (IPv6), no more.
+  if (s.empty() || s.size() > kMaxHost) return false;
+  for (char c : s) {
+    bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':';
+    if (!ok) return false;
+  }
+  return true;
+}
+bool IsSocketPath(std::string_view s) {
+  return !s.empty() && s.size() <= kMaxSocketPath && s[0] == '/' && s.find('\0') == std::string_view::npos;
+}
+std::string Check(const StreamOpen& m, Mode) {
+  if (std::string e = CheckId(m.stream); !e.empty()) return "stream-open: " + e;
+  if (m.window > kMaxStreamWindow) return "stream-open: window larger than 16 MiB";
+  if (m.origin_port > 65535 || m.port > 65535) return "stream-open: port out of range";
+  if (!m.origin_host.empty() && !IsHost(m.origin_host)) return "stream-open: malformed originator address";
+  bool from_client = (m.stream & 1) != 0;
+  switch (m.kind) {
+    case StreamKind::kTcp:
+    case StreamKind::kForwardedTcp:
+      if (!IsHost(m.host)) return "stream-open: malformed host";
+      if (m.port == 0) return "stream-open: port 0";
+      break;
+    case StreamKind::kUnix:
+    case StreamKind::kForwardedUnix:
+      if (!IsSocketPath(m.host)) return "stream-open: malformed socket path";
+      if (m.port != 0 || m.origin_port != 0 || !m.origin_host.empty()) return "stream-open: a unix stream has no port";
+      break;
+    case StreamKind::kAuthAgent:
+      if (!m.host.empty() || m.port != 0 || m.origin_port != 0 || !m.origin_host.empty()) {
+        return "stream-open: an agent stream has no address";
+      }
+      break;
+    default:
+      return "stream-open: unknown kind " + std::to_string(static_cast<unsigned>(m.kind));
+  }
+  bool client_kind = m.kind == StreamKind::kTcp || m.kind == StreamKind::kUnix;
+  if (client_kind != from_client) return "stream-open: stream id of the wrong side for its kind";
+  if (client_kind != (m.listener == 0)) return "stream-open: listener id does not match the kind";
+  return "";
+}
+std::string Check(const StreamAccept& m, Mode) {
+  if (std::string e = CheckId(m.stream); !e.empty()) return "stream-accept: " + e;
+  return m.window > kMaxStreamWindow ? "stream-accept: window larger than 16 MiB" : "";
+}
+std::string Check(const StreamRefuse& m, Mode) {
+  if (std::string e = CheckId(m.stream); !e.empty()) return "stream-refuse: " + e;
+  auto r = static_cast<uint8_t>(m.reason);
+  if (r < 1 || r > 4) return "stream-refuse: unknown reason " + std::to_string(r);
+  if (m.text.size() > kMaxErrorText) return "stream-refuse: text longer than 1024 bytes";
+  if (!IsPrintableAscii(m.text)) return "stream-refuse: text is not printable ASCII";
+  return "";
+}
+std::string Check(const StreamData& m, Mode) {
+  if (std::string e = CheckId(m.stream); !e.empty()) return "stream-data: " + e;
+  if (m.bytes.empty()) return "stream-data: empty";
+  if (m.bytes.size() > kMaxData) return "stream-data: longer than 32768 bytes";
+  return "";
+}
+std::string Check(const StreamWindow& m, Mode) {
+  if (std::string e = CheckId(m.stream); !e.empty()) return "stream-window: " + e;
+  if (m.increment == 0 || m.increment > kMaxStreamWindow) return "stream-window: increment out of range";
+  return "";
+}
+std::string Check(const StreamEof& m, Mode) {
+  std::string e = CheckId(m.stream);
+  return e.empty() ? e : "stream-eof: " + e;
+}
+std::string Check(const StreamClose& m, Mode) {
+  std::string e = CheckId(m.stream);
+  return e.empty() ? e : "stream-close: " + e;
+}
+std::string Check(const Listen& m, Mode) {
+  if (m.listener == 0) return "listen: listener id 0";
+  switch (m.kind) {
+    case ListenKind::kTcp:
+      if (!IsHost(m.address)) return "listen: malformed address";
+      if (m.port > 65535) return "listen: port out of range";
+      break;
+    case ListenKind::kUnix:
+      if (!IsSocketPath(m.address)) return "listen: malformed socket path";
+      if (m.port != 0) return "listen: a unix listener has no port";
+      break;
+    case ListenKind::kAuthAgent:
+      if (!m.address.empty() || m.port != 0) return "listen: an agent socket has no address";
+      break;
+    default:
+      return "listen: unknown kind " + std::to_string(static_cast<unsigned>(m.kind));
+  }
+  return "";
+}
+std::string Check(const ListenResult& m, Mode) {
+  if (m.listener == 0) return "listen-result: listener id 0";
+  if (m.port > 65535) return "listen-result: port out of range";
+  if (!m.path.empty() && !IsSocketPath(m.path)) return "listen-result: malformed socket path";
+  if (m.error.size() > kMaxErrorText) return "listen-result: text longer than 1024 bytes";
+  if (!IsPrintableAscii(m.error)) return "listen-result: text is not printable ASCII";
+  if (m.ok ? !m.error.empty() : (m.port != 0 || !m.path.empty() || m.error.empty())) {
+    return "listen-result: fields do not match the outcome";
+  }
+  return "";
+}
+std::string Check(const Unlisten& m, Mode) { return m.listener == 0 ? "unlisten: listener id 0" : ""; }
+
 // Which message types a mode uses; the others are refused as if unknown.
+bool IsStreamType(Type type) {
+  auto t = static_cast<uint8_t>(type);
+  return t >= static_cast<uint8_t>(Type::kStreamOpen) && t <= static_cast<uint8_t>(Type::kUnlisten);
+}
+
 bool UsedIn(Type type, Mode mode) {
-  if (mode == Mode::kSocket) return type != Type::kData && type != Type::kEof;
-  return type != Type::kOpened && type != Type::kAttached;
+  switch (mode) {
+    case Mode::kSocket:
+      return static_cast<uint8_t>(type) >= 1 && static_cast<uint8_t>(type) <= static_cast<uint8_t>(Type::kError);
+    case Mode::kStdio:
+      return static_cast<uint8_t>(type) >= 1 && static_cast<uint8_t>(type) <= static_cast<uint8_t>(Type::kEof) &&
+             type != Type::kOpened && type != Type::kAttached;
+    case Mode::kStream:
+      return type == Type::kOpen || type == Type::kError || IsStreamType(type);
+  }
+  return false;
+}
+
+const char* ModeName(Mode mode) {
+  switch (mode) {
+    case Mode::kStdio: return "stdio";
+    case Mode::kStream: return "stream";
+    case Mode::kSocket: break;
+  }
+  return "socket";
 }
 
 // ---- decoding ----
@@ -299,6 +503,42 @@ bool DecodeFields(Reader& r, Eof* m) {
   m->stream = static_cast<Stream>(stream);
   return true;
 }
+bool DecodeFields(Reader& r, Hello* m) {
+  if (!r.U16(&m->version)) return false;
+  // As for `open`: stop at a version this side does not speak.
+  if (m->version != kStreamProtocolVersion) return r.Fail(Check(*m, r.mode()));
+  return true;
+}
+bool DecodeFields(Reader& r, StreamOpen* m) {
+  uint8_t kind;
+  if (!r.U32(&m->stream) || !r.U8(&kind)) return false;
+  m->kind = static_cast<StreamKind>(kind);
+  return r.Str(kMaxHost, "host", &m->host) && r.U32(&m->port) &&
+         r.Str(kMaxHost, "originator address", &m->origin_host) && r.U32(&m->origin_port) &&
+         r.U32(&m->listener) && r.U32(&m->window);
+}
+bool DecodeFields(Reader& r, StreamAccept* m) { return r.U32(&m->stream) && r.U32(&m->window); }
+bool DecodeFields(Reader& r, StreamRefuse* m) {
+  uint8_t reason;
+  if (!r.U32(&m->stream) || !r.U8(&reason)) return false;
+  m->reason = static_cast<RefuseReason>(reason);
+  return r.Str(kMaxErrorText, "refusal text", &m->text);
+}
+bool DecodeFields(Reader& r, StreamData* m) { return r.U32(&m->stream) && r.Str(kMaxData, "data", &m->bytes); }
+bool DecodeFields(Reader& r, StreamWindow* m) { return r.U32(&m->stream) && r.U32(&m->increment); }
+bool DecodeFields(Reader& r, StreamEof* m) { return r.U32(&m->stream); }
+bool DecodeFields(Reader& r, StreamClose* m) { return r.U32(&m->stream); }
+bool DecodeFields(Reader& r, Listen* m) {
+  uint8_t kind;
+  if (!r.U32(&m->listener) || !r.U8(&kind)) return false;
+  m->kind = static_cast<ListenKind>(kind);
+  return r.Str(kMaxHost, "address", &m->address) && r.U32(&m->port);
+}
+bool DecodeFields(Reader& r, ListenResult* m) {
+  return r.U32(&m->listener) && r.Bool(&m->ok) && r.U32(&m->port) &&
+         r.Str(kMaxSocketPath, "path", &m->path) && r.Str(kMaxErrorText, "error text", &m->error);
+}
+bool DecodeFields(Reader& r, Unlisten* m) { return r.U32(&m->listener); }
 
 template <typename T>
 bool DecodeAs(Reader& r, Message* out, std::string* error) {
@@ -307,7 +547,7 @@ bool DecodeAs(Reader& r, Message* out, std::string* error) {
   std::string why = ok ? Check(m, r.mode()) : r.error();
   if (!why.empty()) {
     // Prefix with the message name unless Check already did.
-    std::string name = TypeName(TypeOf<T>());
+    std::string name = std::is_same_v<T, Hello> ? "hello" : TypeName(TypeOf<T>());
     *error = why.rfind(name + ":", 0) == 0 ? why : name + ": " + why;
     return false;
   }
@@ -334,6 +574,16 @@ const char* TypeName(Type type) {
     case Type::kError: return "error";
     case Type::kData: return "data";
     case Type::kEof: return "eof";
+    case Type::kStreamOpen: return "stream-open";
+    case Type::kStreamAccept: return "stream-accept";
+    case Type::kStreamRefuse: return "stream-refuse";
+    case Type::kStreamData: return "stream-data";
+    case Type::kStreamWindow: return "stream-window";
+    case Type::kStreamEof: return "stream-eof";
+    case Type::kStreamClose: return "stream-close";
+    case Type::kListen: return "listen";
+    case Type::kListenResult: return "listen-result";
+    case Type::kUnlisten: return "unlisten";
   }
   return "unknown";
 }
@@ -389,13 +639,29 @@ std::string EncodeFrame(const Message& message) {
   return std::move(out);
 }
 
+namespace {
+void Put32(char* p, uint32_t v) {
+  p[0] = static_cast<char>(v >> 24);
+  p[1] = static_cast<char>(v >> 16);
+  p[2] = static_cast<char>(v >> 8);
+  p[3] = static_cast<char>(v);
+}
+}  // namespace
+
+void PutStreamDataFrameHeader(char* at, uint32_t id, size_t n) {
+  Put32(at, static_cast<uint32_t>(kStreamDataFrameHeader - kFrameHeaderSize + n));
+  at[4] = static_cast<char>(Type::kStreamData);
+  Put32(at + 5, id);
+  Put32(at + 9, static_cast<uint32_t>(n));
+}
+
+uint16_t PeekVersion(std::string_view body) {
+  if (body.size() < 3 || static_cast<uint8_t>(body[0]) != static_cast<uint8_t>(Type::kOpen)) return 0;
+  return static_cast<uint16_t>((static_cast<uint8_t>(body[1]) << 8) | static_cast<uint8_t>(body[2]));
+}
+
 void PutDataFrameHeader(char* at, Stream stream, size_t n) {
-  auto put32 = [](char* p, uint32_t v) {
-    p[0] = static_cast<char>(v >> 24);
-    p[1] = static_cast<char>(v >> 16);
-    p[2] = static_cast<char>(v >> 8);
-    p[3] = static_cast<char>(v);
-  };
+  auto put32 = Put32;
   put32(at, static_cast<uint32_t>(kDataFrameHeader - kFrameHeaderSize + n));
   at[4] = static_cast<char>(Type::kData);
   at[5] = static_cast<char>(stream);
@@ -404,8 +670,13 @@ void PutDataFrameHeader(char* at, Stream stream, size_t n) {
 
 std::string Validate(const Message& message, Mode mode) {
   Type type = std::visit([](const auto& m) { return TypeOf<std::decay_t<decltype(m)>>(); }, message);
+  // Type 1 is `open` in versions 1 and 2, `hello` in the stream mode.
+  if (std::holds_alternative<Hello>(message) != (mode == Mode::kStream) && type == Type::kOpen) {
+    const char* name = mode == Mode::kStream ? "open" : "hello";
+    return std::string(name) + ": not used in the " + ModeName(mode) + " mode";
+  }
   if (!UsedIn(type, mode)) {
-    return std::string(TypeName(type)) + ": not used in the " + (mode == Mode::kStdio ? "stdio" : "socket") + " mode";
+    return std::string(TypeName(type)) + ": not used in the " + ModeName(mode) + " mode";
   }
   std::string why = std::visit([mode](const auto& m) { return Check(m, mode); }, message);
   if (why.empty() && EncodeFrame(message).size() > kMaxFrame) why = "message larger than 64 KiB";
@@ -427,11 +698,13 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mo
   // byte for byte what it was before the stdio mode existed).
   if (!UsedIn(type, mode)) {
     *error = "unknown message type " + std::to_string(static_cast<uint8_t>(body[0])) +
-             (mode == Mode::kStdio ? " (stdio mode)" : "");
+             (mode == Mode::kSocket ? "" : std::string(" (") + ModeName(mode) + " mode)");
     return false;
   }
   switch (type) {
-    case Type::kOpen: return DecodeAs<Open>(r, out, error);
+    case Type::kOpen:
+      if (mode == Mode::kStream) return DecodeAs<Hello>(r, out, error);
+      return DecodeAs<Open>(r, out, error);
     case Type::kOpened: return DecodeAs<Opened>(r, out, error);
     case Type::kAttached: return DecodeAs<Attached>(r, out, error);
     case Type::kStarted: return DecodeAs<Started>(r, out, error);
@@ -441,6 +714,16 @@ bool DecodeBody(std::string_view body, Message* out, std::string* error, Mode mo
     case Type::kError: return DecodeAs<Error>(r, out, error);
     case Type::kData: return DecodeAs<Data>(r, out, error);
     case Type::kEof: return DecodeAs<Eof>(r, out, error);
+    case Type::kStreamOpen: return DecodeAs<StreamOpen>(r, out, error);
+    case Type::kStreamAccept: return DecodeAs<StreamAccept>(r, out, error);
+    case Type::kStreamRefuse: return DecodeAs<StreamRefuse>(r, out, error);
+    case Type::kStreamData: return DecodeAs<StreamData>(r, out, error);
+    case Type::kStreamWindow: return DecodeAs<StreamWindow>(r, out, error);
+    case Type::kStreamEof: return DecodeAs<StreamEof>(r, out, error);
+    case Type::kStreamClose: return DecodeAs<StreamClose>(r, out, error);
+    case Type::kListen: return DecodeAs<Listen>(r, out, error);
+    case Type::kListenResult: return DecodeAs<ListenResult>(r, out, error);
+    case Type::kUnlisten: return DecodeAs<Unlisten>(r, out, error);
   }
   *error = "unknown message type " + std::to_string(static_cast<uint8_t>(body[0]));
   return false;
@@ -495,6 +778,17 @@ FrameReader::Result FrameReader::NextView(Message* out, DataView* data, std::str
     if (IsStream(stream) && count == body.size() - kDataFields && count <= kMaxData) {
       data->stream = stream;
       data->bytes = body.substr(kDataFields);
+      return Result::kMessage;
+    }
+  }
+  constexpr size_t kStreamDataFields = kStreamDataFrameHeader - kFrameHeaderSize;  // type, id, count
+  if (mode_ == Mode::kStream && body.size() > kStreamDataFields &&
+      static_cast<Type>(static_cast<uint8_t>(body[0])) == Type::kStreamData) {
+    uint32_t id = GetU32(body.data() + 1);
+    uint32_t count = GetU32(body.data() + 5);
+    if (id != 0 && count == body.size() - kStreamDataFields && count <= kMaxData) {
+      data->id = id;
+      data->bytes = body.substr(kStreamDataFields);
       return Result::kMessage;
     }
   }

@@ -1,0 +1,54 @@
+#include "monitor_client.h"
+
+#include "wire.h"
+
+namespace allgo::sshd {
+namespace {
+
+constexpr int kMonitorTimeoutMs = 60 * 1000;
+
+}  // namespace
+
+bool MonitorClient::Queue(const std::string& payload) {
+  ExitedNotice notice;
+  if (!Decode(payload, &notice).ok()) return false;
+  notices_.push_back(notice);
+  return true;
+}
+
+Status MonitorClient::Send(const std::string& request) { return SendRecord(sock_.get(), request); }
+
+Status MonitorClient::Call(const std::string& request, MsgType want, std::string* answer,
+                           std::vector<UniqueFd>* fds) {
+  Status st = SendRecord(sock_.get(), request);
+  if (!st.ok()) return st;
+  while (true) {
+    WireMessage msg;
+    bool closed = false;
+    st = ReceiveRecord(sock_.get(), kMonitorTimeoutMs, &msg, &closed);
+    if (!st.ok()) return st;
+    if (closed) return Status::Unavailable("monitor closed the connection");
+    MsgType type;
+    st = PeekType(msg.payload, &type);
+    if (!st.ok()) return st;
+    if (type == want) {
+      *answer = std::move(msg.payload);
+      if (fds != nullptr) *fds = std::move(msg.fds);
+      return Status::Ok();
+    }
+    if (!msg.fds.empty() || !Queue(msg.payload)) return Status::Invalid("unexpected monitor message");
+  }
+}
+
+bool MonitorClient::Poll() {
+  while (true) {
+    WireMessage msg;
+    bool closed = false;
+    Status st = ReceiveRecord(sock_.get(), 0, &msg, &closed);
+    if (st.IsUnavailable()) return true;
+    if (!st.ok() || closed) return false;
+    if (!msg.fds.empty() || !Queue(msg.payload)) return false;
+  }
+}
+
+}  // namespace allgo::sshd
