@@ -1236,9 +1236,17 @@ TEST_F(GatewayTest, AContainerLabelledForAnotherWebappIsRefused) {
   r = Shell(uid, "hostname", {}, gateway.config);
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("the container lbl on node node1 has no label allgo.webapp_id, not allgo.webapp_id=" + id));
+  // The same where the database says which node runs it.
+  OwnGateway located = StartOwnGateway("label-located", "webapp_label = allgo.webapp_id\n[queries]\nsandbox_location = "
+                                                        "SELECT 'node1', docker_name FROM webapps WHERE id = ?\n");
+  ASSERT_TRUE(located.listening) << ReadFile(located.log);
+  r = Shell(uid, "hostname", {}, located.config);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the container lbl on node node1 has no label allgo.webapp_id, not allgo.webapp_id=" + id));
   // Its own id: served.
   ASSERT_EQ(container.Run(image_, {"allgo.webapp_id=" + id}), "");
   EXPECT_EQ(Shell(uid, "hostname", {}, gateway.config).out, "lbl-host\n") << ReadFile(gateway.log);
+  EXPECT_EQ(Shell(uid, "hostname", {}, located.config).out, "lbl-host\n") << ReadFile(located.log);
 }
 
 TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {
