@@ -213,8 +213,12 @@ std::string ParseDockerNode(const std::string& v, DockerNode* node) {
 
 // A container name template: literal characters of container names and the placeholders
 // {docker_name} and {id}; at least one placeholder, else every webapp would share a container.
+// The mapping must be one-to-one (docs/decisions.md): each placeholder at most once, and a
+// {docker_name} followed by {id} needs a non-digit between them — docker_name may end in
+// digits, so `mh-{docker_name}{id}` names webapps mhz3 (id 41) and mhz (id 341) both mh-mhz341.
+// ({id} before {docker_name} is one-to-one: a docker_name starts with a letter or '_'.)
 std::string CheckContainerTemplate(const std::string& v) {
-  bool placeholder = false;
+  size_t name_at = std::string::npos, id_at = std::string::npos;
   for (size_t i = 0; i < v.size();) {
     if (v[i] == '{') {
       size_t close = v.find('}', i);
@@ -222,7 +226,9 @@ std::string CheckContainerTemplate(const std::string& v) {
       if (name != "docker_name" && name != "id") {
         return "unknown placeholder in '" + v + "': only {docker_name} and {id} exist";
       }
-      placeholder = true;
+      size_t& at = name == "id" ? id_at : name_at;
+      if (at != std::string::npos) return "{" + name + "} appears twice in '" + v + "'; give each placeholder once";
+      at = i;
       i = close + 1;
     } else if (std::isalnum(static_cast<unsigned char>(v[i])) || v[i] == '_' || v[i] == '-') {
       ++i;
@@ -230,7 +236,29 @@ std::string CheckContainerTemplate(const std::string& v) {
       return "'" + std::string(1, v[i]) + "' cannot be part of a container name (letters, digits, '_', '-', placeholders)";
     }
   }
-  if (!placeholder) return "must contain {docker_name} or {id}, e.g. {docker_name} or allgo-{id}";
+  if (name_at == std::string::npos && id_at == std::string::npos) {
+    return "must contain {docker_name} or {id}, e.g. {docker_name} or allgo-{id}";
+  }
+  if (name_at != std::string::npos && id_at != std::string::npos && name_at < id_at) {
+    const size_t between = name_at + std::strlen("{docker_name}");
+    const std::string separator = v.substr(between, id_at - between);
+    if (separator.find_first_not_of("0123456789") == std::string::npos) {
+      return "'" + v + "' maps two webapps to one container: a docker_name may end in digits, so " +
+             (separator.empty() ? "{docker_name}{id}" : "{docker_name}" + separator + "{id}") +
+             " gives mhz3 (id 41) and mhz (id 341) the same name; put a non-digit between them, e.g. " +
+             v.substr(0, between) + "-" + v.substr(id_at) + ", or use {id} first or alone";
+    }
+  }
+  return "";
+}
+
+// [docker] webapp_label: a Docker label key (its value must be the webapp id); empty = off.
+std::string CheckLabelKey(const std::string& v) {
+  if (v.size() > 128 || v.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/") !=
+                            std::string::npos) {
+    return "must be a Docker label key (letters, digits, '.', '_', '-', '/', at most 128), e.g. allgo.webapp_id, "
+           "or empty (no label check)";
+  }
   return "";
 }
 
@@ -370,6 +398,12 @@ const std::map<std::string, KeySpec>& Table() {
       {"docker.spare_idle", {Uint(&C::docker, &DockerConfig::spare_idle, 10, 3000)}},
       {"docker.prewarm", {Bool(&C::docker, &DockerConfig::prewarm)}},
       {"docker.prewarm_every", {Uint(&C::docker, &DockerConfig::prewarm_every, 1, 3600)}},
+      {"docker.webapp_label",
+       {[](Config& c, const std::string& v) -> std::string {
+          std::string problem = CheckLabelKey(v);
+          if (problem.empty()) c.docker.webapp_label = v;
+          return problem;
+        }}},
       {"queries.sandbox_location", {Query(&QueriesConfig::sandbox_location), false, true}},
       {"queries.webapp_by_name", {Query(&QueriesConfig::webapp_by_name), false, true}},
       {"queries.webapp_by_id", {Query(&QueriesConfig::webapp_by_id), false, true}},

@@ -587,6 +587,13 @@ Status EngineClient::InspectContainer(std::string_view name, ContainerInfo* info
     info->status = state.value("Status", "");
     info->running = state.value("Running", false);
     info->exit_code = state.value("ExitCode", 0);
+    if (auto config = j.find("Config"); config != j.end() && config->is_object()) {
+      if (auto labels = config->find("Labels"); labels != config->end() && labels->is_object()) {
+        for (const auto& [key, value] : labels->items()) {
+          if (value.is_string()) info->labels[key] = value.get<std::string>();
+        }
+      }
+    }
     return Status::Ok();
   });
 }

@@ -394,5 +394,40 @@ TEST(Config, DockerErrorsSayWhatIsWrong) {
             std::string::npos);
 }
 
+// Issue 18 finding 7b: `mh-{docker_name}{id}` named webapps mhz3 (id 41) and mhz (id 341),
+// of two owners, both mh-mhz341. A template must map webapps to containers one-to-one.
+TEST(Config, AContainerTemplateThatMapsTwoWebappsToOneContainerIsRefused) {
+  EXPECT_EQ(ErrorOf("[docker]\nspares = 3\ncontainer = mh-{docker_name}{id}\n"),
+            "test.conf:3: [docker] container: 'mh-{docker_name}{id}' maps two webapps to one container: a "
+            "docker_name may end in digits, so {docker_name}{id} gives mhz3 (id 41) and mhz (id 341) the same name; "
+            "put a non-digit between them, e.g. mh-{docker_name}-{id}, or use {id} first or alone");
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = {docker_name}07{id}\n").find("maps two webapps to one container"),
+            std::string::npos)
+      << "digits are no separator: a071 07 5 and a 07 1075 both give a071075";
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = {id}-{docker_name}-{id}\n").find("{id} appears twice"), std::string::npos);
+  EXPECT_NE(ErrorOf("[docker]\ncontainer = {docker_name}{docker_name}\n").find("{docker_name} appears twice"),
+            std::string::npos);
+  Config c;
+  for (const char* good : {"mh-{docker_name}-{id}", "mh-{docker_name}x{id}", "{docker_name}_{id}", "{id}{docker_name}",
+                           "allgo-{id}-{docker_name}", "{docker_name}", "allgo-{id}", "{docker_name}{id}-x"}) {
+    Status s = Parse(std::string("[docker]\ncontainer = ") + good + "\n", &c);
+    if (std::string(good) == "{docker_name}{id}-x") {
+      EXPECT_FALSE(s.ok()) << good;
+    } else {
+      EXPECT_TRUE(s.ok()) << good << ": " << s.message();
+    }
+  }
+}
+
+TEST(Config, WebappLabel) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.docker.webapp_label, "") << "off unless the operator's controller sets it";
+  ASSERT_TRUE(Parse("[docker]\nwebapp_label = allgo.webapp_id\n", &c).ok());
+  EXPECT_EQ(c.docker.webapp_label, "allgo.webapp_id");
+  EXPECT_NE(ErrorOf("[docker]\nwebapp_label = allgo webapp\n").find("test.conf:2: [docker] webapp_label: must be a Docker label key"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace allgo

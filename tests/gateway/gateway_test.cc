@@ -268,12 +268,14 @@ class Container {
  public:
   Container(TestDocker* node, std::string name, std::string hostname) : node_(node), name_(std::move(name)), hostname_(std::move(hostname)) {}
   ~Container() { Remove(); }
-  std::string Run(const std::string& image) {
+  // `labels`: NAME=VALUE, each a --label.
+  std::string Run(const std::string& image, const std::vector<std::string>& labels = {}) {
     Remove();
-    RunResult r = node_->Docker({"run", "-d", "--name", name_, "--hostname", hostname_, "--network", "none",
-                                 "-v", node_->toolbox() + ":" + TestDocker::kToolboxMount + ":ro", image, "sh", "-c",
-                                 "echo only-in-" + name_ + " > /mark; exec sleep 1000000"},
-                                {.timeout_seconds = 60});
+    std::vector<std::string> args = {"run", "-d", "--name", name_, "--hostname", hostname_, "--network", "none",
+                                     "-v", node_->toolbox() + ":" + TestDocker::kToolboxMount + ":ro"};
+    for (const std::string& label : labels) args.insert(args.end(), {"--label", label});
+    args.insert(args.end(), {image, "sh", "-c", "echo only-in-" + name_ + " > /mark; exec sleep 1000000"});
+    RunResult r = node_->Docker(args, {.timeout_seconds = 60});
     return r.exit_code == 0 ? "" : "docker run " + name_ + ": " + r.err;
   }
   void Remove() { node_->Docker({"rm", "-f", name_}); }
@@ -815,7 +817,7 @@ TEST_F(GatewayTest, AStoppedNodeOnlyAffectsItsWebappsAndRecoversWithoutARestart)
   EXPECT_TRUE(gateway_->Running());
 }
 
-TEST_F(GatewayTest, ANodeThatHangsDelaysOnlyTheWebappsItCouldHold) {
+TEST_F(GatewayTest, ANodeThatHangsDelaysALoginByTheClaimGraceAtMost) {
   // node3 accepts connections and never answers (an engine stuck or a proxy black-holing).
   std::string stall = tmp_ / "stall.sock";
   UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
@@ -830,10 +832,16 @@ TEST_F(GatewayTest, ANodeThatHangsDelaysOnlyTheWebappsItCouldHold) {
   WriteFile(path, ConfigText(socket, "", "", "node = node3 unix://" + stall + "\n"));
   Daemon gateway({Artifact("allgo-sandbox-gateway"), "--config", path}, tmp_ / "stall.log");
   ASSERT_TRUE(WaitFor([&] { return fs::exists(socket); }, 10000)) << ReadFile(tmp_ / "stall.log");
+  // web1 runs on node1: node3 gets the claim grace (2 s) to say it has a web1 too (it would
+  // refuse the login, issue 18), not the whole api_timeout (5 s).
   auto t0 = std::chrono::steady_clock::now();
   RunResult r = Shell(uid1_, "hostname", {}, path);
   EXPECT_EQ(r.out, "web1-on-node1\n") << r.err << ReadFile(tmp_ / "stall.log");
-  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3)) << "found on node1 without waiting for node3";
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(4)) << "found on node1 without waiting for node3";
+  t0 = std::chrono::steady_clock::now();
+  r = Shell(uid1_, "hostname", {}, path);  // the location is cached: node3 is not asked
+  EXPECT_EQ(r.out, "web1-on-node1\n") << r.err << ReadFile(tmp_ / "stall.log");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(2));
   // A webapp whose container is nowhere: node3 might have it, so its answer is waited for,
   // as long as api_timeout (5 s) and no longer.
   t0 = std::chrono::steady_clock::now();
@@ -1081,6 +1089,167 @@ TEST_F(GatewayTest, WithoutPrewarmASpareComesOnlyAfterALogin) {
   EXPECT_EQ(r.out, "pwo-on-node1\n") << r.err << ReadFile(log_path);
   EXPECT_THAT(ReadFile(log_path), Not(HasSubstr("(a spare"))) << "the first login execs";
   EXPECT_TRUE(WaitFor([&] { return SpareAgents(docker_, "pwo").size() == 1; }, 10000)) << ReadFile(log_path);
+}
+
+// Issue 18 finding 2: without sandbox_location every node is asked; a node that claims a
+// running container of a webapp that another node also runs (a compromised node answering for
+// every webapp, or a sandbox started twice) must not get the login, whoever answers first.
+TEST_F(GatewayTest, TwoNodesClaimingOneWebappsRunningContainerRefuseTheLogin) {
+  OwnGateway gateway = StartOwnGateway("claims", "");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  // The start warns: two nodes and no sandbox_location.
+  EXPECT_THAT(ReadFile(gateway.log), HasSubstr("[docker] has 2 nodes and [queries] sandbox_location is not set"));
+  Container impostor(node2_, "web1", "web1-impostor-on-node2");
+  ASSERT_EQ(impostor.Run(image2_), "");
+  RunResult r = Shell(uid1_, "hostname; cat /mark", {}, gateway.config);
+  EXPECT_EQ(r.exit_code, 1) << r.out << ReadFile(gateway.log);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "allgo: the session in the sandbox of 'web1' did not start: the sandbox of 'web1' has a running "
+                   "container web1 on more than one node (node1, node2), so the gateway cannot tell which is its own "
+                   "and refuses the login; tell the allgo operators\n");
+  EXPECT_THAT(ReadFile(gateway.log), HasSubstr("container web1 of 'web1' (id " + std::to_string(uid1_ - 2000) +
+                                               ") runs on nodes node1, node2: login refused"));
+  EXPECT_THAT(ReadFile(gateway.log), Not(HasSubstr("webapp web1: node ")));
+  // With sandbox_location, the database says node1: the other claim is never asked for.
+  OwnGateway located = StartOwnGateway("claims-located", "[queries]\nsandbox_location = SELECT 'node1', docker_name "
+                                                         "FROM webapps WHERE id = ?\n");
+  ASSERT_TRUE(located.listening) << ReadFile(located.log);
+  EXPECT_THAT(ReadFile(located.log), Not(HasSubstr("sandbox_location is not set")));
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, located.config).out, "web1-on-node1\n") << ReadFile(located.log);
+  // The impostor gone, the first gateway serves web1 again (refusals are not cached).
+  impostor.Remove();
+  EXPECT_EQ(Shell(uid1_, "hostname", {}, gateway.config).out, "web1-on-node1\n") << ReadFile(gateway.log);
+
+  // --check says so too, on stderr, and still exits 0.
+  r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", gateway.config});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("warning: " + gateway.config + ": [docker] has 2 nodes and [queries] sandbox_location "
+                               "is not set: any node can claim any webapp's sandbox"));
+  EXPECT_THAT(r.out, HasSubstr("sandbox_location not set\n"));
+  r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", located.config});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, Not(HasSubstr("warning")));
+  std::string one_node = tmp_ / "one-node.conf";
+  std::string text = ConfigText();
+  text.erase(text.find("\nnode = node2"), text.find('\n', text.find("\nnode = node2") + 1) - text.find("\nnode = node2"));
+  WriteFile(one_node, text);
+  r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", one_node});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, Not(HasSubstr("node node2")));
+  EXPECT_THAT(r.err, Not(HasSubstr("warning"))) << "one node: nobody else can claim";
+}
+
+// Issue 18 finding 7a: webapp A (ra) is renamed rb, and a new webapp B of another owner takes
+// the name ra with its own container mh-ra. A's logins in the next seconds (its location
+// cached under its id, a warm spare ready) must land in A's container, never in B's.
+TEST_F(GatewayTest, ARenamedWebappNeverLandsInTheContainerItsOldNameNowNames) {
+  struct Cleanup {
+    TestDocker* node;
+    ~Cleanup() {
+      for (const char* name : {"mh-ra", "mh-rb", "mh-tmp"}) node->Docker({"rm", "-f", name});
+      TestDatabase::Get().Exec("DELETE FROM allgo.webapps WHERE docker_name IN ('ra', 'rb')");
+      TestDatabase::Get().Exec("DELETE FROM allgo.users WHERE email = 'other-owner@example.org'");
+    }
+  } cleanup{docker_};
+  OwnGateway gateway = StartOwnGateway("rename", "container = mh-{docker_name}\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  const std::string& log_path = gateway.log;
+  Container a(docker_, "mh-ra", "a-host"), b(docker_, "mh-tmp", "b-host");
+  ASSERT_EQ(a.Run(image_), "");
+  ASSERT_EQ(b.Run(image_), "");  // B's container, under a name of no webapp for now
+  TestDatabase& db = TestDatabase::Get();
+  const uint32_t id_a = db.AddWebapp("ra", owner_);
+  const uid_t uid_a = 2000 + id_a;
+
+  const auto window = std::chrono::steady_clock::now();  // A's location is cached from here
+  ASSERT_EQ(Shell(uid_a, "hostname", {}, gateway.config).out, "a-host\n") << ReadFile(log_path);
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(log_path).find("webapp ra: spare exec ") != std::string::npos; }, 5000))
+      << ReadFile(log_path);
+  // The rename, as the controller does it: the row, then the containers; B takes the old name.
+  db.Exec("UPDATE allgo.webapps SET docker_name = 'rb' WHERE id = " + std::to_string(id_a));
+  ASSERT_EQ(docker_->Docker({"rename", "mh-ra", "mh-rb"}).exit_code, 0);
+  ASSERT_EQ(docker_->Docker({"rename", "mh-tmp", "mh-ra"}).exit_code, 0);
+  const uid_t uid_b = 2000 + db.AddWebapp("ra", db.AddUser("other-owner@example.org"));
+
+  for (int login = 0; login < 2; ++login) {
+    RunResult r = Shell(uid_a, "hostname; cat /mark", {}, gateway.config);
+    EXPECT_EQ(r.out, "a-host\nonly-in-mh-ra\n") << "login " << login << ": " << r.err << ReadFile(log_path);
+    // The next login may take a spare: wait for it, as a user who logs in again would.
+    WaitFor([&] {
+      std::string log = ReadFile(log_path);
+      size_t n = 0;
+      for (size_t at = log.find("webapp rb: spare exec "); at != std::string::npos; at = log.find("webapp rb: spare exec ", at + 1)) ++n;
+      return n > static_cast<size_t>(login);
+    }, 5000);
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - window, std::chrono::seconds(10))  // SandboxLocator::kCacheTtl
+      << "the logins above must fall within the location cache's window to test it";
+  std::string log = ReadFile(log_path);
+  EXPECT_THAT(log, Not(HasSubstr("webapp rb: node node1 container mh-ra ")));
+  EXPECT_THAT(log, HasSubstr("its row now gives container mh-rb, not the cached mh-ra on node node1: asking again"));
+  EXPECT_THAT(log, HasSubstr("webapp rb: node node1 container mh-rb exec "));
+  // B, for its part, lands in its own container.
+  EXPECT_EQ(Shell(uid_b, "hostname; cat /mark", {}, gateway.config).out, "b-host\nonly-in-mh-tmp\n") << ReadFile(log_path);
+}
+
+// Issue 18 finding 7b: a template that maps two webapps to one container is refused by
+// --check and at start, naming file, line, key and the fix.
+TEST_F(GatewayTest, AnAmbiguousContainerTemplateIsRefusedByCheckAndAtStart) {
+  std::string path = tmp_ / "ambiguous.conf";
+  std::string text = ConfigText(tmp_ / "ambiguous.sock");
+  const size_t line = static_cast<size_t>(std::count(text.begin(), text.end(), '\n')) + 1;
+  WriteFile(path, text + "container = mh-{docker_name}{id}\n");
+  const std::string expected = path + ":" + std::to_string(line) +
+                               ": [docker] container: 'mh-{docker_name}{id}' maps two webapps to one container";
+  RunResult r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", path});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(expected));
+  EXPECT_THAT(r.err, HasSubstr("put a non-digit between them, e.g. mh-{docker_name}-{id}"));
+  r = test::Run({Artifact("allgo-sandbox-gateway"), "--config", path}, {.timeout_seconds = 20});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(expected));
+  EXPECT_FALSE(fs::exists(tmp_ / "ambiguous.sock"));
+  WriteFile(path, text + "container = mh-{docker_name}-{id}\n");
+  r = test::Run({Artifact("allgo-sandbox-gateway"), "--check", "--config", path});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("container mh-{docker_name}-{id}, webapp_label off"));
+}
+
+// Issue 18 finding 7c: with [docker] webapp_label, a container whose label names another
+// webapp id (or none) gets no exec.
+TEST_F(GatewayTest, AContainerLabelledForAnotherWebappIsRefused) {
+  ExtraWebapps rows(owner_);
+  const uid_t uid = rows.Add("lbl");
+  const std::string id = std::to_string(uid - 2000);
+  Container container(docker_, "lbl", "lbl-host");
+  ASSERT_EQ(container.Run(image_, {"allgo.webapp_id=" + std::to_string(uid - 2000 + 1000)}), "");
+  OwnGateway gateway = StartOwnGateway("label", "webapp_label = allgo.webapp_id\n");
+  ASSERT_TRUE(gateway.listening) << ReadFile(gateway.log);
+  RunResult r = Shell(uid, "hostname", {}, gateway.config);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "allgo: the session in the sandbox of 'lbl' did not start: the container lbl on node node1 is "
+                   "labelled allgo.webapp_id=" + std::to_string(uid - 2000 + 1000) + ", not allgo.webapp_id=" + id +
+                   ": it is not the sandbox of 'lbl'; tell the allgo operators\n");
+  EXPECT_THAT(ReadFile(gateway.log), HasSubstr("container lbl on node node1 is labelled allgo.webapp_id="));
+  EXPECT_THAT(ReadFile(gateway.log), Not(HasSubstr("webapp lbl: node node1 container lbl exec")));
+  EXPECT_TRUE(SpareAgents(docker_, "lbl").empty()) << "no exec at all";
+  // No label at all: refused as well.
+  ASSERT_EQ(container.Run(image_), "");
+  r = Shell(uid, "hostname", {}, gateway.config);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the container lbl on node node1 has no label allgo.webapp_id, not allgo.webapp_id=" + id));
+  // The same where the database says which node runs it.
+  OwnGateway located = StartOwnGateway("label-located", "webapp_label = allgo.webapp_id\n[queries]\nsandbox_location = "
+                                                        "SELECT 'node1', docker_name FROM webapps WHERE id = ?\n");
+  ASSERT_TRUE(located.listening) << ReadFile(located.log);
+  r = Shell(uid, "hostname", {}, located.config);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr("the container lbl on node node1 has no label allgo.webapp_id, not allgo.webapp_id=" + id));
+  // Its own id: served.
+  ASSERT_EQ(container.Run(image_, {"allgo.webapp_id=" + id}), "");
+  EXPECT_EQ(Shell(uid, "hostname", {}, gateway.config).out, "lbl-host\n") << ReadFile(gateway.log);
+  EXPECT_EQ(Shell(uid, "hostname", {}, located.config).out, "lbl-host\n") << ReadFile(located.log);
 }
 
 TEST_F(GatewayTest, AWrongClientCertificateIsOneLineAndLogged) {

@@ -106,6 +106,11 @@ struct DockerConfig {
   // login is warm too. Off by default (docs/decisions.md).
   bool prewarm = false;
   unsigned prewarm_every = 60;
+  // A label the allgo controller sets on each sandbox container, whose value must be the
+  // webapp's id (e.g. allgo.webapp_id): the gateway reads it in the inspect answer and refuses
+  // a container labelled for another webapp (or not labelled) before any exec. Empty: off.
+  // Recommended (docs/security.md).
+  std::string webapp_label;
 };
 
 // [queries]: the SQL the components run, overridable for databases with other column names.

@@ -21,6 +21,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,6 +46,7 @@ struct ContainerInfo {
   std::string status;  // State.Status: created, running, paused, restarting, exited, dead
   bool running = false;
   int exit_code = 0;   // State.ExitCode (meaningful once exited)
+  std::map<std::string, std::string> labels;  // Config.Labels (string values only)
 };
 
 struct ExecOptions {

@@ -85,10 +85,12 @@ int Main(int argc, char** argv) {
       return 1;
     }
     std::cout << report;
+    for (const std::string& warning : ConfigWarnings(config)) std::cerr << "warning: " << warning << "\n";
     return 0;
   }
   ServiceAccount user;
   if (Status s = CheckGatewayConfig(config, &user); !s.ok()) return Fail(s.message());
+  for (const std::string& warning : ConfigWarnings(config)) spdlog::warn("{}", warning);
   const uid_t me = geteuid();
   if (me != 0 && me != user.uid) {
     return Fail("allgo-sandbox-gateway runs as root (it then drops to " + user.name + ") or as " + user.name +

@@ -18,6 +18,17 @@ Status CheckGatewayConfig(const Config& config, ServiceAccount* gateway_user) {
   return CheckClientKeyFile(config, gateway_user->uid, gateway_user->name);
 }
 
+std::vector<std::string> ConfigWarnings(const Config& config) {
+  std::vector<std::string> warnings;
+  if (config.docker.nodes.size() > 1 && config.queries.sandbox_location.empty()) {
+    warnings.push_back(config.path + ": [docker] has " + std::to_string(config.docker.nodes.size()) +
+                       " nodes and [queries] sandbox_location is not set: any node can claim any webapp's sandbox "
+                       "(two claims refuse the login; a claim by one compromised node alone gets it); set "
+                       "sandbox_location so that the database says which node runs each sandbox (docs/security.md)");
+  }
+  return warnings;
+}
+
 Status CheckForOperator(const Config& config, std::string* out) {
   ServiceAccount user;
   if (Status s = CheckGatewayConfig(config, &user); !s.ok()) return s;
@@ -31,6 +42,10 @@ Status CheckForOperator(const Config& config, std::string* out) {
            : config.docker.spares == 0 ? std::string("yes but spares = 0: none")
                                        : "yes (a round every " + std::to_string(config.docker.prewarm_every) + " s)") +
           "\n";
+  *out += "container " + config.docker.container + ", webapp_label " +
+          (config.docker.webapp_label.empty() ? std::string("off (recommended: allgo.webapp_id, docs/security.md)")
+                                              : config.docker.webapp_label) +
+          ", sandbox_location " + (config.queries.sandbox_location.empty() ? "not set" : "set") + "\n";
   for (const Node& n : nodes.nodes()) *out += "node " + n.name + " " + n.url + "\n";
   return Status::Ok();
 }

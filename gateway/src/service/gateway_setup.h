@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "allgo/config.h"
 #include "allgo/privileges.h"
@@ -12,6 +13,10 @@
 namespace allgo::gateway {
 
 Status CheckGatewayConfig(const Config& config, ServiceAccount* gateway_user);
+
+// What a config allows but should not, one line each (`--check` prints them on stderr, the
+// start logs them): more than one node without [queries] sandbox_location.
+std::vector<std::string> ConfigWarnings(const Config& config);
 
 // `--check`: the above, plus every node's client built (the CA, certificate and key load and
 // match). Prints the nodes on `out`. Makes no connection.

@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <system_error>
 #include <thread>
 #include <vector>
@@ -35,14 +36,9 @@ Status SandboxLocator::Locate(const Webapp& webapp, SandboxLocation* out) {
     return Status::Invalid("the container name '" + SanitizeForLog(container) + "' that [docker] container makes for '" +
                            webapp.docker_name + "' is not a valid name; tell the allgo operators");
   }
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    auto it = cache_.find(webapp.id);
-    if (it != cache_.end() && it->second.until > std::chrono::steady_clock::now()) {
-      *out = it->second.location;
-      return Status::Ok();
-    }
-  }
+  // Where the current row places the sandbox, asked on every login (one prepared statement)
+  // before the cache is looked at: a cached location is used only for that same container
+  // (and node), never for what the row named a moment ago (a rename, issue 18).
   std::string node_name, db_container;
   Status known = lookup_->SandboxLocation(webapp, &node_name, &db_container);
   if (known.IsUnavailable()) {
@@ -55,9 +51,9 @@ Status SandboxLocator::Locate(const Webapp& webapp, SandboxLocation* out) {
     return Status::Invalid("[queries] sandbox_location failed for '" + webapp.docker_name +
                            "'; tell the allgo operators");
   }
-  Status s;
+  Node* node = nullptr;  // the database's node; nullptr: any node
   if (known.ok()) {
-    Node* node = nodes_->Find(node_name);
+    node = nodes_->Find(node_name);
     if (node == nullptr) {
       return Status::Invalid("the database places the sandbox of '" + webapp.docker_name + "' on node '" +
                              SanitizeForLog(node_name) + "', which is not a [docker] node of this frontend (" +
@@ -67,12 +63,46 @@ Status SandboxLocator::Locate(const Webapp& webapp, SandboxLocation* out) {
       return Status::Invalid("the database names the container of '" + webapp.docker_name + "' '" +
                              SanitizeForLog(db_container) + "', which is not a valid name; tell the allgo operators");
     }
-    s = Inspect(webapp, node, db_container, out);
-  } else {
-    s = AskEveryNode(webapp, container, out);
+    container = db_container;
   }
+  if (FromCache(webapp, node, container, out)) return Status::Ok();
+  Status s = node != nullptr ? Inspect(webapp, node, container, out) : AskEveryNode(webapp, container, out);
   if (s.ok()) Remember(webapp.id, *out);
   return s;
+}
+
+bool SandboxLocator::FromCache(const Webapp& webapp, Node* node, const std::string& container, SandboxLocation* out) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = cache_.find(webapp.id);
+  if (it == cache_.end()) return false;
+  const SandboxLocation& cached = it->second.location;
+  if (cached.container != container || (node != nullptr && cached.node != node)) {
+    spdlog::info("webapp {} (id {}): its row now gives container {}{}, not the cached {} on node {}: asking again",
+                 webapp.docker_name, webapp.id, container, node != nullptr ? " on node " + node->name : "",
+                 cached.container, cached.node->name);
+    cache_.erase(it);
+    return false;
+  }
+  if (it->second.until <= std::chrono::steady_clock::now()) return false;
+  *out = cached;
+  return true;
+}
+
+// Refused unless the container carries [docker] webapp_label = the webapp's id (when set).
+Status SandboxLocator::CheckLabel(const Webapp& webapp, const Node& node, const std::string& container,
+                                  const engine::ContainerInfo& info) {
+  const std::string& label = config_.docker.webapp_label;
+  if (label.empty()) return Status::Ok();
+  auto it = info.labels.find(label);
+  const std::string want = std::to_string(webapp.id);
+  if (it != info.labels.end() && it->second == want) return Status::Ok();
+  const std::string found = it == info.labels.end() ? "has no label " + label
+                                                    : "is labelled " + label + "=" + SanitizeForLog(it->second, 64);
+  spdlog::error("container {} on node {} {}, not {}={} (webapp '{}'): refused, no exec there", container, node.name,
+                found, label, want, webapp.docker_name);
+  return Status::Invalid("the container " + container + " on node " + node.name + " " + found + ", not " + label +
+                         "=" + want + ": it is not the sandbox of '" + webapp.docker_name +
+                         "'; tell the allgo operators");
 }
 
 Status SandboxLocator::Inspect(const Webapp& webapp, Node* node, const std::string& container,
@@ -85,6 +115,7 @@ Status SandboxLocator::Inspect(const Webapp& webapp, Node* node, const std::stri
   }
   if (!s.ok()) return Status::Unavailable(NodeDownMessage(webapp, *node, s.message()));
   if (!info.running) return Status::Unavailable(NotRunning(webapp, container, *node, info.status));
+  if (Status label = CheckLabel(webapp, *node, container, info); !label.ok()) return label;
   out->node = node;
   out->container = container;
   return Status::Ok();
@@ -96,9 +127,8 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
     Status status;
     engine::ContainerInfo info;
   };
-  // Shared with the asking threads, which may outlive this call: a running container found on
-  // one node answers the login at once, whatever a hanging node does (it costs its thread one
-  // api_timeout, not the user).
+  // Shared with the asking threads, which may outlive this call (a node that hangs keeps its
+  // thread for one api_timeout).
   struct Board {
     std::mutex mu;
     std::condition_variable changed;
@@ -125,30 +155,36 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
   }
   std::vector<Answer> answers;
   {
+    // Every node's answer, so that a login goes to a node only when no other node claims a
+    // running container of that name too (issue 18); once one claim is in, the others get
+    // kClaimGrace more, not a whole api_timeout (a node that is down would otherwise cost
+    // every uncached login that long).
     std::unique_lock<std::mutex> lock(board->mu);
-    board->changed.wait(lock, [&] {
-      bool all = true;
+    std::optional<std::chrono::steady_clock::time_point> settle;
+    for (;;) {
+      bool all = true, claimed = false;
       for (const Answer& a : board->answers) {
-        if (a.done && a.status.ok() && a.info.running) return true;
         all = all && a.done;
+        claimed = claimed || (a.done && a.status.ok() && a.info.running);
       }
-      return all;
-    });
+      if (all) break;
+      if (claimed && !settle) settle = std::chrono::steady_clock::now() + kClaimGrace;
+      if (!settle) {
+        board->changed.wait(lock);
+      } else if (board->changed.wait_until(lock, *settle) == std::cv_status::timeout) {
+        break;
+      }
+    }
     answers = board->answers;
   }
 
-  Node* running = nullptr;
+  std::vector<Node*> running;
   std::string stopped, down, down_cause;
   for (size_t i = 0; i < nodes.size(); ++i) {
     const Answer& a = answers[i];
-    if (!a.done) continue;  // still asking, but a running container was found elsewhere
+    if (!a.done) continue;  // still asking after kClaimGrace: it claims nothing (yet)
     if (a.status.ok() && a.info.running) {
-      if (running == nullptr) {
-        running = &nodes[i];
-      } else {
-        spdlog::warn("container {} of '{}' runs on nodes {} and {}; using {}", container, webapp.docker_name,
-                     running->name, nodes[i].name, running->name);
-      }
+      running.push_back(&nodes[i]);
     } else if (a.status.ok() && stopped.empty()) {
       stopped = NotRunning(webapp, container, nodes[i], a.info.status);
     } else if (!a.status.ok() && !a.status.IsNotFound()) {
@@ -156,8 +192,22 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
       if (down_cause.empty()) down_cause = a.status.message();
     }
   }
-  if (running != nullptr) {
-    out->node = running;
+  if (running.size() > 1) {
+    std::string names;
+    for (const Node* n : running) names += (names.empty() ? "" : ", ") + n->name;
+    spdlog::error("container {} of '{}' (id {}) runs on nodes {}: login refused, the gateway cannot tell which is the "
+                  "webapp's (a node may be compromised, or the sandbox was started twice); set [queries] "
+                  "sandbox_location so that the database says where it runs (docs/security.md)",
+                  container, webapp.docker_name, webapp.id, names);
+    return Status::Unavailable("the sandbox of '" + webapp.docker_name + "' has a running container " + container +
+                               " on more than one node (" + names +
+                               "), so the gateway cannot tell which is its own and refuses the login; "
+                               "tell the allgo operators");
+  }
+  if (running.size() == 1) {
+    const size_t i = static_cast<size_t>(running[0] - nodes.data());
+    if (Status label = CheckLabel(webapp, *running[0], container, answers[i].info); !label.ok()) return label;
+    out->node = running[0];
     out->container = container;
     return Status::Ok();
   }
