@@ -839,6 +839,23 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   EXPECT_THAT(r.out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
 }
 
+// Issue 18, finding 6: a member line in /etc/group (or LDAP) equal to a webapp's name — a
+// stale account in `docker`, say — must not hand that group to the session: anyone who can
+// create a webapp chooses its name. The session has the [nss] gid and nothing else.
+TEST_F(SshdTest, AGroupListingTheWebappsNameGivesTheSessionNothing) {
+  const std::string group_before = ReadFile("/etc/group");
+  WriteFile("/etc/group", group_before + "allgo-test-docker:x:4242:someone,webapp1\n");
+  struct Restore {
+    std::string text;
+    ~Restore() { WriteFile("/etc/group", text); }
+  } restore{group_before};
+  ASSERT_EQ(test::Run({"id", "-G", "webapp1"}).out, "65534 4242\n") << "the control: glibc lists the group";
+  SshdServer server;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "id -G");
+  ASSERT_EQ(r.exit_code, 0) << r.err << server.log();
+  EXPECT_EQ(r.out, "65534\n");
+}
+
 // Opens a connection (no byte sent) and checks, once its network child has dropped (so is
 // past the scrub, before its first read), where the password can be found.
 void ExpectPasswordOnlyInTheMonitor(const SshdServer& server) {
@@ -878,6 +895,108 @@ TEST_F(SshdTest, NetworkChildHoldsNoDatabaseSecret) {
   RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo ok");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "ok\n");
+}
+
+// A password that exists only in this test's config and the database (24 random hex
+// characters: in no binary, no other file), for a read-only account of its own.
+std::string MakeRandomPasswordAccount(TestDatabase& db, std::string* mysql_section) {
+  std::random_device random;
+  std::string password;
+  for (int i = 0; i < 24; ++i) password += "0123456789abcdef"[random() % 16];
+  db.Exec("DROP USER IF EXISTS 'sshrandom'@'localhost'; CREATE USER 'sshrandom'@'localhost' IDENTIFIED BY '" +
+          password + "'; GRANT SELECT ON allgo.* TO 'sshrandom'@'localhost'");
+  *mysql_section = "[mysql]\nsocket = " + db.socket() +
+                   "\ndatabase = allgo\nuser = sshrandom\npassword = " + password + "\nconnect_timeout = 2\n";
+  return password;
+}
+
+// Every process under `pid`, recursively.
+std::vector<pid_t> DescendantsOf(pid_t pid) {
+  std::vector<pid_t> all;
+  for (pid_t child : ChildrenOf(pid)) {
+    all.push_back(child);
+    for (pid_t grandchild : DescendantsOf(child)) all.push_back(grandchild);
+  }
+  return all;
+}
+
+// Searches every process of the server. Those that talk to the database (root: the listener
+// and the monitors; lookup_user: the health child and lookup children) are the controls:
+// the same search must find the password in the listener. Every other one — network
+// children (privsep_user), the metrics process (metrics_user), sessions (the webapp) — must
+// hold no piece of it: a freed copy loses its first 16 bytes to the allocator's links, a
+// reused one its head, so both ends and the last 10 characters are searched.
+void ExpectNoUnprivilegedProcessHolds(const SshdServer& server, const std::string& password, const std::string& when,
+                                      size_t want_network_children) {
+  const std::string privsep = std::to_string(UidOf("allgo-sshd"));
+  const std::string lookup = std::to_string(UidOf("allgo-authkeys"));
+  EXPECT_TRUE(MemoryContains(server.pid(), password)) << when << ": the control failed: the listener holds it";
+  size_t network_children = 0, searched = 0;
+  for (pid_t pid : DescendantsOf(server.pid())) {
+    std::string uid = ProcStatusField(pid, "Uid");
+    uid = uid.substr(0, uid.find('\t'));
+    if (uid.empty() || uid == "0" || uid == lookup) continue;
+    std::string exe;
+    std::ifstream(std::string("/proc/") + std::to_string(pid) + "/comm") >> exe;
+    network_children += uid == privsep;
+    ++searched;
+    for (const std::string& piece : {password.substr(0, 16), password.substr(password.size() - 16),
+                                     password.substr(password.size() - 10)}) {
+      EXPECT_FALSE(MemoryContains(pid, piece))
+          << when << ": process " << pid << " (" << exe << ", uid " << uid << ") holds the [mysql] password";
+    }
+  }
+  EXPECT_EQ(network_children, want_network_children) << when;
+  EXPECT_GE(searched, want_network_children + 1) << when << ": the metrics process was not searched";
+}
+
+// The network child's privsep user is reached: it is past its scrub.
+void WaitUntilDropped(const SshdServer& server, size_t network_children) {
+  const std::string privsep = std::to_string(UidOf("allgo-sshd"));
+  for (int i = 0; i < 500; ++i) {
+    size_t dropped = 0;
+    for (pid_t pid : DescendantsOf(server.pid())) {
+      std::string uid = ProcStatusField(pid, "Uid");
+      dropped += uid.substr(0, uid.find('\t')) == privsep;
+    }
+    if (dropped >= network_children) return;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+}
+
+// Issue 18, finding 4: before authentication, during a session and after a SIGHUP reload, no
+// process of allgo-sshd that parses network bytes (or HTTP) or runs a session holds the
+// database password — a random one, so that no copy in a binary or a test file can hide a
+// leak or fake a find.
+TEST_F(SshdTest, NoUnprivilegedProcessHoldsARandomDatabasePassword) {
+  std::string mysql;
+  const std::string password = MakeRandomPasswordAccount(db(), &mysql);
+  const int metrics_port = FreeLoopbackPort();
+  SshdServer server("metrics_listen = 127.0.0.1:" + std::to_string(metrics_port), "", "/bin/sh", mysql);
+  ASSERT_THAT(ReadFile(AllgoConfigPath()), HasSubstr("password = " + password));
+  auto check = [&](const std::string& when) {
+    // Before authentication: a connection that has sent nothing.
+    int fd = ConnectLoopback(server.port());
+    ASSERT_GE(fd, 0);
+    WaitUntilDropped(server, 1);
+    ExpectNoUnprivilegedProcessHolds(server, password, when + ", before authentication", 1);
+    // During a session: a second connection, logged in (the lookup used the database).
+    Daemon session([&] {
+      std::vector<std::string> argv = {"ssh"};
+      for (const std::string& option : server.ClientOptions(owner_key_.private_path)) argv.push_back(option);
+      for (const char* word : {"-p", "", "webapp1@127.0.0.1", "echo in; exec sleep 60"}) argv.push_back(word);
+      argv[argv.size() - 3] = std::to_string(server.port());
+      return argv;
+    }(), keys_ / "session.log");
+    ASSERT_TRUE(WaitFor([&] { return ReadFile(keys_ / "session.log").find("in\n") != std::string::npos; }, 15000))
+        << ReadFile(keys_ / "session.log") << server.log();
+    ExpectNoUnprivilegedProcessHolds(server, password, when + ", during a session", 2);
+    close(fd);
+  };
+  check("at start");
+  kill(server.pid(), SIGHUP);
+  ASSERT_TRUE(server.WaitForLog("SIGHUP: configuration reloaded"));
+  check("after a SIGHUP reload");
 }
 
 // ---------------------------------------------------------------- operations

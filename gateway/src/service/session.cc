@@ -11,6 +11,7 @@
 
 #include "allgo/bridge/protocol.h"
 #include "allgo/engine_client.h"
+#include "allgo/identity.h"
 #include "io.h"
 #include "service/agent_log.h"
 #include "service/gateway_socket.h"
@@ -80,7 +81,7 @@ void Session::Run() {
   }
   tag_ += " uid " + std::to_string(peer.uid) + " pid " + std::to_string(peer.pid);
   const Config& config = *ctx_.config;
-  if (peer.uid == 0 || peer.uid < config.nss.min_uid || peer.uid > config.nss.max_uid) {
+  if (!IsWebappUid(config.nss, peer.uid)) {
     return Refuse("uid " + std::to_string(peer.uid) + " is not a webapp (webapp uids are " +
                   std::to_string(config.nss.min_uid) + " to " + std::to_string(config.nss.max_uid) +
                   "); the sandbox gateway serves only allgo webapps");
