@@ -1049,6 +1049,35 @@ TEST_F(SshdTest, NoUnprivilegedProcessHoldsARandomDatabasePassword) {
   check(second, {first, second, third}, "after a failed SIGHUP reload");
 }
 
+// Issue 18, finding 4: allgo-sshd never asks the allgo NSS module for anything. With the
+// module listed before `files`, the listener's getpwnam of its service users would load the
+// module's config and open a database connection (Connector/C keeps its own copy of the
+// password), and every network child would inherit both.
+TEST_F(SshdTest, AllgoBeforeFilesInNsswitchLeavesNoPasswordInTheNetworkChild) {
+  const std::string nsswitch = ReadFile("/etc/nsswitch.conf");
+  struct Restore {
+    std::string text;
+    ~Restore() { WriteFile("/etc/nsswitch.conf", text); }
+  } restore{nsswitch};
+  std::string allgo_first = nsswitch;
+  for (const std::string db : {"passwd:", "group:"}) {
+    size_t at = allgo_first.compare(0, db.size(), db) == 0 ? 0 : allgo_first.find("\n" + db);
+    ASSERT_NE(at, std::string::npos) << nsswitch;
+    if (at != 0) ++at;
+    allgo_first.insert(allgo_first.find_first_not_of(' ', at + db.size()), "allgo ");
+  }
+  WriteFile("/etc/nsswitch.conf", allgo_first);
+  const std::string password = RandomPassword();
+  SshdServer server("", "", "/bin/sh", RandomPasswordAccount(db(), password));
+  int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WaitFor([&] { return DroppedNetworkChildren(server) == 1; }, 10000)) << server.log();
+  ExpectNoUnprivilegedProcessHolds(server, password, {password}, "allgo first in nsswitch.conf", 1, 0);
+  close(fd);
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo ok");
+  EXPECT_EQ(r.out, "ok\n") << r.err << server.log();
+}
+
 // ---------------------------------------------------------------- operations
 
 TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
