@@ -1,14 +1,19 @@
 // allgo-authkeys: OpenSSH AuthorizedKeysCommand helper.
 //
-//   AuthorizedKeysCommand /usr/bin/allgo-authkeys %u
-//   AuthorizedKeysCommandUser nobody
+//   AuthorizedKeysCommand /usr/bin/allgo-authkeys %u %U
+//   AuthorizedKeysCommandUser allgo-authkeys
 //
 // Prints one authorized_keys line per valid key of the accounts allowed to log in as the
-// webapp USER, each prefixed with [authkeys] key_options. sshd discards our stderr, so every
+// webapp USER, each prefixed with [authkeys] key_options. With UID (sshd's %U: the uid sshd
+// got from NSS, possibly cached up to [nss] cache_ttl), the webapp row must still give that
+// uid: two webapps whose names were swapped in between would otherwise let the owner of one
+// in as the other's uid. A mismatch prints no key. sshd discards our stderr, so every
 // message also goes to syslog (authpriv). Exit status: 0 with keys or with nothing for an
 // unknown user; 1 when the answer is unknown (config or database problem) so sshd denies.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
+
+#include <sys/types.h>
 
 #include <cstdio>
 #include <string>
@@ -17,12 +22,27 @@
 #include "allgo/config.h"
 #include "allgo/database.h"
 #include "allgo/directory.h"
+#include "allgo/identity.h"
 #include "allgo/logging.h"
 #include "allgo/names.h"
 
 namespace {
 
-int Run(const std::string& config_flag, const std::string& user) {
+// sshd's %U: a decimal uid, nothing else.
+bool ParseUid(const std::string& text, uid_t* out) {
+  if (text.empty() || text.size() > 10 || text.find_first_not_of("0123456789") != std::string::npos) return false;
+  const unsigned long long value = std::stoull(text);
+  if (value > static_cast<uid_t>(-1)) return false;
+  *out = static_cast<uid_t>(value);
+  return true;
+}
+
+int Run(const std::string& config_flag, const std::string& user, const std::string& uid_text) {
+  uid_t sshd_uid = 0;
+  if (!uid_text.empty() && !ParseUid(uid_text, &sshd_uid)) {
+    spdlog::error("the uid argument '{}' is not a number (sshd's %U)", allgo::SanitizeForLog(uid_text, 32));
+    return 1;
+  }
   allgo::Config config;
   std::string path = allgo::ResolveConfigPath(config_flag);
   allgo::Status s = allgo::LoadConfig(path, &config);
@@ -35,6 +55,17 @@ int Run(const std::string& config_flag, const std::string& user) {
   allgo::AllowedKeys allowed;
   s = allgo::LookupAllowedKeys(directory, user, &allowed);
   std::string safe_user = allgo::SanitizeForLog(user, 64);
+  if (s.ok() && !uid_text.empty()) {
+    const uid_t row_uid = allgo::AccountOf(config, allowed.webapp).uid;
+    if (sshd_uid != row_uid) {
+      // The name sshd resolved belongs to another uid now (a rename or a swap within
+      // [nss] cache_ttl): printing its keys would let their owners in as sshd_uid.
+      spdlog::error("no keys for '{}': sshd resolved it to uid {}, but webapp '{}' has uid {} in the database "
+                    "(renamed since sshd's lookup?); refusing",
+                    safe_user, sshd_uid, safe_user, row_uid);
+      return 0;
+    }
+  }
   if (s.IsNotFound()) {
     // Also a webapp whose name or uid another account source owns (root, daemon, a local
     // user): it does not exist for allgo, so no key may log in as it (identity.h).
@@ -80,7 +111,10 @@ int main(int argc, char** argv) {
                  std::string("config file (default: $ALLGO_SSH_CONFIG, else ") +
                      allgo::DefaultConfigPath() + ")");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: warn)");
+  std::string uid;
   app.add_option("USER", user, "webapp login name (sshd's %u)")->required();
+  app.add_option("UID", uid, "the uid sshd resolved USER to (sshd's %U): keys are printed only if the webapp "
+                             "still has that uid");
   CLI11_PARSE(app, argc, argv);
 
   allgo::LogOptions log;
@@ -92,5 +126,5 @@ int main(int argc, char** argv) {
     spdlog::error("{}", s.message());
     return 2;
   }
-  return Run(config_flag, user);
+  return Run(config_flag, user, uid);
 }

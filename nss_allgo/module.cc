@@ -178,7 +178,7 @@ Result Module::PasswdByUid(uid_t uid, PasswdRecord* out) {
   Snapshot snapshot;
   if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
   const NssConfig& nss = snapshot.config->nss;
-  if (uid < nss.min_uid || uid > nss.max_uid) return Result::NotFound();
+  if (!IsWebappUid(nss, uid)) return Result::NotFound();
   {
     const std::lock_guard<std::mutex> lock(mu_);
     if (cache_.FindByUid(uid, PasswdCache::Clock::now(), out)) return Result::Found();

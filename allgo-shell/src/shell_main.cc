@@ -27,6 +27,7 @@
 #include <thread>
 
 #include "allgo/config.h"
+#include "allgo/identity.h"
 #include "allgo/unique_fd.h"
 #include "allgo/names.h"
 #include "allgo/bridge/io.h"
@@ -397,10 +398,9 @@ int Main(int argc, char** argv) {
   }
   // A webapp is only ever its own uid (DESIGN.md): whatever passwd entry led here, a login
   // shell of root or of a uid outside the webapp range is a misconfiguration, never a session.
-  if (getuid() == 0 || geteuid() == 0 || getuid() < config.nss.min_uid || getuid() > config.nss.max_uid) {
-    Say("refusing to run as uid " + std::to_string(getuid()) + ": allgo-shell serves only webapp uids [" +
-        std::to_string(config.nss.min_uid) + ", " + std::to_string(config.nss.max_uid) + "] (" + config_path +
-        ")");
+  if (geteuid() == 0 || !IsWebappUid(config.nss, getuid())) {
+    Say("refusing to run as uid " + std::to_string(getuid()) + ": allgo-shell serves only webapp uids " +
+        WebappUidRange(config.nss) + " (" + config_path + ")");
     return kExitSetup;
   }
   const bool docker = config.sandbox.backend == SandboxBackend::kDocker;
@@ -409,12 +409,22 @@ int Main(int argc, char** argv) {
   if (name.empty()) {
     errno = 0;
     struct passwd* pw = getpwuid(getuid());
-    if (pw == nullptr) {
+    const char* handed = std::getenv(kWebappNameVariable);
+    if (pw != nullptr) {
+      name = pw->pw_name;
+    } else if (handed != nullptr && IsValidUserName(handed)) {
+      name = handed;  // allgo-sshd built the session from the webapp row
+    } else if (!config.mysql.password_error.empty()) {
+      // Stock OpenSSH: no server hands the name over, and the NSS module needs the password.
+      Say("uid " + std::to_string(getuid()) + " has no user name: " + config.mysql.password_error +
+          ", so the allgo NSS module cannot read the database for this session (under stock OpenSSH the "
+          "sessions need that file: docs/configuration.md; allgo-sshd hands the name over)");
+      return kExitSetup;
+    } else {
       Say("uid " + std::to_string(getuid()) +
           " has no user name (is the allgo NSS module listed in /etc/nsswitch.conf?)");
       return kExitSetup;
     }
-    name = pw->pw_name;
   }
   if (!IsValidUserName(name)) {
     Say("user name '" + SanitizeForLog(name) + "' is not a webapp name");

@@ -44,9 +44,7 @@ uid_t WebappDirectory::UidOf(const Webapp& webapp) const {
 }
 
 bool WebappDirectory::ValidRow(const Webapp& webapp) const {
-  uint64_t uid = uint64_t{webapp.id} + config_.nss.uid_offset;
-  return IsValidUserName(webapp.docker_name) && uid >= config_.nss.min_uid &&
-         uid <= config_.nss.max_uid;
+  return IsValidUserName(webapp.docker_name) && IsWebappUid(config_.nss, uint64_t{webapp.id} + config_.nss.uid_offset);
 }
 
 Status WebappDirectory::FetchWebapps(const std::string& sql, const std::vector<SqlParam>& params,
@@ -87,9 +85,7 @@ Status WebappDirectory::FindByName(std::string_view docker_name, Webapp* out) {
 }
 
 Status WebappDirectory::FindByUid(uid_t uid, Webapp* out) {
-  if (uid < config_.nss.min_uid || uid > config_.nss.max_uid || uid < config_.nss.uid_offset) {
-    return Status::NotFound("uid outside the webapp range");
-  }
+  if (!IsWebappUid(config_.nss, uid)) return Status::NotFound("uid outside the webapp range");
   uint64_t id = uint64_t{uid} - config_.nss.uid_offset;
   std::vector<Webapp> found;
   Status s = FetchWebapps(config_.queries.webapp_by_id, {id}, &found);

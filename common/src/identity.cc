@@ -62,6 +62,14 @@ int Lookup(Call&& call, int* error) {
 
 }  // namespace
 
+bool IsWebappUid(const NssConfig& nss, uint64_t uid) {
+  return uid != 0 && uid >= nss.min_uid && uid <= nss.max_uid && uid >= nss.uid_offset;
+}
+
+std::string WebappUidRange(const NssConfig& nss) {
+  return "[" + std::to_string(nss.min_uid) + ", " + std::to_string(nss.max_uid) + "]";
+}
+
 WebappAccount AccountOf(const Config& config, const Webapp& webapp) {
   WebappAccount account;
   account.name = webapp.docker_name;

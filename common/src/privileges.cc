@@ -1,5 +1,7 @@
 #include "allgo/privileges.h"
 
+#include "allgo/identity.h"
+
 #include <grp.h>
 #include <pwd.h>
 #include <unistd.h>
@@ -79,10 +81,10 @@ Status ResolveServiceAccount(const Config& config, const std::string& where, con
     return Status::Invalid(where + ": has the uid of nobody (" + std::to_string(kOverflowUid) +
                            "), shared with other daemons; give it a uid of its own");
   }
-  if (pw->pw_uid >= config.nss.min_uid && pw->pw_uid <= config.nss.max_uid) {
-    return Status::Invalid(where + ": uid " + std::to_string(pw->pw_uid) + " is inside the webapp uid range [" +
-                           std::to_string(config.nss.min_uid) + ", " + std::to_string(config.nss.max_uid) +
-                           "] ([nss] min_uid/max_uid): a webapp could be that uid; use a system user");
+  if (IsWebappUid(config.nss, pw->pw_uid)) {
+    return Status::Invalid(where + ": uid " + std::to_string(pw->pw_uid) + " is inside the webapp uid range " +
+                           WebappUidRange(config.nss) +
+                           " ([nss] min_uid/max_uid): a webapp could be that uid; use a system user");
   }
   out->name = name;
   out->uid = pw->pw_uid;

@@ -14,6 +14,7 @@
 
 #include "allgo/allowed_keys.h"
 #include "allgo/directory.h"
+#include "allgo/identity.h"
 #include "allgo/key_options.h"
 #include "allgo/names.h"
 #include "allgo/pubkey.h"
@@ -46,14 +47,15 @@ class InProcessKeySource : public KeySource {
 class CommandKeySource : public KeySource {
  public:
   CommandKeySource(const Config& config, uid_t uid, gid_t gid)
-      : command_(config.sshd.authorized_keys_command),
+      : config_(&config),
+        command_(config.sshd.authorized_keys_command),
         timeout_seconds_(std::max(1u, std::min(config.sshd.login_grace_time, 30u))),
         uid_(uid),
         gid_(gid) {}
 
   Status Allowed(const Webapp& webapp, std::vector<AllowedEntry>* out) override {
     std::string output;
-    Status st = RunHelper(ExpandCommand(command_, webapp.docker_name), &output);
+    Status st = RunHelper(ExpandCommand(command_, webapp.docker_name, AccountOf(*config_, webapp).uid), &output);
     if (!st.ok()) return st;
     std::istringstream lines(output);
     std::string line;
@@ -113,6 +115,7 @@ class CommandKeySource : public KeySource {
     return Status::Ok();
   }
 
+  const Config* config_;
   std::string command_;
   unsigned timeout_seconds_;
   uid_t uid_;
@@ -121,7 +124,7 @@ class CommandKeySource : public KeySource {
 
 }  // namespace
 
-std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user) {
+std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user, uid_t uid) {
   std::vector<std::string> argv;
   std::istringstream words(command);
   std::string word;
@@ -131,6 +134,11 @@ std::vector<std::string> ExpandCommand(const std::string& command, const std::st
       if (word[i] == '%' && i + 1 < word.size()) {
         if (word[i + 1] == 'u') {
           expanded += user;
+          ++i;
+          continue;
+        }
+        if (word[i + 1] == 'U') {
+          expanded += std::to_string(uid);
           ++i;
           continue;
         }

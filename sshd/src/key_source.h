@@ -36,13 +36,15 @@ class KeySource {
 
 // The command runs as (run_uid, run_gid) — [sshd] lookup_user, as OpenSSH runs its helper as
 // AuthorizedKeysCommandUser; the caller may already be that user — with argv split on spaces
-// and %u replaced by the user name, stdin /dev/null, a minimal environment, output capped at
+// and %u / %U replaced by the user name / the webapp's uid, stdin /dev/null, a minimal environment, output capped at
 // 1 MiB and a time limit. The in-process source reads the keys through `directory`, which
 // must outlive it.
 std::unique_ptr<KeySource> MakeKeySource(const Config& config, WebappDirectory* directory, uid_t run_uid,
                                          gid_t run_gid);
 
-// Splits a command line on spaces and substitutes %u and %% (exposed for tests).
-std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user);
+// Splits a command line on spaces and substitutes %u (the user name), %U (the webapp's uid,
+// from its row: `allgo-authkeys %u %U` then checks the pair, as under OpenSSH) and %%
+// (exposed for tests).
+std::vector<std::string> ExpandCommand(const std::string& command, const std::string& user, uid_t uid);
 
 }  // namespace allgo::sshd

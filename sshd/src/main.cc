@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <utility>
 
@@ -10,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "allgo/config.h"
+#include "allgo/identity.h"
 #include "allgo/logging.h"
 #include "listener.h"
 #include "privsep.h"
@@ -77,6 +79,12 @@ int Check(const Config& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // allgo-sshd reads webapps from the database itself, never through the allgo NSS module:
+  // asked from here (say for a service user, were `allgo` listed before `files`), the module
+  // would load the config and open a connection in the listener, and every network child
+  // would inherit the password in both (issue 18). Sessions and the key helper get
+  // environments of their own, without this variable.
+  setenv(allgo::kNssBypassVariable, "1", 1);
   CLI::App app{"allgo-sshd: SSH server of the allgo frontend (publickey only; webapps as users)"};
   std::string config_flag;
   std::string log_level;

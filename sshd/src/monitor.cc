@@ -10,6 +10,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "allgo/identity.h"
 #include "allgo/key_options.h"
 #include "allgo/names.h"
 #include "child_process.h"
@@ -19,11 +20,6 @@ namespace allgo::sshd {
 namespace {
 
 constexpr size_t kMaxDistinctUsers = 8;
-
-// A session may only ever run as a webapp's uid: never root, always inside [min_uid, max_uid].
-bool IsWebappUid(const Config& config, uid_t uid) {
-  return uid != 0 && uid >= config.nss.min_uid && uid <= config.nss.max_uid;
-}
 
 }  // namespace
 
@@ -191,7 +187,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
     } else if (!entry->exists) {
       reason = entry->reason.empty() ? "unknown user or no key" : SanitizeForLog(entry->reason, 200);
       refusal = AuthRefusal::kUnknownUser;
-    } else if (!IsWebappUid(config, entry->account.uid)) {
+    } else if (!IsWebappUid(config.nss, entry->account.uid)) {
       reason = "account uid " + std::to_string(entry->account.uid) + " is outside the webapp range";
     } else {
       KeyOptions options;
@@ -268,7 +264,7 @@ bool Monitor::HandleSpawn(const SpawnRequest& r) {
   // exited ones still waiting for their byte counts) is looser.
   Status st;
   SpawnedSession s;
-  if (!IsWebappUid(config, account_.uid)) {
+  if (!IsWebappUid(config.nss, account_.uid)) {
     // Belt and braces: the lookup builds accounts inside the range; nothing of ours ever
     // starts a session as root or as a uid that is not a webapp's.
     st = Status::Permission("refusing to start a session as uid " + std::to_string(account_.uid) +

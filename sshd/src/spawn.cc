@@ -63,6 +63,10 @@ std::vector<std::string> BuildEnv(const Account& a, const ConnectionInfo& c, con
   if (!term.empty()) env.push_back("TERM=" + term);
   env.push_back("ALLGO_SSH_CONFIG=" + s.config_path);
   env.push_back("ALLGO_USER=" + a.allgo_account);
+  // The webapp's name from its row: allgo-shell cannot resolve its own uid when NSS cannot
+  // read the database (a root-only [mysql] password_file), yet still names the sandbox in its
+  // "not running" line. Clients cannot set ALLGO_* (IsAcceptedEnvName).
+  env.push_back(std::string(kWebappNameVariable) + "=" + a.name);
   if (original_command != nullptr) env.push_back("SSH_ORIGINAL_COMMAND=" + *original_command);
   return env;
 }
@@ -83,7 +87,11 @@ Status MakePipe(UniqueFd* read_end, UniqueFd* write_end) {
                              const std::vector<std::string>& env) {
   ResetSignalsInChild();
 
-  Status st = DropPrivileges(a.uid, a.gid, GroupsOf(a.name, a.gid));
+  // Only the [nss] gid: never getgrouplist(name). A webapp's name is chosen by whoever
+  // creates it, so a member line in /etc/group or LDAP that equals it (a stale account in
+  // `docker`, say) must not hand that group to the session (DESIGN.md: a webapp is only ever
+  // its own uid).
+  Status st = DropPrivileges(a.uid, a.gid, {a.gid});
   if (!st.ok()) ChildFail("cannot switch to user " + a.name + ": " + st.ToString());
   if (chdir(a.home.c_str()) != 0 && chdir("/") != 0) ChildFail("cannot chdir to " + a.home);
   // Nothing of the monitor (database socket, other sessions) may leak into the session.

@@ -109,6 +109,36 @@ TEST_F(Authkeys, WebappsClaimingOtherAccountsGetNoKeys) {
   EXPECT_EQ(Lines(Authkeys_({"fine"}).out).size(), 1u) << "the control webapp keeps its key";
 }
 
+// sshd's %U: the uid sshd resolved the name to (through NSS, cached up to [nss] cache_ttl).
+// Two webapps whose names are swapped in that window must not let the owner of one in as
+// the other's uid: the row must still give that uid, else no key.
+TEST_F(Authkeys, TheUidFromSshdMustStillBeTheWebapps) {
+  auto& db = TestDatabase::Get();
+  RunResult r = Authkeys_({"sleep", "2001"});  // sleep is webapp 1: uid 2001
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(Lines(r.out), std::vector<std::string>{"restrict,pty " + owner_.public_line});
+  // sshd looked `other-app` up as uid 2002; then the two webapps swap their names.
+  db.Exec("UPDATE allgo.webapps SET docker_name = 'swapping' WHERE docker_name = 'sleep'");
+  db.Exec("UPDATE allgo.webapps SET docker_name = 'sleep' WHERE docker_name = 'other-app'");
+  db.Exec("UPDATE allgo.webapps SET docker_name = 'other-app' WHERE docker_name = 'swapping'");
+  r = Authkeys_({"other-app", "2002"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "") << "the owner of webapp 1 would log in as uid 2002";
+  EXPECT_THAT(r.err, ::testing::HasSubstr("no keys for 'other-app': sshd resolved it to uid 2002, but webapp "
+                                          "'other-app' has uid 2001 in the database"));
+  // The name with its current uid works; without %U the old behaviour stays.
+  EXPECT_EQ(Lines(Authkeys_({"other-app", "2001"}).out), std::vector<std::string>{"restrict,pty " + owner_.public_line});
+  EXPECT_EQ(Lines(Authkeys_({"sleep", "2002"}).out), std::vector<std::string>{"restrict,pty " + other_.public_line});
+  EXPECT_EQ(Lines(Authkeys_({"other-app"}).out).size(), 1u);
+  // A uid that is not a number is an error (sshd denies), naming the argument.
+  for (const std::string& bad : {std::string("20x1"), std::string("2001 "), std::string("99999999999")}) {
+    r = Authkeys_({"sleep", bad});
+    EXPECT_EQ(r.exit_code, 1) << bad;
+    EXPECT_EQ(r.out, "") << bad;
+    EXPECT_THAT(r.err, ::testing::HasSubstr("is not a number (sshd's %U)")) << bad;
+  }
+}
+
 TEST_F(Authkeys, InjectedOptionsAndBadKeysNeverReachTheOutput) {
   auto& db = TestDatabase::Get();
   uint32_t user = db.AddUser("tricky@example.org");
@@ -202,7 +232,7 @@ class UnderOpenSsh : public Authkeys {
               "Port " + std::to_string(port_) + "\nListenAddress 127.0.0.1\nHostKey " +
                   (tmp_ / "host_key") +
                   "\nPidFile none\nUsePAM no\nAuthorizedKeysFile none\n"
-                  "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u\n"
+                  "AuthorizedKeysCommand /etc/allgo/allgo-authkeys %u %U\n"
                   "AuthorizedKeysCommandUser allgo-authkeys\nPasswordAuthentication no\n"
                   "KbdInteractiveAuthentication no\nStrictModes no\nLogLevel VERBOSE\n");
     sshd_ = std::make_unique<Daemon>(

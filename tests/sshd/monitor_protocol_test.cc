@@ -142,10 +142,11 @@ TEST(MonitorProtocol, RecordsCarryDescriptorsAndBoundSize) {
 }
 
 TEST(KeyCommand, SplitsOnSpacesAndSubstitutesUser) {
-  auto argv = ExpandCommand("/usr/bin/allgo-authkeys --config /etc/x.conf %u", "webapp1");
-  ASSERT_EQ(argv.size(), 4u);
+  auto argv = ExpandCommand("/usr/bin/allgo-authkeys --config /etc/x.conf %u %U", "webapp1", 2001);
+  ASSERT_EQ(argv.size(), 5u);
   EXPECT_EQ(argv[3], "webapp1");
-  argv = ExpandCommand("/bin/helper user=%u 100%%", "a b");
+  EXPECT_EQ(argv[4], "2001");
+  argv = ExpandCommand("/bin/helper user=%u 100%%", "a b", 2001);
   ASSERT_EQ(argv.size(), 3u);
   EXPECT_EQ(argv[1], "user=a b");
   EXPECT_EQ(argv[2], "100%");

@@ -27,6 +27,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::StartsWith;
+using ::testing::Not;
 
 bool WaitUntil(const std::function<bool()>& done, int timeout_ms) {
   auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
@@ -241,6 +242,47 @@ TEST_F(SshdBridgeTest, PasswordFileReadableByRootOnly) {
   EXPECT_EQ(r.exit_code, 1) << r.err;
   EXPECT_EQ(r.out, "");
   EXPECT_THAT(r.err, StartsWith("allgo: the sandbox of 'sleep' is not running (state: unknown: "));
+}
+
+// Issue 18, finding 5: with a root-only password_file the allgo NSS module cannot name the
+// session's uid, and with no bridge folder to prove $USER (a sandbox never started here)
+// allgo-shell used to stop at "uid N has no user name (is the allgo NSS module listed...)".
+// allgo-sshd hands over the webapp's name from its row: the documented "not running" line.
+TEST_F(SshdBridgeTest, RootOnlyPasswordFileWithoutABridgeFolderStillSaysNotRunning) {
+  const std::string password_file = tmp_ / "mysql.password";
+  std::string mysql = RootOnlyPasswordSection(password_file);
+  agent_->Stop(SIGTERM, 5000);
+  ASSERT_EQ(rename(bridge_.c_str(), (bridge_ + ".away").c_str()), 0);
+  struct PutBack {
+    std::string from, to;
+    ~PutBack() { rename(from.c_str(), to.c_str()); }
+  } put_back{bridge_ + ".away", bridge_};
+  server_.reset();
+  server_ = std::make_unique<SshdServer>("", "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 3\n",
+                                         Artifact("allgo-shell"), mysql);
+  const std::string unreadable = "[mysql] password_file " + password_file + " is not readable by uid " +
+                                 std::to_string(uid_);
+  RunResult r = Ssh("echo never");
+  EXPECT_EQ(r.exit_code, 1) << r.err << server_->log();
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "allgo: the sandbox of 'sleep' is not running (state: unknown: the database is not readable "
+                   "from this session: " + unreadable + "); start it from the allgo web interface\n");
+
+  // Under stock OpenSSH no server hands the name over: the line says what is wrong (the
+  // password file), not that the NSS module is missing from nsswitch.conf.
+  std::string config = tmp_ / "root-only.conf";
+  WriteFile(config, mysql + "[sandbox]\ndir = " + sandboxes_ + "\n");
+  RunOptions as_webapp;
+  as_webapp.uid = uid_;
+  as_webapp.gid = 65534;
+  as_webapp.env = {{"USER", "sleep"}, {"ALLGO_SSH_CONFIG", config}};
+  r = test::Run({Artifact("allgo-shell"), "-c", "echo never"}, as_webapp);
+  EXPECT_EQ(r.exit_code, 1) << r.err;
+  EXPECT_EQ(r.out, "");
+  EXPECT_THAT(r.err, StartsWith("allgo: uid " + std::to_string(uid_) + " has no user name: " + unreadable +
+                                ", so the allgo NSS module cannot read the database for this session"));
+  EXPECT_THAT(r.err, Not(HasSubstr("nsswitch.conf")));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
 }
 
 }  // namespace

@@ -816,6 +816,8 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   ASSERT_TRUE(FindConnectionProcesses(server, &monitor, &net));
   EXPECT_EQ(ProcStatusField(monitor, "Uid"), "0\t0\t0\t0");
   std::string uid = std::to_string(UidOf("allgo-sshd")), gid = std::to_string(GidOf("allgo-sshd"));
+  // Found right after its fork, it may still be setting up as root (no network byte read).
+  EXPECT_TRUE(WaitFor([&] { return ProcStatusField(net, "Seccomp") == "2"; }, 5000));
   EXPECT_EQ(ProcStatusField(net, "Uid"), uid + "\t" + uid + "\t" + uid + "\t" + uid);
   EXPECT_EQ(ProcStatusField(net, "Gid"), gid + "\t" + gid + "\t" + gid + "\t" + gid);
   EXPECT_EQ(ProcStatusField(net, "Groups"), gid);
@@ -837,6 +839,24 @@ TEST_F(SshdTest, PreAuthProcessIsUnprivilegedAndChrooted) {
   uid = std::to_string(WebappUid());
   EXPECT_THAT(r.out, HasSubstr("Uid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid));
   EXPECT_THAT(r.out, HasSubstr("Gid:\t65534\t65534\t65534\t65534"));
+}
+
+// Issue 18, finding 6: a member line in /etc/group (or LDAP) equal to a webapp's name — a
+// stale account in `docker`, say — must not hand that group to the session: anyone who can
+// create a webapp chooses its name. The session has the [nss] gid and nothing else.
+TEST_F(SshdTest, AGroupListingTheWebappsNameGivesTheSessionNothing) {
+  const std::string group_before = ReadFile("/etc/group");
+  WriteFile("/etc/group", group_before + "allgo-test-docker:x:4242:someone,webapp1\n");
+  struct Restore {
+    std::string text;
+    ~Restore() { WriteFile("/etc/group", text); }
+  } restore{group_before};
+  SshdServer server;  // writes the allgo config the NSS module reads
+  RunResult id = test::Run({"id", "-G", "webapp1"});
+  ASSERT_EQ(id.out, "65534 4242\n") << "the control: glibc lists the group. " << id.err;
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "id -G");
+  ASSERT_EQ(r.exit_code, 0) << r.err << server.log();
+  EXPECT_EQ(r.out, "65534\n");
 }
 
 // Opens a connection (no byte sent) and checks, once its network child has dropped (so is
@@ -878,6 +898,184 @@ TEST_F(SshdTest, NetworkChildHoldsNoDatabaseSecret) {
   RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo ok");
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out, "ok\n");
+}
+
+// 48 random hex characters: a password in no binary and no other file, so that no copy
+// elsewhere can hide a leak or fake a find; long enough that a freed copy, whose first 16
+// bytes the allocator overwrites, still holds 32 characters of it.
+std::string RandomPassword() {
+  std::random_device random;
+  std::string password;
+  for (int i = 0; i < 48; ++i) password += "0123456789abcdef"[random() % 16];
+  return password;
+}
+
+// (Re)creates the read-only database account `sshrandom` with `password`; its [mysql]
+// section, the password inline.
+std::string RandomPasswordAccount(TestDatabase& db, const std::string& password) {
+  db.Exec("DROP USER IF EXISTS 'sshrandom'@'localhost'; CREATE USER 'sshrandom'@'localhost' IDENTIFIED BY '" +
+          password + "'; GRANT SELECT ON allgo.* TO 'sshrandom'@'localhost'");
+  return "[mysql]\nsocket = " + db.socket() + "\ndatabase = allgo\nuser = sshrandom\npassword = " + password +
+         "\nconnect_timeout = 2\n";
+}
+
+// Every process under `pid`, recursively.
+std::vector<pid_t> DescendantsOf(pid_t pid) {
+  std::vector<pid_t> all;
+  for (pid_t child : ChildrenOf(pid)) {
+    all.push_back(child);
+    for (pid_t grandchild : DescendantsOf(child)) all.push_back(grandchild);
+  }
+  return all;
+}
+
+// Searches every process of the server. Those that talk to the database (root: the listener
+// and the monitors; lookup_user: the health child and lookup children) are the controls:
+// the same search must find the running password in the listener. Every other one — network
+// children (privsep_user), the metrics process (metrics_user), sessions (the webapp) — must
+// hold any 16-character third of a password the server ever read: a freed copy loses its
+// first 16 bytes to the allocator's links, a reused one its head.
+void ExpectNoUnprivilegedProcessHolds(const SshdServer& server, const std::string& running,
+                                      const std::vector<std::string>& passwords, const std::string& when,
+                                      size_t want_network_children, size_t want_others) {
+  const std::string privsep = std::to_string(UidOf("allgo-sshd"));
+  const std::string lookup = std::to_string(UidOf("allgo-authkeys"));
+  EXPECT_TRUE(MemoryContains(server.pid(), running)) << when << ": the control failed: the listener holds it";
+  size_t network_children = 0, searched = 0;
+  std::string tree;  // every process, for the failure messages
+  for (pid_t pid : DescendantsOf(server.pid())) {
+    std::string uid = ProcStatusField(pid, "Uid");
+    uid = uid.substr(0, uid.find('\t'));
+    std::string exe;
+    std::ifstream(std::string("/proc/") + std::to_string(pid) + "/comm") >> exe;
+    tree += " " + std::to_string(pid) + " (" + exe + ", uid " + uid + ")";
+    if (uid.empty() || uid == "0" || uid == lookup) continue;
+    network_children += uid == privsep;
+    ++searched;
+    for (const std::string& password : passwords) {
+      for (const std::string& piece : {password.substr(0, 16), password.substr(16, 16), password.substr(32)}) {
+        EXPECT_FALSE(MemoryContains(pid, piece)) << when << ": process " << pid << " (" << exe << ", uid " << uid
+                                                 << ") holds the [mysql] password " << password;
+      }
+    }
+  }
+  EXPECT_EQ(network_children, want_network_children) << when << "; processes:" << tree;
+  EXPECT_EQ(searched, want_network_children + want_others) << when << "; processes:" << tree;
+}
+
+// Processes of the server running as the privsep user: network children past their drop
+// (so past their scrub).
+size_t DroppedNetworkChildren(const SshdServer& server) {
+  const std::string privsep = std::to_string(UidOf("allgo-sshd"));
+  size_t dropped = 0;
+  for (pid_t pid : DescendantsOf(server.pid())) {
+    std::string uid = ProcStatusField(pid, "Uid");
+    dropped += uid.substr(0, uid.find('\t')) == privsep;
+  }
+  return dropped;
+}
+
+// Issue 18, finding 4: before authentication, during a session, after a SIGHUP reload to a
+// new password (from a root-only password_file) and after a reload that failed on a line
+// below a third password, no process of allgo-sshd that parses network bytes (or HTTP) or
+// runs a session holds a database password.
+TEST_F(SshdTest, NoUnprivilegedProcessHoldsARandomDatabasePassword) {
+  const std::string first = RandomPassword();
+  const std::string mysql = RandomPasswordAccount(db(), first);
+  const int metrics_port = FreeLoopbackPort();
+  SshdServer server("metrics_listen = 127.0.0.1:" + std::to_string(metrics_port), "", "/bin/sh", mysql);
+  const std::string config = ReadFile(AllgoConfigPath());
+  ASSERT_THAT(config, HasSubstr("password = " + first));
+  auto check = [&](const std::string& running, const std::vector<std::string>& passwords, const std::string& when) {
+    // Before authentication: a connection that has sent nothing. Besides its network child,
+    // the metrics process is searched.
+    int fd = ConnectLoopback(server.port());
+    ASSERT_GE(fd, 0);
+    ASSERT_TRUE(WaitFor([&] { return DroppedNetworkChildren(server) == 1; }, 10000)) << when;
+    ExpectNoUnprivilegedProcessHolds(server, running, passwords, when + ", before authentication", 1, 1);
+    // During a session: a second connection, logged in (its lookup used the database); the
+    // session process is searched too.
+    const std::string log = keys_ / ("session " + when + ".log");
+    Daemon session([&] {
+      std::vector<std::string> argv = {"ssh"};
+      for (const std::string& option : server.ClientOptions(owner_key_.private_path)) argv.push_back(option);
+      for (const char* word : {"-p", "", "webapp1@127.0.0.1", "echo in; exec sleep 60"}) argv.push_back(word);
+      argv[argv.size() - 3] = std::to_string(server.port());
+      return argv;
+    }(), log);
+    ASSERT_TRUE(WaitFor([&] { return ReadFile(log).find("in\n") != std::string::npos; }, 15000))
+        << ReadFile(log) << server.log();
+    ExpectNoUnprivilegedProcessHolds(server, running, passwords, when + ", during a session", 2, 2);
+    close(fd);
+    session.Stop(SIGTERM, 5000);
+    ASSERT_TRUE(WaitFor([&] { return DroppedNetworkChildren(server) == 0; }, 10000)) << when << ": connections remain";
+  };
+  auto reload = [&](const std::string& config_text, const std::string& outcome) {
+    WriteAllgoConfig(config_text);
+    auto count = [&] {
+      const std::string log = server.log();
+      size_t n = 0;
+      for (size_t at = log.find(outcome); at != std::string::npos; at = log.find(outcome, at + 1)) ++n;
+      return n;
+    };
+    const size_t before = count();
+    kill(server.pid(), SIGHUP);
+    return WaitFor([&] { return count() > before; }, 10000);
+  };
+  check(first, {first}, "at start");
+
+  // A new password, now in a file only root reads.
+  const std::string second = RandomPassword();
+  RandomPasswordAccount(db(), second);
+  const std::string password_file = keys_ / "mysql.password";
+  WriteFile(password_file, second + "\n", 0600);
+  std::string with_file = config;
+  with_file.replace(with_file.find("password = " + first), ("password = " + first).size(),
+                    "password_file = " + password_file);
+  ASSERT_TRUE(reload(with_file, "SIGHUP: configuration reloaded")) << server.log();
+  check(second, {first, second}, "after a SIGHUP reload to a password_file");
+
+  // Reloads that fail keep the second password and forget the third: one on a line below
+  // it (the parse fails), one on a banner that does not exist (after the parse).
+  const std::string third = RandomPassword();
+  std::string broken = config;
+  broken.replace(broken.find("password = " + first), ("password = " + first).size(),
+                 "password = " + third + "\nno_such_key = 1");
+  ASSERT_TRUE(reload(broken, "SIGHUP: reload failed")) << server.log();
+  broken.replace(broken.find("\nno_such_key = 1"), std::string("\nno_such_key = 1").size(), "");
+  ASSERT_NE(broken.find("[sshd]\n"), std::string::npos);
+  broken.replace(broken.find("[sshd]\n"), 7, "[sshd]\nbanner = " + (keys_ / "no-such-banner") + "\n");
+  ASSERT_TRUE(reload(broken, "no-such-banner")) << server.log();
+  check(second, {first, second, third}, "after a failed SIGHUP reload");
+}
+
+// Issue 18, finding 4: allgo-sshd never asks the allgo NSS module for anything. With the
+// module listed before `files`, the listener's getpwnam of its service users would load the
+// module's config and open a database connection (Connector/C keeps its own copy of the
+// password), and every network child would inherit both.
+TEST_F(SshdTest, AllgoBeforeFilesInNsswitchLeavesNoPasswordInTheNetworkChild) {
+  const std::string nsswitch = ReadFile("/etc/nsswitch.conf");
+  struct Restore {
+    std::string text;
+    ~Restore() { WriteFile("/etc/nsswitch.conf", text); }
+  } restore{nsswitch};
+  std::string allgo_first = nsswitch;
+  for (const std::string db : {"passwd:", "group:"}) {
+    size_t at = allgo_first.compare(0, db.size(), db) == 0 ? 0 : allgo_first.find("\n" + db);
+    ASSERT_NE(at, std::string::npos) << nsswitch;
+    if (at != 0) ++at;
+    allgo_first.insert(allgo_first.find_first_not_of(' ', at + db.size()), "allgo ");
+  }
+  WriteFile("/etc/nsswitch.conf", allgo_first);
+  const std::string password = RandomPassword();
+  SshdServer server("", "", "/bin/sh", RandomPasswordAccount(db(), password));
+  int fd = ConnectLoopback(server.port());
+  ASSERT_GE(fd, 0);
+  ASSERT_TRUE(WaitFor([&] { return DroppedNetworkChildren(server) == 1; }, 10000)) << server.log();
+  ExpectNoUnprivilegedProcessHolds(server, password, {password}, "allgo first in nsswitch.conf", 1, 0);
+  close(fd);
+  RunResult r = server.Ssh("webapp1", owner_key_.private_path, "echo ok");
+  EXPECT_EQ(r.out, "ok\n") << r.err << server.log();
 }
 
 // ---------------------------------------------------------------- operations

@@ -9,6 +9,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -17,6 +18,15 @@
 #include "allgo/status.h"
 
 namespace allgo {
+
+// The one "is this a webapp uid" rule, used by every component that admits or refuses a uid
+// (the monitor, allgo-shell, the gateway, the directory, the NSS module, the service-user
+// check): never 0, inside [min_uid, max_uid], and at least uid_offset (so that it is the uid
+// of some webapp id). A 64-bit argument so that `id + uid_offset` is checked before any
+// truncation to uid_t.
+bool IsWebappUid(const NssConfig& nss, uint64_t uid);
+// "[min_uid, max_uid]", for messages that say which uids are webapps.
+std::string WebappUidRange(const NssConfig& nss);
 
 // The Unix account of a webapp: uid = id + uid_offset, gid, home and shell from [nss].
 struct WebappAccount {
@@ -32,6 +42,12 @@ WebappAccount AccountOf(const Config& config, const Webapp& webapp);
 // that a glibc lookup shows only what the *other* sources know. Read by the module with
 // secure_getenv: setuid programs ignore it (and it can only ever hide webapps).
 inline constexpr char kNssBypassVariable[] = "ALLGO_NSS_BYPASS";
+
+// The session environment variable in which allgo-sshd hands the webapp's name (from its
+// row) to the login shell: allgo-shell's name when getpwuid cannot answer (NSS without the
+// database password). Only ever used to name the sandbox: the agent and the gateway check
+// the caller's uid themselves.
+inline constexpr char kWebappNameVariable[] = "ALLGO_WEBAPP";
 
 // Asks glibc whether an NSS source other than allgo knows a user name, a uid or a gid.
 class OtherAccountSources {

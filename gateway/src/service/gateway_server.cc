@@ -15,6 +15,7 @@
 #include <thread>
 #include <vector>
 
+#include "allgo/identity.h"
 #include "service/gateway_socket.h"
 
 namespace allgo::gateway {
@@ -70,7 +71,7 @@ void GatewayServer::Admit(UniqueFd client, uint64_t number) {
   const std::string who = "session " + std::to_string(number) + " uid " + std::to_string(peer.uid) + " pid " +
                           std::to_string(peer.pid);
   const Config& config = *ctx_.config;
-  if (peer.uid == 0 || peer.uid < config.nss.min_uid || peer.uid > config.nss.max_uid) {
+  if (!IsWebappUid(config.nss, peer.uid)) {
     return refusals_.Refuse(std::move(client), who,
                             "uid " + std::to_string(peer.uid) + " is not a webapp (webapp uids are " +
                                 std::to_string(config.nss.min_uid) + " to " + std::to_string(config.nss.max_uid) +
