@@ -20,6 +20,9 @@ class MonitorClient {
   Status Call(const std::string& request, MsgType want, std::string* answer,
               std::vector<UniqueFd>* fds = nullptr);
   Status Send(const std::string& request);
+  // OpenStreams: the monitor has the webapp's carrier connect to the sandbox's agent (or the
+  // gateway) and hands the connected socket over (docs/forwarding.md).
+  Status OpenStreams(UniqueFd* out);
   // Reads what is available without blocking; false when the monitor is gone.
   bool Poll();
   std::deque<ExitedNotice>& notices() { return notices_; }

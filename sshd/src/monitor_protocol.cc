@@ -176,7 +176,9 @@ Status Decode(const std::string& payload, SpawnRequest* m) {
     for (uint32_t i = 0; i < env_count; ++i) {
       std::string name, value;
       if (!r.GetString(&name, kMaxEnvLen) || !r.GetString(&value, kMaxEnvLen)) break;
-      if (!IsAcceptedEnvName(name)) return Status::Invalid("spawn request: refused variable");
+      // SSH_AUTH_SOCK is the child's own (agent forwarding: a path inside the sandbox),
+      // never the client's: OnEnv refuses it from the client.
+      if (!IsAcceptedEnvName(name) && name != kAuthSockEnv) return Status::Invalid("spawn request: refused variable");
       m->env.emplace_back(std::move(name), std::move(value));
     }
   }

@@ -112,6 +112,9 @@ Status Decode(const std::string& payload, SignalRequest* m);
 Status Decode(const std::string& payload, ExitedNotice* m);
 Status Decode(const std::string& payload, SessionEnd* m);
 
+// Set by the network child for a session with agent forwarding (the agent socket's path
+// inside the sandbox); a client may not set it.
+inline constexpr const char* kAuthSockEnv = "SSH_AUTH_SOCK";
 // Environment variables a client may set (OpenSSH's AcceptEnv LANG LC_* TERM).
 bool IsAcceptedEnvName(const std::string& name);
 // Signals a client may send ("TERM" → SIGTERM); 0 when not allowed.

@@ -266,8 +266,9 @@ using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Ex
 // type-1 message long enough to hold one.
 uint16_t PeekVersion(std::string_view body);
 
-// The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM
-// and ALLGO_USER (who logged in). Everything else stays on the frontend.
+// The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM,
+// ALLGO_USER (who logged in), SSH_ORIGINAL_COMMAND (forced command) and SSH_AUTH_SOCK (agent
+// forwarding: a path inside the sandbox). Everything else stays on the frontend.
 bool IsForwardableEnv(std::string_view name);
 // SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM.
 bool IsRelayableSignal(int signo);
