@@ -31,6 +31,7 @@ constexpr int kAcceptsPerRound = 16;
 constexpr int kFailFlushMs = 2000;            // to deliver the `error` to a slow client
 constexpr int kAcceptPauseMs = 100;           // after EMFILE and the like
 constexpr const char* kAgentSocketName = "agent.sock";
+constexpr size_t kIdleQueueCapacity = 64 * 1024;  // kept by a stream whose queue drained
 
 const char* KindName(StreamKind kind) {
   switch (kind) {
@@ -75,6 +76,9 @@ struct StreamServer::Stream {
   enum class State { kConnecting, kAwaitAccept, kOpen, kClosed };
 
   uint32_t id = 0;
+  // Unique for the connection's life: a poll result is only applied to the stream it was
+  // for, not to a new stream that reuses the id (or the fd number) in the same round.
+  uint64_t serial = 0;
   StreamKind kind = StreamKind::kTcp;
   State state = State::kConnecting;
   UniqueFd fd;
@@ -156,15 +160,20 @@ int StreamServer::Run() {
   ParseInput();
 
   enum class Role { kSignals, kIn, kOut, kStream, kListener };
+  struct Entry {
+    Role role;
+    uint32_t id;      // stream or listener id
+    uint64_t serial;  // streams: Stream::serial
+  };
   std::vector<pollfd> fds;
-  std::vector<std::pair<Role, uint32_t>> roles;
+  std::vector<Entry> roles;
   while (!ended_) {
     fds.clear();
     roles.clear();
-    auto add = [&](int fd, short events, Role role, uint32_t id) {
+    auto add = [&](int fd, short events, Role role, uint32_t id, uint64_t serial = 0) {
       if (fd < 0 || events == 0) return;
       fds.push_back(pollfd{fd, events, 0});
-      roles.emplace_back(role, id);
+      roles.push_back(Entry{role, id, serial});
     };
     const bool room = out_.size() < kMaxQueuedOutput;
     add(signals_.get(), POLLIN, Role::kSignals, 0);
@@ -175,7 +184,7 @@ int StreamServer::Run() {
       if (s->state == Stream::State::kConnecting) events = POLLOUT;
       if (s->WantsRead(out_.size())) events |= POLLIN;
       if (s->WantsWrite()) events |= POLLOUT;
-      add(s->fd.get(), events, Role::kStream, id);
+      add(s->fd.get(), events, Role::kStream, id, s->serial);
     }
     if (room && NowMs() >= accept_paused_until_) {
       for (auto& [id, l] : listeners_) add(l->fd.get(), POLLIN, Role::kListener, id);
@@ -188,14 +197,14 @@ int StreamServer::Run() {
     for (size_t i = 0; r > 0 && i < fds.size() && !ended_; ++i) {
       const short revents = fds[i].revents;
       if (revents == 0) continue;
-      auto [role, id] = roles[i];
+      auto [role, id, serial] = roles[i];
       switch (role) {
         case Role::kSignals: DrainSignals(); break;
         case Role::kIn: ReadInput(); break;
         case Role::kOut: Flush(); break;
         case Role::kStream: {
           Stream* s = Find(id);
-          if (s == nullptr || !s->fd) break;  // closed meanwhile
+          if (s == nullptr || s->serial != serial || !s->fd) break;  // closed meanwhile
           if (s->state == Stream::State::kConnecting) {
             OnConnectDone(*s);
             break;
@@ -348,6 +357,7 @@ void StreamServer::HandleOpen(const StreamOpen& open) {
   auto owned = std::make_unique<Stream>();
   Stream& s = *owned;
   s.id = open.stream;
+  s.serial = ++serial_;
   s.kind = open.kind;
   s.send_window = open.window;
   s.deadline = NowMs() + options_.connect_timeout_ms;
@@ -395,6 +405,9 @@ void StreamServer::TryConnect(Stream& s) {
 }
 
 void StreamServer::OnConnectDone(Stream& s) {
+  // Only a finished connect (writable, or an error) has a meaningful SO_ERROR.
+  pollfd p{s.fd.get(), POLLOUT, 0};
+  if (poll(&p, 1, 0) <= 0) return;
   int error = 0;
   socklen_t len = sizeof error;
   if (getsockopt(s.fd.get(), SOL_SOCKET, SO_ERROR, &error, &len) != 0) error = errno;
@@ -476,6 +489,8 @@ void StreamServer::WriteSocket(Stream& s) {
     s.to_socket.Consume(static_cast<size_t>(n));
     Consumed(s, static_cast<size_t>(n));
   }
+  // A burst grew the queue (up to a few times the window): an idle forward gives it back.
+  if (s.to_socket.capacity() > kIdleQueueCapacity) s.to_socket = ByteQueue();
   if (s.peer_eof && !s.shut_wr) {
     shutdown(s.fd.get(), SHUT_WR);
     s.shut_wr = true;
@@ -717,6 +732,7 @@ void StreamServer::AcceptOn(Listener& l) {
     }
     auto s = std::make_unique<Stream>();
     s->id = open.stream;
+    s->serial = ++serial_;
     s->kind = open.kind;
     s->state = Stream::State::kAwaitAccept;
     s->fd = std::move(sock);

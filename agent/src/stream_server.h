@@ -109,6 +109,7 @@ class StreamServer {
   bool ended_ = false;
   int status_ = 0;
   uint32_t next_even_ = 2;
+  uint64_t serial_ = 0;
   int64_t accept_paused_until_ = 0;
   std::map<uint32_t, std::unique_ptr<Stream>> streams_;
   std::map<uint32_t, std::unique_ptr<Listener>> listeners_;

@@ -815,6 +815,75 @@ TEST_F(BridgeStreams, TheAgentKeepsToTheWindowAndItsMemoryStaysBounded) {
             << ", deaf " << deaf_rss_before << " -> " << rss_deaf << "\n";
 }
 
+TEST_F(BridgeStreams, AtMost256StreamsAnd64ListenersPerConnection) {
+  StartAgent();
+  // A service whose connections wait in its backlog: connects succeed, nothing is accepted.
+  UniqueFd l = SandboxSocket(agent_pid_);
+  int port = ListenLoopback(l.get());
+  ASSERT_EQ(listen(l.get(), 1024), 0);
+  auto client = ConnectHello();
+  for (uint32_t i = 0; i < 256; ++i) {
+    bridge::StreamOpen open{2 * i + 1, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port), "", 0, 0, 1000};
+    client->streams[open.stream].our_window = 1000;
+    client->Send(open);
+  }
+  ASSERT_TRUE(client->PumpUntil(
+      [&] {
+        size_t answered = 0;
+        for (auto& [id, s] : client->streams) answered += s.accepted || s.refused;
+        return answered == 256;
+      },
+      20000));
+  for (auto& [id, s] : client->streams) ASSERT_TRUE(s.accepted) << id << ": " << s.refusal.text;
+  StreamState& extra = client->Open(1001, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port));
+  ASSERT_TRUE(extra.refused);
+  EXPECT_EQ(extra.refusal.reason, bridge::RefuseReason::kResourceShortage);
+  EXPECT_EQ(extra.refusal.text, "too many streams on this connection (256)");
+  // Closing one frees its place.
+  client->Send(bridge::StreamClose{1});
+  ASSERT_TRUE(client->PumpUntil([&] { return client->streams[1].closed; }));
+  client->streams.erase(1001);
+  EXPECT_TRUE(client->Open(1001, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port)).accepted);
+
+  for (uint32_t i = 1; i <= 65; ++i) client->Send(bridge::Listen{i, bridge::ListenKind::kTcp, "127.0.0.1", 0});
+  ASSERT_TRUE(client->PumpUntil([&] { return client->listens.size() == 65; }));
+  for (uint32_t i = 1; i <= 64; ++i) EXPECT_TRUE(client->listens[i].ok) << i;
+  EXPECT_FALSE(client->listens[65].ok);
+  EXPECT_EQ(client->listens[65].error, "too many listeners on this connection (64)");
+  EXPECT_TRUE(client->errors.empty());
+}
+
+TEST_F(BridgeStreams, AConnectThatHangsIsRefusedAfter10SecondsWithoutStallingOthers) {
+  StartAgent();
+  // A listener whose accept queue is full drops new SYNs: a connect to it hangs.
+  UniqueFd full = SandboxSocket(agent_pid_);
+  int full_port = ListenLoopback(full.get());
+  ASSERT_EQ(listen(full.get(), 0), 0);
+  std::vector<UniqueFd> fillers;
+  for (int i = 0; i < 2; ++i) {
+    fillers.push_back(SandboxSocket(agent_pid_));
+    bridge::SetNonBlocking(fillers.back().get(), true);
+    ConnectLoopback(fillers.back().get(), full_port);
+  }
+  int port = 0;
+  auto echo = SandboxServer(Echo, &port);
+  auto client = ConnectHello();
+  bridge::StreamOpen hanging{1, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(full_port), "", 0, 0, 1000};
+  auto start = std::chrono::steady_clock::now();
+  client->Send(hanging);
+  // Meanwhile another stream of the same connection works.
+  StreamState& other = client->Open(3, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port));
+  ASSERT_TRUE(other.accepted);
+  client->SendData(3, "meanwhile");
+  ASSERT_TRUE(client->PumpUntil([&] { return client->streams[3].received == "meanwhile"; }));
+  EXPECT_FALSE(client->streams[1].refused || client->streams[1].accepted);
+  ASSERT_TRUE(client->PumpUntil([&] { return client->streams[1].refused; }, 15000));
+  double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_GE(seconds, 9.5);
+  EXPECT_EQ(client->streams[1].refusal.text,
+            "cannot connect to 127.0.0.1 port " + std::to_string(full_port) + ": timed out after 10 s");
+}
+
 TEST_F(BridgeStreams, ProtocolErrorsEndOnlyTheirOwnConnection) {
   StartAgent();
   int port = 0;
