@@ -36,6 +36,7 @@ constexpr size_t kPtyBuffer = 64 * 1024;         // per direction, per PTY sessi
 constexpr int kDataPipeSize = 1 << 20;            // stdin and stdout fifos
 constexpr int kClosingTimeoutMs = 5000;          // to deliver the exit status
 constexpr int kPtyDrainTimeoutMs = 2000;         // output after the shell exited
+constexpr int kStreamStopTimeoutMs = 2000;       // stream children cleaning up at stop
 constexpr const char* kSocketName = "agent.sock";
 constexpr const char* kLockName = "agent.lock";
 
@@ -277,8 +278,20 @@ int Agent::Run() {
     if (!conn->dead) Hangup(*conn, "agent stopping");
   }
   conns_.clear();
-  // Stream-mode children close their sockets and remove their listeners' files on SIGTERM.
+  // Stream-mode children close their sockets and remove their listeners' files on SIGTERM;
+  // they get a moment for it (when the agent is the sandbox's first process, its end is
+  // the end of every process in the sandbox).
   for (const auto& [pid, id] : stream_children_) kill(pid, SIGTERM);
+  const int64_t deadline = NowMs() + kStreamStopTimeoutMs;
+  while (!stream_children_.empty() && NowMs() < deadline) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      OnChildExit(pid, status);
+    } else {
+      usleep(10 * 1000);
+    }
+  }
   unlinkat(dir_.get(), kSocketName, 0);
   Log(LogLevel::kInfo, "stopped");
   return 0;

@@ -884,6 +884,26 @@ TEST_F(BridgeStreams, AConnectThatHangsIsRefusedAfter10SecondsWithoutStallingOth
             "cannot connect to 127.0.0.1 port " + std::to_string(full_port) + ": timed out after 10 s");
 }
 
+TEST_F(BridgeStreams, FramesSentTogetherWithTheHelloAreNotLost) {
+  StartAgent();
+  int port = 0;
+  auto echo = SandboxServer(Echo, &port);
+  // hello, a listen, a stream-open and more in one write: the agent reads them with the
+  // hello, before it knows the mode, and hands them on to the child serving the connection.
+  auto client = Connect();
+  bridge::StreamOpen open{1, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port), "", 0, 0, 1000};
+  client->streams[1].our_window = 1000;
+  std::string burst = bridge::EncodeFrame(bridge::Hello{}) +
+                      bridge::EncodeFrame(bridge::Listen{1, bridge::ListenKind::kTcp, "127.0.0.1", 0}) +
+                      bridge::EncodeFrame(open);
+  for (uint32_t i = 2; i <= 40; ++i) burst += bridge::EncodeFrame(bridge::Listen{i, bridge::ListenKind::kAuthAgent, "", 0});
+  client->Write(burst);
+  ASSERT_TRUE(client->PumpUntil([&] { return client->hello && client->listens.size() == 40 && client->streams[1].accepted; }))
+      << client->listens.size();
+  for (auto& [id, result] : client->listens) EXPECT_TRUE(result.ok) << id << ": " << result.error;
+  EXPECT_TRUE(client->errors.empty());
+}
+
 TEST_F(BridgeStreams, ProtocolErrorsEndOnlyTheirOwnConnection) {
   StartAgent();
   int port = 0;
@@ -1000,6 +1020,21 @@ TEST_F(BridgeStreams, ConnectionEofClosesEverythingItOpened) {
   EXPECT_TRUE(AgentLog().find("stream mode ended") != std::string::npos) << AgentLog();
 }
 
+TEST_F(BridgeStreams, AgentStopEndsItsStreamConnectionsCleanly) {
+  StartAgent();
+  auto client = ConnectHello();
+  std::string path = mark_ + "/stop.sock";  // shared with the test: it outlives the sandbox
+  client->Send(bridge::Listen{1, bridge::ListenKind::kUnix, path, 0});
+  ASSERT_TRUE(client->PumpUntil([&] { return client->listens.count(1) != 0; }));
+  ASSERT_TRUE(client->listens[1].ok) << client->listens[1].error;
+  ASSERT_TRUE(fs::exists(path));
+  // SIGTERM to the agent (as `docker stop` sends to a container's first process).
+  ASSERT_EQ(kill(agent_pid_, SIGTERM), 0);
+  EXPECT_TRUE(client->PumpUntil([&] { return client->closed; })) << "the connection ends";
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists(path); }, 5000)) << "the listener's file is removed";
+  EXPECT_TRUE(WaitFor([&] { return AgentLog().find("signal 15") != std::string::npos; }, 5000)) << AgentLog();
+}
+
 TEST_F(BridgeStreams, StreamConnectionsCountAsSessionsAndOldClientsStillWork) {
   StartAgent({}, {"--max-sessions", "1"});
   auto client = ConnectHello();
@@ -1073,9 +1108,12 @@ TEST_F(BridgeStreams, StdioModeServesStreamsToo) {
   pid_t agent = 0;
   ASSERT_TRUE(WaitFor([&] { return (agent = FindAgentBelow(pid)) > 0; }, 10000));
   agent_pid_ = agent;
-  // A spare exec waits for its first frame: the hello comes late.
+  // A spare exec waits for its first frame: the hello comes late, and with more frames.
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  client.Hello();
+  client.Write(bridge::EncodeFrame(bridge::Hello{}) +
+               bridge::EncodeFrame(bridge::Listen{9, bridge::ListenKind::kTcp, "127.0.0.1", 0}));
+  ASSERT_TRUE(client.PumpUntil([&] { return client.hello && client.listens.count(9) != 0; })) << ReadFile(log);
+  EXPECT_TRUE(client.listens[9].ok);
   int port = 0;
   auto echo = SandboxServer(Echo, &port);
   StreamState& s = client.Open(1, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port));
