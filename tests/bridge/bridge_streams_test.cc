@@ -955,6 +955,14 @@ TEST_F(BridgeStreams, ProtocolErrorsEndOnlyTheirOwnConnection) {
       {"accept of a stream the agent never opened",
        [&](StreamClient& c) { c.Send(bridge::StreamAccept{2, 1000}); },
        "protocol error: stream-accept for stream 2, which awaits no accept"},
+      {"a tcp stream with an even (agent-side) id",
+       [&](StreamClient& c) {
+         // Written raw: the codec's Validate refuses to build it, the agent's decoder too.
+         c.Write(bridge::EncodeFrame(
+             bridge::StreamOpen{6, bridge::StreamKind::kTcp, "127.0.0.1", static_cast<uint32_t>(port), "", 0, 0, 1000}));
+       },
+       "protocol error: stream-open: stream id of the wrong side for its kind"},
+      {"a second hello", [&](StreamClient& c) { c.Send(bridge::Hello{}); }, "protocol error: a second hello"},
       {"a bad frame",
        [&](StreamClient& c) { c.Write(std::string("\0\0\0\2\x0b\x00", 6)); },
        "protocol error: stream-open: truncated message"},
