@@ -333,6 +333,10 @@ class FrameReader {
   Result NextView(Message* out, DataView* data, std::string* error);
   // Bytes buffered but not yet returned as messages.
   size_t buffered() const { return buffer_.size(); }
+  // Those bytes themselves (the start of the next frame and whatever followed it), without
+  // consuming them: what a server that tells the mode by the first frame's version
+  // (PeekVersion) hands on to the loop serving that mode, so that nothing read is lost.
+  std::string_view Unread() const { return buffer_.view(); }
 
  private:
   // The next whole frame's body, if buffered (consumed from the buffer; its bytes stay
