@@ -40,6 +40,22 @@ Status MonitorClient::Call(const std::string& request, MsgType want, std::string
   }
 }
 
+Status MonitorClient::OpenStreams(UniqueFd* out) {
+  std::string payload;
+  std::vector<UniqueFd> fds;
+  Status st = Call(Encode(sshd::OpenStreams{}), MsgType::kStreamsResult, &payload, &fds);
+  StreamsResult result;
+  if (st.ok()) st = Decode(payload, &result);
+  if (!st.ok()) return st;
+  if (!result.ok) {
+    if (!fds.empty()) return Status::Invalid("monitor: a refused OpenStreams carried descriptors");
+    return Status::Permission(result.error);
+  }
+  if (fds.size() != 1) return Status::Invalid("monitor: OpenStreams answered without exactly one socket");
+  *out = std::move(fds[0]);
+  return Status::Ok();
+}
+
 bool MonitorClient::Poll() {
   while (true) {
     WireMessage msg;

@@ -20,6 +20,11 @@ class MonitorClient {
   Status Call(const std::string& request, MsgType want, std::string* answer,
               std::vector<UniqueFd>* fds = nullptr);
   Status Send(const std::string& request);
+  // Asks the monitor for this connection's path to the sandbox (once per connection, after
+  // auth): on success *out is a socket connected, as the webapp, to its agent (bridge) or
+  // to the gateway (docker), on which nothing was sent yet; the caller speaks protocol v3
+  // on it. Permission with the monitor's reason when refused (policy, sandbox not running).
+  Status OpenStreams(UniqueFd* out);
   // Reads what is available without blocking; false when the monitor is gone.
   bool Poll();
   std::deque<ExitedNotice>& notices() { return notices_; }

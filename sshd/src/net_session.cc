@@ -108,6 +108,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
   if (s->authenticated_ || s->too_many_failures_) return SSH_AUTH_DENIED;
   bool allowed = false;
   bool pty_allowed = false;
+  ForwardPolicy forward_policy;
   std::string account;
   if ((state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) &&
       std::strlen(user) <= kMaxUserLen) {
@@ -132,6 +133,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
       allowed = answer.allowed;
       account = answer.account;
       pty_allowed = answer.pty_allowed;
+      forward_policy = answer.forward_policy;
     }
   }
   if (!allowed) {
@@ -144,6 +146,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
     s->user_ = user;
     s->account_ = account;
     s->pty_allowed_ = pty_allowed;
+    s->forward_policy_ = forward_policy;
   }
   return SSH_AUTH_SUCCESS;
 }

@@ -21,7 +21,9 @@
 #include <string>
 
 #include "allgo/config.h"
+#include "allgo/names.h"  // SanitizeForLog, for session_channel.cc
 #include "allgo/unique_fd.h"
+#include "forward_policy.h"
 #include "monitor_client.h"
 #include "monitor_protocol.h"
 #include "session_channel.h"
@@ -53,6 +55,8 @@ class NetSession {
   const std::string& user() const { return user_; }
   // Whether the authenticated key's options permit a PTY (the monitor checks again).
   bool pty_allowed() const { return pty_allowed_; }
+  // What the authenticated key may forward (the monitor checks OpenStreams again).
+  const ForwardPolicy& forward_policy() const { return forward_policy_; }
   // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
   char* buffer() { return buffer_.get(); }
   // Channel data moved (either way): resets the idle_timeout clock.
@@ -94,6 +98,7 @@ class NetSession {
   std::string user_;
   std::string account_;
   bool pty_allowed_ = false;
+  ForwardPolicy forward_policy_;
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;
