@@ -327,7 +327,7 @@ std::string OpenSshForwardingProblem(const KeyOptions& options) {
          " from the frontend itself (its network: the database, the Docker API); start them with "
          "restrict (e.g. restrict,pty) or add no-port-forwarding,no-agent-forwarding, and remove "
          "port-forwarding / agent-forwarding. Forwarding into the sandbox is allgo-sshd's "
-         "(docs/forwarding.md)";
+         "(docs/configuration.md, \"[authkeys] key_options\")";
 }
 
 Status RestrictKeyOptions(const KeyOptions& a, const KeyOptions& b, KeyOptions* out) {

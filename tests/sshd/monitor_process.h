@@ -31,6 +31,8 @@ class MonitorProcess {
   sshd::KeyAnswer Authenticate(const std::string& public_line, const std::string& user = "webapp1");
   sshd::SpawnResult Spawn(const sshd::SpawnRequest& r, std::vector<UniqueFd>* fds);
   sshd::StreamsResult OpenStreams(std::vector<UniqueFd>* fds);
+  // The test's end of the monitor socket, e.g. for a real MonitorClient (the network child's).
+  UniqueFd TakeSocket() { return std::move(sock_); }
   // True when the monitor closed its socket (it ends the connection) within `timeout_ms`.
   bool Closed(int timeout_ms);
 

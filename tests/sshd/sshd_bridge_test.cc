@@ -23,6 +23,7 @@
 
 #include "allgo/bridge/io.h"
 #include "allgo/bridge/protocol.h"
+#include "monitor_client.h"
 #include "monitor_process.h"
 #include "monitor_protocol.h"
 #include "sshd_fixture.h"
@@ -341,22 +342,22 @@ TEST_F(SshdBridgeTest, StreamsCarrierHandsOverAConnectionTheAgentKnowsAsTheWebap
   EXPECT_FALSE(a.fd);
 }
 
-// The whole privileged path: the real monitor, asked OpenStreams by its (here: played)
-// network child, starts the carrier as the authenticated webapp and passes the socket on.
+// The whole privileged path: the real monitor, asked OpenStreams through the network child's
+// MonitorClient, starts the carrier as the authenticated webapp and passes the socket on.
 TEST_F(SshdBridgeTest, MonitorOpenStreamsStartsTheCarrierAsTheWebapp) {
   std::string config_text = TestDatabase::Get().ConfigText("[nss]\nshell = " + Artifact("allgo-shell") +
                                                            "\n[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 2\n");
   {
     MonitorProcess monitor(config_text, tmp_ / "monitor.conf");
     ASSERT_TRUE(monitor.Authenticate(key_.public_line, "sleep").allowed);
-    std::vector<UniqueFd> fds;
-    sshd::StreamsResult result = monitor.OpenStreams(&fds);
-    ASSERT_TRUE(result.ok) << result.error;
-    ASSERT_EQ(fds.size(), 1u);
+    sshd::MonitorClient client(monitor.TakeSocket());
+    UniqueFd sock;
+    Status st = client.OpenStreams(&sock);
+    ASSERT_TRUE(st.ok()) << st.ToString();
     EXPECT_TRUE(WaitUntil([&] { return agent_->Log().find("from uid " + std::to_string(uid_) + " (pid") != std::string::npos; },
                           5000)) << agent_->Log();
     EXPECT_EQ(agent_->Log().find("from uid 0 "), std::string::npos) << "root never connects";
-    EXPECT_EQ(OpenV1Session(fds[0].get()), "");
+    EXPECT_EQ(OpenV1Session(sock.get()), "");
     // The carrier is gone (reaped by the monitor): no process of the webapp is left behind.
     EXPECT_EQ(Sh("pgrep -u " + std::to_string(uid_) + " -f 'allgo-shell --streams'").out, "");
   }
@@ -364,11 +365,12 @@ TEST_F(SshdBridgeTest, MonitorOpenStreamsStartsTheCarrierAsTheWebapp) {
   StopSandbox();
   MonitorProcess monitor(config_text, tmp_ / "monitor.conf");
   ASSERT_TRUE(monitor.Authenticate(key_.public_line, "sleep").allowed);
-  std::vector<UniqueFd> fds;
-  sshd::StreamsResult result = monitor.OpenStreams(&fds);
-  EXPECT_FALSE(result.ok);
-  EXPECT_EQ(result.error, "the sandbox of 'sleep' is not running (state: idle); start it from the allgo web interface");
-  EXPECT_TRUE(fds.empty());
+  sshd::MonitorClient client(monitor.TakeSocket());
+  UniqueFd sock;
+  Status st = client.OpenStreams(&sock);
+  EXPECT_EQ(st.code(), Status::Code::kPermission) << st.ToString();
+  EXPECT_EQ(st.message(), "the sandbox of 'sleep' is not running (state: idle); start it from the allgo web interface");
+  EXPECT_FALSE(sock);
 }
 
 }  // namespace
