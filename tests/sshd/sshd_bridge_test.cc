@@ -342,6 +342,44 @@ TEST_F(SshdBridgeTest, StreamsCarrierHandsOverAConnectionTheAgentKnowsAsTheWebap
   EXPECT_FALSE(a.fd);
 }
 
+// With [sandbox] backend = docker the carrier connects to the gateway's socket, as the webapp:
+// the gateway (played here by the test, root, which ConnectGateway accepts) sees its uid.
+TEST_F(SshdBridgeTest, StreamsCarrierConnectsToTheGatewayAsTheWebapp) {
+  std::string socket_path = tmp_ / "gateway.sock";
+  std::string config = tmp_ / "carrier-docker.conf";
+  WriteFile(config, TestDatabase::Get().MysqlConfigSection() +
+                        "[sandbox]\nbackend = docker\n[docker]\nnode = n1 unix:///nonexistent.sock\ngateway_socket = " +
+                        socket_path + "\n");
+  CarrierAnswer a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 1);
+  EXPECT_THAT(a.record, StartsWith("error: the sandbox gateway is not running (connect " + socket_path));
+  EXPECT_FALSE(a.fd);
+
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(chmod(socket_path.c_str(), 0666), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 0);
+  ASSERT_EQ(a.record, "ok");
+  ASSERT_TRUE(a.fd);
+  UniqueFd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted);
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  ASSERT_EQ(getsockopt(accepted.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len), 0);
+  EXPECT_EQ(peer.uid, uid_) << "the gateway knows the webapp by this uid";
+  EXPECT_EQ(peer.pid, a.pid) << "the carrier connected, nobody else";
+  // Nothing was sent; what the receiver writes arrives.
+  ASSERT_EQ(write(a.fd.get(), "v3", 2), 2);
+  char buf[8] = {};
+  EXPECT_EQ(read(accepted.get(), buf, sizeof buf), 2);
+  EXPECT_EQ(std::string(buf, 2), "v3");
+}
+
 // The whole privileged path: the real monitor, asked OpenStreams through the network child's
 // MonitorClient, starts the carrier as the authenticated webapp and passes the socket on.
 TEST_F(SshdBridgeTest, MonitorOpenStreamsStartsTheCarrierAsTheWebapp) {
