@@ -7,6 +7,10 @@
 // webapp USER, each prefixed with [authkeys] key_options. sshd discards our stderr, so every
 // message also goes to syslog (authpriv). Exit status: 0 with keys or with nothing for an
 // unknown user; 1 when the answer is unknown (config or database problem) so sshd denies.
+//
+// Stock OpenSSH would forward from the frontend itself (its network reaches the database and
+// the Docker API): the options printed must always turn forwarding off. key_options that do
+// not are a config error here (--check says so too), whatever allgo-sshd makes of them.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -17,15 +21,42 @@
 #include "allgo/config.h"
 #include "allgo/database.h"
 #include "allgo/directory.h"
+#include "allgo/key_options.h"
 #include "allgo/logging.h"
 #include "allgo/names.h"
 
 namespace {
 
+// The config, refused when its key_options would let OpenSSH forward.
+allgo::Status LoadForOpenSsh(const std::string& path, allgo::Config* config) {
+  allgo::Status s = allgo::LoadConfig(path, config);
+  if (!s.ok()) return s;
+  std::string problem = allgo::OpenSshForwardingProblem(config->authkeys.options);
+  if (problem.empty()) return s;
+  auto line = config->lines.find("authkeys.key_options");
+  std::string where = path + (line == config->lines.end() ? "" : ":" + std::to_string(line->second));
+  return allgo::Status::Invalid(where + ": [authkeys] key_options: \"" + config->authkeys.key_options + "\": " +
+                                problem);
+}
+
+int Check(const std::string& config_flag) {
+  std::string path = allgo::ResolveConfigPath(config_flag);
+  allgo::Config config;
+  allgo::Status s = LoadForOpenSsh(path, &config);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  std::printf("key_options = %s\n", config.authkeys.key_options.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s: configuration OK\n", path.c_str());
+  return 0;
+}
+
 int Run(const std::string& config_flag, const std::string& user) {
   allgo::Config config;
   std::string path = allgo::ResolveConfigPath(config_flag);
-  allgo::Status s = allgo::LoadConfig(path, &config);
+  allgo::Status s = LoadForOpenSsh(path, &config);
   if (!s.ok()) {
     spdlog::error("{}", s.message());
     return 1;
@@ -80,8 +111,14 @@ int main(int argc, char** argv) {
                  std::string("config file (default: $ALLGO_SSH_CONFIG, else ") +
                      allgo::DefaultConfigPath() + ")");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: warn)");
-  app.add_option("USER", user, "webapp login name (sshd's %u)")->required();
+  bool check = false;
+  app.add_flag("-t,--check", check, "validate the config for stock OpenSSH, print key_options, then exit 0 (ok) or 1");
+  auto* user_option = app.add_option("USER", user, "webapp login name (sshd's %u)");
   CLI11_PARSE(app, argc, argv);
+  if (!check && user_option->count() == 0) {
+    std::fprintf(stderr, "USER is required\n%s", app.help().c_str());
+    return 2;
+  }
 
   allgo::LogOptions log;
   log.program = "allgo-authkeys";
@@ -92,5 +129,5 @@ int main(int argc, char** argv) {
     spdlog::error("{}", s.message());
     return 2;
   }
-  return Run(config_flag, user);
+  return check ? Check(config_flag) : Run(config_flag, user);
 }

@@ -110,6 +110,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
   if (s->authenticated_ || s->too_many_failures_) return SSH_AUTH_DENIED;
   bool allowed = false;
   bool pty_allowed = false;
+  ForwardPolicy forward_policy;
   std::string account;
   if ((state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) &&
       std::strlen(user) <= kMaxUserLen) {
@@ -134,6 +135,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
       allowed = answer.allowed;
       account = answer.account;
       pty_allowed = answer.pty_allowed;
+      forward_policy = answer.forward_policy;
     }
   }
   if (!allowed) {
@@ -146,6 +148,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
     s->user_ = user;
     s->account_ = account;
     s->pty_allowed_ = pty_allowed;
+    s->forward_policy_ = forward_policy;
   }
   return SSH_AUTH_SUCCESS;
 }

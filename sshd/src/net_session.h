@@ -22,6 +22,7 @@
 #include <string>
 
 #include "allgo/config.h"
+#include "allgo/names.h"  // SanitizeForLog, for session_channel.cc
 #include "allgo/unique_fd.h"
 #include "forward_channel.h"
 #include "forward_policy.h"
@@ -57,12 +58,12 @@ class NetSession : public StreamMuxOwner {
   const std::string& user() const { return user_; }
   // Whether the authenticated key's options permit a PTY (the monitor checks again).
   bool pty_allowed() const { return pty_allowed_; }
+  // What the authenticated key may forward (the monitor checks OpenStreams again).
+  const ForwardPolicy& forward_policy() const { return forward_policy_; }
   // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
   char* buffer() { return buffer_.get(); }
   // Channel data moved (either way): resets the idle_timeout clock.
   void NoteActivity();
-  // What this connection may forward (from the monitor's KeyAnswer).
-  const ForwardPolicy& forward_policy() const { return forward_policy_; }
   // auth-agent-req@openssh.com on a session channel: the path of this connection's agent
   // socket inside the sandbox (made on first use), or "" when agent forwarding is not
   // permitted or failed (logged).
@@ -123,13 +124,13 @@ class NetSession : public StreamMuxOwner {
   std::string user_;
   std::string account_;
   bool pty_allowed_ = false;
+  ForwardPolicy forward_policy_;
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;
   bool banner_sent_ = false;
   bool dispatch_allowed_ = false;  // see DispatchGuard
   // Forwarding state.
-  ForwardPolicy forward_policy_;
   std::unique_ptr<StreamMux> mux_;
   bool mux_registered_ = false;  // its fd is in event_ (added from the main loop only)
   std::string mux_error_;        // why the mux could not be opened or broke; sticky
