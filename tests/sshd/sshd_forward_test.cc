@@ -157,7 +157,7 @@ TEST_F(SshdForwardTest, RemoteForwardListensInsideTheSandbox) {
   // Nothing listens on the frontend's loopback on that port: the listener was in the sandbox.
   EXPECT_EQ(Get(remote), "");
   // Port 0: the allocated port is reported back (RFC 4254), as OpenSSH prints it.
-  r = Ssh("true", {"-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + std::to_string(port_)});
+  r = Ssh("true", {"-o", "LogLevel=INFO", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + std::to_string(port_)});
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_THAT(r.err, HasSubstr("Allocated port"));
 }
@@ -166,28 +166,25 @@ TEST_F(SshdForwardTest, AgentForwardingListsAndSignsWithTheClientsKeys) {
   std::string sock = tmp_ / "agent.sock";
   RunResult started = test::Run({"ssh-agent", "-a", sock});
   ASSERT_EQ(started.exit_code, 0) << started.err;
-  KeyPair signer = MakeKeyPair(tmp_, "signer");
+  KeyPair signer = MakeKeyPair(tmp_.path(), "signer");
   RunOptions env;
   env.env["SSH_AUTH_SOCK"] = sock;
   ASSERT_EQ(test::Run({"ssh-add", signer.private_path}, env).exit_code, 0);
   std::string fingerprint = test::Run({"ssh-keygen", "-lf", signer.private_path + ".pub"}).out.substr(0, 20);
   WriteFile(fs::path(shared_) / "signer.pub", signer.public_line + "\n");
-  RunOptions with_agent = env;
-  with_agent.stdin_data = "data to sign\n";
+  WriteFile(fs::path(shared_) / "data", "data to sign\n");
   std::string script = "echo sock=$SSH_AUTH_SOCK; ssh-add -l; ssh-keygen -Y sign -q -n allgo -f " +
-                       ShellQuote(shared_ + "/signer.pub") + " </dev/stdin";
-  RunResult r = Ssh(script, {"-A"}, with_agent);
+                       ShellQuote(shared_ + "/signer.pub") + " " + ShellQuote(shared_ + "/data") + " </dev/null";
+  RunResult r = Ssh(script, {"-A"}, env);
   EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
   EXPECT_THAT(r.out, HasSubstr("sock=/tmp/allgo-agent-"));
   EXPECT_THAT(r.out, HasSubstr(fingerprint.substr(fingerprint.find(' ') + 1, 12)));
-  // The signature made in the sandbox verifies on the frontend with the client's key.
-  size_t begin = r.out.find("-----BEGIN SSH SIGNATURE-----");
-  ASSERT_NE(begin, std::string::npos) << r.out;
-  WriteFile(tmp_ / "sig", r.out.substr(begin));
+  // The signature made in the sandbox (by the client's agent) verifies with the client's key.
   RunOptions data;
   data.stdin_data = "data to sign\n";
-  RunResult check = test::Run({"ssh-keygen", "-Y", "check-novalidate", "-n", "allgo", "-s", tmp_ / "sig"}, data);
+  RunResult check = test::Run({"ssh-keygen", "-Y", "check-novalidate", "-n", "allgo", "-s", shared_ + "/data.sig"}, data);
   EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_TRUE(server_->WaitForLog("forward auth-agent end: user=sleep"));
   // Without -A the session has no agent socket.
   r = Ssh("echo sock=${SSH_AUTH_SOCK:-none}", {}, env);
   EXPECT_THAT(r.out, HasSubstr("sock=none"));
