@@ -535,7 +535,7 @@ TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTh
 TEST_F(SshdGatewayTest, ForwardsLandInTheContainerOnItsNode) {
   const int port = FreeLoopbackPort();
   // busybox httpd inside "delta" (busybox image, node b), serving a marker from the shared folder.
-  std::string www = g->shared / "www-delta";
+  std::string www = g->shared + "/www-delta";
   fs::create_directories(www);
   WriteFile(www + "/marker.txt", "container\n");
   RunResult r = Ssh("delta", "httpd -p 127.0.0.1:" + std::to_string(port) + " -h " + www + " && echo started");
