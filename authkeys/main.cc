@@ -10,6 +10,10 @@
 // in as the other's uid. A mismatch prints no key. sshd discards our stderr, so every
 // message also goes to syslog (authpriv). Exit status: 0 with keys or with nothing for an
 // unknown user; 1 when the answer is unknown (config or database problem) so sshd denies.
+//
+// Stock OpenSSH would forward from the frontend itself (its network reaches the database and
+// the Docker API): the options printed must always turn forwarding off. key_options that do
+// not are a config error here (--check says so too), whatever allgo-sshd makes of them.
 #include <CLI/CLI.hpp>
 #include <spdlog/spdlog.h>
 
@@ -23,6 +27,7 @@
 #include "allgo/database.h"
 #include "allgo/directory.h"
 #include "allgo/identity.h"
+#include "allgo/key_options.h"
 #include "allgo/logging.h"
 #include "allgo/names.h"
 
@@ -37,6 +42,32 @@ bool ParseUid(const std::string& text, uid_t* out) {
   return true;
 }
 
+// The config, refused when its key_options would let OpenSSH forward.
+allgo::Status LoadForOpenSsh(const std::string& path, allgo::Config* config) {
+  allgo::Status s = allgo::LoadConfig(path, config);
+  if (!s.ok()) return s;
+  std::string problem = allgo::OpenSshForwardingProblem(config->authkeys.options);
+  if (problem.empty()) return s;
+  auto line = config->lines.find("authkeys.key_options");
+  std::string where = path + (line == config->lines.end() ? "" : ":" + std::to_string(line->second));
+  return allgo::Status::Invalid(where + ": [authkeys] key_options: \"" + config->authkeys.key_options + "\": " +
+                                problem);
+}
+
+int Check(const std::string& config_flag) {
+  std::string path = allgo::ResolveConfigPath(config_flag);
+  allgo::Config config;
+  allgo::Status s = LoadForOpenSsh(path, &config);
+  if (!s.ok()) {
+    spdlog::error("{}", s.message());
+    return 1;
+  }
+  std::printf("key_options = %s\n", config.authkeys.key_options.c_str());
+  std::fflush(stdout);
+  std::fprintf(stderr, "%s: configuration OK\n", path.c_str());
+  return 0;
+}
+
 int Run(const std::string& config_flag, const std::string& user, const std::string& uid_text) {
   uid_t sshd_uid = 0;
   if (!uid_text.empty() && !ParseUid(uid_text, &sshd_uid)) {
@@ -45,7 +76,7 @@ int Run(const std::string& config_flag, const std::string& user, const std::stri
   }
   allgo::Config config;
   std::string path = allgo::ResolveConfigPath(config_flag);
-  allgo::Status s = allgo::LoadConfig(path, &config);
+  allgo::Status s = LoadForOpenSsh(path, &config);
   if (!s.ok()) {
     spdlog::error("{}", s.message());
     return 1;
@@ -111,11 +142,17 @@ int main(int argc, char** argv) {
                  std::string("config file (default: $ALLGO_SSH_CONFIG, else ") +
                      allgo::DefaultConfigPath() + ")");
   app.add_option("--log-level", log_level, "trace|debug|info|warn|error|off (default: warn)");
+  bool check = false;
+  app.add_flag("-t,--check", check, "validate the config for stock OpenSSH, print key_options, then exit 0 (ok) or 1");
   std::string uid;
-  app.add_option("USER", user, "webapp login name (sshd's %u)")->required();
+  auto* user_option = app.add_option("USER", user, "webapp login name (sshd's %u)");
   app.add_option("UID", uid, "the uid sshd resolved USER to (sshd's %U): keys are printed only if the webapp "
                              "still has that uid");
   CLI11_PARSE(app, argc, argv);
+  if (!check && user_option->count() == 0) {
+    std::fprintf(stderr, "USER is required\n%s", app.help().c_str());
+    return 2;
+  }
 
   allgo::LogOptions log;
   log.program = "allgo-authkeys";
@@ -126,5 +163,5 @@ int main(int argc, char** argv) {
     spdlog::error("{}", s.message());
     return 2;
   }
-  return Run(config_flag, user, uid);
+  return check ? Check(config_flag) : Run(config_flag, user, uid);
 }

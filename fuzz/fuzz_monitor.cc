@@ -26,5 +26,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   Check<allgo::sshd::SignalRequest>(payload);
   Check<allgo::sshd::ExitedNotice>(payload);
   Check<allgo::sshd::SessionEnd>(payload);
+  Check<allgo::sshd::OpenStreams>(payload);
+  Check<allgo::sshd::StreamsResult>(payload);
   return 0;
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -21,7 +22,9 @@
 #include <vector>
 
 #include "log.h"
+#include "loop_helpers.h"
 #include "spawn.h"
+#include "stream_server.h"
 #include "allgo/bridge/bridge_folder.h"
 #include "allgo/bridge/io.h"
 
@@ -33,21 +36,9 @@ constexpr size_t kPtyBuffer = 64 * 1024;         // per direction, per PTY sessi
 constexpr int kDataPipeSize = 1 << 20;            // stdin and stdout fifos
 constexpr int kClosingTimeoutMs = 5000;          // to deliver the exit status
 constexpr int kPtyDrainTimeoutMs = 2000;         // output after the shell exited
+constexpr int kStreamStopTimeoutMs = 2000;       // stream children cleaning up at stop
 constexpr const char* kSocketName = "agent.sock";
 constexpr const char* kLockName = "agent.lock";
-
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
-
-// Error text travels to the client, which prints it: keep it printable and bounded.
-std::string Printable(const std::string& text) {
-  std::string out;
-  for (char c : text.substr(0, kMaxErrorText)) out.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-  return out;
-}
 
 // Removes a session folder (never following a symlink): the fifos inside, then the folder.
 // A non-directory with a session-like name is simply unlinked.
@@ -287,6 +278,20 @@ int Agent::Run() {
     if (!conn->dead) Hangup(*conn, "agent stopping");
   }
   conns_.clear();
+  // Stream-mode children close their sockets and remove their listeners' files on SIGTERM;
+  // they get a moment for it (when the agent is the sandbox's first process, its end is
+  // the end of every process in the sandbox).
+  for (const auto& [pid, id] : stream_children_) kill(pid, SIGTERM);
+  const int64_t deadline = NowMs() + kStreamStopTimeoutMs;
+  while (!stream_children_.empty() && NowMs() < deadline) {
+    int status = 0;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid > 0) {
+      OnChildExit(pid, status);
+    } else {
+      usleep(10 * 1000);
+    }
+  }
   unlinkat(dir_.get(), kSocketName, 0);
   Log(LogLevel::kInfo, "stopped");
   return 0;
@@ -344,9 +349,9 @@ void Agent::Accept() {
       refuse("uid " + std::to_string(cred.uid) + " may not use this sandbox");
       continue;
     }
-    if (conns_.size() >= options_.max_sessions) {
+    if (conns_.size() + stream_children_.size() >= options_.max_sessions) {
       Log(LogLevel::kWarn, "refused connection from uid %u (pid %d): %zu sessions already",
-          cred.uid, cred.pid, conns_.size());
+          cred.uid, cred.pid, conns_.size() + stream_children_.size());
       refuse("too many sessions in this sandbox; try again later");
       continue;
     }
@@ -377,6 +382,7 @@ void Agent::OnReadable(Conn& c) {
     return;
   }
   c.reader.Append(std::string_view(buf, static_cast<size_t>(n)));
+  if (c.state == Conn::State::kAwaitOpen && StartsStreamMode(c.reader)) return HandOffStreams(c);
   for (;;) {
     Message message;
     std::string error;
@@ -389,6 +395,44 @@ void Agent::OnReadable(Conn& c) {
     Handle(c, message);
     if (c.dead) return;
   }
+}
+
+namespace {
+
+// The forked child of a stream-mode connection: only the connection's socket (as fd 3) and
+// stdio stay open (not the bridge folder's lock, the listening socket or other clients'
+// connections), and it goes when the agent goes.
+[[noreturn]] void ServeStreamsChild(int sock, std::string initial, uint64_t id, pid_t agent) {
+  if (prctl(PR_SET_PDEATHSIG, SIGTERM) != 0 || getppid() != agent) _exit(1);
+  constexpr int kSock = 3;
+  if (sock != kSock && dup2(sock, kSock) != kSock) _exit(1);
+  if (close_range(kSock + 1, ~0U, 0) != 0) {
+    for (int fd = kSock + 1; fd < 65536; ++fd) close(fd);
+  }
+  int status;
+  {
+    StreamServerOptions options;
+    options.in = kSock;
+    options.out = kSock;
+    options.initial = std::move(initial);
+    options.name = "connection " + std::to_string(id);
+    status = StreamServer(std::move(options)).Run();
+  }
+  _exit(status);
+}
+
+}  // namespace
+
+void Agent::HandOffStreams(Conn& c) {
+  std::string initial(c.reader.Unread());
+  const pid_t agent = getpid();
+  pid_t pid = fork();
+  if (pid < 0) return Fail(c, ErrnoText("cannot start the stream mode: fork", errno));
+  if (pid == 0) ServeStreamsChild(c.sock.get(), std::move(initial), c.id, agent);
+  stream_children_.emplace(pid, c.id);
+  Log(LogLevel::kInfo, "connection %lu: stream mode, served by pid %d", static_cast<unsigned long>(c.id), pid);
+  c.sock.reset();
+  c.dead = true;
 }
 
 void Agent::OnWritable(Conn& c) {
@@ -558,6 +602,12 @@ void Agent::OnExecReport(Conn& c) {
 }
 
 void Agent::OnChildExit(pid_t pid, int status) {
+  if (auto it = stream_children_.find(pid); it != stream_children_.end()) {
+    Log(LogLevel::kInfo, "connection %lu: stream mode ended (%s %d)", static_cast<unsigned long>(it->second),
+        WIFSIGNALED(status) ? "signal" : "status", WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status));
+    stream_children_.erase(it);
+    return;
+  }
   Conn* c = nullptr;
   for (auto& [id, conn] : conns_) {
     if (conn->pid == pid && !conn->dead && !conn->exited) c = conn.get();

@@ -11,6 +11,10 @@
 // session being set up a folder DIR/s-<32 hex> (0700, owned by the client's uid) holding the
 // fifos in, out, err (0600). The folder is removed as soon as both sides have opened the
 // fifos; stale ones are removed at start.
+//
+// A connection whose first frame is a version 3 `hello` (forwarding, stream_server.h) is
+// handed whole to a forked child that serves it with a StreamServer: its sockets, listeners
+// and buffers never share a loop, a file descriptor table or a crash with the sessions.
 #pragma once
 
 #include <sys/types.h>
@@ -56,6 +60,7 @@ class Agent {
   struct Conn;
 
   void Accept();
+  void HandOffStreams(Conn& c);
   void OnReadable(Conn& c);
   void OnWritable(Conn& c);
   void Handle(Conn& c, Message& message);
@@ -84,6 +89,9 @@ class Agent {
   uid_t allow_uid_ = 0;
   uint64_t next_id_ = 1;
   std::map<uint64_t, std::unique_ptr<Conn>> conns_;
+  // Stream-mode connections (version 3), each served by a forked child: pid → connection id.
+  // They count against max_sessions until the child is reaped.
+  std::map<pid_t, uint64_t> stream_children_;
   bool stopping_ = false;
   int64_t accept_paused_until_ = 0;
 };

@@ -16,7 +16,8 @@ int main(int argc, char** argv) {
   using namespace allgo::bridge;
   CLI::App app{
       "allgo-sandbox-agent: runs inside an allgo sandbox and serves allgo-shell sessions on "
-      "DIR/agent.sock (commands through /bin/sh -c, interactive login shells on a pty)."};
+      "DIR/agent.sock (commands through /bin/sh -c, interactive login shells on a pty), and "
+      "SSH forwards into the sandbox (protocol version 3)."};
   app.set_version_flag("--version", std::string("allgo-sandbox-agent ") + ALLGO_VERSION);
   AgentOptions options;
   std::string level = "info";
@@ -30,7 +31,8 @@ int main(int argc, char** argv) {
   if (!stdio) dir->required();
   app.add_flag("--stdio", stdio,
                "serve one session over stdin/stdout instead (the stdio mode of docs/protocol.md, for "
-               "a relay with one byte stream such as a Docker exec); logs go to stderr")
+               "a relay with one byte stream such as a Docker exec), or the forwards of one SSH "
+               "connection when the client speaks protocol version 3; logs go to stderr")
       ->excludes(dir);
   app.add_option("--allow-uid", allow_uid,
                  "the uid allowed to open sessions (root always may); default: the owner of DIR")

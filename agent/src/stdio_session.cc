@@ -16,7 +16,9 @@
 
 #include "agent.h"
 #include "log.h"
+#include "loop_helpers.h"
 #include "spawn.h"
+#include "stream_server.h"
 #include "allgo/bridge/protocol.h"
 #include "allgo/bridge/byte_queue.h"
 #include "allgo/unique_fd.h"
@@ -32,15 +34,15 @@ constexpr int kPtyDrainTimeoutMs = 2000;     // output after the shell exited (a
 constexpr int kExitNoSession = 1;
 constexpr int kExitClientGone = 255;
 
-int64_t NowMs() {
-  timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1000000;
-}
-
 class StdioSession {
  public:
   explicit StdioSession(const StdioOptions& options) : options_(options) {}
+
+  // After Run: whether the client speaks the stream mode, and the bytes it sent so far.
+  bool HandedOver(std::string* initial) {
+    if (handed_over_) *initial = std::move(stream_mode_);
+    return handed_over_;
+  }
 
   int Run() {
     PrepareAgentProcess();
@@ -114,12 +116,17 @@ class StdioSession {
   void ReadStream() {
     // Read straight into the frame reader; data frames then go to the process without
     // being copied into a message first (the bulk of an upload).
-    size_t want = reader_.Room();
-    char* at = reader_.Grow(want);
-    ssize_t n = read(options_.in, at, want);
+    ssize_t n = ReadFrames(options_.in, &reader_);
     const int error_number = errno;
-    reader_.Shrink(want - static_cast<size_t>(std::max<ssize_t>(n, 0)));
     if (n < 0 && (error_number == EAGAIN || error_number == EINTR)) return;
+    if (n > 0 && state_ == State::kAwaitOpen && StartsStreamMode(reader_)) {
+      // A version 3 client (the gateway relaying a forwarding connection): ServeStdio hands
+      // everything read so far to a StreamServer on the same fds.
+      stream_mode_ = std::string(reader_.Unread());
+      handed_over_ = true;
+      status_ = 0;
+      return;
+    }
     if (n <= 0) {
       stream_eof_ = true;
       // Only the relay closing before the end; after the exit status there is nothing to hang up.
@@ -345,9 +352,7 @@ class StdioSession {
   // The session cannot go on: one `error` for the client, then the end.
   void Fail(const std::string& why) {
     Log(LogLevel::kWarn, "stdio session: %s", why.c_str());
-    std::string text;
-    for (char c : why.substr(0, kMaxErrorText)) text.push_back(c >= 0x20 && c < 0x7f ? c : '?');
-    std::string frame = EncodeFrame(Error{text});
+    std::string frame = EncodeFrame(Error{Printable(why)});
     SetNonBlocking(options_.out, false);
     WriteStream();  // what was queued before (e.g. `started`) comes first
     WriteAll(options_.out, frame.data(), frame.size());
@@ -385,10 +390,25 @@ class StdioSession {
   UniqueFd master_, child_in_, child_out_, child_err_;
   ByteQueue to_child_, to_stream_;
   bool stream_eof_ = false, stdin_eof_ = false, out_eof_ = false, err_eof_ = false;
+  bool handed_over_ = false;
+  std::string stream_mode_;
 };
 
 }  // namespace
 
-int ServeStdio(const StdioOptions& options) { return StdioSession(options).Run(); }
+int ServeStdio(const StdioOptions& options) {
+  std::string initial;
+  {
+    StdioSession session(options);
+    int status = session.Run();
+    if (!session.HandedOver(&initial)) return status;
+  }
+  StreamServerOptions streams;
+  streams.in = options.in;
+  streams.out = options.out;
+  streams.initial = std::move(initial);
+  streams.name = "stdio connection";
+  return StreamServer(std::move(streams)).Run();
+}
 
 }  // namespace allgo::bridge

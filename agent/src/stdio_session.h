@@ -22,6 +22,10 @@ struct StdioOptions {
   int handshake_timeout_ms = 10000;  // until `open`
 };
 
+// A client whose first frame is a version 3 `hello` is served in the stream mode instead
+// (stream_server.h, forwarding through the gateway): exit status 0 when it closed the
+// stream, 1 after a protocol error.
+//
 // Serves one session and returns the agent's exit status: the session's shell status
 // (status, or 128 + signal) once it ended and its output was delivered; 1 when no session
 // ran (an `error` was sent); 255 when the client went away first (the process was hung up).

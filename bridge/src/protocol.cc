@@ -590,7 +590,7 @@ const char* TypeName(Type type) {
 
 bool IsForwardableEnv(std::string_view name) {
   static constexpr std::string_view kExact[] = {"TERM", "LANG", "LANGUAGE", "TZ", "COLORTERM",
-                                                "ALLGO_USER", "SSH_ORIGINAL_COMMAND"};
+                                                "ALLGO_USER", "SSH_ORIGINAL_COMMAND", "SSH_AUTH_SOCK"};
   for (std::string_view allowed : kExact) {
     if (name == allowed) return true;
   }

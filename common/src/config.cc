@@ -322,6 +322,27 @@ Setter Algorithms(AlgorithmSetting SshdConfig::*field, const char* key) {
   };
 }
 
+Setter Directions(ForwardDirections SshdConfig::*field) {
+  return [=](Config& c, const std::string& v) -> std::string {
+    if (v == "yes" || v == "all") {
+      c.sshd.*field = ForwardDirections::kAll;
+    } else if (v == "no") {
+      c.sshd.*field = ForwardDirections::kNo;
+    } else if (v == "local") {
+      c.sshd.*field = ForwardDirections::kLocal;
+    } else if (v == "remote") {
+      c.sshd.*field = ForwardDirections::kRemote;
+    } else {
+      return "must be yes, no, local, remote or all (OpenSSH's values; yes = all)";
+    }
+    return "";
+  };
+}
+
+Setter Permits(PermitList SshdConfig::*field, PermitKind kind) {
+  return [=](Config& c, const std::string& v) { return AddPermitWords(v, kind, &(c.sshd.*field)); };
+}
+
 const std::map<std::string, KeySpec>& Table() {
   using C = Config;
   static const std::map<std::string, KeySpec> table = {
@@ -351,6 +372,8 @@ const std::map<std::string, KeySpec>& Table() {
           Status st = ParseKeyOptions(v, &parsed);
           if (!st.ok()) return st.message();
           c.authkeys.key_options = v;
+          c.authkeys.key_options_set = true;
+          c.authkeys.sshd_options = parsed;
           c.authkeys.options = std::move(parsed);
           return "";
         }}},
@@ -485,6 +508,31 @@ const std::map<std::string, KeySpec>& Table() {
       {"sshd.hostkey_algorithms", {Algorithms(&SshdConfig::host_key_algorithms, "hostkey_algorithms")}},
       {"sshd.pubkey_accepted_algorithms",
        {Algorithms(&SshdConfig::pubkey_accepted_algorithms, "pubkey_accepted_algorithms")}},
+      {"sshd.allow_tcp_forwarding", {Directions(&SshdConfig::allow_tcp_forwarding)}},
+      {"sshd.allow_stream_local_forwarding", {Directions(&SshdConfig::allow_stream_local_forwarding)}},
+      {"sshd.allow_agent_forwarding",
+       {[](Config& c, const std::string& v) -> std::string {
+          if (v != "yes" && v != "no") return "must be yes or no";
+          c.sshd.allow_agent_forwarding = v == "yes";
+          return "";
+        }}},
+      {"sshd.permit_open", {Permits(&SshdConfig::permit_open, PermitKind::kOpen), true}},
+      {"sshd.permit_listen", {Permits(&SshdConfig::permit_listen, PermitKind::kListen), true}},
+      {"sshd.gateway_ports",
+       {[](Config& c, const std::string& v) -> std::string {
+          if (v == "no") {
+            c.sshd.gateway_ports = GatewayPorts::kNo;
+          } else if (v == "yes") {
+            c.sshd.gateway_ports = GatewayPorts::kYes;
+          } else if (v == "clientspecified") {
+            c.sshd.gateway_ports = GatewayPorts::kClientSpecified;
+          } else {
+            return "must be no, yes or clientspecified";
+          }
+          return "";
+        }}},
+      {"sshd.max_forwards", {Uint(&C::sshd, &SshdConfig::max_forwards, 1, 10000)}},
+      {"sshd.max_listeners", {Uint(&C::sshd, &SshdConfig::max_listeners, 0, 1000)}},
   };
   return table;
 }
@@ -652,6 +700,25 @@ Status Validate(const std::string& origin, PasswordFile password, Config* c) {
 }  // namespace
 
 const char* DefaultConfigPath() { return ALLGO_DEFAULT_CONFIG; }
+
+const char* ForwardDirectionsName(ForwardDirections d) {
+  switch (d) {
+    case ForwardDirections::kNo: return "no";
+    case ForwardDirections::kLocal: return "local";
+    case ForwardDirections::kRemote: return "remote";
+    case ForwardDirections::kAll: return "yes";
+  }
+  return "?";
+}
+
+const char* GatewayPortsName(GatewayPorts g) {
+  switch (g) {
+    case GatewayPorts::kNo: return "no";
+    case GatewayPorts::kYes: return "yes";
+    case GatewayPorts::kClientSpecified: return "clientspecified";
+  }
+  return "?";
+}
 
 std::string ResolveConfigPath(const std::string& explicit_path) {
   if (!explicit_path.empty()) return explicit_path;

@@ -74,25 +74,6 @@ std::string NormaliseClient(const std::string& ip) {
   return lower;
 }
 
-// Wildcard match with * and ? (OpenSSH's match_pattern), on lower-cased text.
-bool Glob(const char* s, const char* p) {
-  for (;;) {
-    if (*p == '\0') return *s == '\0';
-    if (*p == '*') {
-      while (*p == '*') ++p;
-      if (*p == '\0') return true;
-      for (; *s != '\0'; ++s) {
-        if (Glob(s, p)) return true;
-      }
-      return false;
-    }
-    if (*s == '\0') return false;
-    if (*p != '?' && *p != *s) return false;
-    ++s;
-    ++p;
-  }
-}
-
 bool InNetwork(const HostPattern& p, int family, const unsigned char addr[16]) {
   if (family != p.family) return false;
   unsigned full = p.mask_bits / 8, rest = p.mask_bits % 8;
@@ -176,25 +157,10 @@ std::string ParseExpiry(const std::string& value, int64_t* out) {
   return "";
 }
 
-bool ValidPort(const std::string& port, bool star) {
-  if (star && port == "*") return true;
-  return AllDigits(port) && port.size() <= 5 && Number(port) >= 1 && Number(port) <= 65535;
-}
-
-// permitopen="host:port" / permitlisten="[host:]port"; IPv6 hosts in brackets.
-bool ValidHostPort(const std::string& value, bool host_optional) {
-  size_t colon = value.rfind(':');
-  if (colon == std::string::npos) return host_optional && ValidPort(value, false);
-  std::string host = value.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  if (host.empty() || host.find_first_of(" \t[]") != std::string::npos) return false;
-  return ValidPort(value.substr(colon + 1), true);
-}
-
 // Flags that allgo-sshd cannot grant or check; the text says why and what to do.
 const char* RefusedFlag(const std::string& name) {
-  if (name == "port-forwarding" || name == "agent-forwarding" || name == "x11-forwarding") {
-    return "allgo-sshd never offers forwarding; remove it (restrict or no-* forms are accepted)";
+  if (name == "x11-forwarding") {
+    return "allgo-sshd never offers X11 forwarding; remove it (no-X11-forwarding is accepted)";
   }
   if (name == "user-rc") return "allgo-sshd never runs ~/.ssh/rc; remove it (no-user-rc is accepted)";
   if (name == "cert-authority") return "allgo-sshd does not accept certificates; remove it";
@@ -204,19 +170,42 @@ const char* RefusedFlag(const std::string& name) {
   return nullptr;
 }
 
+// What one option text has collected so far besides *out.
+struct ParseState {
+  bool seen_from = false;
+  PermitList open, listen;  // this text's permitopen= / permitlisten= entries
+};
+
 // Applies one option to *out; "" or the problem (without the option name).
 std::string ApplyOption(const std::string& name, bool has_value, const std::string& value, KeyOptions* out,
-                        bool* seen_from) {
-  static const char* const kNoOps[] = {"no-port-forwarding", "no-agent-forwarding", "no-x11-forwarding",
-                                       "no-user-rc", "no-verify-required"};
+                        ParseState* state) {
+  static const char* const kNoOps[] = {"no-x11-forwarding", "no-user-rc", "no-verify-required"};
+  // Flags that switch one permission, OpenSSH's auth-options.c: later ones win, so
+  // "restrict,port-forwarding" forwards ports and nothing else.
+  struct Flag {
+    const char* name;
+    bool KeyOptions::*field;
+    bool value;
+  };
+  static const Flag kFlags[] = {
+      {"pty", &KeyOptions::pty, true},
+      {"no-pty", &KeyOptions::pty, false},
+      {"port-forwarding", &KeyOptions::port_forwarding, true},
+      {"no-port-forwarding", &KeyOptions::port_forwarding, false},
+      {"agent-forwarding", &KeyOptions::agent_forwarding, true},
+      {"no-agent-forwarding", &KeyOptions::agent_forwarding, false},
+  };
   if (!has_value) {
     if (name == "restrict") {
-      out->pty = false;  // and no forwarding, no ~/.ssh/rc: never offered by allgo-sshd
+      // No PTY, no forwarding (and no X11, no ~/.ssh/rc: never offered by allgo-sshd).
+      out->pty = out->port_forwarding = out->agent_forwarding = false;
       return "";
     }
-    if (name == "pty" || name == "no-pty") {
-      out->pty = name == "pty";
-      return "";
+    for (const Flag& f : kFlags) {
+      if (name == f.name) {
+        out->*(f.field) = f.value;
+        return "";
+      }
     }
     for (const char* n : kNoOps) {
       if (name == n) return "";
@@ -235,8 +224,8 @@ std::string ApplyOption(const std::string& name, bool has_value, const std::stri
     return "";
   }
   if (name == "from") {
-    if (*seen_from) return "given twice (OpenSSH refuses multiple from clauses)";
-    *seen_from = true;
+    if (state->seen_from) return "given twice (OpenSSH refuses multiple from clauses)";
+    state->seen_from = true;
     std::vector<HostPattern> list;
     std::string problem = ParseHostPatterns(value, &list);
     if (!problem.empty()) return problem;
@@ -251,11 +240,16 @@ std::string ApplyOption(const std::string& name, bool has_value, const std::stri
     return "";
   }
   if (name == "permitopen" || name == "permitlisten") {
-    // Restrictions on forwarding, which allgo-sshd never does: accepted as no-ops.
+    // Each one adds an entry to this text's list (OpenSSH: several permitopen= options are
+    // one list).
     bool listen = name == "permitlisten";
-    if (!ValidHostPort(value, listen)) {
-      return "\"" + value + "\" is not " + (listen ? "[HOST:]PORT" : "HOST:PORT");
-    }
+    PermitList& list = listen ? state->listen : state->open;
+    PermitEntry entry;
+    std::string problem = ParsePermitEntry(value, listen ? PermitKind::kListen : PermitKind::kOpen, &entry);
+    if (!problem.empty()) return problem;
+    if (list.entries.size() >= kMaxPermitEntries) return "more than " + std::to_string(kMaxPermitEntries) + " entries";
+    list.restricted = true;
+    list.entries.push_back(std::move(entry));
     return "";
   }
   if (name == "environment") {
@@ -264,8 +258,9 @@ std::string ApplyOption(const std::string& name, bool has_value, const std::stri
   }
   if (name == "principals") return "allgo-sshd does not accept certificates; remove it";
   if (name == "tunnel") return "allgo-sshd never offers tun forwarding; remove it";
-  if (name == "restrict" || name == "pty" || name == "no-pty" || RefusedFlag(name) != nullptr) {
-    return "takes no value";
+  if (name == "restrict" || RefusedFlag(name) != nullptr) return "takes no value";
+  for (const Flag& f : kFlags) {
+    if (name == f.name) return "takes no value";
   }
   for (const char* n : kNoOps) {
     if (name == n) return "takes no value";
@@ -277,7 +272,7 @@ std::string ApplyOption(const std::string& name, bool has_value, const std::stri
 
 Status ParseKeyOptions(std::string_view text, KeyOptions* out) {
   KeyOptions options;
-  bool seen_from = false;
+  ParseState state;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t start = pos;
@@ -300,7 +295,7 @@ Status ParseKeyOptions(std::string_view text, KeyOptions* out) {
       }
       if (value.find('\0') != std::string::npos) return Status::Invalid(name + ": the value contains a NUL byte");
     }
-    std::string problem = ApplyOption(name, has_value, value, &options, &seen_from);
+    std::string problem = ApplyOption(name, has_value, value, &options, &state);
     if (!problem.empty()) return Status::Invalid(name + ": " + problem);
     if (pos == text.size()) break;
     if (text[pos] != ',') {
@@ -310,14 +305,29 @@ Status ParseKeyOptions(std::string_view text, KeyOptions* out) {
     ++pos;
     if (pos == text.size()) return Status::Invalid("a ',' ends the options (OpenSSH refuses that)");
   }
+  if (state.open.restricted) options.permit_open.push_back(std::move(state.open));
+  if (state.listen.restricted) options.permit_listen.push_back(std::move(state.listen));
   *out = std::move(options);
   return Status::Ok();
 }
 
 KeyOptions DefaultKeyOptions() {
-  KeyOptions options;  // "restrict,pty": pty allowed, nothing else is ever offered
-  options.pty = true;
+  KeyOptions options;  // "restrict,pty": a PTY, no forwarding
+  options.port_forwarding = false;
+  options.agent_forwarding = false;
   return options;
+}
+
+std::string OpenSshForwardingProblem(const KeyOptions& options) {
+  if (!options.port_forwarding && !options.agent_forwarding) return "";
+  std::string what = options.port_forwarding && options.agent_forwarding ? "ports and the agent"
+                     : options.port_forwarding                           ? "ports"
+                                                                         : "the agent";
+  return "these options let stock OpenSSH forward " + what +
+         " from the frontend itself (its network: the database, the Docker API); start them with "
+         "restrict (e.g. restrict,pty) or add no-port-forwarding,no-agent-forwarding, and remove "
+         "port-forwarding / agent-forwarding. Forwarding into the sandbox is allgo-sshd's "
+         "(docs/configuration.md, \"[authkeys] key_options\")";
 }
 
 Status RestrictKeyOptions(const KeyOptions& a, const KeyOptions& b, KeyOptions* out) {
@@ -326,6 +336,10 @@ Status RestrictKeyOptions(const KeyOptions& a, const KeyOptions& b, KeyOptions* 
   }
   KeyOptions r = a;
   r.pty = a.pty && b.pty;
+  r.port_forwarding = a.port_forwarding && b.port_forwarding;
+  r.agent_forwarding = a.agent_forwarding && b.agent_forwarding;
+  for (const auto& list : b.permit_open) r.permit_open.push_back(list);
+  for (const auto& list : b.permit_listen) r.permit_listen.push_back(list);
   if (b.has_command) {
     r.has_command = true;
     r.command = b.command;
@@ -343,7 +357,7 @@ int MatchHostPatterns(const std::vector<HostPattern>& patterns, const std::strin
   bool numeric = ParseAddress(ip, &family, addr);
   int result = 0;
   for (const auto& p : patterns) {
-    bool matched = p.is_cidr ? numeric && InNetwork(p, family, addr) : Glob(ip.c_str(), p.pattern.c_str());
+    bool matched = p.is_cidr ? numeric && InNetwork(p, family, addr) : MatchWildcard(ip.c_str(), p.pattern.c_str());
     if (!matched) continue;
     if (p.negated) return -1;
     result = 1;

@@ -15,25 +15,19 @@
 #include <string_view>
 #include <vector>
 
+#include "allgo/config.h"
+#include "allgo/forward_permits.h"
+#include "allgo/key_options.h"
+
 namespace allgo::sshd {
 
-// One permit_open / permitopen= / permit_listen / permitlisten= entry, OpenSSH syntax:
-// "host:port", "[v6addr]:port", "port" (listen only: any loopback address), "*" as host or
-// port matches any; "any" alone matches everything, "none" alone nothing.
-struct PermitEntry {
-  std::string host;  // "*" = any; empty = (listen) the default loopback address
-  uint32_t port = 0; // 0 with any_port
-  bool any_port = false;
-  bool operator==(const PermitEntry&) const = default;
-};
-
-// A permit list: unrestricted (no list given, or "any"), or exactly the entries listed
-// ("none" = an empty list that is restricted).
-struct PermitList {
-  bool restricted = false;
-  std::vector<PermitEntry> entries;
-  bool operator==(const PermitList&) const = default;
-};
+// One permit_open / permitopen= / permit_listen / permitlisten= entry and a list of them,
+// OpenSSH syntax (common/include/allgo/forward_permits.h, shared with the config and the key
+// options): "host:port", "[v6addr]:port", "*" as host or port matches any; a listen entry of
+// "port" alone is "*:port" (any address, as OpenSSH; gateway_ports still decides whether a
+// non-loopback address may be bound); "any" alone matches everything, "none" alone nothing.
+using allgo::PermitEntry;
+using allgo::PermitList;
 
 struct ForwardPolicy {
   bool local_tcp = false;      // direct-tcpip (ssh -L, -D, -W, -J)
@@ -52,10 +46,17 @@ struct ForwardPolicy {
   bool operator==(const ForwardPolicy&) const = default;
 };
 
+// [sshd]'s forwarding keys narrowed by the key's options (config.authkeys.sshd_options
+// restricted by the key line's own), with OpenSSH's meaning: port forwarding off in the key
+// turns off TCP and streamlocal both ways; the config's permit lists, then the key's.
+ForwardPolicy ComputeForwardPolicy(const SshdConfig& config, const KeyOptions& key);
+
 // Whether direct-tcpip to host:port passes every permit_open list.
 bool PermitsOpen(const ForwardPolicy& policy, std::string_view host, uint32_t port);
 // Whether tcpip-forward on address:port passes the permit_listen lists and gateway_ports
-// (a non-loopback address needs gateway_ports; "" and "localhost" mean loopback).
+// (a non-loopback address needs gateway_ports; "", "localhost", 127.0.0.0/8 and ::1 mean
+// loopback). Hosts match case-insensitively; listen hosts may be wildcards (* and ?), as in
+// OpenSSH's match_pattern; open hosts are literal or "*".
 bool PermitsListen(const ForwardPolicy& policy, std::string_view address, uint32_t port);
 
 }  // namespace allgo::sshd

@@ -71,6 +71,16 @@ int Check(const Config& config) {
   for (auto kind : allgo::sshd::AllAlgorithmKinds()) {
     std::printf("%s = %s\n", allgo::sshd::AlgorithmKey(kind), policy.Get(kind).c_str());
   }
+  // The forwarding policy before any key's options (docs/forwarding.md).
+  const allgo::SshdConfig& sshd = config.sshd;
+  std::printf("allow_tcp_forwarding = %s\n", allgo::ForwardDirectionsName(sshd.allow_tcp_forwarding));
+  std::printf("allow_stream_local_forwarding = %s\n", allgo::ForwardDirectionsName(sshd.allow_stream_local_forwarding));
+  std::printf("allow_agent_forwarding = %s\n", sshd.allow_agent_forwarding ? "yes" : "no");
+  std::printf("permit_open = %s\n", allgo::FormatPermitList(sshd.permit_open).c_str());
+  std::printf("permit_listen = %s\n", allgo::FormatPermitList(sshd.permit_listen).c_str());
+  std::printf("gateway_ports = %s\n", allgo::GatewayPortsName(sshd.gateway_ports));
+  std::printf("max_forwards = %u\nmax_listeners = %u\n", sshd.max_forwards, sshd.max_listeners);
+  std::printf("key_options = %s\n", config.authkeys.key_options_set ? config.authkeys.key_options.c_str() : "(not set: none)");
   std::fflush(stdout);
   std::fprintf(stderr, "%s: configuration OK\n", config.path.c_str());
   return 0;

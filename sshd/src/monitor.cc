@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "allgo/identity.h"
+#include "allgo/bridge/carrier.h"
 #include "allgo/key_options.h"
 #include "allgo/names.h"
 #include "child_process.h"
@@ -136,6 +137,10 @@ bool Monitor::HandleMessage(WireMessage& msg) {
       SessionEnd m;
       return authenticated_ && Decode(msg.payload, &m).ok() && HandleSessionEnd(m);
     }
+    case MsgType::kOpenStreams: {
+      OpenStreams m;
+      return authenticated_ && !streams_requested_ && Decode(msg.payload, &m).ok() && HandleOpenStreams();
+    }
     default:
       return false;  // monitor → child types are never valid here
   }
@@ -197,6 +202,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
         answer.allowed = true;
         answer.account = allowed.account;
         answer.pty_allowed = options.pty;
+        answer.forward_policy = ComputeForwardPolicy(config.sshd, options);
         break;
       }
       if (!answer.allowed && reason.empty()) {
@@ -208,6 +214,7 @@ bool Monitor::HandleKeyQuery(const KeyQuery& q) {
         account_ = entry->account;
         account_.allgo_account = answer.account;
         key_options_ = std::move(options);
+        forward_policy_ = answer.forward_policy;
         startup_pipe_.reset();  // no longer counted by max_startups
       }
     }
@@ -239,7 +246,9 @@ bool Monitor::KeyOptionsAllow(const AllowedEntry& allowed, KeyOptions* options, 
   const Config& config = *settings_.config;
   KeyOptions own;
   Status st = ParseKeyOptions(allowed.options, &own);
-  if (st.ok()) st = RestrictKeyOptions(config.authkeys.options, own, options);
+  // [authkeys] key_options only when the operator set it: its default (restrict,pty) is for
+  // stock OpenSSH (config.h, docs/decisions.md).
+  if (st.ok()) st = RestrictKeyOptions(config.authkeys.sshd_options, own, options);
   if (!st.ok()) {
     *reason = "key options: " + st.message();
     return false;
@@ -312,6 +321,70 @@ bool Monitor::HandleSignal(const SignalRequest& r) {
   if (std::string(SignalName(static_cast<int>(r.signo))).empty()) return false;
   kill(it->second.pid, static_cast<int>(r.signo));
   return true;
+}
+
+bool Monitor::HandleOpenStreams() {
+  streams_requested_ = true;
+  StreamsResult result;
+  UniqueFd socket;
+  Status st;
+  if (!forward_policy_.Any()) {
+    // The network child refuses every forward already; this is the check that counts.
+    st = Status::Permission("forwarding is not permitted for this connection ([sshd] allow_*_forwarding, or the "
+                            "key's options: restrict, no-port-forwarding, no-agent-forwarding)");
+  } else if (!IsWebappUid(*settings_.config, account_.uid)) {
+    st = Status::Permission("refusing to start a carrier as uid " + std::to_string(account_.uid) +
+                            ": not a webapp uid");
+  } else {
+    st = RunCarrier(&socket);
+  }
+  result.ok = st.ok();
+  if (!st.ok()) {
+    result.error = st.message().substr(0, kMaxErrorLen);
+    spdlog::warn("streams refused for user {}: {}", account_.name, st.message());
+    return SendRecord(sock_.get(), Encode(result)).ok();
+  }
+  spdlog::info("streams opened for user {} (client {})", account_.name, settings_.conn.Client());
+  return SendRecord(sock_.get(), Encode(result), {socket.get()}).ok();
+}
+
+Status Monitor::RunCarrier(UniqueFd* socket) {
+  const Config& config = *settings_.config;
+  SpawnSettings spawn_settings{config.path, config.sshd.sftp_server, false, ""};
+  pid_t pid = -1;
+  UniqueFd answer;
+  Status st = SpawnCarrier(account_, settings_.conn, spawn_settings, &pid, &answer);
+  if (!st.ok()) return st;
+  // As long as a session's own wait for a starting sandbox, plus the connect.
+  const int deadline_ms = (10 + static_cast<int>(config.sandbox.start_wait)) * 1000;
+  WireMessage msg;
+  bool closed = false;
+  st = ReceiveRecord(answer.get(), deadline_ms, &msg, &closed);
+  // The carrier has nothing left to do once it answered (or failed to in time): it and
+  // anything it started (allgo-shell-state) go, and are reaped here, not by ReapChildren.
+  kill(-pid, SIGKILL);
+  kill(pid, SIGKILL);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (st.IsUnavailable()) {
+    return Status::Unavailable("the sandbox did not answer within " + std::to_string(deadline_ms / 1000) + " s");
+  }
+  if (!st.ok()) return Status::Invalid("bad answer from the carrier: " + st.message());
+  if (closed) {
+    return Status::Unavailable("the carrier ended without an answer (wait status " + std::to_string(status) + ")");
+  }
+  const std::string& text = msg.payload;
+  if (text == bridge::kCarrierOk && msg.fds.size() == 1) {
+    *socket = std::move(msg.fds[0]);
+    return Status::Ok();
+  }
+  const std::string prefix = bridge::kCarrierErrorPrefix;
+  if (msg.fds.empty() && text.compare(0, prefix.size(), prefix) == 0 && text.size() <= bridge::kMaxCarrierRecord) {
+    // Written by a process of the webapp's uid: shown to its own user, logged sanitised.
+    return Status::Unavailable(SanitizeForLog(text.substr(prefix.size()), bridge::kMaxCarrierRecord));
+  }
+  return Status::Invalid("malformed answer from the carrier");
 }
 
 void Monitor::ReapChildren() {

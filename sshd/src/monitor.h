@@ -3,7 +3,8 @@
 // unprivileged network child, in the order the state machine allows:
 //
 //   pre-auth:  KeyQuery (bounded count)   → after a signed, allowed KeyQuery: authenticated
-//   authenticated: Spawn (≤ max_sessions live), Signal (live sessions only)
+//   authenticated: Spawn (≤ max_sessions live), Signal (live sessions only),
+//                  OpenStreams (once, when the key's ForwardPolicy allows anything)
 //
 // Anything else — unknown type, malformed message, a request in the wrong state — kills
 // the network child and ends the connection. It also enforces the login grace time and
@@ -24,6 +25,7 @@
 #include "metrics.h"
 #include "key_source.h"
 #include "user_lookup.h"
+#include "forward_policy.h"
 #include "monitor_protocol.h"
 #include "spawn.h"
 #include "wire.h"
@@ -62,6 +64,9 @@ class Monitor {
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
   bool HandleSessionEnd(const SessionEnd& m);
+  bool HandleOpenStreams();
+  // Starts the carrier and waits (bounded) for its one answer: the connected socket, or why not.
+  Status RunCarrier(UniqueFd* socket);
   void CountAuth(bool allowed, AuthRefusal refusal);
   // Looks the user up once per connection; false when the lookup failed (database down).
   bool LookupUser(const std::string& user, UserEntry** entry);
@@ -77,6 +82,8 @@ class Monitor {
   bool authenticated_ = false;
   Account account_;
   KeyOptions key_options_;  // of the key that authenticated: PTY and forced command at Spawn
+  ForwardPolicy forward_policy_;  // of the key that authenticated ([sshd] ∧ its options)
+  bool streams_requested_ = false;  // OpenStreams is valid once per connection
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   // One record per spawned session, for both its audit line and its metrics. It lives

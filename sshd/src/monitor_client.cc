@@ -3,11 +3,6 @@
 #include "wire.h"
 
 namespace allgo::sshd {
-namespace {
-
-constexpr int kMonitorTimeoutMs = 60 * 1000;
-
-}  // namespace
 
 bool MonitorClient::Queue(const std::string& payload) {
   ExitedNotice notice;
@@ -19,13 +14,13 @@ bool MonitorClient::Queue(const std::string& payload) {
 Status MonitorClient::Send(const std::string& request) { return SendRecord(sock_.get(), request); }
 
 Status MonitorClient::Call(const std::string& request, MsgType want, std::string* answer,
-                           std::vector<UniqueFd>* fds) {
+                           std::vector<UniqueFd>* fds, int timeout_ms) {
   Status st = SendRecord(sock_.get(), request);
   if (!st.ok()) return st;
   while (true) {
     WireMessage msg;
     bool closed = false;
-    st = ReceiveRecord(sock_.get(), kMonitorTimeoutMs, &msg, &closed);
+    st = ReceiveRecord(sock_.get(), timeout_ms, &msg, &closed);
     if (!st.ok()) return st;
     if (closed) return Status::Unavailable("monitor closed the connection");
     MsgType type;
@@ -38,6 +33,23 @@ Status MonitorClient::Call(const std::string& request, MsgType want, std::string
     }
     if (!msg.fds.empty() || !Queue(msg.payload)) return Status::Invalid("unexpected monitor message");
   }
+}
+
+Status MonitorClient::OpenStreams(UniqueFd* out) {
+  std::string payload;
+  std::vector<UniqueFd> fds;
+  // The monitor bounds its wait for the carrier: no second deadline here.
+  Status st = Call(Encode(sshd::OpenStreams{}), MsgType::kStreamsResult, &payload, &fds, -1);
+  StreamsResult result;
+  if (st.ok()) st = Decode(payload, &result);
+  if (!st.ok()) return st;
+  if (!result.ok) {
+    if (!fds.empty()) return Status::Invalid("monitor: a refused OpenStreams carried descriptors");
+    return Status::Permission(result.error);
+  }
+  if (fds.size() != 1) return Status::Invalid("monitor: OpenStreams answered without exactly one socket");
+  *out = std::move(fds[0]);
+  return Status::Ok();
 }
 
 bool MonitorClient::Poll() {

@@ -37,6 +37,66 @@ Status Done(const WireReader& r, const char* what) {
   return Status::Invalid(std::string("malformed monitor message: ") + what);
 }
 
+void PutPermitLists(WireWriter& w, const std::vector<PermitList>& lists) {
+  w.PutU32(static_cast<uint32_t>(lists.size()));
+  for (const PermitList& list : lists) {
+    w.PutU8(list.restricted ? 1 : 0);
+    w.PutU32(static_cast<uint32_t>(list.entries.size()));
+    for (const PermitEntry& e : list.entries) {
+      w.PutString(e.host);
+      w.PutU8(e.any_port ? 1 : 0);
+      w.PutU32(e.port);
+    }
+  }
+}
+
+// Strict: bounded counts, a port is 1-65535 or "any" (then 0), a host is never empty; so
+// what decodes re-encodes to the same bytes.
+bool GetPermitLists(WireReader& r, std::vector<PermitList>* lists) {
+  uint32_t count = 0;
+  if (!r.GetU32(&count)) return false;
+  if (count > kMaxPermitLists) {
+    r.Fail();
+    return false;
+  }
+  lists->clear();
+  for (uint32_t i = 0; i < count; ++i) {
+    PermitList list;
+    uint32_t entries = 0;
+    if (!GetBool(r, &list.restricted) || !r.GetU32(&entries)) return false;
+    if (entries > kMaxPermitEntries || (!list.restricted && entries != 0)) {
+      r.Fail();
+      return false;
+    }
+    for (uint32_t j = 0; j < entries; ++j) {
+      PermitEntry e;
+      if (!r.GetString(&e.host, kMaxPermitHostLen) || !GetBool(r, &e.any_port) || !r.GetU32(&e.port)) return false;
+      if (e.host.empty() || (e.any_port ? e.port != 0 : (e.port < 1 || e.port > 65535))) {
+        r.Fail();
+        return false;
+      }
+      list.entries.push_back(std::move(e));
+    }
+    lists->push_back(std::move(list));
+  }
+  return true;
+}
+
+void PutPolicy(WireWriter& w, const ForwardPolicy& p) {
+  for (bool b : {p.local_tcp, p.remote_tcp, p.local_unix, p.remote_unix, p.agent, p.gateway_ports}) w.PutU8(b ? 1 : 0);
+  PutPermitLists(w, p.permit_open);
+  PutPermitLists(w, p.permit_listen);
+  w.PutU32(p.max_forwards);
+  w.PutU32(p.max_listeners);
+}
+
+bool GetPolicy(WireReader& r, ForwardPolicy* p) {
+  return GetBool(r, &p->local_tcp) && GetBool(r, &p->remote_tcp) && GetBool(r, &p->local_unix) &&
+         GetBool(r, &p->remote_unix) && GetBool(r, &p->agent) && GetBool(r, &p->gateway_ports) &&
+         GetPermitLists(r, &p->permit_open) && GetPermitLists(r, &p->permit_listen) &&
+         r.GetU32(&p->max_forwards) && r.GetU32(&p->max_listeners);
+}
+
 struct SignalEntry {
   const char* name;
   int signo;
@@ -73,6 +133,7 @@ std::string Encode(const KeyAnswer& m) {
   w.PutU8(m.allowed ? 1 : 0);
   w.PutString(m.account);
   w.PutU8(m.pty_allowed ? 1 : 0);
+  PutPolicy(w, m.forward_policy);
   return w.data();
 }
 
@@ -131,10 +192,31 @@ Status Decode(const std::string& payload, SessionEnd* m) {
   return Done(r, "session end");
 }
 
+std::string Encode(const OpenStreams&) { return Start(MsgType::kOpenStreams).data(); }
+
+std::string Encode(const StreamsResult& m) {
+  WireWriter w = Start(MsgType::kStreamsResult);
+  w.PutU8(m.ok ? 1 : 0);
+  w.PutString(m.error);
+  return w.data();
+}
+
+Status Decode(const std::string& payload, OpenStreams*) {
+  WireReader r(payload);
+  Expect(r, MsgType::kOpenStreams);
+  return Done(r, "open streams");
+}
+
+Status Decode(const std::string& payload, StreamsResult* m) {
+  WireReader r(payload);
+  if (Expect(r, MsgType::kStreamsResult) && GetBool(r, &m->ok)) r.GetString(&m->error, kMaxErrorLen);
+  return Done(r, "streams result");
+}
+
 Status PeekType(const std::string& payload, MsgType* type) {
   if (payload.empty()) return Status::Invalid("empty monitor message");
   auto t = static_cast<uint8_t>(payload[0]);
-  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kSessionEnd)) {
+  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kStreamsResult)) {
     return Status::Invalid("unknown monitor message type " + std::to_string(t));
   }
   *type = static_cast<MsgType>(t);
@@ -154,7 +236,7 @@ Status Decode(const std::string& payload, KeyQuery* m) {
 Status Decode(const std::string& payload, KeyAnswer* m) {
   WireReader r(payload);
   if (Expect(r, MsgType::kKeyAnswer) && GetBool(r, &m->allowed) && r.GetString(&m->account, kMaxAccountLen)) {
-    GetBool(r, &m->pty_allowed);
+    if (GetBool(r, &m->pty_allowed)) GetPolicy(r, &m->forward_policy);
   }
   return Done(r, "key answer");
 }
@@ -176,7 +258,9 @@ Status Decode(const std::string& payload, SpawnRequest* m) {
     for (uint32_t i = 0; i < env_count; ++i) {
       std::string name, value;
       if (!r.GetString(&name, kMaxEnvLen) || !r.GetString(&value, kMaxEnvLen)) break;
-      if (!IsAcceptedEnvName(name)) return Status::Invalid("spawn request: refused variable");
+      // SSH_AUTH_SOCK is the child's own (agent forwarding: a path inside the sandbox),
+      // never the client's: OnEnv refuses it from the client.
+      if (!IsAcceptedEnvName(name) && name != kAuthSockEnv) return Status::Invalid("spawn request: refused variable");
       m->env.emplace_back(std::move(name), std::move(value));
     }
   }

@@ -8,6 +8,8 @@
 //   Signal    (after auth, live session)    (no answer)
 //   SessionEnd (after auth; byte counts     (no answer)
 //              for the audit log)
+//   OpenStreams (after auth, once)      →   StreamsResult (+ 1 socket connected to the
+//                                           sandbox's agent or the gateway, as the webapp)
 //                                           Exited (any time after a Spawn succeeded)
 #pragma once
 
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "allgo/status.h"
+#include "forward_policy.h"
 
 namespace allgo::sshd {
 
@@ -28,6 +31,8 @@ enum class MsgType : uint8_t {
   kSignal = 5,
   kExited = 6,
   kSessionEnd = 7,
+  kOpenStreams = 8,
+  kStreamsResult = 9,
 };
 
 inline constexpr size_t kMaxUserLen = 1024;      // longer names are refused by the child
@@ -38,6 +43,8 @@ inline constexpr size_t kMaxEnvLen = 1024;
 inline constexpr size_t kMaxTermLen = 64;
 inline constexpr size_t kMaxAccountLen = 512;
 inline constexpr size_t kMaxErrorLen = 512;
+// Permit lists per kind in a policy: [sshd]'s, [authkeys] key_options', the key line's.
+inline constexpr size_t kMaxPermitLists = 3;
 
 struct KeyQuery {
   bool signed_phase = false;  // false: probe (is the key acceptable?), true: signature verified
@@ -52,6 +59,8 @@ struct KeyAnswer {
   // The key's options permit a PTY (key_options.h): the child then refuses pty-req early,
   // as OpenSSH does; the monitor enforces it again at Spawn.
   bool pty_allowed = false;
+  // What this connection may forward ([sshd] keys ∧ the key's options); all off if refused.
+  ForwardPolicy forward_policy;
 };
 
 enum class SessionKind : uint8_t { kShell = 1, kExec = 2, kSubsystem = 3 };
@@ -89,6 +98,14 @@ struct SessionEnd {
   uint64_t bytes_in = 0, bytes_out = 0;
 };
 
+// Asks for the connection's one path to the sandbox (docs/architecture.md, "The carrier").
+struct OpenStreams {};
+
+struct StreamsResult {
+  bool ok = false;
+  std::string error;  // for the log and the client's failure reply, when !ok
+};
+
 struct ExitedNotice {
   uint32_t id = 0;
   uint32_t wait_status = 0;  // as from waitpid()
@@ -101,6 +118,8 @@ std::string Encode(const SpawnResult& m);
 std::string Encode(const SignalRequest& m);
 std::string Encode(const ExitedNotice& m);
 std::string Encode(const SessionEnd& m);
+std::string Encode(const OpenStreams& m);
+std::string Encode(const StreamsResult& m);
 
 // The type byte of a payload; Invalid when empty or unknown.
 Status PeekType(const std::string& payload, MsgType* type);
@@ -111,7 +130,12 @@ Status Decode(const std::string& payload, SpawnResult* m);
 Status Decode(const std::string& payload, SignalRequest* m);
 Status Decode(const std::string& payload, ExitedNotice* m);
 Status Decode(const std::string& payload, SessionEnd* m);
+Status Decode(const std::string& payload, OpenStreams* m);
+Status Decode(const std::string& payload, StreamsResult* m);
 
+// Set by the network child for a session with agent forwarding (the agent socket's path
+// inside the sandbox); a client may not set it.
+inline constexpr const char* kAuthSockEnv = "SSH_AUTH_SOCK";
 // Environment variables a client may set (OpenSSH's AcceptEnv LANG LC_* TERM).
 bool IsAcceptedEnvName(const std::string& name);
 // Signals a client may send ("TERM" → SIGTERM); 0 when not allowed.

@@ -51,6 +51,8 @@ NetSession::NetSession(NetSettings settings, ssh_session session, UniqueFd monit
 
 NetSession::~NetSession() {
   channels_.clear();
+  forwards_.clear();
+  if (mux_ && mux_registered_) ssh_event_remove_fd(event_, mux_->fd());
   if (event_ != nullptr) ssh_event_free(event_);
 }
 
@@ -108,6 +110,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
   if (s->authenticated_ || s->too_many_failures_) return SSH_AUTH_DENIED;
   bool allowed = false;
   bool pty_allowed = false;
+  ForwardPolicy forward_policy;
   std::string account;
   if ((state == SSH_PUBLICKEY_STATE_NONE || state == SSH_PUBLICKEY_STATE_VALID) &&
       std::strlen(user) <= kMaxUserLen) {
@@ -132,6 +135,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
       allowed = answer.allowed;
       account = answer.account;
       pty_allowed = answer.pty_allowed;
+      forward_policy = answer.forward_policy;
     }
   }
   if (!allowed) {
@@ -144,6 +148,7 @@ int NetSession::OnAuthPubkey(ssh_session, const char* user, ssh_key pubkey, char
     s->user_ = user;
     s->account_ = account;
     s->pty_allowed_ = pty_allowed;
+    s->forward_policy_ = forward_policy;
   }
   return SSH_AUTH_SUCCESS;
 }
@@ -183,6 +188,8 @@ int NetSession::Run() {
   // denied too, after showing the banner).
   ssh_callbacks_init(&server_callbacks_);
   ssh_set_server_callbacks(session_, &server_callbacks_);
+  // What the server callbacks do not cover (direct-tcpip, tcpip-forward) arrives as messages.
+  ssh_set_message_callback(session_, OnMessage, this);
   ssh_set_auth_methods(session_, SSH_AUTH_METHOD_PUBLICKEY);
 
   // Key exchange has no timeout of its own; SSH_OPTIONS_TIMEOUT bounds it, and anything
@@ -206,6 +213,8 @@ int NetSession::Run() {
   while (true) {
     bool timer = false;
     for (const auto& c : channels_) timer = timer || c->WantsTimer();
+    // Forwards poll libssh for their channels and the mux for queued output.
+    timer = timer || !forwards_.empty() || (mux_ && mux_->WantsWrite());
     dispatch_allowed_ = true;
     int rc = ssh_event_dopoll(event_, timer ? 50 : 1000);
     // libssh reads the socket in small slices per poll turn: drain what is already there
@@ -223,6 +232,15 @@ int NetSession::Run() {
     }
     for (auto& c : channels_) c->Pump();
     channels_.remove_if([](const std::unique_ptr<SessionChannel>& c) { return c->done(); });
+    if (mux_ && !mux_registered_) {
+      // Added here, not where the mux was opened: that was inside a libssh callback, while
+      // libssh walked its poll set.
+      mux_registered_ = ssh_event_add_fd(event_, mux_->fd(), POLLIN, OnMuxFd, this) == SSH_OK;
+    }
+    if (mux_ || !forwards_.empty()) {
+      PumpForwards();
+      if (mux_ && (!mux_->Flush() || mux_->broken())) DropMux(mux_->error());
+    }
 
     if (too_many_failures_) {
       spdlog::info("connection from {}: too many authentication failures", settings_.conn.Client());
@@ -241,6 +259,9 @@ int NetSession::Run() {
   }
   for (auto& c : channels_) c->Abort("connection closed");
   channels_.clear();
+  for (auto& f : forwards_) f->Abort("connection closed");
+  PumpForwards();
+  if (mux_) mux_->Flush();
   return 0;
 }
 

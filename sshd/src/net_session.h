@@ -17,15 +17,20 @@
 #include <chrono>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 
 #include "allgo/config.h"
+#include "allgo/names.h"  // SanitizeForLog, for session_channel.cc
 #include "allgo/unique_fd.h"
+#include "forward_channel.h"
+#include "forward_policy.h"
 #include "monitor_client.h"
 #include "monitor_protocol.h"
 #include "session_channel.h"
 #include "spawn.h"
+#include "stream_mux.h"
 
 namespace allgo::sshd {
 
@@ -37,7 +42,7 @@ struct NetSettings {
   std::string banner;  // [sshd] banner file contents (read by the listener), may be empty
 };
 
-class NetSession {
+class NetSession : public StreamMuxOwner {
  public:
   NetSession(NetSettings settings, ssh_session session, UniqueFd monitor);
   ~NetSession();
@@ -53,10 +58,20 @@ class NetSession {
   const std::string& user() const { return user_; }
   // Whether the authenticated key's options permit a PTY (the monitor checks again).
   bool pty_allowed() const { return pty_allowed_; }
+  // What the authenticated key may forward (the monitor checks OpenStreams again).
+  const ForwardPolicy& forward_policy() const { return forward_policy_; }
   // One I/O buffer for all channels, never zero-filled: an idle session touches none of it.
   char* buffer() { return buffer_.get(); }
   // Channel data moved (either way): resets the idle_timeout clock.
   void NoteActivity();
+  // auth-agent-req@openssh.com on a session channel: the path of this connection's agent
+  // socket inside the sandbox (made on first use), or "" when agent forwarding is not
+  // permitted or failed (logged).
+  std::string RequestAgentSocket();
+
+  // StreamMuxOwner
+  void OnIncoming(const bridge::StreamOpen& open) override;
+  void OnListenResult(const bridge::ListenResult& result) override;
 
   // Lets one fd callback run at a time, and only from the main loop's ssh_event_dopoll.
   class DispatchGuard {
@@ -81,6 +96,21 @@ class NetSession {
   bool CheckLiveness();
   static ssh_channel OnChannelOpen(ssh_session, void* self);
   static int OnMonitorFd(socket_t fd, int revents, void* self);
+  // Forwarding (docs/forwarding.md): direct-tcpip channel opens and tcpip-forward /
+  // cancel-tcpip-forward global requests reach us as libssh messages.
+  static int OnMessage(ssh_session session, ssh_message message, void* self);
+  static int OnMuxFd(socket_t fd, int revents, void* self);
+  int HandleDirectTcpip(ssh_message message);
+  int HandleTcpipForward(ssh_message message);
+  int HandleCancelTcpipForward(ssh_message message);
+  // The connection's stream mux, opened on first use (monitor OpenStreams + hello).
+  Status EnsureMux();
+  // Sends `listen` and waits for its result; nullptr-free: the listener's entry.
+  struct Listener;
+  Listener* ListenAndWait(bridge::Listen request, const std::string& requested_address);
+  void PumpForwards();
+  void DropMux(const std::string& why);
+  size_t LiveForwards() const;
 
   NetSettings settings_;
   ssh_session session_;
@@ -94,11 +124,28 @@ class NetSession {
   std::string user_;
   std::string account_;
   bool pty_allowed_ = false;
+  ForwardPolicy forward_policy_;
   uint32_t next_id_ = 1;
   std::list<std::unique_ptr<SessionChannel>> channels_;
   std::unique_ptr<char[]> buffer_;
   bool banner_sent_ = false;
   bool dispatch_allowed_ = false;  // see DispatchGuard
+  // Forwarding state.
+  std::unique_ptr<StreamMux> mux_;
+  bool mux_registered_ = false;  // its fd is in event_ (added from the main loop only)
+  std::string mux_error_;        // why the mux could not be opened or broke; sticky
+  std::list<std::unique_ptr<ForwardChannel>> forwards_;
+  struct Listener {
+    bridge::ListenKind kind = bridge::ListenKind::kTcp;
+    std::string requested_address;  // as the client wrote it (forwarded-tcpip repeats it)
+    uint32_t requested_port = 0;
+    bool answered = false, ok = false, cancelled = false;
+    uint32_t bound_port = 0;
+    std::string path, error;
+  };
+  std::map<uint32_t, Listener> listeners_;
+  uint32_t next_listener_ = 1;
+  std::string agent_socket_;  // the connection's agent socket path, once made
   ssh_counter_struct socket_counter_{};
   ssh_counter_struct packet_counter_{};
   uint64_t last_in_packets_ = 0;

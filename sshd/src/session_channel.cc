@@ -49,9 +49,10 @@ SessionChannel::SessionChannel(NetSession* owner, ssh_channel channel, uint32_t 
   callbacks_.channel_signal_function = OnSignal;
   callbacks_.channel_eof_function = OnEof;
   callbacks_.channel_close_function = OnClose;
+  callbacks_.channel_auth_agent_req_function = OnAuthAgentRequest;
   // No data callback: client data stays in libssh's buffer until the child can take it
-  // (PumpInput), which is what throttles the window. No x11 / agent callbacks: libssh then
-  // answers x11-req with a failure and auth-agent-req is ignored (it wants no reply).
+  // (PumpInput), which is what throttles the window. No x11 callback: libssh then answers
+  // x11-req with a failure.
   ssh_callbacks_init(&callbacks_);
   ssh_set_channel_callbacks(channel_, &callbacks_);
 }
@@ -126,6 +127,13 @@ int SessionChannel::OnEnv(ssh_session, ssh_channel, const char* name, const char
   return 0;
 }
 
+void SessionChannel::OnAuthAgentRequest(ssh_session, ssh_channel, void* self) {
+  auto* c = static_cast<SessionChannel*>(self);
+  if (c->started_) return;
+  // The agent socket is made inside the sandbox (docs/forwarding.md); "" when refused.
+  c->agent_socket_ = c->owner_->RequestAgentSocket();
+}
+
 void SessionChannel::OnSignal(ssh_session, ssh_channel, const char* name, void* self) {
   auto* c = static_cast<SessionChannel*>(self);
   int signo = SignalFromName(name);
@@ -153,6 +161,7 @@ int SessionChannel::Start(SessionKind kind, const std::string& command) {
   req.has_pty = pty_;
   req.pty = pty_request_;
   req.env = env_;
+  if (!agent_socket_.empty()) req.env.emplace_back(kAuthSockEnv, agent_socket_);
   std::string answer;
   std::vector<UniqueFd> fds;
   Status st = owner_->monitor().Call(Encode(req), MsgType::kSpawnResult, &answer, &fds);

@@ -48,6 +48,7 @@ class SessionChannel {
   static void OnSignal(ssh_session, ssh_channel, const char* name, void* self);
   static void OnEof(ssh_session, ssh_channel, void* self);
   static void OnClose(ssh_session, ssh_channel, void* self);
+  static void OnAuthAgentRequest(ssh_session, ssh_channel, void* self);
   static int OnFd(socket_t fd, int revents, void* self);
 
   int Start(SessionKind kind, const std::string& command);
@@ -74,6 +75,7 @@ class SessionChannel {
   bool pty_ = false;
   PtyRequest pty_request_;
   std::vector<std::pair<std::string, std::string>> env_;
+  std::string agent_socket_;  // auth-agent-req granted: SSH_AUTH_SOCK for the session
   UniqueFd in_, out_, err_;  // for a PTY, out_ is the master and in_ is unused
   short in_events_ = 0, out_events_ = 0, err_events_ = 0;
   std::string pending_;  // client data the command has not read yet

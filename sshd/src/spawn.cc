@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -191,6 +192,31 @@ Status SpawnSession(const Account& account, const ConnectionInfo& conn, const Sp
   out->in = std::move(in_w);
   out->out = std::move(out_r);
   out->err = std::move(err_r);
+  return Status::Ok();
+}
+
+Status SpawnCarrier(const Account& account, const ConnectionInfo& conn, const SpawnSettings& settings, pid_t* pid,
+                    UniqueFd* sock) {
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) return Status::FromErrno("socketpair", errno);
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  UniqueFd null(open("/dev/null", O_RDWR | O_CLOEXEC));
+  if (!null) return Status::FromErrno("open /dev/null", errno);
+  SpawnRequest as_exec;  // a session without a PTY: no client variables, no forced command
+  as_exec.kind = SessionKind::kExec;
+  std::vector<std::string> env = BuildEnv(account, conn, settings, as_exec, "", nullptr);
+  std::vector<std::string> argv = {Basename(account.shell), "--streams"};
+  pid_t child = fork();
+  if (child < 0) return Status::FromErrno("fork", errno);
+  if (child == 0) {
+    setsid();
+    // stderr is /dev/null, not the server's log: the webapp could take over a process of
+    // its own uid and write there; the carrier's one record says what went wrong.
+    if (dup2(null.get(), 0) < 0 || dup2(theirs.get(), 1) < 0 || dup2(null.get(), 2) < 0) _exit(254);
+    ExecAsUser(account, argv, env);
+  }
+  *pid = child;
+  *sock = std::move(ours);
   return Status::Ok();
 }
 

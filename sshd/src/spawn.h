@@ -58,4 +58,12 @@ struct SpawnedSession {
 Status SpawnSession(const Account& account, const ConnectionInfo& conn, const SpawnSettings& settings,
                     const SpawnRequest& request, SpawnedSession* out);
 
+// The carrier of a connection's forwards (docs/architecture.md, "The carrier"): the login
+// shell ([nss] shell, the installed allgo-shell) run as `allgo-shell --streams`, as the
+// webapp, exactly like a session without a PTY (same checked privilege drop, same
+// environment), stdin and stderr /dev/null, stdout one end of a SOCK_SEQPACKET socketpair
+// whose other end is *sock. It answers one record there (carrier_protocol.h) and exits.
+Status SpawnCarrier(const Account& account, const ConnectionInfo& conn, const SpawnSettings& settings, pid_t* pid,
+                    UniqueFd* sock);
+
 }  // namespace allgo::sshd

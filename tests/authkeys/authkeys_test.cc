@@ -11,6 +11,8 @@
 namespace allgo::test {
 namespace {
 
+using ::testing::HasSubstr;
+
 std::vector<std::string> Lines(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -59,11 +61,11 @@ TEST_F(Authkeys, PrintsTheOwnersKeysWithTheConfiguredOptions) {
 
 TEST_F(Authkeys, ConfigPathFromFlagAndEnvironment) {
   std::string conf = tmp_ / "alt.conf";
-  WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = no-pty\n"));
+  WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = restrict\n"));
   RunResult r = Authkeys_({"--config", conf, "sleep"});
-  EXPECT_EQ(Lines(r.out), std::vector<std::string>{"no-pty " + owner_.public_line});
+  EXPECT_EQ(Lines(r.out), std::vector<std::string>{"restrict " + owner_.public_line});
   r = test::Run({Artifact("allgo-authkeys"), "sleep"}, {.env = {{"ALLGO_SSH_CONFIG", conf}}});
-  EXPECT_EQ(Lines(r.out), std::vector<std::string>{"no-pty " + owner_.public_line});
+  EXPECT_EQ(Lines(r.out), std::vector<std::string>{"restrict " + owner_.public_line});
 }
 
 TEST_F(Authkeys, SuperusersOnlyWhenAllowed) {
@@ -200,6 +202,39 @@ TEST_F(Authkeys, KeyOptionsOpenSshWouldRejectAreRefusedAndGoodOnesPrintedAsWritt
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(Lines(r.out),
             std::vector<std::string>{"restrict,command=\"echo a, b\",from=\"127.0.0.0/8\" " + owner_.public_line});
+}
+
+// Stock OpenSSH forwards from the frontend itself: allgo-authkeys never prints options that
+// leave forwarding on, and names the line to fix.
+TEST_F(Authkeys, KeyOptionsThatLetOpenSshForwardAreAConfigError) {
+  std::string conf = tmp_ / "fwd.conf";
+  for (const std::string options : {"pty", "no-port-forwarding,pty", "restrict,pty,port-forwarding",
+                                    "restrict,agent-forwarding", "no-agent-forwarding"}) {
+    WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = " + options + "\n"));
+    RunResult r = Authkeys_({"--config", conf, "sleep"});
+    EXPECT_EQ(r.exit_code, 1) << options;
+    EXPECT_EQ(r.out, "") << options;
+    EXPECT_THAT(r.err, HasSubstr(conf + ":8: [authkeys] key_options: \"" + options + "\": these options let stock OpenSSH forward"))
+        << r.err;
+    EXPECT_THAT(r.err, HasSubstr("start them with restrict")) << "the fix is named";
+    r = Authkeys_({"--config", conf, "--check"});
+    EXPECT_EQ(r.exit_code, 1) << options;
+    EXPECT_THAT(r.err, HasSubstr(conf + ":8: [authkeys] key_options:")) << r.err;
+  }
+  // Off both ways: accepted and printed as written.
+  for (const std::string options : {"no-port-forwarding,no-agent-forwarding,pty", "restrict,permitopen=\"localhost:80\""}) {
+    WriteFile(conf, TestDatabase::Get().ConfigText("[authkeys]\nkey_options = " + options + "\n"));
+    RunResult r = Authkeys_({"--config", conf, "sleep"});
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_EQ(Lines(r.out), std::vector<std::string>{options + " " + owner_.public_line});
+  }
+}
+
+TEST_F(Authkeys, CheckWithoutKeyOptionsSaysRestrictPty) {
+  RunResult r = Authkeys_({"--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "key_options = restrict,pty\n");
+  EXPECT_THAT(r.err, HasSubstr("configuration OK"));
 }
 
 TEST_F(Authkeys, HelpAndVersion) {

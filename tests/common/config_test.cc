@@ -33,6 +33,10 @@ TEST(Config, ShippedExampleParsesWithItsDocumentedValues) {
   EXPECT_EQ(c.nss.max_uid, 59999u);
   EXPECT_EQ(c.nss.shell, "/usr/bin/allgo-shell");
   EXPECT_EQ(c.authkeys.key_options, "restrict,pty");
+  EXPECT_FALSE(c.authkeys.key_options_set) << "shipped unset: allgo-sshd forwards into the sandbox out of the box";
+  EXPECT_TRUE(c.authkeys.sshd_options.port_forwarding && c.authkeys.sshd_options.agent_forwarding);
+  EXPECT_EQ(c.sshd.allow_tcp_forwarding, ForwardDirections::kAll);
+  EXPECT_EQ(c.sshd.gateway_ports, GatewayPorts::kNo);
   EXPECT_FALSE(c.authkeys.allow_superusers);
   EXPECT_EQ(c.sandbox.dir, "/vol/cache/allgo-sandboxes");
   EXPECT_EQ(c.sshd.listen, std::vector<std::string>{"127.0.0.1:2222"});
@@ -104,8 +108,65 @@ TEST(Config, KeyOptionsAreParsedOnceAndAnOptionThatCannotHoldIsAnError) {
   EXPECT_EQ(ErrorOf("[authkeys]\nkey_options = restrict,bogus\n"),
             "test.conf:2: [authkeys] key_options: bogus: unknown option (OpenSSH refuses every key line that "
             "carries it)");
-  EXPECT_EQ(ErrorOf("[authkeys]\nkey_options = restrict,port-forwarding\n").substr(0, 53),
-            "test.conf:2: [authkeys] key_options: port-forwarding:");
+  EXPECT_EQ(ErrorOf("[authkeys]\nkey_options = restrict,X11-forwarding\n").substr(0, 52),
+            "test.conf:2: [authkeys] key_options: x11-forwarding:");
+}
+
+TEST(Config, KeyOptionsNotSetMeanRestrictForOpenSshAndNothingForAllgoSshd) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_FALSE(c.authkeys.key_options_set);
+  EXPECT_EQ(c.authkeys.key_options, "restrict,pty");
+  EXPECT_FALSE(c.authkeys.options.port_forwarding || c.authkeys.options.agent_forwarding);
+  EXPECT_TRUE(c.authkeys.sshd_options.port_forwarding && c.authkeys.sshd_options.agent_forwarding &&
+              c.authkeys.sshd_options.pty);
+  ASSERT_TRUE(Parse("[authkeys]\nkey_options = restrict,pty\n", &c).ok());
+  EXPECT_TRUE(c.authkeys.key_options_set);
+  EXPECT_FALSE(c.authkeys.sshd_options.port_forwarding) << "set explicitly, allgo-sshd honours it too";
+  EXPECT_TRUE(c.authkeys.sshd_options.pty);
+}
+
+TEST(Config, ForwardingKeys) {
+  Config c;
+  ASSERT_TRUE(Parse("", &c).ok());
+  EXPECT_EQ(c.sshd.allow_tcp_forwarding, ForwardDirections::kAll);
+  EXPECT_EQ(c.sshd.allow_stream_local_forwarding, ForwardDirections::kAll);
+  EXPECT_TRUE(c.sshd.allow_agent_forwarding);
+  EXPECT_FALSE(c.sshd.permit_open.restricted);
+  EXPECT_FALSE(c.sshd.permit_listen.restricted);
+  EXPECT_EQ(c.sshd.gateway_ports, GatewayPorts::kNo);
+  EXPECT_EQ(c.sshd.max_forwards, 64u);
+  EXPECT_EQ(c.sshd.max_listeners, 16u);
+  ASSERT_TRUE(Parse("[sshd]\nallow_tcp_forwarding = local\nallow_stream_local_forwarding = no\n"
+                    "allow_agent_forwarding = no\npermit_open = localhost:8888 [::1]:*\npermit_open = *:443\n"
+                    "permit_listen = none\ngateway_ports = clientspecified\nmax_forwards = 200\nmax_listeners = 0\n",
+                    &c)
+                  .ok());
+  EXPECT_EQ(c.sshd.allow_tcp_forwarding, ForwardDirections::kLocal);
+  EXPECT_EQ(c.sshd.allow_stream_local_forwarding, ForwardDirections::kNo);
+  EXPECT_FALSE(c.sshd.allow_agent_forwarding);
+  EXPECT_EQ(FormatPermitList(c.sshd.permit_open), "localhost:8888 [::1]:* *:443") << "the lines accumulate";
+  EXPECT_EQ(FormatPermitList(c.sshd.permit_listen), "none");
+  EXPECT_EQ(c.sshd.gateway_ports, GatewayPorts::kClientSpecified);
+  EXPECT_EQ(c.sshd.max_forwards, 200u);
+  EXPECT_EQ(c.sshd.max_listeners, 0u);
+  ASSERT_TRUE(Parse("[sshd]\nallow_tcp_forwarding = remote\npermit_open = any\n", &c).ok());
+  EXPECT_EQ(c.sshd.allow_tcp_forwarding, ForwardDirections::kRemote);
+  EXPECT_FALSE(c.sshd.permit_open.restricted);
+  EXPECT_EQ(ErrorOf("[sshd]\nallow_tcp_forwarding = maybe\n"),
+            "test.conf:2: [sshd] allow_tcp_forwarding: must be yes, no, local, remote or all (OpenSSH's values; yes = all)");
+  EXPECT_EQ(ErrorOf("[sshd]\nallow_agent_forwarding = local\n"), "test.conf:2: [sshd] allow_agent_forwarding: must be yes or no");
+  EXPECT_EQ(ErrorOf("[sshd]\npermit_open = localhost\n"),
+            "test.conf:2: [sshd] permit_open: \"localhost\" is not HOST:PORT (HOST or PORT may be *)");
+  EXPECT_EQ(ErrorOf("[sshd]\npermit_open = a:1\npermit_open = none\n"),
+            "test.conf:3: [sshd] permit_open: \"none\" must be the whole list (one line, nothing else)");
+  EXPECT_EQ(ErrorOf("[sshd]\npermit_listen = any 8080\n"),
+            "test.conf:2: [sshd] permit_listen: \"any\" must be the whole list (one line, nothing else)");
+  EXPECT_EQ(ErrorOf("[sshd]\npermit_listen = none\npermit_listen = 8080\n"),
+            "test.conf:3: [sshd] permit_listen: entries after \"none\" (none must be the whole list)");
+  EXPECT_EQ(ErrorOf("[sshd]\ngateway_ports = all\n"), "test.conf:2: [sshd] gateway_ports: must be no, yes or clientspecified");
+  EXPECT_EQ(ErrorOf("[sshd]\nmax_forwards = 0\n"), "test.conf:2: [sshd] max_forwards: must be a whole number from 1 to 10000");
+  EXPECT_EQ(ErrorOf("[sshd]\nmax_forwards = 1\nmax_forwards = 2\n"), "test.conf:3: [sshd] max_forwards: given twice");
 }
 
 TEST(Config, ValuesInLaterLinesAreCountedCorrectly) {

@@ -40,6 +40,59 @@ TEST(KeyOptions, RestrictThenPtyLikeOpenSsh) {
   EXPECT_EQ(defaults.has_command, shipped.has_command);
   EXPECT_EQ(defaults.from.size(), shipped.from.size());
   EXPECT_EQ(defaults.expires_at, shipped.expires_at);
+  EXPECT_EQ(defaults.port_forwarding, shipped.port_forwarding);
+  EXPECT_EQ(defaults.agent_forwarding, shipped.agent_forwarding);
+}
+
+TEST(KeyOptions, ForwardingFlagsFollowOpenSshOrder) {
+  KeyOptions bare = Parsed("");
+  EXPECT_TRUE(bare.port_forwarding && bare.agent_forwarding) << "a bare key line forwards, as in OpenSSH";
+  KeyOptions r = Parsed("restrict");
+  EXPECT_FALSE(r.port_forwarding || r.agent_forwarding || r.pty);
+  r = Parsed("restrict,port-forwarding");
+  EXPECT_TRUE(r.port_forwarding);
+  EXPECT_FALSE(r.agent_forwarding) << "only what is named comes back";
+  r = Parsed("restrict,Agent-Forwarding,pty");
+  EXPECT_TRUE(r.agent_forwarding && r.pty);
+  EXPECT_FALSE(r.port_forwarding);
+  r = Parsed("port-forwarding,restrict");
+  EXPECT_FALSE(r.port_forwarding) << "a later restrict wins";
+  r = Parsed("no-port-forwarding");
+  EXPECT_FALSE(r.port_forwarding);
+  EXPECT_TRUE(r.agent_forwarding && r.pty);
+  r = Parsed("no-agent-forwarding");
+  EXPECT_FALSE(r.agent_forwarding);
+  EXPECT_TRUE(r.port_forwarding);
+  EXPECT_THAT(ErrorOf(R"(port-forwarding="yes")"), StartsWith("port-forwarding: takes no value"));
+}
+
+TEST(KeyOptions, PermitOpenAndPermitListenFormOneListPerText) {
+  KeyOptions o = Parsed(R"(permitopen="LocalHost:80",permitopen="[::1]:*",permitlisten="8080",permitlisten="localhost:8081")");
+  ASSERT_EQ(o.permit_open.size(), 1u);
+  EXPECT_TRUE(o.permit_open[0].restricted);
+  ASSERT_EQ(o.permit_open[0].entries.size(), 2u);
+  EXPECT_EQ(o.permit_open[0].entries[0], (PermitEntry{"localhost", 80, false}));
+  EXPECT_EQ(o.permit_open[0].entries[1], (PermitEntry{"::1", 0, true}));
+  ASSERT_EQ(o.permit_listen.size(), 1u);
+  EXPECT_EQ(o.permit_listen[0].entries[0], (PermitEntry{"*", 8080, false})) << "a bare port is *:PORT, as OpenSSH";
+  EXPECT_EQ(o.permit_listen[0].entries[1], (PermitEntry{"localhost", 8081, false}));
+  EXPECT_TRUE(Parsed("restrict").permit_open.empty()) << "no permitopen: no list";
+  EXPECT_THAT(ErrorOf(R"(permitopen="localhost")"), StartsWith("permitopen: \"localhost\" is not HOST:PORT"));
+  EXPECT_THAT(ErrorOf(R"(permitopen="::1:80")"), HasSubstr("IPv6 address in brackets"));
+  EXPECT_THAT(ErrorOf(R"(permitopen="a b:80")"), HasSubstr("cannot be part of a host"));
+  EXPECT_THAT(ErrorOf(R"(permitlisten="x:0")"), StartsWith("permitlisten:"));
+  EXPECT_THAT(ErrorOf(R"(permitlisten="70000")"), HasSubstr("1-65535"));
+}
+
+TEST(KeyOptions, OpenSshForwardingProblemUnlessBothAreOff) {
+  EXPECT_EQ(OpenSshForwardingProblem(Parsed("restrict,pty")), "");
+  EXPECT_EQ(OpenSshForwardingProblem(Parsed("no-port-forwarding,no-agent-forwarding,pty")), "");
+  EXPECT_EQ(OpenSshForwardingProblem(Parsed(R"(restrict,permitopen="localhost:80")")), "")
+      << "a permit list under restrict re-enables nothing";
+  EXPECT_THAT(OpenSshForwardingProblem(Parsed("pty")), HasSubstr("forward ports and the agent"));
+  EXPECT_THAT(OpenSshForwardingProblem(Parsed("no-port-forwarding")), HasSubstr("forward the agent"));
+  EXPECT_THAT(OpenSshForwardingProblem(Parsed("restrict,port-forwarding")), HasSubstr("forward ports from"));
+  EXPECT_THAT(OpenSshForwardingProblem(Parsed("restrict,agent-forwarding")), HasSubstr("restrict"));
 }
 
 TEST(KeyOptions, QuotedValuesKeepCommasSpacesAndEscapedQuotes) {
@@ -66,9 +119,7 @@ TEST(KeyOptions, SyntaxErrorsNameTheOption) {
 
 TEST(KeyOptions, WhatAllgoSshdCannotHonourIsRefusedWithTheReason) {
   EXPECT_THAT(ErrorOf(R"(restrict,environment="A=B")"), StartsWith("environment: allgo-sshd has no PermitUserEnvironment"));
-  EXPECT_THAT(ErrorOf("port-forwarding"), StartsWith("port-forwarding: allgo-sshd never offers forwarding"));
-  EXPECT_THAT(ErrorOf("restrict,agent-forwarding"), StartsWith("agent-forwarding:"));
-  EXPECT_THAT(ErrorOf("X11-forwarding"), StartsWith("x11-forwarding:"));
+  EXPECT_THAT(ErrorOf("X11-forwarding"), StartsWith("x11-forwarding: allgo-sshd never offers X11 forwarding"));
   EXPECT_THAT(ErrorOf("user-rc"), StartsWith("user-rc: allgo-sshd never runs ~/.ssh/rc"));
   EXPECT_THAT(ErrorOf("cert-authority"), HasSubstr("does not accept certificates"));
   EXPECT_THAT(ErrorOf(R"(principals="alice")"), HasSubstr("does not accept certificates"));
@@ -77,14 +128,10 @@ TEST(KeyOptions, WhatAllgoSshdCannotHonourIsRefusedWithTheReason) {
   EXPECT_THAT(ErrorOf("no-touch-required"), HasSubstr("FIDO"));
 }
 
-TEST(KeyOptions, RestrictiveForwardingOptionsAreAcceptedAsNoOps) {
-  KeyOptions o = Parsed(
-      R"(no-port-forwarding,no-agent-forwarding,no-X11-forwarding,no-user-rc,no-verify-required,)"
-      R"(permitopen="localhost:80",permitopen="[::1]:*",permitlisten="8080",permitlisten="localhost:8080")");
-  EXPECT_TRUE(o.pty);
+TEST(KeyOptions, X11AndUserRcRestrictionsAreAcceptedAsNoOps) {
+  KeyOptions o = Parsed("no-X11-forwarding,no-user-rc,no-verify-required");
+  EXPECT_TRUE(o.pty && o.port_forwarding && o.agent_forwarding);
   EXPECT_FALSE(o.has_command);
-  EXPECT_THAT(ErrorOf(R"(permitopen="localhost")"), StartsWith("permitopen: \"localhost\" is not HOST:PORT"));
-  EXPECT_THAT(ErrorOf(R"(permitlisten="x:0")"), StartsWith("permitlisten:"));
 }
 
 TEST(KeyOptions, FromPatternsWithWildcardsNegationAndCidr) {
@@ -179,6 +226,14 @@ TEST(KeyOptions, RestrictCombinesTwoOptionSets) {
   EXPECT_EQ(r.expires_at, Parsed(R"(expiry-time="20300101Z")").expires_at);
   ASSERT_TRUE(RestrictKeyOptions(Parsed(R"(expiry-time="20300101Z")"), Parsed(""), &r).ok());
   EXPECT_EQ(r.expires_at, Parsed(R"(expiry-time="20300101Z")").expires_at);
+  // Forwarding: AND of both; the permit lists of both apply.
+  ASSERT_TRUE(RestrictKeyOptions(Parsed("no-agent-forwarding"), Parsed("restrict,agent-forwarding,port-forwarding"), &r).ok());
+  EXPECT_TRUE(r.port_forwarding);
+  EXPECT_FALSE(r.agent_forwarding) << "a key's own options never widen key_options";
+  ASSERT_TRUE(RestrictKeyOptions(Parsed(R"(permitopen="a:1")"), Parsed(R"(permitopen="b:2",permitlisten="3")"), &r).ok());
+  ASSERT_EQ(r.permit_open.size(), 2u);
+  EXPECT_EQ(r.permit_open[1].entries[0].host, "b");
+  EXPECT_EQ(r.permit_listen.size(), 1u);
 }
 
 }  // namespace

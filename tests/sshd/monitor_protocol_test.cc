@@ -50,6 +50,89 @@ TEST(MonitorProtocol, RoundTrips) {
   EXPECT_EQ(q2.key_base64, "AAAA");
 }
 
+ForwardPolicy SamplePolicy() {
+  ForwardPolicy p;
+  p.local_tcp = p.remote_unix = p.agent = true;
+  p.gateway_ports = true;
+  p.permit_open = {PermitList{true, {{"localhost", 8888, false}, {"::1", 0, true}}}, PermitList{true, {}}};
+  p.permit_listen = {PermitList{true, {{"*", 8080, false}}}};
+  p.max_forwards = 64;
+  p.max_listeners = 16;
+  return p;
+}
+
+TEST(MonitorProtocol, KeyAnswerCarriesTheForwardPolicy) {
+  KeyAnswer in{true, "owner@example.org", true, SamplePolicy()};
+  KeyAnswer out;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_EQ(out.forward_policy, in.forward_policy);
+  EXPECT_TRUE(out.forward_policy.Any());
+  KeyAnswer refused;  // everything off
+  ASSERT_TRUE(Decode(Encode(refused), &out).ok());
+  EXPECT_FALSE(out.forward_policy.Any());
+  // Every truncation is refused, and so is a trailing byte.
+  std::string msg = Encode(in);
+  for (size_t len = 0; len < msg.size(); ++len) EXPECT_FALSE(Decode(msg.substr(0, len), &out).ok()) << len;
+  EXPECT_FALSE(Decode(msg + "x", &out).ok());
+}
+
+TEST(MonitorProtocol, ForwardPolicyDecodingIsStrict) {
+  KeyAnswer out;
+  auto refused = [&](const ForwardPolicy& p) {
+    KeyAnswer in{true, "a@b", true, p};
+    return !Decode(Encode(in), &out).ok();
+  };
+  ForwardPolicy p = SamplePolicy();
+  p.permit_open.assign(kMaxPermitLists + 1, PermitList{true, {}});
+  EXPECT_TRUE(refused(p)) << "too many lists";
+  p = SamplePolicy();
+  p.permit_listen[0].entries.assign(kMaxPermitEntries + 1, PermitEntry{"a", 1, false});
+  EXPECT_TRUE(refused(p)) << "too many entries";
+  p = SamplePolicy();
+  p.permit_listen[0].entries[0].port = 0;
+  EXPECT_TRUE(refused(p)) << "port 0 without any_port";
+  p.permit_listen[0].entries[0].port = 65536;
+  EXPECT_TRUE(refused(p));
+  p = SamplePolicy();
+  p.permit_open[0].entries[1].port = 5;
+  EXPECT_TRUE(refused(p)) << "any_port with a port would not re-encode the same";
+  p = SamplePolicy();
+  p.permit_open[0].entries[0].host = "";
+  EXPECT_TRUE(refused(p));
+  p.permit_open[0].entries[0].host = std::string(kMaxPermitHostLen + 1, 'a');
+  EXPECT_TRUE(refused(p));
+  p = SamplePolicy();
+  p.permit_open[0].restricted = false;
+  EXPECT_TRUE(refused(p)) << "an unrestricted list has no entries";
+  // A flag byte that is not a bool: the first policy byte follows allowed, account, pty.
+  std::string bad = Encode(KeyAnswer{true, "a@b", true, SamplePolicy()});
+  bad[1 + 1 + 4 + 3 + 1] = 2;
+  EXPECT_FALSE(Decode(bad, &out).ok());
+}
+
+TEST(MonitorProtocol, OpenStreamsAndItsResult) {
+  OpenStreams o;
+  EXPECT_EQ(Encode(o).size(), 1u);
+  EXPECT_TRUE(Decode(Encode(o), &o).ok());
+  EXPECT_FALSE(Decode(Encode(o) + "x", &o).ok()) << "OpenStreams has no fields";
+  MsgType t;
+  ASSERT_TRUE(PeekType(Encode(o), &t).ok());
+  EXPECT_EQ(t, MsgType::kOpenStreams);
+  StreamsResult in{false, "the sandbox of 'w' is not running (state: idle)"};
+  StreamsResult out;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_FALSE(out.ok);
+  EXPECT_EQ(out.error, in.error);
+  in = {true, ""};
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_TRUE(out.ok);
+  EXPECT_FALSE(Decode(Encode(StreamsResult{false, std::string(kMaxErrorLen + 1, 'e')}), &out).ok());
+  EXPECT_FALSE(Decode(Encode(o), &out).ok()) << "another type";
+  ASSERT_TRUE(PeekType(Encode(in), &t).ok());
+  EXPECT_EQ(t, MsgType::kStreamsResult);
+  EXPECT_FALSE(PeekType(std::string(1, '\x0a'), &t).ok()) << "the type after the last is unknown";
+}
+
 TEST(MonitorProtocol, SessionEndCarries64BitCounts) {
   SessionEnd in{3, 5ULL << 33, 7};
   SessionEnd out;

@@ -2,7 +2,10 @@
 // allgo-sshd, the webapp resolved by glibc through libnss_allgo (real MariaDB), allgo-shell as
 // its login shell, and allgo-sandbox-agent inside a bubblewrap sandbox (own pid namespace,
 // the bridge folder bind-mounted) running the commands.
+#include <fcntl.h>
+#include <grp.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -18,8 +21,14 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "allgo/bridge/io.h"
+#include "allgo/bridge/protocol.h"
+#include "monitor_client.h"
+#include "monitor_process.h"
+#include "monitor_protocol.h"
 #include "sshd_fixture.h"
 #include "test_support.h"
+#include "wire.h"
 
 namespace allgo::test {
 namespace {
@@ -55,6 +64,9 @@ class SshdBridgeTest : public SshdBridgeFixture {
     server_.reset();
     if (agent_) agent_->Stop(SIGTERM, 5000);
   }
+
+  // The agent gone (its socket no longer answers) and the webapp's state idle.
+  void StopSandbox();
 
   std::unique_ptr<Daemon> agent_;
 };
@@ -283,6 +295,162 @@ TEST_F(SshdBridgeTest, RootOnlyPasswordFileWithoutABridgeFolderStillSaysNotRunni
                                 ", so the allgo NSS module cannot read the database for this session"));
   EXPECT_THAT(r.err, Not(HasSubstr("nsswitch.conf")));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
+void SshdBridgeTest::StopSandbox() {
+  agent_->Stop(SIGTERM, 5000);
+  ASSERT_TRUE(WaitUntil([&] { return !AcceptsConnections(bridge_ + "/agent.sock"); }, 5000));
+  TestDatabase::Get().SetState("sleep", "idle");
+}
+
+// What `allgo-shell --streams` answered: the record, the descriptor it carried, its exit code.
+struct CarrierAnswer {
+  std::string record;
+  UniqueFd fd;
+  int exit_code = -1;
+  pid_t pid = -1;
+};
+
+// Runs the built allgo-shell --streams as the monitor does: as the webapp's uid, stdout a
+// SOCK_SEQPACKET socket (or `stdout_path`, a file, when given).
+CarrierAnswer RunCarrier(uid_t uid, const std::string& config, const std::string& stdout_path = "") {
+  int sv[2];
+  EXPECT_EQ(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  CarrierAnswer answer;
+  std::string shell = Artifact("allgo-shell");
+  answer.pid = fork();
+  if (answer.pid == 0) {
+    int out = stdout_path.empty() ? theirs.get() : open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (out < 0 || dup2(out, 1) < 0 || setgroups(0, nullptr) != 0 || setgid(65534) != 0 || setuid(uid) != 0) _exit(126);
+    std::string user = "USER=sleep", conf = "ALLGO_SSH_CONFIG=" + config;
+    char* argv[] = {const_cast<char*>("allgo-shell"), const_cast<char*>("--streams"), nullptr};
+    char* envp[] = {user.data(), conf.data(), const_cast<char*>("PATH=/usr/bin:/bin"), nullptr};
+    execve(shell.c_str(), argv, envp);
+    _exit(127);
+  }
+  theirs.reset();
+  sshd::WireMessage msg;
+  bool closed = false;
+  if (stdout_path.empty() && sshd::ReceiveRecord(ours.get(), 20000, &msg, &closed).ok() && !closed) {
+    answer.record = msg.payload;
+    if (msg.fds.size() == 1) answer.fd = std::move(msg.fds[0]);
+  }
+  int status = 0;
+  waitpid(answer.pid, &status, 0);
+  answer.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return answer;
+}
+
+// A v1 session request on a connection to the agent: "" when the agent opened the session.
+std::string OpenV1Session(int sock) {
+  bridge::Open open;
+  open.version = 1;
+  open.command = "true";
+  if (std::string err = bridge::SendMessage(sock, open); !err.empty()) return err;
+  bridge::FrameReader reader;
+  bridge::Message answer;
+  if (std::string err = bridge::ReadMessage(sock, &reader, &answer, 10000); !err.empty()) return err;
+  if (auto* e = std::get_if<bridge::Error>(&answer)) return "agent error: " + e->text;
+  return std::holds_alternative<bridge::Opened>(answer) ? "" : "unexpected answer";
+}
+
+// The carrier of forwards: it connects as the webapp where a session connects and hands the
+// connection over untouched; the agent sees the webapp's uid on it.
+TEST_F(SshdBridgeTest, StreamsCarrierHandsOverAConnectionTheAgentKnowsAsTheWebapp) {
+  std::string config = tmp_ / "carrier.conf";
+  WriteFile(config, TestDatabase::Get().MysqlConfigSection() + "[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 2\n");
+  CarrierAnswer a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 0);
+  ASSERT_EQ(a.record, "ok");
+  ASSERT_TRUE(a.fd);
+  // SO_PEERCRED as the agent saw it: the webapp's uid (the carrier's pid is outside the
+  // sandbox's pid namespace: 0 there).
+  EXPECT_TRUE(WaitUntil([&] { return agent_->Log().find("from uid " + std::to_string(uid_) + " (pid") != std::string::npos; },
+                        5000)) << agent_->Log();
+  // Nothing was sent on it yet: the receiver speaks the protocol from its first byte.
+  EXPECT_EQ(OpenV1Session(a.fd.get()), "");
+
+  // Run by hand with a file as stdout: refused, nothing connects.
+  CarrierAnswer by_hand = RunCarrier(uid_, config, tmp_ / "carrier.out");
+  EXPECT_EQ(by_hand.exit_code, 2);
+  EXPECT_EQ(ReadFile(tmp_ / "carrier.out"), "");
+
+  // The sandbox stopped: one error record, the line a session would print.
+  StopSandbox();
+  a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 1);
+  EXPECT_EQ(a.record, "error: the sandbox of 'sleep' is not running (state: idle); start it from the allgo web interface");
+  EXPECT_FALSE(a.fd);
+}
+
+// With [sandbox] backend = docker the carrier connects to the gateway's socket, as the webapp:
+// the gateway (played here by the test, root, which ConnectGateway accepts) sees its uid.
+TEST_F(SshdBridgeTest, StreamsCarrierConnectsToTheGatewayAsTheWebapp) {
+  std::string socket_path = tmp_ / "gateway.sock";
+  std::string config = tmp_ / "carrier-docker.conf";
+  WriteFile(config, TestDatabase::Get().MysqlConfigSection() +
+                        "[sandbox]\nbackend = docker\n[docker]\nnode = n1 unix:///nonexistent.sock\ngateway_socket = " +
+                        socket_path + "\n");
+  CarrierAnswer a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 1);
+  EXPECT_THAT(a.record, StartsWith("error: the sandbox gateway is not running (connect " + socket_path));
+  EXPECT_FALSE(a.fd);
+
+  UniqueFd listener(socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::snprintf(addr.sun_path, sizeof addr.sun_path, "%s", socket_path.c_str());
+  ASSERT_EQ(bind(listener.get(), reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  ASSERT_EQ(chmod(socket_path.c_str(), 0666), 0);
+  ASSERT_EQ(listen(listener.get(), 4), 0);
+  a = RunCarrier(uid_, config);
+  EXPECT_EQ(a.exit_code, 0);
+  ASSERT_EQ(a.record, "ok");
+  ASSERT_TRUE(a.fd);
+  UniqueFd accepted(accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  ASSERT_TRUE(accepted);
+  ucred peer{};
+  socklen_t len = sizeof peer;
+  ASSERT_EQ(getsockopt(accepted.get(), SOL_SOCKET, SO_PEERCRED, &peer, &len), 0);
+  EXPECT_EQ(peer.uid, uid_) << "the gateway knows the webapp by this uid";
+  EXPECT_EQ(peer.pid, a.pid) << "the carrier connected, nobody else";
+  // Nothing was sent; what the receiver writes arrives.
+  ASSERT_EQ(write(a.fd.get(), "v3", 2), 2);
+  char buf[8] = {};
+  EXPECT_EQ(read(accepted.get(), buf, sizeof buf), 2);
+  EXPECT_EQ(std::string(buf, 2), "v3");
+}
+
+// The whole privileged path: the real monitor, asked OpenStreams through the network child's
+// MonitorClient, starts the carrier as the authenticated webapp and passes the socket on.
+TEST_F(SshdBridgeTest, MonitorOpenStreamsStartsTheCarrierAsTheWebapp) {
+  std::string config_text = TestDatabase::Get().ConfigText("[nss]\nshell = " + Artifact("allgo-shell") +
+                                                           "\n[sandbox]\ndir = " + sandboxes_ + "\nstart_wait = 2\n");
+  {
+    MonitorProcess monitor(config_text, tmp_ / "monitor.conf");
+    ASSERT_TRUE(monitor.Authenticate(key_.public_line, "sleep").allowed);
+    sshd::MonitorClient client(monitor.TakeSocket());
+    UniqueFd sock;
+    Status st = client.OpenStreams(&sock);
+    ASSERT_TRUE(st.ok()) << st.ToString();
+    EXPECT_TRUE(WaitUntil([&] { return agent_->Log().find("from uid " + std::to_string(uid_) + " (pid") != std::string::npos; },
+                          5000)) << agent_->Log();
+    EXPECT_EQ(agent_->Log().find("from uid 0 "), std::string::npos) << "root never connects";
+    EXPECT_EQ(OpenV1Session(sock.get()), "");
+    // The carrier is gone (reaped by the monitor): no process of the webapp is left behind.
+    EXPECT_EQ(Sh("pgrep -u " + std::to_string(uid_) + " -f 'allgo-shell --streams'").out, "");
+  }
+  // Refused with the reason when the sandbox is not running.
+  StopSandbox();
+  MonitorProcess monitor(config_text, tmp_ / "monitor.conf");
+  ASSERT_TRUE(monitor.Authenticate(key_.public_line, "sleep").allowed);
+  sshd::MonitorClient client(monitor.TakeSocket());
+  UniqueFd sock;
+  Status st = client.OpenStreams(&sock);
+  EXPECT_EQ(st.code(), Status::Code::kPermission) << st.ToString();
+  EXPECT_EQ(st.message(), "the sandbox of 'sleep' is not running (state: idle); start it from the allgo web interface");
+  EXPECT_FALSE(sock);
 }
 
 }  // namespace

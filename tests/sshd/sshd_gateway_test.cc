@@ -530,5 +530,41 @@ TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTh
   EXPECT_EQ(Ssh("alpha", "hostname").out, "alpha-on-node-a\n");
 }
 
+// Forwarding through the gateway (docs/forwarding.md): -W and -R land inside the container
+// (its own network namespace, --network none), over one Engine API exec per SSH connection.
+TEST_F(SshdGatewayTest, ForwardsLandInTheContainerOnItsNode) {
+  const int port = FreeLoopbackPort();
+  // busybox httpd inside "delta" (busybox image, node b), serving a marker from the shared folder.
+  std::string www = g->shared + "/www-delta";
+  fs::create_directories(www);
+  WriteFile(www + "/marker.txt", "container\n");
+  RunResult r = Ssh("delta", "httpd -p 127.0.0.1:" + std::to_string(port) + " -h " + www + " && echo started");
+  ASSERT_EQ(r.out, "started\n") << r.err << Logs();
+  RunOptions in;
+  in.stdin_data = "GET /marker.txt HTTP/1.0\r\n\r\n";
+  in.timeout_seconds = 60;
+  r = g->sshd->Ssh("delta", g->key.private_path, "", {"-W", "127.0.0.1:" + std::to_string(port)}, in);
+  EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_THAT(r.out, HasSubstr("container"));
+  // The frontend has no such server: a forward that landed here would have been refused.
+  EXPECT_NE(test::Run({"curl", "-s", "--max-time", "3", "http://127.0.0.1:" + std::to_string(port) + "/marker.txt"}).exit_code, 0);
+  // -R: a listener inside the container brings the container's connection back to the client.
+  std::string front = g->tmp / "front";
+  fs::create_directories(front);
+  WriteFile(front + "/marker.txt", "client side\n");
+  const int front_port = FreeLoopbackPort(), remote = FreeLoopbackPort();
+  Daemon web({"python3", "-m", "http.server", std::to_string(front_port), "--bind", "127.0.0.1", "--directory", front},
+             g->tmp / "front.log");
+  // Wait for the client side's own web server (started just now) to answer.
+  test::Run({"sh", "-c", "for i in $(seq 50); do curl -s http://127.0.0.1:" + std::to_string(front_port) +
+                             "/ >/dev/null && break; sleep 0.1; done"});
+  r = Ssh("delta", "wget -q -O - http://127.0.0.1:" + std::to_string(remote) + "/marker.txt",
+          {"-o", "ExitOnForwardFailure=yes", "-R",
+           "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(front_port)});
+  EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_EQ(r.out, "client side\n");
+  Ssh("delta", "pkill httpd || killall httpd");
+}
+
 }  // namespace
 }  // namespace allgo::test

@@ -1088,6 +1088,19 @@ TEST_F(SshdTest, CheckValidatesConfigAndHostKeys) {
   WriteFile(good, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") + "\n"));
   RunResult r = allgo::test::Run({Artifact("allgo-sshd"), "--config", good, "--check"});
   EXPECT_EQ(r.exit_code, 0) << r.err;
+  // The forwarding policy before any key's options, like `sshd -T`.
+  EXPECT_THAT(r.out, HasSubstr("allow_tcp_forwarding = yes\nallow_stream_local_forwarding = yes\n"
+                               "allow_agent_forwarding = yes\npermit_open = any\npermit_listen = any\n"
+                               "gateway_ports = no\nmax_forwards = 64\nmax_listeners = 16\n"
+                               "key_options = (not set: none)\n"));
+  WriteFile(good, db().ConfigText("[sshd]\nhost_key = " + key + "\nprivsep_chroot = " + (t / "empty") +
+                                  "\nallow_tcp_forwarding = local\npermit_open = localhost:8888\npermit_open = [::1]:*\n"
+                                  "[authkeys]\nkey_options = restrict,pty\n"));
+  r = allgo::test::Run({Artifact("allgo-sshd"), "--config", good, "--check"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("allow_tcp_forwarding = local\n"));
+  EXPECT_THAT(r.out, HasSubstr("permit_open = localhost:8888 [::1]:*\n"));
+  EXPECT_THAT(r.out, HasSubstr("key_options = restrict,pty\n"));
   std::string missing = t / "missing.conf";
   WriteFile(missing, db().ConfigText("[sshd]\nhost_key = " + (t / "nokey") + "\n"));
   r = allgo::test::Run({Artifact("allgo-sshd"), "--config", missing, "--check"});

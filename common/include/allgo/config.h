@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "allgo/forward_permits.h"
 #include "allgo/key_options.h"
 #include "allgo/status.h"
 
@@ -55,10 +56,15 @@ struct NssConfig {
 };
 
 struct AuthkeysConfig {
-  // Printed by allgo-authkeys before every key (for OpenSSH) and enforced by allgo-sshd;
-  // validated at load (key_options.h): an option allgo-sshd cannot honour is a config error.
+  // Printed by allgo-authkeys before every key (for OpenSSH); validated at load
+  // (key_options.h): an option allgo-sshd cannot honour is a config error. Not set, it is
+  // "restrict,pty" for OpenSSH (which must never forward from the frontend) and nothing for
+  // allgo-sshd (forwarding into the sandbox per [sshd]); set, both apply it
+  // (docs/decisions.md, "key_options and forwarding").
   std::string key_options = "restrict,pty";
-  KeyOptions options = DefaultKeyOptions();  // key_options, parsed
+  bool key_options_set = false;              // given in the file
+  KeyOptions options = DefaultKeyOptions();  // key_options, parsed: what OpenSSH applies
+  KeyOptions sshd_options;                   // what allgo-sshd applies before the key's own
   bool allow_superusers = false;
 };
 
@@ -139,6 +145,13 @@ struct AlgorithmSetting {
   std::string key;
 };
 
+// allow_tcp_forwarding / allow_stream_local_forwarding, OpenSSH's values (yes = all).
+enum class ForwardDirections { kNo, kLocal, kRemote, kAll };
+const char* ForwardDirectionsName(ForwardDirections d);
+// gateway_ports: whether a -R listener inside the sandbox may bind a non-loopback address.
+enum class GatewayPorts { kNo, kYes, kClientSpecified };
+const char* GatewayPortsName(GatewayPorts g);
+
 struct SshdConfig {
   std::vector<std::string> listen;      // may repeat; default 127.0.0.1:2222 when none given
   std::vector<std::string> host_key;    // may repeat
@@ -175,6 +188,16 @@ struct SshdConfig {
   AlgorithmSetting macs;
   AlgorithmSetting host_key_algorithms;  // alias: hostkey_algorithms
   AlgorithmSetting pubkey_accepted_algorithms;
+  // Forwarding into the sandbox (docs/forwarding.md), OpenSSH's keys; each key's options
+  // narrow it further (sshd/src/forward_policy.h).
+  ForwardDirections allow_tcp_forwarding = ForwardDirections::kAll;
+  ForwardDirections allow_stream_local_forwarding = ForwardDirections::kAll;
+  bool allow_agent_forwarding = true;
+  PermitList permit_open;    // may repeat; default any
+  PermitList permit_listen;  // may repeat; default any
+  GatewayPorts gateway_ports = GatewayPorts::kNo;
+  unsigned max_forwards = 64;   // forwarded channels open at once, per connection
+  unsigned max_listeners = 16;  // -R listeners, per connection
 };
 
 struct Config {

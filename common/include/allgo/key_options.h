@@ -6,16 +6,21 @@
 // Every option OpenSSH knows is recognised; each is either honoured by allgo-sshd or refused
 // here, so a value never means one thing under OpenSSH and another under allgo-sshd:
 //
-//   honoured   restrict, [no-]pty, command="...", from="pattern-list", expiry-time="..."
-//   no-ops     no-port-forwarding, no-agent-forwarding, no-X11-forwarding, no-user-rc,
-//              permitopen="host:port", permitlisten="[host:]port", no-verify-required
-//              (allgo-sshd never forwards, never runs ~/.ssh/rc)
-//   refused    port-forwarding, agent-forwarding, X11-forwarding, user-rc (they would grant
-//              what allgo-sshd never offers), environment= (no PermitUserEnvironment),
-//              cert-authority, principals= (no certificates), tunnel= (no tun forwarding),
-//              touch-required, no-touch-required, verify-required (FIDO authenticator
-//              flags are not checked by allgo-sshd)
+//   honoured   restrict (no forwarding, no PTY), [no-]pty, [no-]port-forwarding,
+//              [no-]agent-forwarding, permitopen="host:port", permitlisten="[host:]port",
+//              command="...", from="pattern-list", expiry-time="..."; under allgo-sshd
+//              every forward lands inside the sandbox (docs/forwarding.md)
+//   no-ops     no-X11-forwarding, no-user-rc, no-verify-required (allgo-sshd never
+//              forwards X11, never runs ~/.ssh/rc)
+//   refused    X11-forwarding, user-rc (they would grant what allgo-sshd never offers),
+//              environment= (no PermitUserEnvironment), cert-authority, principals= (no
+//              certificates), tunnel= (no tun forwarding), touch-required,
+//              no-touch-required, verify-required (FIDO authenticator flags are not
+//              checked by allgo-sshd)
 //   unknown    anything else: refused, as OpenSSH refuses the key line
+//
+// Under stock OpenSSH the same options would forward from the frontend itself: allgo-authkeys
+// refuses to print any set that leaves forwarding on (OpenSshForwardingProblem).
 //
 // Pure parsing and matching: no DNS, no I/O (the NSS module links this too).
 #pragma once
@@ -26,6 +31,7 @@
 #include <string_view>
 #include <vector>
 
+#include "allgo/forward_permits.h"
 #include "allgo/status.h"
 
 namespace allgo {
@@ -40,8 +46,15 @@ struct HostPattern {
   unsigned mask_bits = 0;
 };
 
+// Without any option everything is allowed (OpenSSH's meaning of a bare key line).
 struct KeyOptions {
   bool pty = true;
+  bool port_forwarding = true;   // -L/-D/-W/-R and streamlocal; off by restrict, no-port-forwarding
+  bool agent_forwarding = true;  // -A; off by restrict, no-agent-forwarding
+  // permitopen= / permitlisten=: the entries of one option text form one restricted list;
+  // after RestrictKeyOptions each list applies (a target must pass all of them).
+  std::vector<PermitList> permit_open;
+  std::vector<PermitList> permit_listen;
   // Forced command: every exec, shell and subsystem request runs it instead, with
   // SSH_ORIGINAL_COMMAND set to what the client asked for.
   bool has_command = false;
@@ -52,21 +65,28 @@ struct KeyOptions {
   int64_t expires_at = 0;
 };
 
-// The parsed default of [authkeys] key_options, "restrict,pty".
+// The parsed default of [authkeys] key_options, "restrict,pty": what allgo-authkeys prints for
+// stock OpenSSH when the key is not set (allgo-sshd then applies no option: config.h).
 KeyOptions DefaultKeyOptions();
 
 // Parses `text` (may be empty). An error names the offending option first, e.g.
 // "environment: allgo-sshd has no PermitUserEnvironment; ...".
 Status ParseKeyOptions(std::string_view text, KeyOptions* out);
 
-// The stricter of the two: pty only if both allow it, every from= list, the earlier expiry.
-// Two different forced commands cannot both hold: Invalid.
+// The stricter of the two: pty and each forwarding only if both allow it, every from=,
+// permitopen= and permitlisten= list, the earlier expiry. Two different forced commands
+// cannot both hold: Invalid.
 Status RestrictKeyOptions(const KeyOptions& a, const KeyOptions& b, KeyOptions* out);
 
 // Whether the client address (numeric, IPv4 or IPv6; an IPv4-mapped IPv6 address counts as
 // IPv4) passes every from= list. Like OpenSSH with UseDNS no: patterns are matched against
 // the address text, CIDR entries against the address; a negated match refuses.
 bool FromAllows(const KeyOptions& options, const std::string& client_ip);
+
+// For the stock OpenSSH path (allgo-authkeys): "" when these options leave OpenSSH no
+// forwarding (restrict, or no-port-forwarding and no-agent-forwarding, not re-enabled);
+// else what would be forwarded from the frontend.
+std::string OpenSshForwardingProblem(const KeyOptions& options);
 
 // Whether the key has expired at `now`.
 bool Expired(const KeyOptions& options, time_t now);

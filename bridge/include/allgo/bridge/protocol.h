@@ -266,8 +266,9 @@ using Message = std::variant<Open, Opened, Attached, Started, Window, Signal, Ex
 // type-1 message long enough to hold one.
 uint16_t PeekVersion(std::string_view body);
 
-// The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM
-// and ALLGO_USER (who logged in). Everything else stays on the frontend.
+// The environment variables a client may pass on: TERM, LANG, LANGUAGE, LC_*, TZ, COLORTERM,
+// ALLGO_USER (who logged in), SSH_ORIGINAL_COMMAND (forced command) and SSH_AUTH_SOCK (agent
+// forwarding: a path inside the sandbox). Everything else stays on the frontend.
 bool IsForwardableEnv(std::string_view name);
 // SIGHUP, SIGINT, SIGQUIT, SIGKILL, SIGUSR1, SIGUSR2, SIGALRM, SIGTERM.
 bool IsRelayableSignal(int signo);
@@ -332,6 +333,10 @@ class FrameReader {
   Result NextView(Message* out, DataView* data, std::string* error);
   // Bytes buffered but not yet returned as messages.
   size_t buffered() const { return buffer_.size(); }
+  // Those bytes themselves (the start of the next frame and whatever followed it), without
+  // consuming them: what a server that tells the mode by the first frame's version
+  // (PeekVersion) hands on to the loop serving that mode, so that nothing read is lost.
+  std::string_view Unread() const { return buffer_.view(); }
 
  private:
   // The next whole frame's body, if buffered (consumed from the buffer; its bytes stay

@@ -1,0 +1,214 @@
+// Forwarding under allgo-sshd, as users take it (docs/forwarding.md): the OpenSSH client's
+// -W, -L, -D, -R and -A against allgo-sshd, the bridge backend and allgo-sandbox-agent inside a
+// bubblewrap sandbox with its OWN network namespace (--unshare-net), as a container has. The
+// frontend (this test) runs a web server on the very port the sandbox's one uses, so a forward
+// that landed on the frontend would answer "frontend", and one that landed in the sandbox
+// answers "sandbox".
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sshd_fixture.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+bool WaitFor(const std::function<bool()>& done, int timeout_ms) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return done();
+}
+
+// A python3 http.server on 127.0.0.1:port serving `dir`.
+std::vector<std::string> HttpServer(int port, const std::string& dir) {
+  return {"python3", "-m", "http.server", std::to_string(port), "--bind", "127.0.0.1", "--directory", dir};
+}
+
+class SshdForwardTest : public SshdBridgeFixture {
+ protected:
+  SshdForwardTest() : SshdBridgeFixture("allgo-sshd-forward") {}
+
+  void SetUp() override {
+    SetUpFrontend();
+    if (HasFatalFailure()) return;
+    port_ = FreeLoopbackPort();
+    frontend_only_port_ = FreeLoopbackPort();
+    // The frontend's servers: one on the sandbox's port, one on a port only the frontend has.
+    fs::create_directories(tmp_ / "front");
+    WriteFile(tmp_ / "front/marker.txt", "frontend\n");
+    front_ = std::make_unique<Daemon>(HttpServer(port_, tmp_ / "front"), tmp_ / "front.log");
+    front_only_ = std::make_unique<Daemon>(HttpServer(frontend_only_port_, tmp_ / "front"), tmp_ / "front-only.log");
+    // The sandbox: its own network namespace, its own web server on port_, then the agent.
+    fs::create_directories(fs::path(shared_) / "www");
+    WriteFile(fs::path(shared_) / "www/marker.txt", "sandbox\n");
+    SandboxOptions options;
+    options.binds = {shared_};
+    options.bwrap_extra = {"--unshare-net"};
+    std::string server = "python3 -m http.server " + std::to_string(port_) + " --bind 127.0.0.1 --directory " +
+                         ShellQuote(shared_ + "/www") + " >/dev/null 2>&1 &";
+    options.launcher = {"sh", "-c", server + " exec \"$@\"", "sh"};
+    agent_ = std::make_unique<Daemon>(SandboxCommand(bridge_, options), tmp_ / "agent.log");
+    ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
+        << agent_->Log();
+    ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 10000));
+    // The sandbox's server is up once a session inside sees it.
+    ASSERT_TRUE(WaitFor([&] { return SandboxGet(port_).find("sandbox") != std::string::npos; }, 15000))
+        << server_->log();
+  }
+
+  void TearDown() override {
+    server_.reset();
+    if (agent_) agent_->Stop(SIGTERM, 5000);
+  }
+
+  // What curl gets from the frontend's loopback.
+  std::string Get(int port, const std::vector<std::string>& curl_extra = {}) {
+    std::vector<std::string> argv = {"curl", "-s", "--max-time", "10"};
+    argv.insert(argv.end(), curl_extra.begin(), curl_extra.end());
+    argv.push_back("http://127.0.0.1:" + std::to_string(port) + "/marker.txt");
+    return test::Run(argv).out;
+  }
+  // What a session in the sandbox gets from the sandbox's loopback.
+  std::string SandboxGet(int port) {
+    return Ssh("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:" + std::to_string(port) +
+               "/marker.txt', timeout=5).read().decode())\"")
+        .out;
+  }
+  // ssh -W host:port with an HTTP request on stdin: the raw answer.
+  RunResult Stdio(const std::string& target) {
+    RunOptions in;
+    in.stdin_data = "GET /marker.txt HTTP/1.0\r\n\r\n";
+    in.timeout_seconds = 30;
+    return server_->Ssh("sleep", key_.private_path, "", {"-W", target}, in);
+  }
+
+  int port_ = 0, frontend_only_port_ = 0;
+  std::unique_ptr<Daemon> front_, front_only_, agent_;
+};
+
+TEST_F(SshdForwardTest, StdioForwardLandsOnTheSandboxLoopbackNotTheFrontends) {
+  RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("200 OK"));
+  EXPECT_THAT(r.out, HasSubstr("sandbox"));
+  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+  // A port only the frontend listens on does not exist inside the sandbox.
+  r = Stdio("127.0.0.1:" + std::to_string(frontend_only_port_));
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+  EXPECT_TRUE(server_->WaitForLog("forward direct-tcpip refused"));
+  EXPECT_THAT(server_->log(), HasSubstr("Connection refused"));
+  // One log line per forward, with what it moved.
+  EXPECT_TRUE(server_->WaitForLog("forward direct-tcpip end: user=sleep"));
+}
+
+TEST_F(SshdForwardTest, LocalForwardAndSocksReachTheSandboxWithManyConnectionsOnOnePath) {
+  int local = FreeLoopbackPort(), socks = FreeLoopbackPort();
+  std::vector<std::string> argv = {"ssh", "-N", "-o", "ExitOnForwardFailure=yes",
+                                   "-L", "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_),
+                                   "-D", "127.0.0.1:" + std::to_string(socks)};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
+  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+  Daemon client(argv, tmp_ / "client.log");
+  ASSERT_TRUE(WaitFor([&] { return Get(local).find("sandbox") != std::string::npos; }, 15000))
+      << client.Log() << server_->log();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(Get(local), "sandbox\n");
+  // VS Code's way: SOCKS with the name resolved on the far side (the sandbox's /etc/hosts).
+  std::string via_socks = test::Run({"curl", "-s", "--max-time", "10", "--socks5-hostname", "127.0.0.1:" + std::to_string(socks),
+                               "http://localhost:" + std::to_string(port_) + "/marker.txt"})
+                              .out;
+  EXPECT_EQ(via_socks, "sandbox\n") << client.Log() << server_->log();
+  // Every forward of the connection went through one path to the agent.
+  std::string log = server_->log();
+  size_t opened = 0;
+  for (size_t at = log.find("forwarding path to the sandbox open"); at != std::string::npos;
+       at = log.find("forwarding path to the sandbox open", at + 1)) {
+    ++opened;
+  }
+  EXPECT_EQ(opened, 1u) << log;
+  client.Stop(SIGTERM, 5000);
+}
+
+TEST_F(SshdForwardTest, RemoteForwardListensInsideTheSandbox) {
+  int remote = FreeLoopbackPort();
+  std::string fetch = "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:" +
+                      std::to_string(remote) + "/marker.txt', timeout=5).read().decode())\"";
+  RunResult r = Ssh(fetch, {"-o", "ExitOnForwardFailure=yes", "-R",
+                            "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(port_)});
+  // The sandbox's connection came back to the client, which reached the frontend's server.
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("frontend"));
+  EXPECT_TRUE(server_->WaitForLog("forward forwarded-tcpip end: user=sleep"));
+  // Nothing listens on the frontend's loopback on that port: the listener was in the sandbox.
+  EXPECT_EQ(Get(remote), "");
+  // Port 0: the allocated port is reported back (RFC 4254), as OpenSSH prints it.
+  r = Ssh("true", {"-o", "LogLevel=INFO", "-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + std::to_string(port_)});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.err, HasSubstr("Allocated port"));
+}
+
+TEST_F(SshdForwardTest, AgentForwardingListsAndSignsWithTheClientsKeys) {
+  std::string sock = tmp_ / "agent.sock";
+  RunResult started = test::Run({"ssh-agent", "-a", sock});
+  ASSERT_EQ(started.exit_code, 0) << started.err;
+  KeyPair signer = MakeKeyPair(tmp_.path(), "signer");
+  RunOptions env;
+  env.env["SSH_AUTH_SOCK"] = sock;
+  ASSERT_EQ(test::Run({"ssh-add", signer.private_path}, env).exit_code, 0);
+  std::string fingerprint = test::Run({"ssh-keygen", "-lf", signer.private_path + ".pub"}).out.substr(0, 20);
+  WriteFile(fs::path(shared_) / "signer.pub", signer.public_line + "\n");
+  WriteFile(fs::path(shared_) / "data", "data to sign\n");
+  std::string script = "echo sock=$SSH_AUTH_SOCK; ssh-add -l; ssh-keygen -Y sign -q -n allgo -f " +
+                       ShellQuote(shared_ + "/signer.pub") + " " + ShellQuote(shared_ + "/data") + " </dev/null";
+  RunResult r = Ssh(script, {"-A"}, env);
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("sock=/tmp/allgo-agent-"));
+  EXPECT_THAT(r.out, HasSubstr(fingerprint.substr(fingerprint.find(' ') + 1, 12)));
+  // The signature made in the sandbox (by the client's agent) verifies with the client's key.
+  RunOptions data;
+  data.stdin_data = "data to sign\n";
+  RunResult check = test::Run({"ssh-keygen", "-Y", "check-novalidate", "-n", "allgo", "-s", shared_ + "/data.sig"}, data);
+  EXPECT_EQ(check.exit_code, 0) << check.out << check.err;
+  EXPECT_TRUE(server_->WaitForLog("forward auth-agent end: user=sleep"));
+  // Without -A the session has no agent socket.
+  r = Ssh("echo sock=${SSH_AUTH_SOCK:-none}", {}, env);
+  EXPECT_THAT(r.out, HasSubstr("sock=none"));
+  test::Run({"pkill", "-f", "ssh-agent -a " + sock});
+}
+
+TEST_F(SshdForwardTest, PolicyAndKeyOptionsRefuseWithAClearReply) {
+  StartServer("allow_tcp_forwarding = no\nallow_agent_forwarding = no\n");
+  RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out, Not(HasSubstr("sandbox")));
+  EXPECT_TRUE(server_->WaitForLog("forward direct-tcpip refused")) << server_->log();
+  // The session itself still works.
+  EXPECT_EQ(Ssh("echo still-here").out, "still-here\n");
+  // An explicit `restrict` has OpenSSH's meaning under allgo-sshd too.
+  StartServer("", "[authkeys]\nkey_options = restrict\n");
+  r = Stdio("127.0.0.1:" + std::to_string(port_));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_THAT(r.out, Not(HasSubstr("sandbox")));
+  // permit_open narrows it to one target.
+  StartServer("permit_open = 127.0.0.1:" + std::to_string(port_) + "\n");
+  EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+  EXPECT_NE(Stdio("localhost:" + std::to_string(port_)).exit_code, 0);
+}
+
+}  // namespace
+}  // namespace allgo::test
