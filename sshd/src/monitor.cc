@@ -332,7 +332,7 @@ bool Monitor::HandleOpenStreams() {
     // The network child refuses every forward already; this is the check that counts.
     st = Status::Permission("forwarding is not permitted for this connection ([sshd] allow_*_forwarding, or the "
                             "key's options: restrict, no-port-forwarding, no-agent-forwarding)");
-  } else if (!IsWebappUid(*settings_.config, account_.uid)) {
+  } else if (!IsWebappUid(settings_.config->nss, account_.uid)) {
     st = Status::Permission("refusing to start a carrier as uid " + std::to_string(account_.uid) +
                             ": not a webapp uid");
   } else {
