@@ -73,4 +73,12 @@ Status AuditLog::Session(const SessionEvent& e) {
   return WriteLine(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
 
+Status AuditLog::Forward(const ForwardAuditEvent& e) {
+  nlohmann::json j = {{"time", IsoTimeNow()},   {"event", "forward"},     {"client", e.client},
+                      {"user", e.user},         {"account", e.account},   {"kind", e.kind},
+                      {"target", e.target},     {"origin", e.origin},     {"bytes_in", e.bytes_in},
+                      {"bytes_out", e.bytes_out}, {"duration", e.duration}, {"result", e.result}};
+  return WriteLine(j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
 }  // namespace allgo::sshd

@@ -1,4 +1,5 @@
-// The audit log: one JSON object per line, per authentication decision and per session end
+// The audit log: one JSON object per line, per authentication decision, per session end and
+// per forward
 // (docs/operations.md lists the fields). Written with one write(2) per line on an O_APPEND fd,
 // so lines from concurrent connection processes never interleave.
 //
@@ -38,6 +39,19 @@ struct SessionEvent {
   double duration = 0;      // seconds
 };
 
+struct ForwardAuditEvent {
+  std::string client;
+  std::string user;
+  std::string account;
+  std::string kind;    // "direct-tcpip" | "forwarded-tcpip" | "auth-agent" | "tcpip-forward"
+  std::string target;  // host:port, listener or agent socket (inside the sandbox)
+  std::string origin;
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  double duration = 0;
+  std::string result;  // "closed", "listening", "refused: why", ...
+};
+
 class AuditLog {
  public:
   // Checks that `path` can be opened for appending (creating it 0600, refusing a symlink),
@@ -47,6 +61,8 @@ class AuditLog {
 
   Status Auth(const AuthEvent& event);
   Status Session(const SessionEvent& event);
+  // One line per forward (at its end), per refused one and per -R listener.
+  Status Forward(const ForwardAuditEvent& event);
   const std::string& path() const { return path_; }
 
  private:

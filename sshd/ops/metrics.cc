@@ -60,6 +60,15 @@ void Metrics::AddBytes(uint64_t in, uint64_t out) {
   bytes_out_ += out;
 }
 void Metrics::DatabaseError() { ++db_errors_; }
+void Metrics::ForwardAccepted(ForwardMetricKind kind, bool opened) {
+  ++forwards_accepted_[static_cast<int>(kind)];
+  if (opened) ++forwards_active_;
+}
+void Metrics::ForwardRefused(ForwardMetricKind kind) { ++forwards_refused_[static_cast<int>(kind)]; }
+void Metrics::ForwardEnded(uint64_t in, uint64_t out) {
+  Decrement(forwards_active_);
+  AddBytes(in, out);
+}
 
 namespace {
 
@@ -137,6 +146,20 @@ std::vector<MetricFamily> MetricsCollectable::Collect() const {
   AddSample(&out.back(), m.bytes_out_.load(), "direction", "out");
   single("allgo_ssh_db_errors_total", MetricType::Counter,
          "Lookups that failed because the database was unreachable.", m.db_errors_);
+
+  static constexpr const char* kForwardKinds[] = {"direct-tcpip", "forwarded-tcpip", "auth-agent", "tcpip-forward"};
+  out.push_back(Family("allgo_ssh_forwards_total", MetricType::Counter,
+                       "Forwards into the sandbox by kind and result (tcpip-forward: -R listeners)."));
+  for (int i = 0; i < static_cast<int>(ForwardMetricKind::kCount); ++i) {
+    for (bool accepted : {true, false}) {
+      ClientMetric sample;
+      sample.label = {{"kind", kForwardKinds[i]}, {"result", accepted ? "accepted" : "refused"}};
+      sample.counter.value =
+          static_cast<double>((accepted ? m.forwards_accepted_[i] : m.forwards_refused_[i]).load());
+      out.back().metric.push_back(std::move(sample));
+    }
+  }
+  single("allgo_ssh_forwards_active", MetricType::Gauge, "Forwarded channels open now.", m.forwards_active_);
   return out;
 }
 

@@ -22,6 +22,8 @@
 namespace allgo::sshd {
 
 enum class AuthRefusal { kUnknownUser, kKeyNotAllowed, kDatabaseUnavailable, kTooManyTries, kCount };
+// Forwards by kind (docs/forwarding.md): the `kind` label of allgo_ssh_forwards_total.
+enum class ForwardMetricKind { kDirectTcpip, kForwardedTcpip, kAuthAgent, kTcpipForward, kCount };
 
 class Metrics {
  public:
@@ -38,6 +40,11 @@ class Metrics {
   void SessionEnded(double duration_seconds);
   void AddBytes(uint64_t in, uint64_t out);
   void DatabaseError();
+  // A forward accepted (opened, or a -R listener set up) or refused; `opened` ones are active
+  // until ForwardEnded.
+  void ForwardAccepted(ForwardMetricKind kind, bool opened);
+  void ForwardRefused(ForwardMetricKind kind);
+  void ForwardEnded(uint64_t in, uint64_t out);
 
   // The Prometheus text exposition format (version 0.0.4), via prometheus::TextSerializer.
   std::string Render() const;
@@ -64,6 +71,9 @@ class Metrics {
   Counter bytes_in_{0};
   Counter bytes_out_{0};
   Counter db_errors_{0};
+  Counter forwards_accepted_[static_cast<int>(ForwardMetricKind::kCount)] = {};
+  Counter forwards_refused_[static_cast<int>(ForwardMetricKind::kCount)] = {};
+  Counter forwards_active_{0};
 
   friend class MetricsCollectable;
 };

@@ -108,12 +108,19 @@ int Monitor::Run() {
     MsgType type;
     SessionEnd end;
     if (!ReceiveRecord(sock_.get(), 0, &msg, &closed).ok() || closed) break;
+    ForwardEvent forward;
     if (PeekType(msg.payload, &type).ok() && type == MsgType::kSessionEnd && Decode(msg.payload, &end).ok()) {
       HandleSessionEnd(end);
+    } else if (type == MsgType::kForwardEvent && Decode(msg.payload, &forward).ok()) {
+      HandleForwardEvent(forward);
     }
   }
   HangUpSessions();
   while (!sessions_.empty()) FinishSession(sessions_.begin()->first, true);
+  // Forwards the child never reported ended leave the active gauge with the connection.
+  for (; forwards_open_ > 0; --forwards_open_) {
+    if (settings_.metrics) settings_.metrics->ForwardEnded(0, 0);
+  }
   return 0;
 }
 
@@ -136,6 +143,10 @@ bool Monitor::HandleMessage(WireMessage& msg) {
     case MsgType::kSessionEnd: {
       SessionEnd m;
       return authenticated_ && Decode(msg.payload, &m).ok() && HandleSessionEnd(m);
+    }
+    case MsgType::kForwardEvent: {
+      ForwardEvent m;
+      return authenticated_ && Decode(msg.payload, &m).ok() && HandleForwardEvent(m);
     }
     case MsgType::kOpenStreams: {
       OpenStreams m;
@@ -445,6 +456,38 @@ void Monitor::FinishSession(uint32_t id, bool flush) {
     if (!st.ok()) spdlog::error("{}", st.ToString());
   }
   sessions_.erase(it);
+}
+
+bool Monitor::HandleForwardEvent(const ForwardEvent& m) {
+  static constexpr ForwardMetricKind kKinds[] = {ForwardMetricKind::kDirectTcpip, ForwardMetricKind::kForwardedTcpip,
+                                                 ForwardMetricKind::kAuthAgent, ForwardMetricKind::kTcpipForward};
+  const ForwardMetricKind kind = kKinds[static_cast<int>(m.kind) - 1];
+  switch (m.phase) {
+    case ForwardPhase::kOpened:
+      if (forwards_open_ >= kMaxForwardsCounted) return true;  // a child cannot inflate the gauge
+      ++forwards_open_;
+      if (settings_.metrics) settings_.metrics->ForwardAccepted(kind, true);
+      return true;  // the audit line comes at the end, with what it moved
+    case ForwardPhase::kEnded:
+      if (forwards_open_ == 0) return true;
+      --forwards_open_;
+      if (settings_.metrics) settings_.metrics->ForwardEnded(m.bytes_in, m.bytes_out);
+      break;
+    case ForwardPhase::kRefused:
+      if (settings_.metrics) settings_.metrics->ForwardRefused(kind);
+      break;
+    case ForwardPhase::kListening:
+      if (settings_.metrics) settings_.metrics->ForwardAccepted(kind, false);
+      break;
+  }
+  if (settings_.audit != nullptr) {
+    ForwardAuditEvent e{settings_.conn.Client(), account_.name, account_.allgo_account, ForwardKindName(m.kind),
+                        SanitizeForLog(m.target, 300), SanitizeForLog(m.origin, 300), m.bytes_in, m.bytes_out,
+                        m.duration_ms / 1000.0, SanitizeForLog(m.result, 300)};
+    Status st = settings_.audit->Forward(e);
+    if (!st.ok()) spdlog::error("{}", st.ToString());
+  }
+  return true;
 }
 
 void Monitor::HangUpSessions() {

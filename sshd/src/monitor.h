@@ -64,6 +64,8 @@ class Monitor {
   bool HandleSpawn(const SpawnRequest& r);
   bool HandleSignal(const SignalRequest& r);
   bool HandleSessionEnd(const SessionEnd& m);
+  // Audit line and metrics of a forward the network child reports (docs/forwarding.md).
+  bool HandleForwardEvent(const ForwardEvent& m);
   bool HandleOpenStreams();
   // Starts the carrier and waits (bounded) for its one answer: the connected socket, or why not.
   Status RunCarrier(UniqueFd* socket);
@@ -84,6 +86,8 @@ class Monitor {
   KeyOptions key_options_;  // of the key that authenticated: PTY and forced command at Spawn
   ForwardPolicy forward_policy_;  // of the key that authenticated ([sshd] ∧ its options)
   bool streams_requested_ = false;  // OpenStreams is valid once per connection
+  static constexpr uint32_t kMaxForwardsCounted = 4096;
+  uint32_t forwards_open_ = 0;  // reported opened, not yet ended (the active gauge's share)
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   // One record per spawned session, for both its audit line and its metrics. It lives

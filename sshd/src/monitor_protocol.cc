@@ -192,6 +192,46 @@ Status Decode(const std::string& payload, SessionEnd* m) {
   return Done(r, "session end");
 }
 
+const char* ForwardKindName(ForwardKindCode kind) {
+  switch (kind) {
+    case ForwardKindCode::kDirectTcpip: return "direct-tcpip";
+    case ForwardKindCode::kForwardedTcpip: return "forwarded-tcpip";
+    case ForwardKindCode::kAuthAgent: return "auth-agent";
+    case ForwardKindCode::kTcpipForward: return "tcpip-forward";
+  }
+  return "unknown";
+}
+
+std::string Encode(const ForwardEvent& m) {
+  WireWriter w = Start(MsgType::kForwardEvent);
+  w.PutU8(static_cast<uint8_t>(m.phase));
+  w.PutU8(static_cast<uint8_t>(m.kind));
+  w.PutString(m.target.substr(0, kMaxForwardText));
+  w.PutString(m.origin.substr(0, kMaxForwardText));
+  w.PutU64(m.bytes_in);
+  w.PutU64(m.bytes_out);
+  w.PutU32(m.duration_ms);
+  w.PutString(m.result.substr(0, kMaxForwardText));
+  return w.data();
+}
+
+Status Decode(const std::string& payload, ForwardEvent* m) {
+  WireReader r(payload);
+  uint8_t phase = 0, kind = 0;
+  if (Expect(r, MsgType::kForwardEvent) && r.GetU8(&phase) && r.GetU8(&kind) &&
+      r.GetString(&m->target, kMaxForwardText) && r.GetString(&m->origin, kMaxForwardText) &&
+      r.GetU64(&m->bytes_in) && r.GetU64(&m->bytes_out) && r.GetU32(&m->duration_ms)) {
+    r.GetString(&m->result, kMaxForwardText);
+  }
+  Status st = Done(r, "forward event");
+  if (!st.ok()) return st;
+  if (phase < 1 || phase > 4) return Status::Invalid("forward event: unknown phase");
+  if (kind < 1 || kind > 4) return Status::Invalid("forward event: unknown kind");
+  m->phase = static_cast<ForwardPhase>(phase);
+  m->kind = static_cast<ForwardKindCode>(kind);
+  return Status::Ok();
+}
+
 std::string Encode(const OpenStreams&) { return Start(MsgType::kOpenStreams).data(); }
 
 std::string Encode(const StreamsResult& m) {
@@ -216,7 +256,7 @@ Status Decode(const std::string& payload, StreamsResult* m) {
 Status PeekType(const std::string& payload, MsgType* type) {
   if (payload.empty()) return Status::Invalid("empty monitor message");
   auto t = static_cast<uint8_t>(payload[0]);
-  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kStreamsResult)) {
+  if (t < static_cast<uint8_t>(MsgType::kKeyQuery) || t > static_cast<uint8_t>(MsgType::kForwardEvent)) {
     return Status::Invalid("unknown monitor message type " + std::to_string(t));
   }
   *type = static_cast<MsgType>(t);

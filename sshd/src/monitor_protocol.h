@@ -8,6 +8,7 @@
 //   Signal    (after auth, live session)    (no answer)
 //   SessionEnd (after auth; byte counts     (no answer)
 //              for the audit log)
+//   ForwardEvent (after auth)               (no answer)
 //   OpenStreams (after auth, once)      →   StreamsResult (+ 1 socket connected to the
 //                                           sandbox's agent or the gateway, as the webapp)
 //                                           Exited (any time after a Spawn succeeded)
@@ -33,6 +34,7 @@ enum class MsgType : uint8_t {
   kSessionEnd = 7,
   kOpenStreams = 8,
   kStreamsResult = 9,
+  kForwardEvent = 10,
 };
 
 inline constexpr size_t kMaxUserLen = 1024;      // longer names are refused by the child
@@ -106,6 +108,23 @@ struct StreamsResult {
   std::string error;  // for the log and the client's failure reply, when !ok
 };
 
+// A forward was refused, opened, ended, or a -R listener set up (docs/forwarding.md): for the
+// audit log and the metrics. Untrusted text and numbers from the network child, used for
+// accounting only (sanitised before they are written).
+enum class ForwardPhase : uint8_t { kOpened = 1, kEnded = 2, kRefused = 3, kListening = 4 };
+enum class ForwardKindCode : uint8_t { kDirectTcpip = 1, kForwardedTcpip = 2, kAuthAgent = 3, kTcpipForward = 4 };
+inline constexpr size_t kMaxForwardText = 512;
+struct ForwardEvent {
+  ForwardPhase phase = ForwardPhase::kOpened;
+  ForwardKindCode kind = ForwardKindCode::kDirectTcpip;
+  std::string target;  // host:port, the listener, or the agent socket
+  std::string origin;  // the originator, when known
+  uint64_t bytes_in = 0, bytes_out = 0;
+  uint32_t duration_ms = 0;
+  std::string result;  // "closed", "refused: why", ...
+};
+const char* ForwardKindName(ForwardKindCode kind);
+
 struct ExitedNotice {
   uint32_t id = 0;
   uint32_t wait_status = 0;  // as from waitpid()
@@ -120,6 +139,7 @@ std::string Encode(const ExitedNotice& m);
 std::string Encode(const SessionEnd& m);
 std::string Encode(const OpenStreams& m);
 std::string Encode(const StreamsResult& m);
+std::string Encode(const ForwardEvent& m);
 
 // The type byte of a payload; Invalid when empty or unknown.
 Status PeekType(const std::string& payload, MsgType* type);
@@ -128,6 +148,7 @@ Status Decode(const std::string& payload, KeyAnswer* m);
 Status Decode(const std::string& payload, SpawnRequest* m);
 Status Decode(const std::string& payload, SpawnResult* m);
 Status Decode(const std::string& payload, SignalRequest* m);
+Status Decode(const std::string& payload, ForwardEvent* m);
 Status Decode(const std::string& payload, ExitedNotice* m);
 Status Decode(const std::string& payload, SessionEnd* m);
 Status Decode(const std::string& payload, OpenStreams* m);

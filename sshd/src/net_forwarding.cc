@@ -36,6 +36,23 @@ std::string BindAddress(const ForwardPolicy& policy, const std::string& requeste
 
 }  // namespace
 
+void NetSession::ReportForward(ForwardPhase phase, ForwardKindCode kind, const std::string& target,
+                               const std::string& origin, const std::string& result, const ForwardRecord* record) {
+  ForwardEvent e;
+  e.phase = phase;
+  e.kind = kind;
+  e.target = target;
+  e.origin = origin;
+  e.result = result;
+  if (record != nullptr) {
+    e.bytes_in = record->bytes_in;
+    e.bytes_out = record->bytes_out;
+    e.duration_ms = static_cast<uint32_t>(record->seconds * 1000);
+  }
+  Status st = monitor_.Send(Encode(e));
+  if (!st.ok()) monitor_gone_ = true;
+}
+
 size_t NetSession::LiveForwards() const {
   size_t live = 0;
   for (const auto& f : forwards_) live += f->done() ? 0 : 1;
@@ -100,6 +117,7 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
   auto refuse = [&](const std::string& why) {
     spdlog::info("forward direct-tcpip refused: user={} client={} target={} reason={}", user_,
                  settings_.conn.Client(), target, why);
+    ReportForward(ForwardPhase::kRefused, ForwardKindCode::kDirectTcpip, target, origin_host, "refused: " + why);
     return 1;
   };
   if (!forward_policy_.local_tcp) return refuse("allow_tcp_forwarding or the key's options forbid it");
@@ -143,6 +161,7 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
     return 0;  // libssh already answered
   }
   f->Connect(channel);
+  ReportForward(ForwardPhase::kOpened, ForwardKindCode::kDirectTcpip, target, origin, "opened");
   spdlog::debug("forward direct-tcpip open: user={} target={} stream={}", user_, target, id);
   forwards_.push_back(std::move(forward));
   return 0;
@@ -179,6 +198,7 @@ int NetSession::HandleTcpipForward(ssh_message message) {
   auto refuse = [&](const std::string& why) {
     spdlog::info("forward tcpip-forward refused: user={} client={} listen={} reason={}", user_,
                  settings_.conn.Client(), what, why);
+    ReportForward(ForwardPhase::kRefused, ForwardKindCode::kTcpipForward, what, "", "refused: " + why);
     return 1;
   };
   if (!forward_policy_.remote_tcp) return refuse("allow_tcp_forwarding or the key's options forbid it");
@@ -197,6 +217,8 @@ int NetSession::HandleTcpipForward(ssh_message message) {
   if (l == nullptr || !l->ok || l->cancelled) return refuse(l == nullptr ? "lost" : l->error);
   spdlog::info("forward tcpip-forward: user={} client={} listen={} bound={}:{} (inside the sandbox)", user_,
                settings_.conn.Client(), what, request.address, l->bound_port);
+  ReportForward(ForwardPhase::kListening, ForwardKindCode::kTcpipForward, what, "",
+                "listening on " + Endpoint(request.address, static_cast<int>(l->bound_port)) + " inside the sandbox");
   ssh_message_global_request_reply_success(message, static_cast<uint16_t>(l->bound_port));
   return 0;
 }
@@ -223,6 +245,7 @@ std::string NetSession::RequestAgentSocket() {
   if (!agent_socket_.empty()) return agent_socket_;
   auto refuse = [&](const std::string& why) {
     spdlog::info("forward auth-agent refused: user={} client={} reason={}", user_, settings_.conn.Client(), why);
+    ReportForward(ForwardPhase::kRefused, ForwardKindCode::kAuthAgent, "agent socket", "", "refused: " + why);
     return std::string();
   };
   if (!forward_policy_.agent) return refuse("allow_agent_forwarding or the key's options forbid it");
@@ -230,6 +253,7 @@ std::string NetSession::RequestAgentSocket() {
   Listener* l = ListenAndWait(bridge::Listen{next_listener_++, bridge::ListenKind::kAuthAgent, "", 0}, "");
   if (l == nullptr || !l->ok || l->cancelled) return refuse(l == nullptr ? "lost" : l->error);
   agent_socket_ = l->path;
+  ReportForward(ForwardPhase::kListening, ForwardKindCode::kAuthAgent, agent_socket_, "", "listening inside the sandbox");
   spdlog::info("forward auth-agent: user={} client={} socket={} (inside the sandbox)", user_,
                settings_.conn.Client(), agent_socket_);
   return agent_socket_;
@@ -251,8 +275,12 @@ void NetSession::OnListenResult(const bridge::ListenResult& result) {
 }
 
 void NetSession::OnIncoming(const bridge::StreamOpen& open) {
+  const ForwardKindCode code =
+      open.kind == bridge::StreamKind::kAuthAgent ? ForwardKindCode::kAuthAgent : ForwardKindCode::kForwardedTcpip;
   auto refuse = [&](bridge::RefuseReason reason, const std::string& why) {
     mux_->Send(bridge::StreamRefuse{open.stream, reason, why});
+    ReportForward(ForwardPhase::kRefused, code, open.host + ":" + std::to_string(open.port), open.origin_host,
+                  "refused: " + why);
   };
   auto it = listeners_.find(open.listener);
   if (it == listeners_.end()) {
@@ -289,6 +317,8 @@ void NetSession::OnIncoming(const bridge::StreamOpen& open) {
   auto kind = open.kind == bridge::StreamKind::kAuthAgent ? ForwardChannel::Kind::kAuthAgent
                                                           : ForwardChannel::Kind::kForwardedTcp;
   forwards_.push_back(std::make_unique<ForwardChannel>(mux_.get(), session_, shown, kind));
+  ReportForward(ForwardPhase::kOpened, code, forwards_.back()->record().target, forwards_.back()->record().origin,
+                "opened");
 }
 
 int NetSession::OnMuxFd(socket_t, int revents, void* self) {
@@ -312,6 +342,10 @@ void NetSession::PumpForwards() {
     spdlog::info("forward {} end: user={} client={} target={} origin={} bytes_in={} bytes_out={} duration={:.3f}s result={}",
                  r.kind, user_, settings_.conn.Client(), r.target, r.origin.empty() ? "-" : r.origin, r.bytes_in,
                  r.bytes_out, r.seconds, r.result);
+    ForwardKindCode code = r.kind == "auth-agent"        ? ForwardKindCode::kAuthAgent
+                           : r.kind == "forwarded-tcpip" ? ForwardKindCode::kForwardedTcpip
+                                                         : ForwardKindCode::kDirectTcpip;
+    ReportForward(ForwardPhase::kEnded, code, r.target, r.origin, r.result, &r);
     it = forwards_.erase(it);
   }
 }

@@ -109,6 +109,9 @@ class NetSession : public StreamMuxOwner {
   struct Listener;
   Listener* ListenAndWait(bridge::Listen request, const std::string& requested_address);
   void PumpForwards();
+  // One ForwardEvent to the monitor (audit line, metrics); never waits for an answer.
+  void ReportForward(ForwardPhase phase, ForwardKindCode kind, const std::string& target, const std::string& origin,
+                     const std::string& result, const ForwardRecord* record = nullptr);
   void DropMux(const std::string& why);
   size_t LiveForwards() const;
 

@@ -176,10 +176,12 @@ TEST(BridgeProtocol, OtherMessagesAreChecked) {
 }
 
 TEST(BridgeProtocol, EnvironmentAllowList) {
-  for (const char* ok : {"TERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "COLORTERM", "ALLGO_USER"}) {
+  // SSH_AUTH_SOCK: agent forwarding's socket, a path inside the sandbox (docs/forwarding.md).
+  for (const char* ok : {"TERM", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "TZ", "COLORTERM", "ALLGO_USER",
+                         "SSH_AUTH_SOCK"}) {
     EXPECT_TRUE(IsForwardableEnv(ok)) << ok;
   }
-  for (const char* no : {"PATH", "LD_PRELOAD", "HOME", "LC_", "LC_all", "SSH_AUTH_SOCK", "TERMINFO", ""}) {
+  for (const char* no : {"PATH", "LD_PRELOAD", "HOME", "LC_", "LC_all", "SSH_AUTH_SOCKET", "TERMINFO", ""}) {
     EXPECT_FALSE(IsForwardableEnv(no)) << no;
   }
 }
