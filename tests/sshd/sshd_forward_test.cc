@@ -210,5 +210,32 @@ TEST_F(SshdForwardTest, PolicyAndKeyOptionsRefuseWithAClearReply) {
   EXPECT_NE(Stdio("localhost:" + std::to_string(port_)).exit_code, 0);
 }
 
+TEST_F(SshdForwardTest, EveryForwardIsAuditedAndCounted) {
+  const std::string audit = tmp_ / "audit.jsonl";
+  const int metrics_port = FreeLoopbackPort();
+  StartServer("audit_log = " + audit + "\nmetrics_listen = 127.0.0.1:" + std::to_string(metrics_port) +
+              "\npermit_open = 127.0.0.1:" + std::to_string(port_) + "\n");
+  RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));
+  ASSERT_THAT(r.out, HasSubstr("sandbox")) << r.err << server_->log();
+  EXPECT_NE(Stdio("127.0.0.1:" + std::to_string(frontend_only_port_)).exit_code, 0);  // not in permit_open
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(audit).find("\"result\":\"closed\"") != std::string::npos; }, 10000))
+      << ReadFile(audit) << server_->log();
+  std::string lines = ReadFile(audit);
+  // One line per forward: kind, target, bytes each way, duration, result; and one per refusal.
+  EXPECT_THAT(lines, HasSubstr("\"event\":\"forward\""));
+  EXPECT_THAT(lines, HasSubstr("\"kind\":\"direct-tcpip\""));
+  EXPECT_THAT(lines, HasSubstr("\"target\":\"127.0.0.1:" + std::to_string(port_) + "\""));
+  EXPECT_THAT(lines, HasSubstr("\"bytes_in\":" + std::to_string(std::string("GET /marker.txt HTTP/1.0\r\n\r\n").size())));
+  EXPECT_THAT(lines, HasSubstr("\"result\":\"refused: not in permit_open / permitopen\""));
+  EXPECT_THAT(lines, HasSubstr("\"user\":\"sleep\""));
+  std::string metrics;
+  ASSERT_TRUE(WaitFor([&] {
+    metrics = test::Run({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"}).out;
+    return metrics.find("allgo_ssh_forwards_total{kind=\"direct-tcpip\",result=\"refused\"} 1") != std::string::npos;
+  }, 10000)) << metrics;
+  EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_total{kind=\"direct-tcpip\",result=\"accepted\"} 1"));
+  EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_active 0"));
+}
+
 }  // namespace
 }  // namespace allgo::test
