@@ -72,7 +72,10 @@ TEST_F(Install, LoginShellLoadsNoDatabaseClient) {
 
 TEST_F(Install, InstalledConfigIsTheCommentedExampleAndParses) {
   std::string conf = ReadFile(P("etc/allgo/allgo-ssh.conf"));
-  for (const char* key : {"socket", "uid_offset", "key_options", "start_wait", "listen", "host_key",
+  // key_options is shipped commented out: unset, allgo-sshd forwards into the sandbox and
+  // allgo-authkeys still prints restrict,pty (docs/configuration.md).
+  EXPECT_NE(conf.find("\n; key_options = restrict,pty"), std::string::npos);
+  for (const char* key : {"socket", "uid_offset", "start_wait", "listen", "host_key",
                           "privsep_user", "lookup_user", "metrics_user", "max_startups", "proxy_protocol", "metrics_listen",
                           "audit_log", "banner"}) {
     EXPECT_NE(conf.find(std::string("\n") + key), std::string::npos) << key;
@@ -216,7 +219,7 @@ TEST_F(Install, SnippetMatchAppliesToWebappsOfTheDefaultConfig) {
     return r.out;
   };
   std::string webapp = effective("snippetapp");
-  EXPECT_NE(webapp.find("\nauthorizedkeyscommand " + P("bin/allgo-authkeys") + " %u\n"), std::string::npos) << webapp;
+  EXPECT_NE(webapp.find("\nauthorizedkeyscommand " + P("bin/allgo-authkeys") + " %u %U\n"), std::string::npos) << webapp;
   EXPECT_NE(webapp.find("\nauthorizedkeyscommanduser allgo-authkeys\n"), std::string::npos) << webapp;
   EXPECT_NE(webapp.find("\nallowtcpforwarding no\n"), std::string::npos) << webapp;
   EXPECT_NE(webapp.find("\nauthorizedkeysfile none\n"), std::string::npos) << webapp;

@@ -51,6 +51,7 @@ TEST(ServiceUsers, RefusalsNameTheKeyAndTheFix) {
   Config in_range = WithUsers("daemon", "bin");
   in_range.nss.min_uid = 1;
   in_range.nss.max_uid = 10;
+  in_range.nss.uid_offset = 0;  // uids 1..10 could be webapps: the service users must not be among them
   EXPECT_THAT(ErrorOf(in_range), HasSubstr("inside the webapp uid range"));
 }
 
