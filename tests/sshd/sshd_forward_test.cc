@@ -25,15 +25,6 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-bool WaitFor(const std::function<bool()>& done, int timeout_ms) {
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  return done();
-}
-
 // A python3 http.server on 127.0.0.1:port serving `dir`.
 std::vector<std::string> HttpServer(int port, const std::string& dir) {
   return {"python3", "-m", "http.server", std::to_string(port), "--bind", "127.0.0.1", "--directory", dir};
