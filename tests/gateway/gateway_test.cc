@@ -804,7 +804,7 @@ TEST_F(GatewayTest, AStoppedNodeOnlyAffectsItsWebappsAndRecoversWithoutARestart)
   RunResult r = Shell(uid2_, "hostname");
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_THAT(r.err, HasSubstr("node2 (tcp://127.0.0.1:" + std::to_string(port_) + ")"));
-  EXPECT_THAT(r.err, HasSubstr("does not answer"));
+  EXPECT_THAT(r.err, HasSubstr("where the Engine API failed"));
   EXPECT_THAT(r.err, HasSubstr("tell the allgo operators"));
   EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
   EXPECT_EQ(Shell(uid1_, "hostname").out, "web1-on-node1\n") << "the other node's webapp is unaffected";
@@ -848,7 +848,7 @@ TEST_F(GatewayTest, ANodeThatHangsDelaysALoginByTheClaimGraceAtMost) {
   r = Shell(uid3_, "hostname", {}, path);
   auto took = std::chrono::steady_clock::now() - t0;
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_THAT(r.err, HasSubstr("may be on node node3 (unix://" + stall + "), which does not answer"));
+  EXPECT_THAT(r.err, HasSubstr("may be on node node3 (unix://" + stall + "), where the Engine API failed"));
   EXPECT_THAT(r.err, HasSubstr("api_timeout"));
   EXPECT_GE(took, std::chrono::seconds(4));
   EXPECT_LT(took, std::chrono::seconds(9));

@@ -461,7 +461,7 @@ TEST_F(SshdGatewayTest, ANodeStoppedFailsItsWebappsOnlyAndRecoversWithoutRestart
     EXPECT_TRUE(OneAllgoLine(r.err)) << webapp << Logs();
     EXPECT_THAT(r.err, HasSubstr(webapp));
     EXPECT_THAT(r.err, HasSubstr("node node-a"));
-    EXPECT_THAT(r.err, HasSubstr("does not answer"));
+    EXPECT_THAT(r.err, HasSubstr("where the Engine API failed"));
     EXPECT_LT(seconds, 15) << "a refused connection must not wait for api_timeout";
     RecordProperty(std::string("line_login_on_a_stopped_node_") + webapp, r.err);
   }
@@ -499,7 +499,7 @@ TEST_F(SshdGatewayTest, AWrongOrMissingClientCertificateIsOneLineForTheUserAndTh
     EXPECT_THAT(r.err, HasSubstr("certificate"));
     EXPECT_THAT(r.err, HasSubstr("check tls_cert and tls_key"));
     EXPECT_THAT(r.err, HasSubstr("may be on nodes ")) << "every node refuses the certificate";
-    EXPECT_THAT(r.err, HasSubstr("which do not answer"));
+    EXPECT_THAT(r.err, HasSubstr("where the Engine API failed"));
     EXPECT_THAT(r.err, Not(HasSubstr("BEGIN")));
     RecordProperty("line_rogue_client_certificate", r.err);
     // The operator's detail: which node, and that TLS refused the certificate.

@@ -26,7 +26,7 @@ std::string NotRunning(const Webapp& webapp, const std::string& container, const
 
 std::string NodeDownMessage(const Webapp& webapp, const Node& node, const std::string& cause) {
   return "the sandbox of '" + webapp.docker_name + "' is on node " + node.name + " (" + node.url +
-         "), which does not answer: " + SanitizeForLog(cause, 400) +
+         "), where the Engine API failed: " + SanitizeForLog(cause, 400) +
          "; other webapps are not affected - tell the allgo operators";
 }
 
@@ -215,7 +215,7 @@ Status SandboxLocator::AskEveryNode(const Webapp& webapp, const std::string& con
   if (!down.empty()) {
     const bool several = down.find(", ") != std::string::npos;
     return Status::Unavailable("the sandbox of '" + webapp.docker_name + "' may be on node" + (several ? "s " : " ") +
-                               down + (several ? ", which do not answer: " : ", which does not answer: ") +
+                               down + ", where the Engine API failed: " +
                                SanitizeForLog(down_cause, 400) +
                                "; no other node has its container " + container +
                                "; other webapps are not affected - tell the allgo operators");

@@ -75,7 +75,7 @@ class SandboxLocator {
   std::map<uint32_t, Cached> cache_;  // guarded by mu_; webapp id → location (its container compared on use)
 };
 
-// "the sandbox of 'web1' is on node node2 (tcp://...), which does not answer: CAUSE; ...".
+// "the sandbox of 'web1' is on node node2 (tcp://...), where the Engine API failed: CAUSE; ...".
 std::string NodeDownMessage(const Webapp& webapp, const Node& node, const std::string& cause);
 
 }  // namespace allgo::gateway
