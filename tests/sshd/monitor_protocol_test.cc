@@ -130,7 +130,41 @@ TEST(MonitorProtocol, OpenStreamsAndItsResult) {
   EXPECT_FALSE(Decode(Encode(o), &out).ok()) << "another type";
   ASSERT_TRUE(PeekType(Encode(in), &t).ok());
   EXPECT_EQ(t, MsgType::kStreamsResult);
-  EXPECT_FALSE(PeekType(std::string(1, '\x0a'), &t).ok()) << "the type after the last is unknown";
+  EXPECT_FALSE(PeekType(std::string(1, '\x0b'), &t).ok()) << "the type after the last is unknown";
+}
+
+TEST(MonitorProtocol, ForwardEventRoundTripsAndIsBounded) {
+  ForwardEvent in;
+  in.phase = ForwardPhase::kEnded;
+  in.kind = ForwardKindCode::kForwardedTcpip;
+  in.target = "127.0.0.1:8888";
+  in.origin = "127.0.0.1:51000";
+  in.bytes_in = 5ULL << 33;
+  in.bytes_out = 7;
+  in.duration_ms = 1234;
+  in.result = "closed";
+  ForwardEvent out;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_EQ(out.phase, in.phase);
+  EXPECT_EQ(out.kind, in.kind);
+  EXPECT_EQ(out.target, in.target);
+  EXPECT_EQ(out.origin, in.origin);
+  EXPECT_EQ(out.bytes_in, in.bytes_in);
+  EXPECT_EQ(out.bytes_out, in.bytes_out);
+  EXPECT_EQ(out.duration_ms, in.duration_ms);
+  EXPECT_EQ(out.result, in.result);
+  EXPECT_STREQ(ForwardKindName(out.kind), "forwarded-tcpip");
+  // The encoder cuts texts to their bound; a phase or kind out of range is refused.
+  in.target = std::string(kMaxForwardText + 100, 't');
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_EQ(out.target.size(), kMaxForwardText);
+  std::string bad = Encode(in);
+  bad[1] = 9;
+  EXPECT_FALSE(Decode(bad, &out).ok());
+  bad = Encode(in);
+  bad[2] = 0;
+  EXPECT_FALSE(Decode(bad, &out).ok());
+  EXPECT_FALSE(Decode(Encode(in) + "x", &out).ok()) << "trailing bytes";
 }
 
 TEST(MonitorProtocol, SessionEndCarries64BitCounts) {
