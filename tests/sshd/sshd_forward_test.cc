@@ -228,5 +228,44 @@ TEST_F(SshdForwardTest, EveryForwardIsAuditedAndCounted) {
   EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_active 0"));
 }
 
+// Fifty forwards at once on one connection, then the client killed with all fifty open: every
+// forward ends (logged), the connection's processes go away, and the next client is served.
+TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
+  int local = FreeLoopbackPort();
+  std::vector<std::string> argv = {"ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L",
+                                   "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_)};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
+  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+  auto client = std::make_unique<Daemon>(argv, tmp_ / "client.log");
+  ASSERT_TRUE(WaitFor([&] { return Get(local) == "sandbox\n"; }, 15000)) << client->Log() << server_->log();
+  const size_t baseline = ChildrenOf(server_->pid()).size();
+  // 50 parallel fetches, all answered by the sandbox.
+  RunResult many = Sh("seq 50 | xargs -P 50 -I{} curl -s --max-time 20 http://127.0.0.1:" + std::to_string(local) +
+                      "/marker.txt | grep -c sandbox");
+  EXPECT_EQ(many.out, "50\n") << many.err << server_->log();
+  // 50 connections held open (idle forwards), then the client dies.
+  Daemon holder({"python3", "-c",
+                 "import socket,time\nsocks=[socket.create_connection(('127.0.0.1'," + std::to_string(local) +
+                     ")) for _ in range(50)]\nprint('held', flush=True)\ntime.sleep(60)"},
+                tmp_ / "holder.log");
+  ASSERT_TRUE(WaitFor([&] { return holder.Log().find("held") != std::string::npos; }, 10000)) << holder.Log();
+  ASSERT_TRUE(WaitFor([&] {
+    std::string log = server_->log();
+    size_t n = 0;
+    for (size_t at = log.find("forward direct-tcpip end"); at != std::string::npos; at = log.find("forward direct-tcpip end", at + 1)) ++n;
+    return n >= 51;  // the first fetch and the 50 parallel ones have ended
+  }, 20000)) << server_->log();
+  client->Stop(SIGKILL, 5000);
+  EXPECT_TRUE(WaitFor([&] {
+    std::string log = server_->log();
+    size_t n = 0;
+    for (size_t at = log.find("aborted: connection closed"); at != std::string::npos; at = log.find("aborted: connection closed", at + 1)) ++n;
+    return n >= 50;
+  }, 20000)) << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() < baseline; }, 20000))
+      << "the connection's monitor and network child are gone";
+  EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+}
+
 }  // namespace
 }  // namespace allgo::test
