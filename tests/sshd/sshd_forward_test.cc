@@ -256,11 +256,13 @@ TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
     return n >= 51;  // the first fetch and the 50 parallel ones have ended
   }, 20000)) << server_->log();
   client->Stop(SIGKILL, 5000);
+  // Each of the fifty held forwards ends too (a broken pipe to the client, or the connection's
+  // end): one end line each.
   EXPECT_TRUE(WaitFor([&] {
     std::string log = server_->log();
     size_t n = 0;
-    for (size_t at = log.find("aborted: connection closed"); at != std::string::npos; at = log.find("aborted: connection closed", at + 1)) ++n;
-    return n >= 50;
+    for (size_t at = log.find("forward direct-tcpip end"); at != std::string::npos; at = log.find("forward direct-tcpip end", at + 1)) ++n;
+    return n >= 101;
   }, 20000)) << server_->log();
   EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() < baseline; }, 20000))
       << "the connection's monitor and network child are gone";
