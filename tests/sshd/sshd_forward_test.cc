@@ -5,6 +5,7 @@
 // that landed on the frontend would answer "frontend", and one that landed in the sandbox
 // answers "sandbox".
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -267,6 +268,66 @@ TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
   EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() < baseline; }, 20000))
       << "the connection's monitor and network child are gone";
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+}
+
+// VS Code Remote-SSH's way: `ssh -T -D PORT host bash` fed a script on stdin that looks the
+// machine over, starts a server on the sandbox's 127.0.0.1 (a port only the sandbox has) and
+// prints its port; the editor then talks to it through the SOCKS port. Plus ControlMaster:
+// a forward added to a running master with `-O forward`.
+TEST_F(SshdForwardTest, VsCodeLikeFlowAndControlMasterForward) {
+  const int socks = FreeLoopbackPort();
+  const std::string www = shared_ + "/vscode";
+  fs::create_directories(www);
+  WriteFile(www + "/index.html", "vscode-server\n");
+  std::vector<std::string> argv = {"ssh", "-T", "-D", "127.0.0.1:" + std::to_string(socks)};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
+  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1", "bash"});
+  // The script stays on: the client's stdin is a fifo the test keeps open.
+  const std::string script = tmp_ / "script.fifo";
+  ASSERT_EQ(mkfifo(script.c_str(), 0600), 0);
+  std::vector<std::string> sh = {"sh", "-c", "exec \"$@\" < " + script, "sh"};
+  sh.insert(sh.end(), argv.begin(), argv.end());
+  Daemon client(sh, tmp_ / "vscode.log");
+  std::ofstream feed(script);
+  feed << "uname -rs\nprintenv SSH_CONNECTION >/dev/null; echo env-ok\nmkdir -p \"$HOME\" 2>/dev/null; "
+          "python3 -c \"import socket; s=socket.socket(); s.bind(('127.0.0.1', 0)); print('listening on', s.getsockname()[1]); "
+          "s.close()\" > /tmp/port.txt; port=$(cut -d' ' -f3 /tmp/port.txt); "
+          "(python3 -m http.server $port --bind 127.0.0.1 --directory " + www + " >/dev/null 2>&1 &); "
+          "echo \"server port $port\"\n" << std::flush;
+  std::string port;
+  ASSERT_TRUE(WaitFor([&] {
+    std::string log = client.Log();
+    size_t at = log.find("server port ");
+    if (at == std::string::npos) return false;
+    port = log.substr(at + 12, log.find('\n', at) - at - 12);
+    return !port.empty();
+  }, 20000)) << client.Log() << server_->log();
+  EXPECT_THAT(client.Log(), HasSubstr("env-ok"));
+  std::string got;
+  ASSERT_TRUE(WaitFor([&] {
+    got = test::Run({"curl", "-s", "--max-time", "5", "--socks5-hostname", "127.0.0.1:" + std::to_string(socks),
+                     "http://127.0.0.1:" + port + "/index.html"}).out;
+    return got == "vscode-server\n";
+  }, 15000)) << got << server_->log();
+  // The frontend has no server on that port: only the sandbox does.
+  EXPECT_NE(test::Run({"curl", "-s", "--max-time", "3", "http://127.0.0.1:" + port + "/index.html"}).out, "vscode-server\n");
+  feed << "exit\n" << std::flush;
+  feed.close();
+  client.Stop(SIGTERM, 5000);
+
+  // ControlMaster: a master without forwards, then -O forward -L on it.
+  const std::string control = tmp_ / "cm.sock";
+  std::vector<std::string> master = {"ssh", "-M", "-S", control, "-N"};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) master.push_back(o);
+  master.insert(master.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+  Daemon m(master, tmp_ / "master.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(control); }, 15000)) << m.Log();
+  const int local = FreeLoopbackPort();
+  RunResult fwd = test::Run({"ssh", "-S", control, "-O", "forward", "-L",
+                             "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_), "x"});
+  EXPECT_EQ(fwd.exit_code, 0) << fwd.err;
+  EXPECT_TRUE(WaitFor([&] { return Get(local) == "sandbox\n"; }, 10000)) << m.Log() << server_->log();
+  test::Run({"ssh", "-S", control, "-O", "exit", "x"});
 }
 
 }  // namespace
