@@ -144,8 +144,7 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
       forward.reset();
       return refuse(mux_->error());
     }
-    mux_->Send(bridge::StreamClose{id});
-    forward.reset();
+    forward.reset();  // sends stream-close: a late answer for the id is dropped
     return refuse("the sandbox did not connect in time");
   }
   if (!f->accepted()) {
@@ -155,8 +154,7 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
   }
   ssh_channel channel = ssh_message_channel_request_open_reply_accept(message);
   if (channel == nullptr) {
-    mux_->Send(bridge::StreamClose{id});
-    forward.reset();
+    forward.reset();  // sends stream-close
     spdlog::warn("forward direct-tcpip: user={} target={}: cannot accept the channel", user_, target);
     return 0;  // libssh already answered
   }
