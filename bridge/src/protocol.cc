@@ -182,18 +182,19 @@ uint16_t VersionOf(Mode mode) {
   return kProtocolVersion;
 }
 
-const char* ModeSuffix(Mode mode) {
+const char* ModeName(Mode mode) {
   switch (mode) {
-    case Mode::kStdio: return ", the stdio mode)";
-    case Mode::kStream: return ", the stream mode)";
+    case Mode::kStdio: return "stdio";
+    case Mode::kStream: return "stream";
     case Mode::kSocket: break;
   }
-  return ")";
+  return "socket";
 }
 
 std::string VersionMismatch(const char* what, uint16_t version, Mode mode) {
   return std::string(what) + ": unsupported protocol version " + std::to_string(version) +
-         " (this side speaks " + std::to_string(VersionOf(mode)) + ModeSuffix(mode);
+         " (this side speaks " + std::to_string(VersionOf(mode)) +
+         (mode == Mode::kSocket ? std::string(")") : std::string(", the ") + ModeName(mode) + " mode)");
 }
 
 std::string Check(const Open& m, Mode transport) {
@@ -384,14 +385,6 @@ bool UsedIn(Type type, Mode mode) {
   return false;
 }
 
-const char* ModeName(Mode mode) {
-  switch (mode) {
-    case Mode::kStdio: return "stdio";
-    case Mode::kStream: return "stream";
-    case Mode::kSocket: break;
-  }
-  return "socket";
-}
 
 // ---- decoding ----
 

@@ -10,13 +10,13 @@ namespace {
 // Window given back to the agent in batches: one stream-window per quarter window handed on.
 constexpr uint32_t kWindowBatch = StreamMux::kWindow / 4;
 
-const char* KindName(ForwardChannel::Kind kind) {
+ForwardKindCode CodeOf(ForwardChannel::Kind kind) {
   switch (kind) {
-    case ForwardChannel::Kind::kDirect: return "direct-tcpip";
-    case ForwardChannel::Kind::kForwardedTcp: return "forwarded-tcpip";
-    case ForwardChannel::Kind::kAuthAgent: return "auth-agent";
+    case ForwardChannel::Kind::kDirect: return ForwardKindCode::kDirectTcpip;
+    case ForwardChannel::Kind::kForwardedTcp: return ForwardKindCode::kForwardedTcpip;
+    case ForwardChannel::Kind::kAuthAgent: return ForwardKindCode::kAuthAgent;
   }
-  return "?";
+  return ForwardKindCode::kDirectTcpip;
 }
 
 }  // namespace
@@ -24,7 +24,7 @@ const char* KindName(ForwardChannel::Kind kind) {
 ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, uint32_t id, std::string target,
                                std::string origin)
     : mux_(mux), session_(session), id_(id), kind_(Kind::kDirect), granted_unused_(StreamMux::kWindow) {
-  record_.kind = KindName(kind_);
+  record_.kind = CodeOf(kind_);
   record_.target = std::move(target);
   record_.origin = std::move(origin);
   mux_->Attach(id_, this);
@@ -32,7 +32,7 @@ ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, uint32_t id,
 
 ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, const bridge::StreamOpen& open, Kind kind)
     : mux_(mux), session_(session), id_(open.stream), kind_(kind), incoming_(open), send_window_(open.window) {
-  record_.kind = KindName(kind_);
+  record_.kind = CodeOf(kind_);
   record_.target = kind == Kind::kAuthAgent ? "agent socket" : open.host + ":" + std::to_string(open.port);
   if (!open.origin_host.empty()) record_.origin = open.origin_host + ":" + std::to_string(open.origin_port);
   mux_->Attach(id_, this);

@@ -21,13 +21,14 @@
 
 #include "allgo/bridge/byte_queue.h"
 #include "allgo/bridge/protocol.h"
+#include "monitor_protocol.h"
 #include "stream_mux.h"
 
 namespace allgo::sshd {
 
 // What ended a forward and what it moved: one log line (and audit line) per forward.
 struct ForwardRecord {
-  std::string kind;    // "direct-tcpip", "forwarded-tcpip", "auth-agent"
+  ForwardKindCode kind = ForwardKindCode::kDirectTcpip;  // named by ForwardKindName
   std::string target;  // host:port, the listener's address:port, or the agent socket
   std::string origin;  // the originator, as reported
   uint64_t bytes_in = 0;   // client → sandbox

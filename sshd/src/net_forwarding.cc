@@ -338,12 +338,9 @@ void NetSession::PumpForwards() {
     }
     const ForwardRecord& r = (*it)->record();
     spdlog::info("forward {} end: user={} client={} target={} origin={} bytes_in={} bytes_out={} duration={:.3f}s result={}",
-                 r.kind, user_, settings_.conn.Client(), r.target, r.origin.empty() ? "-" : r.origin, r.bytes_in,
+                 ForwardKindName(r.kind), user_, settings_.conn.Client(), r.target, r.origin.empty() ? "-" : r.origin, r.bytes_in,
                  r.bytes_out, r.seconds, r.result);
-    ForwardKindCode code = r.kind == "auth-agent"        ? ForwardKindCode::kAuthAgent
-                           : r.kind == "forwarded-tcpip" ? ForwardKindCode::kForwardedTcpip
-                                                         : ForwardKindCode::kDirectTcpip;
-    ReportForward(ForwardPhase::kEnded, code, r.target, r.origin, r.result, &r);
+    ReportForward(ForwardPhase::kEnded, r.kind, r.target, r.origin, r.result, &r);
     it = forwards_.erase(it);
   }
 }

@@ -27,6 +27,13 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
+// How many times `needle` occurs in `text` (log lines of one kind).
+size_t Occurrences(const std::string& text, const std::string& needle) {
+  size_t n = 0;
+  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
+  return n;
+}
+
 // A python3 http.server on 127.0.0.1:port serving `dir`.
 std::vector<std::string> HttpServer(int port, const std::string& dir) {
   return {"python3", "-m", "http.server", std::to_string(port), "--bind", "127.0.0.1", "--directory", dir};
@@ -127,13 +134,7 @@ TEST_F(SshdForwardTest, LocalForwardAndSocksReachTheSandboxWithManyConnectionsOn
                               .out;
   EXPECT_EQ(via_socks, "sandbox\n") << client.Log() << server_->log();
   // Every forward of the connection went through one path to the agent.
-  std::string log = server_->log();
-  size_t opened = 0;
-  for (size_t at = log.find("forwarding path to the sandbox open"); at != std::string::npos;
-       at = log.find("forwarding path to the sandbox open", at + 1)) {
-    ++opened;
-  }
-  EXPECT_EQ(opened, 1u) << log;
+  EXPECT_EQ(Occurrences(server_->log(), "forwarding path to the sandbox open"), 1u) << server_->log();
   client.Stop(SIGTERM, 5000);
 }
 
@@ -257,21 +258,14 @@ TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
                      ")) for _ in range(50)]\nprint('held', flush=True)\ntime.sleep(60)"},
                 tmp_ / "holder.log");
   ASSERT_TRUE(WaitFor([&] { return holder.Log().find("held") != std::string::npos; }, 10000)) << holder.Log();
-  ASSERT_TRUE(WaitFor([&] {
-    std::string log = server_->log();
-    size_t n = 0;
-    for (size_t at = log.find("forward direct-tcpip end"); at != std::string::npos; at = log.find("forward direct-tcpip end", at + 1)) ++n;
-    return n >= 51;  // the first fetch and the 50 parallel ones have ended
-  }, 20000)) << server_->log();
+  // The first fetch and the 50 parallel ones have ended.
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip end") >= 51; }, 20000))
+      << server_->log();
   client->Stop(SIGKILL, 5000);
   // Each of the fifty held forwards ends too (a broken pipe to the client, or the connection's
   // end): one end line each.
-  EXPECT_TRUE(WaitFor([&] {
-    std::string log = server_->log();
-    size_t n = 0;
-    for (size_t at = log.find("forward direct-tcpip end"); at != std::string::npos; at = log.find("forward direct-tcpip end", at + 1)) ++n;
-    return n >= 101;
-  }, 20000)) << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip end") >= 101; }, 20000))
+      << server_->log();
   EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() < baseline; }, 20000))
       << "the connection's monitor and network child are gone";
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
