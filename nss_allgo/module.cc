@@ -34,7 +34,12 @@ const OtherAccountSources& OtherSources() {
   return sources;
 }
 
-bool OtherServiceHasGid(gid_t gid) { return OtherSources().HasGroup(gid); }
+bool OtherServiceHasGid(gid_t gid) {
+  // The other services may talk to a server of theirs (LDAP, sssd): as before the hit-path
+  // work, their socket writes cannot kill the host program from inside our call either.
+  const SigpipeGuard no_sigpipe;
+  return OtherSources().HasGroup(gid);
+}
 
 }  // namespace
 
