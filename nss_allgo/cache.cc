@@ -7,18 +7,16 @@ void PasswdCache::SetTtl(std::chrono::seconds ttl) {
   ttl_ = ttl;
 }
 
-bool PasswdCache::FindByName(std::string_view name, Clock::time_point now,
-                             PasswdRecord* out) const {
-  const auto it = uid_by_name_.find(std::string(name));
-  if (it == uid_by_name_.end()) return false;
-  return FindByUid(it->second, now, out);
+const PasswdRecord* PasswdCache::FindByName(std::string_view name, Clock::time_point now) const {
+  const auto it = uid_by_name_.find(name);
+  if (it == uid_by_name_.end()) return nullptr;
+  return FindByUid(it->second, now);
 }
 
-bool PasswdCache::FindByUid(uid_t uid, Clock::time_point now, PasswdRecord* out) const {
+const PasswdRecord* PasswdCache::FindByUid(uid_t uid, Clock::time_point now) const {
   const auto it = by_uid_.find(uid);
-  if (it == by_uid_.end() || now >= it->second.expires) return false;
-  *out = it->second.record;
-  return true;
+  if (it == by_uid_.end() || now >= it->second.expires) return nullptr;
+  return &it->second.record;
 }
 
 void PasswdCache::Insert(const PasswdRecord& record, Clock::time_point now) {

@@ -10,34 +10,41 @@
 // that is not enough the whole cache is dropped (cheap, rare, and never wrong: a miss only
 // costs a query).
 //
-// Not thread-safe: the owner (Module) calls it under its mutex. Time is passed in by the
-// caller (CLOCK_MONOTONIC), which keeps this class a pure data structure that unit tests can
-// drive with any clock.
+// A hit copies nothing and allocates nothing: Find* returns the cached record itself (the
+// caller packs it into glibc's buffer while it still holds the lock), and a name is looked up
+// as a string_view (transparent hash), not as a temporary std::string.
+//
+// Not thread-safe: the owner (Module) calls it under its mutex; a returned record is valid
+// until the next non-const call. Time is passed in by the caller (CoarseClock), which keeps
+// this class a pure data structure that unit tests can drive with any time point.
 #pragma once
 
 #include <sys/types.h>
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 
+#include "coarse_clock.h"
 #include "records.h"
 
 namespace allgo::nss {
 
 class PasswdCache {
  public:
-  using Clock = std::chrono::steady_clock;
+  using Clock = CoarseClock;
 
   explicit PasswdCache(size_t max_entries = 4096) : max_entries_(max_entries) {}
 
   // ttl == 0 turns the cache off (and empties it).
   void SetTtl(std::chrono::seconds ttl);
 
-  bool FindByName(std::string_view name, Clock::time_point now, PasswdRecord* out) const;
-  bool FindByUid(uid_t uid, Clock::time_point now, PasswdRecord* out) const;
+  // The unexpired entry, or nullptr.
+  const PasswdRecord* FindByName(std::string_view name, Clock::time_point now) const;
+  const PasswdRecord* FindByUid(uid_t uid, Clock::time_point now) const;
   void Insert(const PasswdRecord& record, Clock::time_point now);
   void Clear();
 
@@ -48,13 +55,22 @@ class PasswdCache {
     PasswdRecord record;
     Clock::time_point expires;
   };
+  // std::hash<std::string_view> for std::string and string_view keys alike (heterogeneous
+  // lookup: find(string_view) without building a std::string).
+  struct NameHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view name) const noexcept {
+      return std::hash<std::string_view>{}(name);
+    }
+  };
   void Erase(uid_t uid);
   void DropExpired(Clock::time_point now);
 
   size_t max_entries_;
   std::chrono::seconds ttl_{0};
   std::unordered_map<uid_t, Entry> by_uid_;             // owns the records
-  std::unordered_map<std::string, uid_t> uid_by_name_;  // index into by_uid_
+  std::unordered_map<std::string, uid_t, NameHash, std::equal_to<>>
+      uid_by_name_;  // index into by_uid_
 };
 
 }  // namespace allgo::nss

@@ -1,9 +1,11 @@
 // The glibc NSS entry points of service `allgo` — and nothing else.
 //
 // Each function is the C ABI face of a Module call (module.h): it runs inside a CallGuard
-// (errno saved and restored, SIGPIPE blocked and swallowed, nested calls refused), catches
-// every exception, packs the record into the caller's buffer (pack.h) and sets *errnop last,
-// only when there is an error to report. Return values stay within TRYAGAIN..RETURN.
+// (errno saved and restored, nested calls refused; SIGPIPE is handled where the module talks
+// to the database), catches every exception, packs the record into the caller's buffer
+// (pack.h) and sets *errnop last, only when there is an error to report. Return values stay
+// within TRYAGAIN..RETURN. A cached getpwnam_r/getpwuid_r makes no system call on this path:
+// the guard, the AT_SECURE check (read once) and the environment read are all user space.
 //
 // Status mapping (docs/nss.md):
 //   found                           → NSS_STATUS_SUCCESS
@@ -69,16 +71,14 @@ nss_status RunEntryPoint(int* errnop, Body&& body) noexcept {
         result = {NSS_STATUS_UNAVAIL, EIO};
       }
     }
-  }  // errno and the signal mask are the caller's again
+  }  // errno is the caller's again
   if (result.error != 0 && errnop != nullptr) *errnop = result.error;
   return result.status;
 }
 
-Result PackedPasswd(const Result& lookup, const PasswdRecord& record, struct passwd* pwd,
-                    char* buf, size_t buflen) {
+Result PackedPasswd(const Result& lookup, const PasswdRecord& record, const PasswdBuffer& out) {
   if (!lookup.found()) return lookup;
-  return PackPasswd(record, pwd, buf, buflen) == PackResult::kOk ? Result::Found()
-                                                                  : Result::Range();
+  return PackInto(record, out);
 }
 
 Result PackedGroup(const Result& lookup, const GroupRecord& record, struct group* grp,
@@ -101,20 +101,12 @@ using allgo::nss::RunEntryPoint;
 ALLGO_NSS_EXPORT nss_status _nss_allgo_getpwnam_r(const char* name, struct passwd* pwd,
                                                   char* buf, size_t buflen,
                                                   int* errnop) noexcept {
-  return RunEntryPoint(errnop, [&] {
-    allgo::nss::PasswdRecord record;
-    const Result lookup = Module::Get().PasswdByName(name, &record);
-    return allgo::nss::PackedPasswd(lookup, record, pwd, buf, buflen);
-  });
+  return RunEntryPoint(errnop, [&] { return Module::Get().PasswdByName(name, {pwd, buf, buflen}); });
 }
 
 ALLGO_NSS_EXPORT nss_status _nss_allgo_getpwuid_r(uid_t uid, struct passwd* pwd, char* buf,
                                                   size_t buflen, int* errnop) noexcept {
-  return RunEntryPoint(errnop, [&] {
-    allgo::nss::PasswdRecord record;
-    const Result lookup = Module::Get().PasswdByUid(uid, &record);
-    return allgo::nss::PackedPasswd(lookup, record, pwd, buf, buflen);
-  });
+  return RunEntryPoint(errnop, [&] { return Module::Get().PasswdByUid(uid, {pwd, buf, buflen}); });
 }
 
 ALLGO_NSS_EXPORT nss_status _nss_allgo_setpwent(int /*stayopen*/) noexcept {
@@ -131,7 +123,7 @@ ALLGO_NSS_EXPORT nss_status _nss_allgo_getpwent_r(struct passwd* pwd, char* buf,
     allgo::nss::PasswdRecord record;
     Position at;
     const Result packed =
-        allgo::nss::PackedPasswd(module.PeekPasswd(&record, &at), record, pwd, buf, buflen);
+        allgo::nss::PackedPasswd(module.PeekPasswd(&record, &at), record, {pwd, buf, buflen});
     if (packed.found()) module.AdvancePasswd(at);  // ERANGE keeps the cursor on this entry
     return packed;
   });

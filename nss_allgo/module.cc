@@ -3,13 +3,14 @@
 #include <grp.h>
 #include <pthread.h>
 #include <sys/stat.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <utility>
 
 #include "allgo/identity.h"
 #include "allgo/names.h"
+#include "call_guard.h"
+#include "pack.h"
 
 namespace allgo::nss {
 namespace {
@@ -19,7 +20,8 @@ using Connections = std::vector<std::unique_ptr<MysqlConnection>>;
 Module* instance = nullptr;
 
 void ForkPrepare() { instance->LockForFork(); }
-void ForkRelease() { instance->UnlockAfterFork(); }
+void ForkParent() { instance->UnlockAfterFork(); }
+void ForkChild() { instance->UnlockInForkedChild(); }
 
 int64_t Nanoseconds(const struct timespec& ts) {
   return static_cast<int64_t>(ts.tv_sec) * 1000000000 + ts.tv_nsec;
@@ -32,16 +34,26 @@ const OtherAccountSources& OtherSources() {
   return sources;
 }
 
-bool OtherServiceHasGid(gid_t gid) { return OtherSources().HasGroup(gid); }
+bool OtherServiceHasGid(gid_t gid) {
+  // The other services may talk to a server of theirs (LDAP, sssd): as before the hit-path
+  // work, their socket writes cannot kill the host program from inside our call either.
+  const SigpipeGuard no_sigpipe;
+  return OtherSources().HasGroup(gid);
+}
 
 }  // namespace
+
+Result PackInto(const PasswdRecord& record, const PasswdBuffer& out) {
+  return PackPasswd(record, out.pwd, out.buf, out.buflen) == PackResult::kOk ? Result::Found()
+                                                                               : Result::Range();
+}
 
 Module& Module::Get() {
   // Never destroyed: a thread may still be inside the module while the process exits.
   static Module* const module = [] {
     auto* created = new Module();
     instance = created;
-    pthread_atfork(ForkPrepare, ForkRelease, ForkRelease);
+    pthread_atfork(ForkPrepare, ForkParent, ForkChild);
     return created;
   }();
   return *module;
@@ -49,6 +61,10 @@ Module& Module::Get() {
 
 void Module::LockForFork() { mu_.lock(); }
 void Module::UnlockAfterFork() { mu_.unlock(); }
+void Module::UnlockInForkedChild() {
+  ++fork_generation_;  // the parent's pooled connections are no longer this process's
+  mu_.unlock();
+}
 
 Result Module::FromStatus(const Status& status) {
   if (status.ok()) return Result::Found();
@@ -60,6 +76,20 @@ Result Module::FromStatus(const Status& status) {
 }
 
 Result Module::CurrentConfig(Snapshot* out) {
+  {
+    const std::lock_guard<std::mutex> lock(mu_);
+    if (config_ != nullptr && CoarseClock::now() < config_fresh_until_) {
+      *out = Snapshot{config_, generation_};
+      return Result::Found();
+    }
+  }
+  return CheckConfigFile(out);
+}
+
+Result Module::CheckConfigFile(Snapshot* out) {
+  // Read before the stat: the check is trusted for kConfigRecheck from no later than it ran.
+  const CoarseClock::time_point checked = CoarseClock::now();
+  // The path is read here, with the file: a changed $ALLGO_SSH_CONFIG counts as a changed file.
   const std::string path = ResolveConfigPath("");
   struct stat st {};
   if (stat(path.c_str(), &st) != 0) {
@@ -72,6 +102,7 @@ Result Module::CurrentConfig(Snapshot* out) {
   {
     const std::lock_guard<std::mutex> lock(mu_);
     if (config_ != nullptr && stamp == config_stamp_ && path == config_path_) {
+      config_fresh_until_ = checked + kConfigRecheck;
       *out = Snapshot{config_, generation_};
       return Result::Found();
     }
@@ -80,6 +111,7 @@ Result Module::CurrentConfig(Snapshot* out) {
   // Read and parse without the lock: other threads keep using the old config meanwhile.
   auto loaded = std::make_shared<Config>();
   const Status status = LoadConfig(path, loaded.get());
+  const SigpipeGuard no_sigpipe;  // closing the old config's connections writes to them
   Connections drop;
   {
     const std::lock_guard<std::mutex> lock(mu_);
@@ -90,6 +122,7 @@ Result Module::CurrentConfig(Snapshot* out) {
     config_ = std::move(loaded);
     config_path_ = path;
     config_stamp_ = stamp;
+    config_fresh_until_ = checked + kConfigRecheck;
     ++generation_;
     cache_.Clear();
     cache_.SetTtl(std::chrono::seconds(config_->nss.cache_ttl));
@@ -102,12 +135,14 @@ Result Module::CurrentConfig(Snapshot* out) {
 
 Status Module::WithDirectory(const Snapshot& snapshot,
                              const std::function<Status(WebappDirectory&)>& query) {
-  const pid_t pid = getpid();
+  const SigpipeGuard no_sigpipe;  // connecting, querying and closing write to the database
   Connections drop;
   std::unique_ptr<MysqlConnection> connection;
+  uint64_t fork_generation = 0;
   {
     const std::lock_guard<std::mutex> lock(mu_);
-    connection = pool_.TakeIdle(snapshot.generation, pid, &drop);
+    fork_generation = fork_generation_;
+    connection = pool_.TakeIdle(snapshot.generation, fork_generation, &drop);
   }
   drop.clear();
   if (connection == nullptr) connection = std::make_unique<MysqlConnection>(snapshot.config->mysql);
@@ -122,7 +157,7 @@ Status Module::WithDirectory(const Snapshot& snapshot,
   {
     const std::lock_guard<std::mutex> lock(mu_);
     if (healthy && snapshot.generation == generation_) {
-      pool_.Release(std::move(connection), snapshot.generation, pid, &drop);
+      pool_.Release(std::move(connection), snapshot.generation, fork_generation, &drop);
     }
   }
   return status;  // `connection` (if not pooled) and `drop` are closed outside the lock
@@ -143,29 +178,45 @@ PasswdRecord Module::ToRecord(const Config& config, const Webapp& webapp) {
 
 Result Module::LoadWebapp(const Snapshot& snapshot,
                           const std::function<Status(WebappDirectory&, Webapp*)>& find,
-                          PasswdRecord* out) {
+                          const PasswdBuffer& out) {
+  PasswdRecord record;
   const Status status = WithDirectory(snapshot, [&](WebappDirectory& directory) {
     Webapp webapp;
     Status found = find(directory, &webapp);
-    if (found.ok()) *out = ToRecord(*snapshot.config, webapp);
+    if (found.ok()) record = ToRecord(*snapshot.config, webapp);
     return found;
   });
-  if (status.ok()) {
-    const std::lock_guard<std::mutex> lock(mu_);
-    if (snapshot.generation == generation_) cache_.Insert(*out, PasswdCache::Clock::now());
-  }
-  return FromStatus(status);
-}
-
-Result Module::PasswdByName(const char* name, PasswdRecord* out) {
-  // Names that can never be webapps are answered before any file or database is touched.
-  if (name == nullptr || !IsValidUserName(name)) return Result::NotFound();
-  Snapshot snapshot;
-  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  if (!status.ok()) return FromStatus(status);
   {
     const std::lock_guard<std::mutex> lock(mu_);
-    if (cache_.FindByName(name, PasswdCache::Clock::now(), out)) return Result::Found();
+    // Stamped with the precise time (hits compare with the coarse one, never ahead of it): an
+    // entry is never dropped before cache_ttl has passed.
+    if (snapshot.generation == generation_) cache_.Insert(record, CoarseClock::precise());
   }
+  return PackInto(record, out);
+}
+
+template <typename Find>
+std::optional<Result> Module::FromCache(const Find& find, const PasswdBuffer& out) {
+  const CoarseClock::time_point now = CoarseClock::now();
+  const std::lock_guard<std::mutex> lock(mu_);
+  if (config_ == nullptr || now >= config_fresh_until_) return std::nullopt;
+  const PasswdRecord* record = find(cache_, now);
+  if (record == nullptr) return std::nullopt;
+  return PackInto(*record, out);  // under the lock: the record is the cache's own, not a copy
+}
+
+Result Module::PasswdByName(const char* name, const PasswdBuffer& out) {
+  // Names that can never be webapps are answered before any file or database is touched.
+  if (name == nullptr || !IsValidUserName(name)) return Result::NotFound();
+  const auto cached = [name](const PasswdCache& cache, CoarseClock::time_point now) {
+    return cache.FindByName(name, now);
+  };
+  if (const std::optional<Result> hit = FromCache(cached, out)) return *hit;
+  Snapshot snapshot;
+  if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
+  // The config was just re-checked (or changed, which emptied the cache): ask again.
+  if (const std::optional<Result> hit = FromCache(cached, out)) return *hit;
   return LoadWebapp(
       snapshot,
       [name](WebappDirectory& directory, Webapp* webapp) {
@@ -174,15 +225,17 @@ Result Module::PasswdByName(const char* name, PasswdRecord* out) {
       out);
 }
 
-Result Module::PasswdByUid(uid_t uid, PasswdRecord* out) {
+Result Module::PasswdByUid(uid_t uid, const PasswdBuffer& out) {
+  // Only webapp uids are ever cached (and the cache is emptied when the range changes).
+  const auto cached = [uid](const PasswdCache& cache, CoarseClock::time_point now) {
+    return cache.FindByUid(uid, now);
+  };
+  if (const std::optional<Result> hit = FromCache(cached, out)) return *hit;
   Snapshot snapshot;
   if (const Result r = CurrentConfig(&snapshot); !r.found()) return r;
   const NssConfig& nss = snapshot.config->nss;
   if (!IsWebappUid(nss, uid)) return Result::NotFound();
-  {
-    const std::lock_guard<std::mutex> lock(mu_);
-    if (cache_.FindByUid(uid, PasswdCache::Clock::now(), out)) return Result::Found();
-  }
+  if (const std::optional<Result> hit = FromCache(cached, out)) return *hit;
   return LoadWebapp(
       snapshot,
       [uid](WebappDirectory& directory, Webapp* webapp) {

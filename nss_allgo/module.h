@@ -2,8 +2,8 @@
 // (entry_points.cc) translate to.
 //
 // State, all behind one mutex that is never held across a system call that can block:
-//  - the config, loaded on first use and reloaded when the file changes (a stat() per call:
-//    device, inode, size, mtime and ctime are compared);
+//  - the config, loaded on first use and re-checked at most once per kConfigRecheck (a stat()
+//    comparing device, inode, size, mtime and ctime; reloaded when they changed);
 //  - a small pool of database connections (connection_pool.h): lookups in different threads
 //    run their round trips in parallel;
 //  - the positive cache of webapp entries (cache.h), emptied when the config changes;
@@ -11,9 +11,19 @@
 //    never touches them, and a cursor only moves after the entry was packed successfully
 //    (Peek → pack → Advance), so ERANGE never skips an entry.
 //
+// The hit path (getpwnam_r/getpwuid_r of a cached webapp) makes no system call: one coarse
+// clock read (vDSO), the mutex (a futex call only if another thread holds it at that very
+// moment), a hash lookup and the packing of the cached record straight into the caller's
+// buffer under the lock. That is why the config is re-checked once per kConfigRecheck rather
+// than on every call: a changed config reaches a running process within that second (a new
+// process reads it at once), and a lookup that goes to the database always runs with a config
+// checked within the last second.
+//
 // Fork: pthread_atfork handlers take the mutex before fork() and release it in both parent
 // and child, so the child never inherits a mutex locked by a thread that does not exist
-// there. Connections are tagged with the pid that opened them; the child drops the parent's.
+// there. The child handler also starts a new fork generation: pooled connections are tagged
+// with the generation that opened them, and the child drops its parent's (no getpid() call:
+// glibc does not cache the pid, so it would be a system call per lookup).
 //
 // What is served (docs/nss.md): a passwd entry per valid webapp (DESIGN.md "Mapping webapps
 // to users"); one group entry, [nss] group_name with gid [nss] gid and no members, only when
@@ -24,13 +34,16 @@
 #pragma once
 
 #include <nss.h>
+#include <pwd.h>
 #include <sys/types.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -38,6 +51,7 @@
 #include "allgo/directory.h"
 #include "allgo/status.h"
 #include "cache.h"
+#include "coarse_clock.h"
 #include "connection_pool.h"
 #include "records.h"
 
@@ -62,6 +76,17 @@ struct Result {
   bool found() const { return status == NSS_STATUS_SUCCESS; }
 };
 
+// Where glibc wants a passwd entry: its struct and the caller's buffer, which every string of
+// the entry is packed into.
+struct PasswdBuffer {
+  struct passwd* pwd = nullptr;
+  char* buf = nullptr;
+  size_t buflen = 0;
+};
+
+// `record` packed into `out`: Found, or Range when the buffer is too small.
+Result PackInto(const PasswdRecord& record, const PasswdBuffer& out);
+
 // Where an enumeration stood when an entry was handed out; Advance*() moves past it only if
 // the enumeration is still at that place (not restarted by set*ent/end*ent meanwhile).
 struct Position {
@@ -75,8 +100,10 @@ class Module {
   // still be inside it while the process exits).
   static Module& Get();
 
-  Result PasswdByName(const char* name, PasswdRecord* out);
-  Result PasswdByUid(uid_t uid, PasswdRecord* out);
+  // getpwnam_r / getpwuid_r: the entry, packed into `out`. A cached entry costs no system
+  // call (see "The hit path" above).
+  Result PasswdByName(const char* name, const PasswdBuffer& out);
+  Result PasswdByUid(uid_t uid, const PasswdBuffer& out);
 
   // setpwent / getpwent_r / endpwent. The list of webapps is read on the first Peek after a
   // restart, so setpwent itself never fails.
@@ -91,9 +118,13 @@ class Module {
   Result PeekGroup(GroupRecord* out, Position* at);
   void AdvanceGroup(const Position& at);
 
-  // For pthread_atfork.
+  // For pthread_atfork: prepare, parent, child.
   void LockForFork();
   void UnlockAfterFork();
+  void UnlockInForkedChild();
+
+  // How long a config check holds: within it, lookups trust the config they have.
+  static constexpr std::chrono::seconds kConfigRecheck{1};
 
  private:
   struct Snapshot {
@@ -110,14 +141,22 @@ class Module {
   };
 
   Module() = default;
-  // The current config, reloading it if the file changed.
+  // The cached entry `find(cache_, now)` returns, packed into `out`, when the config was
+  // checked within kConfigRecheck; nullopt otherwise (the caller then checks the config and,
+  // if the entry is still not there, asks the database). No system call.
+  template <typename Find>
+  std::optional<Result> FromCache(const Find& find, const PasswdBuffer& out);
+  // The current config: the one in memory while it was checked within kConfigRecheck,
+  // otherwise CheckConfigFile().
   Result CurrentConfig(Snapshot* out);
+  // stat()s the config file, and reloads it if it changed.
+  Result CheckConfigFile(Snapshot* out);
   // Runs `query` with a pooled connection; never holds the mutex during the query.
   Status WithDirectory(const Snapshot& snapshot,
                        const std::function<Status(WebappDirectory&)>& query);
   Result LoadWebapp(const Snapshot& snapshot,
                     const std::function<Status(WebappDirectory&, Webapp*)>& find,
-                    PasswdRecord* out);
+                    const PasswdBuffer& out);
   static PasswdRecord ToRecord(const Config& config, const Webapp& webapp);
   static GroupRecord TheGroup(const Config& config);
   static Result FromStatus(const Status& status);
@@ -127,7 +166,9 @@ class Module {
   std::string config_path_;
   FileStamp config_stamp_;
   std::shared_ptr<const Config> config_;
+  CoarseClock::time_point config_fresh_until_{};  // config_ needs no stat() before this
   uint64_t generation_ = 0;
+  uint64_t fork_generation_ = 0;  // incremented in every forked child
   PasswdCache cache_;
   ConnectionPool pool_;
 

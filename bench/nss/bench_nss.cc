@@ -12,14 +12,25 @@
 //   allgo cold   the same with cache_ttl=0: every lookup is a database query
 //   files allgo  the webapps through the production order (files misses, then allgo cached)
 //   files allgo, this machine's /etc/passwd: the same order with the frontend's real passwd
-//                (system accounts only), vs a files hit on it: the issue 9 goal (≤ 2x)
+//                (system accounts only), vs a files hit on it: the issue 20 goal (≤ 1.5x;
+//                issue 9 asked ≤ 2x). A files miss on the same file is shown too: it is the
+//                floor of that ratio (what it would be if the module cost nothing).
+//   plain loop   the same lookups as a program makes them (bench-nss --loop, a fresh process):
+//                getpwnam_r in a tight loop timed as a whole, no clock read per call, glibc
+//                reading the namespace's /etc/nsswitch.conf (`passwd: files allgo`, stat()ed
+//                on every call as in every program). Its files rows agree with the sampled
+//                rows on the same /etc/passwd: the first table's "files 35.7 µs" was the
+//                1000-user file, not the method (bench/nss/hit-path.md).
 //   raw SQL      one execution of an already prepared statement (a database round trip)
 //   MysqlConnection::Query  what the module pays per query (prepare + execute)
 //   allgo-authkeys  one run of the helper (fork+exec+config+query), vs /bin/true
 // Goals (issue 2): cached within 2x of files; cold within one database round trip.
 //
 // Usage: bench-nss [--count N] [--samples N] [--cold-samples N]   (as root)
+//        bench-nss [--count N] --run 'COMMAND'   (the set-up only, then COMMAND: profiling)
+//        bench-nss --loop BLOCK BLOCKS LIST [-- LIST]...   (the plain loop; bench-nss runs it)
 #include <fcntl.h>
+#include <limits.h>
 #include <mysql.h>
 #include <nss.h>
 #include <pwd.h>
@@ -133,6 +144,113 @@ bool RunQuiet(const std::vector<std::string>& args) {
   return waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
+// bench-nss --loop BLOCK BLOCKS LIST [-- LIST]...: the plain loop, in a fresh process (started
+// by PlainLoops below), so glibc reads /etc/nsswitch.conf (`passwd: files allgo` in the
+// namespace) and stat()s it on every call, as every program does. Every name of every LIST is
+// looked up once to warm up (the module's cache fills); then BLOCKS times, for each LIST in
+// turn, BLOCK getpwnam_r calls over that list are timed as a whole (no clock read per call).
+// Interleaving the lists block by block makes a burst of machine load hit them alike; the
+// median of the block means drops the blocks a time slice of another process fell into. One
+// line per LIST: that median, in ns per call.
+int LoopMain(int argc, char** argv) {
+  if (argc < 5) Die("--loop BLOCK BLOCKS LIST [-- LIST]...");
+  const size_t block = std::strtoul(argv[2], nullptr, 10);
+  const size_t blocks = std::strtoul(argv[3], nullptr, 10);
+  std::vector<std::vector<std::string>> lists(1);
+  for (int i = 4; i < argc; ++i) {
+    if (std::string(argv[i]) == "--") {
+      lists.emplace_back();
+    } else {
+      lists.back().push_back(argv[i]);
+    }
+  }
+  std::vector<char> buf(4096);
+  auto lookup = [&](const std::string& name) {
+    struct passwd pw {};
+    struct passwd* result = nullptr;
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr) {
+      Die("--loop: " + name + " not found");
+    }
+  };
+  for (const std::vector<std::string>& list : lists) {
+    if (list.empty() || block == 0 || blocks == 0) Die("--loop: empty list or no blocks");
+    for (const std::string& name : list) lookup(name);
+  }
+  std::vector<std::vector<double>> ns(lists.size());
+  std::vector<size_t> next(lists.size(), 0);
+  for (size_t b = 0; b < blocks; ++b) {
+    for (size_t l = 0; l < lists.size(); ++l) {
+      const std::vector<std::string>& list = lists[l];
+      const Clock::time_point start = Clock::now();
+      for (size_t i = 0; i < block; ++i) lookup(list[next[l]++ % list.size()]);
+      const std::chrono::duration<double, std::nano> took = Clock::now() - start;
+      ns[l].push_back(took.count() / static_cast<double>(block));
+    }
+  }
+  for (std::vector<double>& list_ns : ns) {
+    std::sort(list_ns.begin(), list_ns.end());
+    std::printf("%.1f\n", list_ns[list_ns.size() / 2]);
+  }
+  return 0;
+}
+
+// Runs `bench-nss --loop` over `lists` in a child process; each list's median block mean, µs.
+std::vector<double> PlainLoops(const std::vector<std::vector<std::string>>& lists, size_t block,
+                               size_t blocks) {
+  char self[PATH_MAX] = {};
+  if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0) Die("readlink /proc/self/exe");
+  std::vector<std::string> args = {self, "--loop", std::to_string(block), std::to_string(blocks)};
+  for (size_t l = 0; l < lists.size(); ++l) {
+    if (l > 0) args.push_back("--");
+    args.insert(args.end(), lists[l].begin(), lists[l].end());
+  }
+  std::vector<char*> argv;
+  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  int out[2];
+  if (pipe2(out, O_CLOEXEC) != 0) Die("pipe");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], 1);
+  pid_t pid = -1;
+  const int rc = posix_spawn(&pid, self, &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (rc != 0) Die("cannot start the plain loop");
+  std::string text;
+  char chunk[256];
+  for (ssize_t n; (n = read(out[0], chunk, sizeof chunk)) > 0;) text.append(chunk, n);
+  close(out[0]);
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    Die("the plain loop failed");
+  }
+  std::vector<double> us;
+  for (const char* at = text.c_str(); *at != '\0';) {
+    char* end = nullptr;
+    const double ns = std::strtod(at, &end);
+    if (end == at) break;
+    us.push_back(ns / 1000);
+    at = end;
+  }
+  if (us.size() != lists.size()) Die("the plain loop printed " + text);
+  return us;
+}
+
+// `n` names of `names` in the bench's random order.
+std::vector<std::string> Shuffled(const std::vector<std::string>& names,
+                                  const std::vector<size_t>& order, size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n; ++i) out.push_back(names[order[i] % names.size()]);
+  return out;
+}
+
+std::string Fixed(double value, int decimals) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
+  return buf;
+}
+
 struct Row {
   std::string name;
   Stats stats;
@@ -144,7 +262,9 @@ struct Row {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "--loop") return LoopMain(argc, argv);
   size_t count = 1000, samples = 20000, cold_samples = 2000;
+  std::string run_command;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto next = [&]() -> size_t {
@@ -157,8 +277,15 @@ int main(int argc, char** argv) {
       samples = next();
     } else if (arg == "--cold-samples") {
       cold_samples = next();
+    } else if (arg == "--run") {
+      if (i + 1 >= argc) Die("missing command after --run");
+      run_command = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
-      std::printf("usage: bench-nss [--count N] [--samples N] [--cold-samples N]  (as root)\n");
+      std::printf("usage: bench-nss [--count N] [--samples N] [--cold-samples N]  (as root)\n"
+                  "       bench-nss [--count N] --run 'COMMAND'  (the same set-up, cache_ttl=60,\n"
+                  "         this machine's /etc/passwd, then COMMAND with BENCH_WEBAPP and\n"
+                  "         BENCH_WEBAPP_UID set: strace or valgrind on nss-lookup, hit-path.md)\n"
+                  "       bench-nss --loop BLOCK BLOCKS LIST [-- LIST]...  (the plain loop)\n");
       return 0;
     } else {
       Die("unknown argument " + arg + " (see --help)");
@@ -232,6 +359,17 @@ int main(int argc, char** argv) {
     return [services] { __nss_configure_lookup("passwd", services); };
   };
 
+  // --run: the set-up only, then the caller's command (profiling: bench/nss/hit-path.md).
+  if (!run_command.empty()) {
+    allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(60)));
+    allgo::test::WriteFile("/etc/passwd", machine_passwd);
+    setenv("BENCH_WEBAPP", apps[0].c_str(), 1);
+    setenv("BENCH_WEBAPP_UID", std::to_string(app_uids[0]).c_str(), 1);
+    std::fflush(stdout);
+    const int status = std::system(run_command.c_str());
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+  }
+
   // Phase 1: files vs the module with a warm cache, interleaved.
   allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(60)));
   UseServices("files", "root", "bapp0");
@@ -246,13 +384,22 @@ int main(int argc, char** argv) {
   Series cached_uid{"allgo cached getpwuid", configure("allgo"), by_uid(apps, app_uids), {}};
   Series chain_name{"files allgo getpwnam", configure("files allgo"), by_name(apps, app_uids), {}};
   RunInterleaved({&files_name, &files_uid, &cached_name, &cached_uid, &chain_name}, samples, 500);
+  // The same files lookups as a plain loop in a fresh process: the 1000-user file is what
+  // makes them cost tens of µs, whatever the method.
+  constexpr size_t kLoopBlock = 10;
+  const size_t loop_blocks = std::max<size_t>(1, samples / kLoopBlock);
+  const size_t loop_names = std::min<size_t>(count, 1000);
+  const std::vector<double> big_loop =
+      PlainLoops({Shuffled(users, order, loop_names)}, kLoopBlock, loop_blocks);
 
   // Phase 1b: the production shape. A frontend's /etc/passwd holds its system accounts only
   // (the webapps are the module's), and nss_files scans the file line by line on every call:
   // with the COUNT extra users above a `files` lookup costs a scan of ~COUNT/2 lines (the
   // 35.7 µs of the first bench/nss table), with the machine's own file a few µs. The goal of
-  // issue 9 is the production order `files allgo` for a webapp (a whole `files` miss plus the
-  // module's cache) within 2x of a `files` hit, both on the machine's own /etc/passwd.
+  // issue 9 (≤ 2x), then issue 20 (≤ 1.5x), is the production order `files allgo` for a
+  // webapp (a whole `files` miss plus the module's cache) against a `files` hit, both on the
+  // machine's own /etc/passwd. The `files` miss alone is measured too: no module can make the
+  // ratio lower than miss / hit.
   allgo::test::WriteFile("/etc/passwd", machine_passwd);
   UseServices("files", "root", "bapp0");
   UseServices("files allgo", "bapp0", nullptr);
@@ -261,8 +408,15 @@ int main(int argc, char** argv) {
     const struct passwd* pw = getpwnam(name.c_str());
     return pw != nullptr && name == pw->pw_name;
   }, {}};
+  Series system_miss{"files getpwnam miss (system)", configure("files"), [&](size_t i) {
+    return getpwnam(apps[order[i]].c_str()) == nullptr;  // a webapp: files does not know it
+  }, {}};
   Series chain_small{"files allgo getpwnam (system passwd)", configure("files allgo"), by_name(apps, app_uids), {}};
-  RunInterleaved({&system_name, &chain_small}, samples, 500);
+  RunInterleaved({&system_name, &system_miss, &chain_small}, samples, 500);
+  // The goal figure again, as plain loops in fresh processes (real nsswitch.conf).
+  const std::vector<double> small_loops = PlainLoops(
+      {Shuffled(system_users, order, loop_names), Shuffled(apps, order, loop_names)}, kLoopBlock,
+      loop_blocks);
 
   // Phase 2: the module without cache vs raw database round trips, interleaved.
   allgo::test::WriteAllgoConfig(db.ConfigText(NssSection(0)));
@@ -322,8 +476,19 @@ int main(int argc, char** argv) {
   const Stats system_n = Summarise(system_name.us);
   const std::string machine_rows = std::to_string(system_users.size());
   rows.push_back({"getpwnam, files, this machine's /etc/passwd (" + machine_rows + " accounts)", system_n, "", 0, ""});
+  rows.push_back({"getpwnam, files miss (a webapp name), same /etc/passwd",
+                  Summarise(system_miss.us), "files, same", system_n.median_us,
+                  "(floor of the next ratio)"});
   rows.push_back({"getpwnam, files allgo (webapp, cached), same /etc/passwd", Summarise(chain_small.us),
-                  "files, same", system_n.median_us, "≤ 2"});
+                  "files, same", system_n.median_us, "≤ 1.5"});
+  // Plain loops: the median of block means (no p99: single calls are not timed).
+  auto loop_row = [&](double us) { return Stats{us, 0, loop_blocks}; };
+  rows.push_back({"plain getpwnam_r loop, files, " + std::to_string(count) + "-user /etc/passwd",
+                  loop_row(big_loop[0]), "getpwnam, files", files_n.median_us, "(same: ~1)"});
+  rows.push_back({"plain getpwnam_r loop, files, this machine's /etc/passwd",
+                  loop_row(small_loops[0]), "", 0, ""});
+  rows.push_back({"plain getpwnam_r loop, files allgo (webapp, cached), same /etc/passwd",
+                  loop_row(small_loops[1]), "plain loop, files", small_loops[0], "≤ 1.5"});
   rows.push_back({"getpwnam, allgo cold (cache_ttl=0)", Summarise(cold_name.us), "raw round trip", raw_s.median_us, "≤ 1 round trip"});
   rows.push_back({"getpwuid, files", files_u, "", 0, ""});
   rows.push_back({"getpwuid, allgo cached", Summarise(cached_uid.us), "files", files_u.median_us, "≤ 2"});
@@ -353,12 +518,11 @@ int main(int argc, char** argv) {
   for (const Row& r : rows) {
     std::string ratio = "";
     if (!r.reference.empty() && r.reference_median > 0) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, "%.2f", r.stats.median_us / r.reference_median);
-      ratio = buf;
+      ratio = Fixed(r.stats.median_us / r.reference_median, 2);
     }
-    std::printf("| %s | %.1f | %.1f | %s | %s | %s |\n", r.name.c_str(), r.stats.median_us,
-                r.stats.p99_us, r.reference.c_str(), ratio.c_str(), r.goal.c_str());
+    const std::string p99 = r.stats.p99_us > 0 ? Fixed(r.stats.p99_us, 1) : "–";
+    std::printf("| %s | %.2f | %s | %s | %s | %s |\n", r.name.c_str(), r.stats.median_us,
+                p99.c_str(), r.reference.c_str(), ratio.c_str(), r.goal.c_str());
   }
   std::printf("\n");
   return 0;

@@ -1,6 +1,8 @@
 #!/bin/sh
 # Runs the NSS benchmark and prints its markdown table.
 #   bench/nss/run.sh [BUILD_DIR] [bench-nss options: --count N --samples N --cold-samples N]
+#   bench/nss/run.sh [BUILD_DIR] --run 'COMMAND'   the same set-up, then COMMAND in it (profiling
+#                                                  the hit path: bench/nss/hit-path.md)
 # Needs root (private mount namespace, private MariaDB); changes nothing on the host.
 # The table compares libnss_allgo.so.2 with the files backend measured in the same run;
 # allgo-authkeys is timed too when <build>/bin/allgo-authkeys exists.
@@ -22,6 +24,8 @@ fi
 # allgo-authkeys is optional: build it when the tree has it, so its row appears.
 targets="bench_nss nss_allgo"
 if [ -f "$src/authkeys/CMakeLists.txt" ]; then targets="$targets allgo-authkeys"; fi
+# nss-lookup (tests/nss) is what --run commands profile.
+if [ -f "$src/tests/nss/nss_lookup.cc" ]; then targets="$targets nss_lookup"; fi
 for t in $targets; do
   cmake --build "$build" -j2 --target "$t" >/dev/null
 done

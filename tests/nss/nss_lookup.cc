@@ -28,9 +28,17 @@
 //       NAME up with getpwnam_r and prints one line
 //       "at_secure=N ruid=R euid=E module=loaded|absent lookup=found|notfound|errno=ERRNO_NAME",
 //       module telling whether glibc loaded libnss_allgo.so.2 into this process for the lookup.
+//   nss-lookup hits SERVICES NAME UID COUNT
+//       Sets `passwd: SERVICES` for this process (__nss_configure_lookup, which also stops
+//       glibc's per-call stat of nsswitch.conf), looks NAME and UID up once (the module's cache
+//       is now warm), prints "warm", then COUNT times getpwnam_r(NAME) and getpwuid_r(UID),
+//       checking every answer, and prints "done COUNT" (or the first failure). The two lines
+//       are written with one write() each: run under strace, what the process did between
+//       them is the cost of COUNT warm hits in system calls.
 #include <dirent.h>
 #include <dlfcn.h>
 #include <fcntl.h>
+#include <nss.h>
 #include <pwd.h>
 #include <sys/auxv.h>
 #include <sys/types.h>
@@ -59,7 +67,7 @@ int Usage() {
   std::fprintf(stderr,
                "usage: nss-lookup threads THREADS ROUNDS NAME:UID... | fork CHILDREN NAME:UID...\n"
                "       | serve | enum [--tiny-first] [--interleave NAME] | erange NAME | fds NAME\n"
-               "       | secure NAME\n");
+               "       | secure NAME | hits SERVICES NAME UID COUNT\n");
   return 2;
 }
 
@@ -354,6 +362,41 @@ int Secure(int argc, char** argv) {
   return 0;
 }
 
+// Writes `text` with a single write(2): a marker an strace log can be cut at.
+bool Mark(const std::string& text) {
+  return write(1, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+}
+
+int Hits(int argc, char** argv) {
+  if (argc != 6) return Usage();
+  const std::string name = argv[3];
+  const uid_t uid = static_cast<uid_t>(std::strtoul(argv[4], nullptr, 10));
+  const long count = std::atol(argv[5]);
+  if (count <= 0) return Usage();
+  if (__nss_configure_lookup("passwd", argv[2]) != 0) {
+    std::printf("__nss_configure_lookup(passwd, %s) failed\n", argv[2]);
+    return 1;
+  }
+  const std::vector<Expected> expected = {{name, uid}};
+  if (const std::string error = CheckAll(expected); !error.empty()) {
+    std::printf("warming: %s\n", error.c_str());
+    return 1;
+  }
+  std::vector<char> buf(4096);
+  if (!Mark("warm\n")) return 1;
+  for (long i = 0; i < count; ++i) {
+    struct passwd pw {};
+    struct passwd* result = nullptr;
+    if (getpwnam_r(name.c_str(), &pw, buf.data(), buf.size(), &result) != 0 || result == nullptr ||
+        pw.pw_uid != uid || getpwuid_r(uid, &pw, buf.data(), buf.size(), &result) != 0 ||
+        result == nullptr || name != pw.pw_name) {
+      Mark("failed at " + std::to_string(i) + "\n");
+      return 1;
+    }
+  }
+  return Mark("done " + std::to_string(count) + "\n") ? 0 : 1;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -366,5 +409,6 @@ int main(int argc, char** argv) {
   if (mode == "erange") return Erange(argc, argv);
   if (mode == "fds") return Fds(argc, argv);
   if (mode == "secure") return Secure(argc, argv);
+  if (mode == "hits") return Hits(argc, argv);
   return Usage();
 }

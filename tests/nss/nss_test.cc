@@ -69,6 +69,10 @@ std::vector<std::string> Split(const std::string& line, char sep) {
   return fields;
 }
 
+// How long a running process may keep using a config after the file changed (the module
+// re-checks it once per Module::kConfigRecheck, so a cache hit needs no stat()), plus 100 ms.
+const auto kConfigRecheckAndMargin = milliseconds(1100);
+
 double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
@@ -885,8 +889,10 @@ TEST_F(NssTest, RenameIsSeenAfterCacheTtlNotBefore) {
   EXPECT_EQ(answer.rfind("found after ", 0), 0u) << answer;
   EXPECT_GE(SecondsSince(first), kTtl);
 
-  // With the cache off, the next rename is seen at once.
+  // With the cache off (once the process has seen the new config), the next rename is seen
+  // at once.
   WriteAllgoConfig(db_.ConfigText(NssSection(0)));
+  std::this_thread::sleep_for(kConfigRecheckAndMargin);
   db_.Exec("UPDATE allgo.webapps SET docker_name = 'again' WHERE id = " + std::to_string(id));
   EXPECT_EQ(server.Ask("uid " + uid).rfind("found again ", 0), 0u);
 }
@@ -932,10 +938,86 @@ TEST_F(NssTest, ConfigChangeIsPickedUpByARunningProcess) {
   LookupServer server;
   EXPECT_EQ(server.Ask("name webapp1"),
             "found webapp1 " + std::to_string(UidOf(id)) + " " + std::to_string(kGid) + " webapp1");
-  // A new uid_offset (and gid) applies to the next lookup, cache or not.
+  // A new uid_offset (and gid) applies within a second (the re-check interval), cache or not.
   WriteAllgoConfig(db_.ConfigText(NssSection(60, kGid + 1, kUidOffset + 100)));
+  std::this_thread::sleep_for(kConfigRecheckAndMargin);
   EXPECT_EQ(server.Ask("name webapp1"), "found webapp1 " + std::to_string(UidOf(id) + 100) + " " +
                                             std::to_string(kGid + 1) + " webapp1");
+}
+
+// One line of `strace -ttt`: when the call started, and the call ("write(1, ...) = 5").
+struct TracedCall {
+  double at = 0;
+  std::string call;
+};
+
+std::vector<TracedCall> ParseStrace(const std::string& log) {
+  std::vector<TracedCall> calls;
+  for (const std::string& line : Lines(log)) {
+    const size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    calls.push_back({std::stod(line.substr(0, space)), line.substr(space + 1)});
+  }
+  return calls;
+}
+
+// Index of the first write(1, "<text>...") at or after `from`, or calls.size().
+size_t FindWrite(const std::vector<TracedCall>& calls, const std::string& text, size_t from = 0) {
+  for (size_t i = from; i < calls.size(); ++i) {
+    if (calls[i].call.rfind("write(1, \"" + text, 0) == 0) return i;
+  }
+  return calls.size();
+}
+
+bool StatsConfig(const TracedCall& c) {
+  return c.call.find("stat") != std::string::npos &&
+         c.call.find(AllgoConfigPath()) != std::string::npos;
+}
+
+TEST_F(NssTest, WarmCacheHitMakesNoSystemCall) {
+  // `ls -l`, `ps`, `id` ask for the same few webapps thousands of times: once the entry is
+  // cached, answering it must not enter the kernel at all (no signal masking, no clock
+  // syscall, no getpid). glibc itself makes none with `passwd: allgo` set by
+  // __nss_configure_lookup, so every system call between the markers is the module's. The one
+  // the design allows is the config re-check, once per second (Module::kConfigRecheck): it is
+  // counted apart, and must not happen within a second of the last one.
+  const uint32_t id = db_.AddWebapp("webapp1", owner_);
+  WriteAllgoConfig(db_.ConfigText(NssSection(/*cache_ttl=*/60)));
+  constexpr int kHits = 500;
+  const std::string log = tmp_ / "strace.log";
+  const RunResult r = allgo::test::Run({"strace", "-o", log, "-qq", "-ttt", "-s", "48",
+                                        Artifact("nss-lookup"), "hits", "allgo", "webapp1",
+                                        std::to_string(UidOf(id)), std::to_string(kHits)});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  ASSERT_EQ(r.out, "warm\ndone " + std::to_string(kHits) + "\n");
+
+  const std::vector<TracedCall> calls = ParseStrace(ReadFile(log));
+  const size_t warm = FindWrite(calls, "warm");
+  const size_t done = FindWrite(calls, "done", warm);
+  ASSERT_LT(done, calls.size()) << "markers missing from the strace log";
+  double last_check = -1;  // the config stat of the warming lookups
+  for (size_t i = 0; i < warm; ++i) {
+    if (StatsConfig(calls[i])) last_check = calls[i].at;
+  }
+  ASSERT_GE(last_check, 0) << "the warming lookups never checked the config";
+
+  std::string others;
+  int other_count = 0, config_checks = 0;
+  for (size_t i = warm + 1; i < done; ++i) {
+    if (StatsConfig(calls[i])) {
+      ++config_checks;
+    } else if (++other_count <= 20) {
+      others += "\n  " + calls[i].call;
+    }
+  }
+  EXPECT_EQ(other_count, 0) << other_count << " system calls for " << 2 * kHits
+                            << " warm hits, first ones:" << others;
+  // Allowed: one config check per second that passed since the warming one (0.1 s margin for
+  // the coarse clock the module reads).
+  const double seconds_since_check = calls[done].at - last_check;
+  const int allowed = seconds_since_check < 0.9 ? 0 : static_cast<int>(seconds_since_check + 0.1);
+  EXPECT_LE(config_checks, allowed) << "config stat()ed " << config_checks << " times in "
+                                    << seconds_since_check << " s of warm hits";
 }
 
 // ---- the shared object itself -----------------------------------------------------------------
