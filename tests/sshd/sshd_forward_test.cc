@@ -335,12 +335,15 @@ TEST_F(SshdForwardTest, VsCodeLikeFlowAndControlMasterForward) {
 // direct-streamlocal / streamlocal-forward requests scripts/build-libssh's patched libssh
 // passes on (scripts/libssh-patches). The sandbox has its own /tmp (bubblewrap --tmpfs), so a
 // socket under /tmp there and the frontend's own socket under the test's /tmp differ.
+#ifdef ALLGO_LIBSSH_STREAMLOCAL
+constexpr bool kPatchedLibssh = true;
+#else
+constexpr bool kPatchedLibssh = false;
+#endif
+
 class SshdStreamLocalTest : public SshdForwardTest {
  protected:
   void SetUp() override {
-#ifndef ALLGO_LIBSSH_STREAMLOCAL
-    GTEST_SKIP() << "libssh without scripts/libssh-patches: streamlocal requests get a failure reply";
-#endif
     SshdForwardTest::SetUp();
     if (HasFatalFailure()) return;
     // A unix-socket server answering "<reply> <first line received>", then closing.
@@ -392,6 +395,7 @@ class SshdStreamLocalTest : public SshdForwardTest {
 };
 
 TEST_F(SshdStreamLocalTest, LocalForwardReachesASocketInsideTheSandboxNotTheFrontends) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
   const std::string audit = tmp_ / "audit.jsonl";
   const int metrics_port = FreeLoopbackPort();
   StartServer("audit_log = " + audit + "\nmetrics_listen = 127.0.0.1:" + std::to_string(metrics_port) + "\n");
@@ -437,6 +441,7 @@ TEST_F(SshdStreamLocalTest, LocalForwardReachesASocketInsideTheSandboxNotTheFron
 }
 
 TEST_F(SshdStreamLocalTest, RemoteForwardListensOnASocketInsideTheSandbox) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
   // The listener is made inside the sandbox; a client there connects to it and reaches the
   // frontend's web server through the SSH client (the client's side of -R).
   const std::string sock = "/tmp/allgo-rf-" + std::to_string(getpid()) + ".sock";
@@ -456,6 +461,7 @@ TEST_F(SshdStreamLocalTest, RemoteForwardListensOnASocketInsideTheSandbox) {
 }
 
 TEST_F(SshdStreamLocalTest, PolicyAndKeyOptionsRefuseStreamLocal) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
   for (const auto& [sshd, sections] : std::vector<std::pair<std::string, std::string>>{
            {"allow_stream_local_forwarding = no\n", ""},
            {"", "[authkeys]\nkey_options = no-port-forwarding\n"},
@@ -479,6 +485,31 @@ TEST_F(SshdStreamLocalTest, PolicyAndKeyOptionsRefuseStreamLocal) {
   // allow_stream_local_forwarding = no leaves TCP forwarding alone.
   StartServer("allow_stream_local_forwarding = no\n");
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+}
+
+// Built against a libssh without the patch (the build-libssh010 CI build), the same requests
+// get a clean failure reply and the connection lives on.
+TEST_F(SshdStreamLocalTest, StockLibsshRefusesStreamLocalCleanly) {
+  if (kPatchedLibssh) GTEST_SKIP() << "libssh with scripts/libssh-patches serves streamlocal";
+  auto app = SandboxDaemon("exec python3 " + ShellQuote(shared_ + "/unix_server.py") + " /tmp/app.sock sandbox-unix",
+                           "app.log");
+  ASSERT_TRUE(WaitFor([&] { return app->Log().find("ready") != std::string::npos; }, 15000)) << app->Log();
+  const int local = FreeLoopbackPort();
+  auto client = ForwardingClient({"-o", "LogLevel=INFO", "-L", "127.0.0.1:" + std::to_string(local) + ":/tmp/app.sock"},
+                                 "stock.log");
+  // Each connection to the client's port: the channel open gets libssh's failure reply.
+  ASSERT_TRUE(WaitFor([&] {
+    EXPECT_EQ(Ping(local), "");
+    return client->Log().find("open failed: administratively prohibited") != std::string::npos;
+  }, 15000)) << client->Log();
+  EXPECT_THAT(app->Log(), Not(HasSubstr("accepted")));
+  RunResult r = Ssh("echo started", {"-o", "ExitOnForwardFailure=yes", "-R", "/tmp/never.sock:127.0.0.1:" +
+                                                                               std::to_string(port_)});
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("forwarding failed"));
+  EXPECT_EQ(Ssh("echo still-here").out, "still-here\n");
+  client->Stop(SIGTERM, 5000);
+  app->Stop(SIGTERM, 5000);
 }
 
 }  // namespace
