@@ -458,6 +458,24 @@ TEST_F(SshdStreamLocalTest, RemoteForwardListensOnASocketInsideTheSandbox) {
   // The socket never existed on the frontend, and is gone from the sandbox with the connection.
   EXPECT_FALSE(fs::exists(sock));
   EXPECT_TRUE(WaitFor([&] { return Ssh("test -e " + sock + " || echo gone").out == "gone\n"; }, 10000));
+
+  // ControlMaster: `-O forward -R /path:...` then `-O cancel` (cancel-streamlocal-forward@openssh.com).
+  const std::string control = tmp_ / "cm.sock", later = sock + ".cm";
+  std::vector<std::string> master = {"ssh", "-M", "-S", control, "-N"};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) master.push_back(o);
+  master.insert(master.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+  Daemon m(master, tmp_ / "master.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(control); }, 15000)) << m.Log();
+  const std::string spec = later + ":127.0.0.1:" + std::to_string(port_);
+  RunResult fwd = test::Run({"ssh", "-S", control, "-O", "forward", "-R", spec, "x"});
+  EXPECT_EQ(fwd.exit_code, 0) << fwd.err;
+  EXPECT_TRUE(WaitFor([&] { return Ssh("test -S " + later + " && echo there").out == "there\n"; }, 10000))
+      << server_->log();
+  fwd = test::Run({"ssh", "-S", control, "-O", "cancel", "-R", spec, "x"});
+  EXPECT_EQ(fwd.exit_code, 0) << fwd.err << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forward cancel-streamlocal-forward: user=sleep")) << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return Ssh("test -e " + later + " || echo gone").out == "gone\n"; }, 10000));
+  test::Run({"ssh", "-S", control, "-O", "exit", "x"});
 }
 
 TEST_F(SshdStreamLocalTest, PolicyAndKeyOptionsRefuseStreamLocal) {
@@ -485,6 +503,14 @@ TEST_F(SshdStreamLocalTest, PolicyAndKeyOptionsRefuseStreamLocal) {
   // allow_stream_local_forwarding = no leaves TCP forwarding alone.
   StartServer("allow_stream_local_forwarding = no\n");
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+  // TCP and unix-socket listeners share max_listeners: a TCP -R takes the only one.
+  StartServer("max_listeners = 1\n");
+  RunResult r = Ssh("echo started", {"-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + std::to_string(port_),
+                                     "-R", "/tmp/second.sock:127.0.0.1:" + std::to_string(port_)});
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("forwarding failed"));
+  EXPECT_TRUE(server_->WaitForLog("forward streamlocal-forward refused: user=sleep")) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("reason=max_listeners reached"));
 }
 
 // Built against a libssh without the patch (the build-libssh010 CI build), the same requests
