@@ -2,6 +2,7 @@
 
 #include <sys/mman.h>
 
+#include <iterator>
 #include <new>
 
 #include <prometheus/text_serializer.h>
@@ -147,9 +148,13 @@ std::vector<MetricFamily> MetricsCollectable::Collect() const {
   single("allgo_ssh_db_errors_total", MetricType::Counter,
          "Lookups that failed because the database was unreachable.", m.db_errors_);
 
-  static constexpr const char* kForwardKinds[] = {"direct-tcpip", "forwarded-tcpip", "auth-agent", "tcpip-forward"};
+  static constexpr const char* kForwardKinds[] = {"direct-tcpip",       "forwarded-tcpip",       "auth-agent",
+                                                  "tcpip-forward",      "direct-streamlocal",    "forwarded-streamlocal",
+                                                  "streamlocal-forward"};
+  static_assert(std::size(kForwardKinds) == static_cast<size_t>(ForwardMetricKind::kCount));
   out.push_back(Family("allgo_ssh_forwards_total", MetricType::Counter,
-                       "Forwards into the sandbox by kind and result (tcpip-forward: -R listeners)."));
+                       "Forwards into the sandbox by kind and result (tcpip-forward, streamlocal-forward: -R "
+                       "listeners)."));
   for (int i = 0; i < static_cast<int>(ForwardMetricKind::kCount); ++i) {
     for (bool accepted : {true, false}) {
       ClientMetric sample;

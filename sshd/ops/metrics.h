@@ -23,7 +23,16 @@ namespace allgo::sshd {
 
 enum class AuthRefusal { kUnknownUser, kKeyNotAllowed, kDatabaseUnavailable, kTooManyTries, kCount };
 // Forwards by kind (docs/forwarding.md): the `kind` label of allgo_ssh_forwards_total.
-enum class ForwardMetricKind { kDirectTcpip, kForwardedTcpip, kAuthAgent, kTcpipForward, kCount };
+enum class ForwardMetricKind {
+  kDirectTcpip,
+  kForwardedTcpip,
+  kAuthAgent,
+  kTcpipForward,
+  kDirectStreamlocal,
+  kForwardedStreamlocal,
+  kStreamlocalForward,
+  kCount
+};
 
 class Metrics {
  public:

@@ -13,7 +13,9 @@ constexpr uint32_t kWindowBatch = StreamMux::kWindow / 4;
 ForwardKindCode CodeOf(ForwardChannel::Kind kind) {
   switch (kind) {
     case ForwardChannel::Kind::kDirect: return ForwardKindCode::kDirectTcpip;
+    case ForwardChannel::Kind::kDirectUnix: return ForwardKindCode::kDirectStreamlocal;
     case ForwardChannel::Kind::kForwardedTcp: return ForwardKindCode::kForwardedTcpip;
+    case ForwardChannel::Kind::kForwardedUnix: return ForwardKindCode::kForwardedStreamlocal;
     case ForwardChannel::Kind::kAuthAgent: return ForwardKindCode::kAuthAgent;
   }
   return ForwardKindCode::kDirectTcpip;
@@ -21,9 +23,9 @@ ForwardKindCode CodeOf(ForwardChannel::Kind kind) {
 
 }  // namespace
 
-ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, uint32_t id, std::string target,
+ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, Kind kind, uint32_t id, std::string target,
                                std::string origin)
-    : mux_(mux), session_(session), id_(id), kind_(Kind::kDirect), granted_unused_(StreamMux::kWindow) {
+    : mux_(mux), session_(session), id_(id), kind_(kind), granted_unused_(StreamMux::kWindow) {
   record_.kind = CodeOf(kind_);
   record_.target = std::move(target);
   record_.origin = std::move(origin);
@@ -33,7 +35,9 @@ ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, uint32_t id,
 ForwardChannel::ForwardChannel(StreamMux* mux, ssh_session session, const bridge::StreamOpen& open, Kind kind)
     : mux_(mux), session_(session), id_(open.stream), kind_(kind), incoming_(open), send_window_(open.window) {
   record_.kind = CodeOf(kind_);
-  record_.target = kind == Kind::kAuthAgent ? "agent socket" : open.host + ":" + std::to_string(open.port);
+  record_.target = kind == Kind::kAuthAgent       ? "agent socket"
+                   : kind == Kind::kForwardedUnix ? open.host
+                                                  : open.host + ":" + std::to_string(open.port);
   if (!open.origin_host.empty()) record_.origin = open.origin_host + ":" + std::to_string(open.origin_port);
   mux_->Attach(id_, this);
   // The channel to the client is opened by Pump, from the main loop: this constructor may
@@ -58,11 +62,7 @@ void ForwardChannel::OpenToClient() {
     }
   }
   // Non-blocking session: SSH_AGAIN until the client confirms or refuses; called again by Pump.
-  int rc = kind_ == Kind::kAuthAgent
-               ? ssh_channel_open_auth_agent(channel_)
-               : ssh_channel_open_reverse_forward(channel_, incoming_.host.c_str(), static_cast<int>(incoming_.port),
-                                                  incoming_.origin_host.empty() ? "127.0.0.1" : incoming_.origin_host.c_str(),
-                                                  static_cast<int>(incoming_.origin_port));
+  int rc = OpenChannel();
   if (rc == SSH_AGAIN) return;
   opening_ = false;
   if (rc != SSH_OK) {
@@ -75,8 +75,24 @@ void ForwardChannel::OpenToClient() {
   mux_->Send(bridge::StreamAccept{id_, StreamMux::kWindow});
 }
 
+int ForwardChannel::OpenChannel() {
+  switch (kind_) {
+    case Kind::kAuthAgent: return ssh_channel_open_auth_agent(channel_);
+    case Kind::kForwardedUnix:
+#ifdef LIBSSH_ALLGO_STREAMLOCAL
+      return ssh_channel_open_forwarded_streamlocal(channel_, incoming_.host.c_str());
+#else
+      return SSH_ERROR;  // unreachable: no streamlocal listener without the patched libssh
+#endif
+    default:
+      return ssh_channel_open_reverse_forward(channel_, incoming_.host.c_str(), static_cast<int>(incoming_.port),
+                                              incoming_.origin_host.empty() ? "127.0.0.1" : incoming_.origin_host.c_str(),
+                                              static_cast<int>(incoming_.origin_port));
+  }
+}
+
 void ForwardChannel::OnAccepted(uint32_t window) {
-  if (kind_ == Kind::kDirect && !accepted_ && !agent_closed_) {
+  if (direct() && !accepted_ && !agent_closed_) {
     accepted_ = true;
     send_window_ = window;
     return;
@@ -161,7 +177,7 @@ bool ForwardChannel::AgentToClient() {
 }
 
 bool ForwardChannel::Pump(char* buffer) {
-  if (done_ || (kind_ == Kind::kDirect && channel_ == nullptr)) return false;
+  if (done_ || (direct() && channel_ == nullptr)) return false;
   if (opening_) {
     OpenToClient();
     if (opening_ || done_) return false;

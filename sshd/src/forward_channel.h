@@ -1,10 +1,12 @@
 // One forwarded SSH channel ⇄ one stream of the StreamMux (docs/forwarding.md).
 //
-//   direct      direct-tcpip from the client (ssh -L, -D, -W): the stream was opened and
-//               accepted by the agent before the channel was (NetSession::OnMessage).
-//   forwarded   a connection to a listener inside the sandbox (-R) or to the session's agent
-//               socket (-A): the agent opened the stream; we open the channel to the client
-//               (forwarded-tcpip / auth-agent@openssh.com) and accept or refuse the stream.
+//   direct      direct-tcpip (ssh -L, -D, -W) or direct-streamlocal@openssh.com (ssh -L
+//               PORT:/path.sock) from the client: the stream was opened and accepted by the
+//               agent before the channel was (NetSession::OnMessage).
+//   forwarded   a connection to a listener inside the sandbox (-R port or -R /path.sock) or
+//               to the session's agent socket (-A): the agent opened the stream; we open the
+//               channel to the client (forwarded-tcpip / forwarded-streamlocal@openssh.com /
+//               auth-agent@openssh.com) and accept or refuse the stream.
 //
 // Flow control both ways, nothing unbounded: bytes from the client are read from libssh only
 // while the agent's window for the stream is open and the mux is not congested (so the
@@ -29,7 +31,7 @@ namespace allgo::sshd {
 // What ended a forward and what it moved: one log line (and audit line) per forward.
 struct ForwardRecord {
   ForwardKindCode kind = ForwardKindCode::kDirectTcpip;  // named by ForwardKindName
-  std::string target;  // host:port, the listener's address:port, or the agent socket
+  std::string target;  // host:port, the listener's address:port, a socket path, or the agent socket
   std::string origin;  // the originator, as reported
   uint64_t bytes_in = 0;   // client → sandbox
   uint64_t bytes_out = 0;  // sandbox → client
@@ -39,12 +41,12 @@ struct ForwardRecord {
 
 class ForwardChannel : public StreamSink {
  public:
-  enum class Kind { kDirect, kForwardedTcp, kAuthAgent };
+  enum class Kind { kDirect, kDirectUnix, kForwardedTcp, kForwardedUnix, kAuthAgent };
 
-  // A direct stream: the stream-open is sent by the caller right after; the channel is
-  // attached (Connect) once the agent accepted the stream, which also delivers the bytes
-  // the sandbox service may have sent before that.
-  ForwardChannel(StreamMux* mux, ssh_session session, uint32_t id, std::string target, std::string origin);
+  // A direct stream (kDirect, kDirectUnix): the stream-open is sent by the caller right
+  // after; the channel is attached (Connect) once the agent accepted the stream, which also
+  // delivers the bytes the sandbox service may have sent before that.
+  ForwardChannel(StreamMux* mux, ssh_session session, Kind kind, uint32_t id, std::string target, std::string origin);
   // A stream the agent opened: the channel to the client is opened by Pump.
   ForwardChannel(StreamMux* mux, ssh_session session, const bridge::StreamOpen& open, Kind kind);
   ~ForwardChannel() override;
@@ -74,7 +76,9 @@ class ForwardChannel : public StreamSink {
   void OnClose() override { agent_closed_ = true; }
 
  private:
+  bool direct() const { return kind_ == Kind::kDirect || kind_ == Kind::kDirectUnix; }
   void OpenToClient();
+  int OpenChannel();
   bool ClientToAgent(char* buffer);
   bool AgentToClient();
   void Finish(const std::string& result);

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include <cerrno>
+#include <iterator>
 
 #include <spdlog/spdlog.h>
 
@@ -459,8 +460,13 @@ void Monitor::FinishSession(uint32_t id, bool flush) {
 }
 
 bool Monitor::HandleForwardEvent(const ForwardEvent& m) {
-  static constexpr ForwardMetricKind kKinds[] = {ForwardMetricKind::kDirectTcpip, ForwardMetricKind::kForwardedTcpip,
-                                                 ForwardMetricKind::kAuthAgent, ForwardMetricKind::kTcpipForward};
+  // Indexed by ForwardKindCode - 1 (Decode checked its range).
+  static constexpr ForwardMetricKind kKinds[] = {
+      ForwardMetricKind::kDirectTcpip,        ForwardMetricKind::kForwardedTcpip,
+      ForwardMetricKind::kAuthAgent,          ForwardMetricKind::kTcpipForward,
+      ForwardMetricKind::kDirectStreamlocal,  ForwardMetricKind::kForwardedStreamlocal,
+      ForwardMetricKind::kStreamlocalForward};
+  static_assert(std::size(kKinds) == kForwardKindCount);
   const ForwardMetricKind kind = kKinds[static_cast<int>(m.kind) - 1];
   switch (m.phase) {
     case ForwardPhase::kOpened:

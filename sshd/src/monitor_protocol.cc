@@ -198,6 +198,9 @@ const char* ForwardKindName(ForwardKindCode kind) {
     case ForwardKindCode::kForwardedTcpip: return "forwarded-tcpip";
     case ForwardKindCode::kAuthAgent: return "auth-agent";
     case ForwardKindCode::kTcpipForward: return "tcpip-forward";
+    case ForwardKindCode::kDirectStreamlocal: return "direct-streamlocal";
+    case ForwardKindCode::kForwardedStreamlocal: return "forwarded-streamlocal";
+    case ForwardKindCode::kStreamlocalForward: return "streamlocal-forward";
   }
   return "unknown";
 }
@@ -226,7 +229,7 @@ Status Decode(const std::string& payload, ForwardEvent* m) {
   Status st = Done(r, "forward event");
   if (!st.ok()) return st;
   if (phase < 1 || phase > 4) return Status::Invalid("forward event: unknown phase");
-  if (kind < 1 || kind > 4) return Status::Invalid("forward event: unknown kind");
+  if (kind < 1 || kind > kForwardKindCount) return Status::Invalid("forward event: unknown kind");
   m->phase = static_cast<ForwardPhase>(phase);
   m->kind = static_cast<ForwardKindCode>(kind);
   return Status::Ok();

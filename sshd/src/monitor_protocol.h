@@ -112,7 +112,16 @@ struct StreamsResult {
 // audit log and the metrics. Untrusted text and numbers from the network child, used for
 // accounting only (sanitised before they are written).
 enum class ForwardPhase : uint8_t { kOpened = 1, kEnded = 2, kRefused = 3, kListening = 4 };
-enum class ForwardKindCode : uint8_t { kDirectTcpip = 1, kForwardedTcpip = 2, kAuthAgent = 3, kTcpipForward = 4 };
+enum class ForwardKindCode : uint8_t {
+  kDirectTcpip = 1,
+  kForwardedTcpip = 2,
+  kAuthAgent = 3,
+  kTcpipForward = 4,
+  kDirectStreamlocal = 5,     // ssh -L PORT:/path.sock
+  kForwardedStreamlocal = 6,  // a connection to a -R /path.sock listener
+  kStreamlocalForward = 7,    // the -R /path.sock listener itself
+};
+inline constexpr uint8_t kForwardKindCount = 7;
 inline constexpr size_t kMaxForwardText = 512;
 struct ForwardEvent {
   ForwardPhase phase = ForwardPhase::kOpened;

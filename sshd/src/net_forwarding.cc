@@ -4,6 +4,7 @@
 // descriptors it holds, and the mux's socket was connected by a process of the webapp.
 #include <fcntl.h>
 #include <cerrno>
+#include <functional>
 #include <poll.h>
 
 #include <spdlog/spdlog.h>
@@ -101,9 +102,30 @@ int NetSession::OnMessage(ssh_session, ssh_message message, void* self) {
   if (type == SSH_REQUEST_CHANNEL_OPEN && subtype == SSH_CHANNEL_DIRECT_TCPIP) return s->HandleDirectTcpip(message);
   if (type == SSH_REQUEST_GLOBAL && subtype == SSH_GLOBAL_REQUEST_TCPIP_FORWARD) return s->HandleTcpipForward(message);
   if (type == SSH_REQUEST_GLOBAL && subtype == SSH_GLOBAL_REQUEST_CANCEL_TCPIP_FORWARD) {
-    return s->HandleCancelTcpipForward(message);
+    return s->HandleCancelForward(message, bridge::ListenKind::kTcp);
   }
-  return 1;  // x11, streamlocal (not exposed by libssh), unknown: a failure reply
+#ifdef LIBSSH_ALLGO_STREAMLOCAL
+  // Only scripts/build-libssh's patched libssh passes these on (docs/forwarding.md); a stock
+  // libssh answers streamlocal-forward itself and gives direct-streamlocal as "unknown".
+  if (type == SSH_REQUEST_CHANNEL_OPEN && subtype == SSH_CHANNEL_DIRECT_STREAMLOCAL) {
+    return s->HandleDirectStreamlocal(message);
+  }
+  if (type == SSH_REQUEST_GLOBAL && subtype == SSH_GLOBAL_REQUEST_STREAMLOCAL_FORWARD) {
+    return s->HandleStreamlocalForward(message);
+  }
+  if (type == SSH_REQUEST_GLOBAL && subtype == SSH_GLOBAL_REQUEST_CANCEL_STREAMLOCAL_FORWARD) {
+    return s->HandleCancelForward(message, bridge::ListenKind::kUnix);
+  }
+#endif
+  return 1;  // x11, streamlocal under a stock libssh, unknown: a failure reply
+}
+
+int NetSession::RefuseForward(ForwardKindCode kind, const char* label, const std::string& what,
+                              const std::string& origin, const std::string& why) {
+  spdlog::info("forward {} refused: user={} client={} {}={} reason={}", ForwardKindName(kind), user_,
+               settings_.conn.Client(), label, what, why);
+  ReportForward(ForwardPhase::kRefused, kind, what, origin, "refused: " + why);
+  return 1;
 }
 
 int NetSession::HandleDirectTcpip(ssh_message message) {
@@ -115,20 +137,39 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
   int origin_port = ssh_message_channel_request_open_originator_port(message);
   std::string target = SanitizeForLog(Endpoint(host, port), 300);
   auto refuse = [&](const std::string& why) {
-    spdlog::info("forward direct-tcpip refused: user={} client={} target={} reason={}", user_,
-                 settings_.conn.Client(), target, why);
-    ReportForward(ForwardPhase::kRefused, ForwardKindCode::kDirectTcpip, target, origin_host, "refused: " + why);
-    return 1;
+    return RefuseForward(ForwardKindCode::kDirectTcpip, "target", target, origin_host, why);
   };
   if (!forward_policy_.local_tcp) return refuse("allow_tcp_forwarding or the key's options forbid it");
   if (port <= 0 || port > 65535) return refuse("bad port");
   if (!PermitsOpen(forward_policy_, host, static_cast<uint32_t>(port))) return refuse("not in permit_open / permitopen");
+  bridge::StreamOpen open{0, bridge::StreamKind::kTcp, host, static_cast<uint32_t>(port), origin_host,
+                          static_cast<uint32_t>(origin_port < 0 ? 0 : origin_port), 0, StreamMux::kWindow};
+  return OpenDirect(message, std::move(open), target, refuse);
+}
+
+// direct-streamlocal@openssh.com (ssh -L PORT:/path.sock): a unix socket inside the sandbox.
+// As OpenSSH, permit_open does not apply to socket paths; allow_stream_local_forwarding and
+// the key's port-forwarding option do.
+int NetSession::HandleDirectStreamlocal(ssh_message message) {
+  const char* path_c = ssh_message_channel_request_open_destination(message);
+  std::string path = path_c ? path_c : "";
+  std::string target = SanitizeForLog(path, 300);
+  auto refuse = [&](const std::string& why) {
+    return RefuseForward(ForwardKindCode::kDirectStreamlocal, "target", target, "", why);
+  };
+  if (!forward_policy_.local_unix) return refuse("allow_stream_local_forwarding or the key's options forbid it");
+  return OpenDirect(message, bridge::StreamOpen{0, bridge::StreamKind::kUnix, path, 0, "", 0, 0, StreamMux::kWindow},
+                    target, refuse);
+}
+
+int NetSession::OpenDirect(ssh_message message, bridge::StreamOpen open, const std::string& target,
+                           const std::function<int(const std::string&)>& refuse) {
+  const bool unix_socket = open.kind == bridge::StreamKind::kUnix;
   if (LiveForwards() >= forward_policy_.max_forwards) return refuse("max_forwards reached");
   if (!EnsureMux().ok()) return refuse(mux_error_);
   uint32_t id = mux_->NewStreamId();
   if (id == 0) return refuse("too many streams");
-  bridge::StreamOpen open{id, bridge::StreamKind::kTcp, host, static_cast<uint32_t>(port), origin_host,
-                          static_cast<uint32_t>(origin_port < 0 ? 0 : origin_port), 0, StreamMux::kWindow};
+  open.stream = id;
   if (!bridge::Validate(open, bridge::Mode::kStream).empty()) {
     // The originator is for logs only: a client that sends garbage there loses it, not the forward.
     open.origin_host.clear();
@@ -136,8 +177,11 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
     if (std::string why = bridge::Validate(open, bridge::Mode::kStream); !why.empty()) return refuse(why);
   }
   std::string origin = open.origin_host.empty() ? "" : Endpoint(open.origin_host, static_cast<int>(open.origin_port));
-  auto forward = std::make_unique<ForwardChannel>(mux_.get(), session_, id, target, origin);
+  auto forward = std::make_unique<ForwardChannel>(
+      mux_.get(), session_, unix_socket ? ForwardChannel::Kind::kDirectUnix : ForwardChannel::Kind::kDirect, id, target,
+      origin);
   ForwardChannel* f = forward.get();
+  const char* kind = ForwardKindName(f->record().kind);
   mux_->Send(open);
   if (!mux_->WaitUntil([f] { return f->answered(); }, kOpenWaitMs)) {
     if (mux_->broken()) {
@@ -155,12 +199,12 @@ int NetSession::HandleDirectTcpip(ssh_message message) {
   ssh_channel channel = ssh_message_channel_request_open_reply_accept(message);
   if (channel == nullptr) {
     forward.reset();  // sends stream-close
-    spdlog::warn("forward direct-tcpip: user={} target={}: cannot accept the channel", user_, target);
+    spdlog::warn("forward {}: user={} target={}: cannot accept the channel", kind, user_, target);
     return 0;  // libssh already answered
   }
   f->Connect(channel);
-  ReportForward(ForwardPhase::kOpened, ForwardKindCode::kDirectTcpip, target, origin, "opened");
-  spdlog::debug("forward direct-tcpip open: user={} target={} stream={}", user_, target, id);
+  ReportForward(ForwardPhase::kOpened, f->record().kind, target, origin, "opened");
+  spdlog::debug("forward {} open: user={} target={} stream={}", kind, user_, target, id);
   forwards_.push_back(std::move(forward));
   return 0;
 }
@@ -194,44 +238,69 @@ int NetSession::HandleTcpipForward(ssh_message message) {
   int port = ssh_message_global_request_port(message);
   std::string what = SanitizeForLog(Endpoint(address, port), 300);
   auto refuse = [&](const std::string& why) {
-    spdlog::info("forward tcpip-forward refused: user={} client={} listen={} reason={}", user_,
-                 settings_.conn.Client(), what, why);
-    ReportForward(ForwardPhase::kRefused, ForwardKindCode::kTcpipForward, what, "", "refused: " + why);
-    return 1;
+    return RefuseForward(ForwardKindCode::kTcpipForward, "listen", what, "", why);
   };
   if (!forward_policy_.remote_tcp) return refuse("allow_tcp_forwarding or the key's options forbid it");
   if (port < 0 || port > 65535) return refuse("bad port");
   if (!PermitsListen(forward_policy_, address, static_cast<uint32_t>(port))) {
     return refuse("not allowed by permit_listen / permitlisten / gateway_ports");
   }
+  return StartListener(message, bridge::Listen{0, bridge::ListenKind::kTcp, BindAddress(forward_policy_, address),
+                                               static_cast<uint32_t>(port)},
+                       address, what, refuse);
+}
+
+// streamlocal-forward@openssh.com (ssh -R /path.sock:...): a unix listener inside the sandbox
+// (made 0600 by the agent, as OpenSSH's StreamLocalBindMask). As OpenSSH, permit_listen and
+// gateway_ports do not apply to socket paths.
+int NetSession::HandleStreamlocalForward(ssh_message message) {
+  const char* path_c = ssh_message_global_request_address(message);
+  std::string path = path_c ? path_c : "";
+  std::string what = SanitizeForLog(path, 300);
+  auto refuse = [&](const std::string& why) {
+    return RefuseForward(ForwardKindCode::kStreamlocalForward, "listen", what, "", why);
+  };
+  if (!forward_policy_.remote_unix) return refuse("allow_stream_local_forwarding or the key's options forbid it");
+  return StartListener(message, bridge::Listen{0, bridge::ListenKind::kUnix, path, 0}, path, what, refuse);
+}
+
+int NetSession::StartListener(ssh_message message, bridge::Listen request, const std::string& requested_address,
+                              const std::string& what, const std::function<int(const std::string&)>& refuse) {
+  const bool unix_socket = request.kind == bridge::ListenKind::kUnix;
+  // TCP and unix listeners share max_listeners (the agent socket is not counted: one per connection).
   size_t live = 0;
-  for (const auto& [id, l] : listeners_) live += (l.ok && !l.cancelled && l.kind == bridge::ListenKind::kTcp) ? 1 : 0;
+  for (const auto& [id, l] : listeners_) {
+    live += (l.ok && !l.cancelled && l.kind != bridge::ListenKind::kAuthAgent) ? 1 : 0;
+  }
   if (live >= forward_policy_.max_listeners) return refuse("max_listeners reached");
   if (!EnsureMux().ok()) return refuse(mux_error_);
-  bridge::Listen request{next_listener_++, bridge::ListenKind::kTcp, BindAddress(forward_policy_, address),
-                         static_cast<uint32_t>(port)};
+  request.listener = next_listener_++;
   if (std::string why = bridge::Validate(request, bridge::Mode::kStream); !why.empty()) return refuse(why);
-  Listener* l = ListenAndWait(request, address);
+  Listener* l = ListenAndWait(request, requested_address);
   if (l == nullptr || !l->ok || l->cancelled) return refuse(l == nullptr ? "lost" : l->error);
-  spdlog::info("forward tcpip-forward: user={} client={} listen={} bound={}:{} (inside the sandbox)", user_,
-               settings_.conn.Client(), what, request.address, l->bound_port);
-  ReportForward(ForwardPhase::kListening, ForwardKindCode::kTcpipForward, what, "",
-                "listening on " + Endpoint(request.address, static_cast<int>(l->bound_port)) + " inside the sandbox");
+  const ForwardKindCode kind = unix_socket ? ForwardKindCode::kStreamlocalForward : ForwardKindCode::kTcpipForward;
+  const std::string bound = unix_socket ? l->path : Endpoint(request.address, static_cast<int>(l->bound_port));
+  spdlog::info("forward {}: user={} client={} listen={} bound={} (inside the sandbox)", ForwardKindName(kind), user_,
+               settings_.conn.Client(), what, SanitizeForLog(bound, 300));
+  ReportForward(ForwardPhase::kListening, kind, what, "", "listening on " + bound + " inside the sandbox");
   ssh_message_global_request_reply_success(message, static_cast<uint16_t>(l->bound_port));
   return 0;
 }
 
-int NetSession::HandleCancelTcpipForward(ssh_message message) {
+int NetSession::HandleCancelForward(ssh_message message, bridge::ListenKind kind) {
   const char* address_c = ssh_message_global_request_address(message);
   std::string address = address_c ? address_c : "";
-  int port = ssh_message_global_request_port(message);
+  int port = ssh_message_global_request_port(message);  // 0 for a socket path
   for (auto& [id, l] : listeners_) {
-    if (l.kind != bridge::ListenKind::kTcp || l.cancelled || !l.ok) continue;
+    if (l.kind != kind || l.cancelled || !l.ok) continue;
     // The client names its listener as it asked for it; an allocated port by the bound one.
     if (l.requested_address == address && (static_cast<int>(l.bound_port) == port)) {
       l.cancelled = true;
       if (mux_) mux_->Send(bridge::Unlisten{id});
-      spdlog::info("forward cancel-tcpip-forward: user={} listen={}", user_, SanitizeForLog(Endpoint(address, port), 300));
+      spdlog::info("forward cancel-{}: user={} listen={}",
+                   ForwardKindName(kind == bridge::ListenKind::kUnix ? ForwardKindCode::kStreamlocalForward
+                                                                     : ForwardKindCode::kTcpipForward),
+                   user_, SanitizeForLog(kind == bridge::ListenKind::kUnix ? address : Endpoint(address, port), 300));
       ssh_message_global_request_reply_success(message, 0);
       return 0;
     }
@@ -273,12 +342,15 @@ void NetSession::OnListenResult(const bridge::ListenResult& result) {
 }
 
 void NetSession::OnIncoming(const bridge::StreamOpen& open) {
-  const ForwardKindCode code =
-      open.kind == bridge::StreamKind::kAuthAgent ? ForwardKindCode::kAuthAgent : ForwardKindCode::kForwardedTcpip;
+  const ForwardKindCode code = open.kind == bridge::StreamKind::kAuthAgent       ? ForwardKindCode::kAuthAgent
+                               : open.kind == bridge::StreamKind::kForwardedUnix ? ForwardKindCode::kForwardedStreamlocal
+                                                                                 : ForwardKindCode::kForwardedTcpip;
   auto refuse = [&](bridge::RefuseReason reason, const std::string& why) {
     mux_->Send(bridge::StreamRefuse{open.stream, reason, why});
-    ReportForward(ForwardPhase::kRefused, code, open.host + ":" + std::to_string(open.port), open.origin_host,
-                  "refused: " + why);
+    ReportForward(ForwardPhase::kRefused, code,
+                  open.kind == bridge::StreamKind::kForwardedUnix ? open.host
+                                                                  : open.host + ":" + std::to_string(open.port),
+                  open.origin_host, "refused: " + why);
   };
   auto it = listeners_.find(open.listener);
   if (it == listeners_.end()) {
@@ -293,6 +365,7 @@ void NetSession::OnIncoming(const bridge::StreamOpen& open) {
   }
   Listener& l = it->second;
   bool kind_ok = (l.kind == bridge::ListenKind::kTcp && open.kind == bridge::StreamKind::kForwardedTcp) ||
+                 (l.kind == bridge::ListenKind::kUnix && open.kind == bridge::StreamKind::kForwardedUnix) ||
                  (l.kind == bridge::ListenKind::kAuthAgent && open.kind == bridge::StreamKind::kAuthAgent);
   if (!kind_ok) {
     refuse(bridge::RefuseReason::kUnknownType, "stream kind does not match the listener");
@@ -311,9 +384,12 @@ void NetSession::OnIncoming(const bridge::StreamOpen& open) {
     // The client matches forwarded-tcpip to its -R by the address it asked for and the port.
     shown.host = l.requested_address.empty() ? "localhost" : l.requested_address;
     shown.port = l.bound_port;
+  } else if (open.kind == bridge::StreamKind::kForwardedUnix) {
+    shown.host = l.requested_address;  // forwarded-streamlocal: by the path it asked for
   }
-  auto kind = open.kind == bridge::StreamKind::kAuthAgent ? ForwardChannel::Kind::kAuthAgent
-                                                          : ForwardChannel::Kind::kForwardedTcp;
+  auto kind = open.kind == bridge::StreamKind::kAuthAgent       ? ForwardChannel::Kind::kAuthAgent
+              : open.kind == bridge::StreamKind::kForwardedUnix ? ForwardChannel::Kind::kForwardedUnix
+                                                                : ForwardChannel::Kind::kForwardedTcp;
   forwards_.push_back(std::make_unique<ForwardChannel>(mux_.get(), session_, shown, kind));
   ReportForward(ForwardPhase::kOpened, code, forwards_.back()->record().target, forwards_.back()->record().origin,
                 "opened");

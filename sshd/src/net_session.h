@@ -16,6 +16,7 @@
 
 #include <chrono>
 #include <deque>
+#include <functional>
 #include <list>
 #include <map>
 #include <memory>
@@ -96,13 +97,26 @@ class NetSession : public StreamMuxOwner {
   bool CheckLiveness();
   static ssh_channel OnChannelOpen(ssh_session, void* self);
   static int OnMonitorFd(socket_t fd, int revents, void* self);
-  // Forwarding (docs/forwarding.md): direct-tcpip channel opens and tcpip-forward /
-  // cancel-tcpip-forward global requests reach us as libssh messages.
+  // Forwarding (docs/forwarding.md): direct-tcpip / direct-streamlocal channel opens and
+  // tcpip-forward / streamlocal-forward (and their cancels) global requests reach us as libssh
+  // messages (the streamlocal ones only with scripts/build-libssh's patched libssh).
+  // Each returns OnMessage's answer: 0 handled, 1 libssh's failure reply.
   static int OnMessage(ssh_session session, ssh_message message, void* self);
   static int OnMuxFd(socket_t fd, int revents, void* self);
   int HandleDirectTcpip(ssh_message message);
+  int HandleDirectStreamlocal(ssh_message message);
   int HandleTcpipForward(ssh_message message);
-  int HandleCancelTcpipForward(ssh_message message);
+  int HandleStreamlocalForward(ssh_message message);
+  int HandleCancelForward(ssh_message message, bridge::ListenKind kind);
+  // The parts the TCP and unix-socket kinds share once their own checks passed: the limits,
+  // the stream (or listener) opened inside the sandbox, the answer to the client.
+  int OpenDirect(ssh_message message, bridge::StreamOpen open, const std::string& target,
+                 const std::function<int(const std::string&)>& refuse);
+  int StartListener(ssh_message message, bridge::Listen request, const std::string& requested_address,
+                    const std::string& what, const std::function<int(const std::string&)>& refuse);
+  // One refusal's log line and ForwardEvent; returns 1 (libssh's failure reply).
+  int RefuseForward(ForwardKindCode kind, const char* label, const std::string& what, const std::string& origin,
+                    const std::string& why);
   // The connection's stream mux, opened on first use (monitor OpenStreams + hello).
   Status EnsureMux();
   // Sends `listen` and waits for its result; nullptr-free: the listener's entry.

@@ -165,6 +165,16 @@ TEST(MonitorProtocol, ForwardEventRoundTripsAndIsBounded) {
   bad[2] = 0;
   EXPECT_FALSE(Decode(bad, &out).ok());
   EXPECT_FALSE(Decode(Encode(in) + "x", &out).ok()) << "trailing bytes";
+  // The streamlocal kinds travel and are named as the audit log and the metrics show them;
+  // one past the last is refused.
+  in.kind = ForwardKindCode::kStreamlocalForward;
+  ASSERT_TRUE(Decode(Encode(in), &out).ok());
+  EXPECT_STREQ(ForwardKindName(out.kind), "streamlocal-forward");
+  EXPECT_STREQ(ForwardKindName(ForwardKindCode::kDirectStreamlocal), "direct-streamlocal");
+  EXPECT_STREQ(ForwardKindName(ForwardKindCode::kForwardedStreamlocal), "forwarded-streamlocal");
+  bad = Encode(in);
+  bad[2] = kForwardKindCount + 1;
+  EXPECT_FALSE(Decode(bad, &out).ok());
 }
 
 TEST(MonitorProtocol, SessionEndCarries64BitCounts) {

@@ -331,5 +331,212 @@ TEST_F(SshdForwardTest, VsCodeLikeFlowAndControlMasterForward) {
   test::Run({"ssh", "-S", control, "-O", "exit", "x"});
 }
 
+// Unix-socket forwarding (ssh -L PORT:/path.sock, ssh -R /path.sock:host:port): the
+// direct-streamlocal / streamlocal-forward requests scripts/build-libssh's patched libssh
+// passes on (scripts/libssh-patches). The sandbox has its own /tmp (bubblewrap --tmpfs), so a
+// socket under /tmp there and the frontend's own socket under the test's /tmp differ.
+#ifdef ALLGO_LIBSSH_STREAMLOCAL
+constexpr bool kPatchedLibssh = true;
+#else
+constexpr bool kPatchedLibssh = false;
+#endif
+
+class SshdStreamLocalTest : public SshdForwardTest {
+ protected:
+  void SetUp() override {
+    SshdForwardTest::SetUp();
+    if (HasFatalFailure()) return;
+    // A unix-socket server answering "<reply> <first line received>", then closing.
+    WriteFile(fs::path(shared_) / "unix_server.py",
+              "import socket, sys\n"
+              "s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+              "s.bind(sys.argv[1])\n"
+              "s.listen(16)\n"
+              "print('ready', flush=True)\n"
+              "while True:\n"
+              "    c, _ = s.accept()\n"
+              "    print('accepted', flush=True)\n"
+              "    c.sendall(sys.argv[2].encode() + b' ' + c.recv(1024))\n"
+              "    c.close()\n");
+  }
+
+  // A long-running session whose command runs `command` inside the sandbox.
+  std::unique_ptr<Daemon> SandboxDaemon(const std::string& command, const std::string& log) {
+    std::vector<std::string> argv = {"ssh", "-T"};
+    for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
+    argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1", command});
+    return std::make_unique<Daemon>(argv, tmp_ / log);
+  }
+  // An `ssh -N` client with `forward` (e.g. {"-L", "..."}).
+  std::unique_ptr<Daemon> ForwardingClient(const std::vector<std::string>& forward, const std::string& log) {
+    std::vector<std::string> argv = {"ssh", "-N"};
+    argv.insert(argv.end(), forward.begin(), forward.end());
+    for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
+    argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+    return std::make_unique<Daemon>(argv, tmp_ / log);
+  }
+  // Sends "ping\n" to 127.0.0.1:port on the frontend and returns all it answers ("" when the
+  // connection is closed without a word, as ssh does for a refused forward).
+  std::string Ping(int port) {
+    return test::Run({"python3", "-c",
+                      "import socket\ntry:\n"
+                      "    s = socket.create_connection(('127.0.0.1', " + std::to_string(port) + "), timeout=10)\n"
+                      "    s.sendall(b'ping\\n')\n"
+                      "    out = b''\n"
+                      "    while True:\n"
+                      "        d = s.recv(4096)\n"
+                      "        if not d: break\n"
+                      "        out += d\n"
+                      "    print(out.decode(), end='')\n"
+                      "except OSError:\n"
+                      "    pass\n"})
+        .out;
+  }
+};
+
+TEST_F(SshdStreamLocalTest, LocalForwardReachesASocketInsideTheSandboxNotTheFrontends) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
+  const std::string audit = tmp_ / "audit.jsonl";
+  const int metrics_port = FreeLoopbackPort();
+  StartServer("audit_log = " + audit + "\nmetrics_listen = 127.0.0.1:" + std::to_string(metrics_port) + "\n");
+  // The sandbox's server on /tmp/app.sock: its /tmp, which the frontend does not see.
+  auto app = SandboxDaemon("exec python3 " + ShellQuote(shared_ + "/unix_server.py") + " /tmp/app.sock sandbox-unix",
+                           "app.log");
+  ASSERT_TRUE(WaitFor([&] { return app->Log().find("ready") != std::string::npos; }, 15000))
+      << app->Log() << server_->log();
+  EXPECT_FALSE(fs::exists("/tmp/app.sock"));
+  // The frontend's own server on a path that exists only on the frontend.
+  const std::string front_sock = tmp_ / "front.sock";
+  Daemon front({"python3", shared_ + "/unix_server.py", front_sock, "frontend-unix"}, tmp_ / "front-unix.log");
+  ASSERT_TRUE(WaitFor([&] { return front.Log().find("ready") != std::string::npos; }, 10000)) << front.Log();
+
+  const int local = FreeLoopbackPort(), front_local = FreeLoopbackPort();
+  auto client = ForwardingClient({"-o", "ExitOnForwardFailure=yes", "-L",
+                                  "127.0.0.1:" + std::to_string(local) + ":/tmp/app.sock", "-L",
+                                  "127.0.0.1:" + std::to_string(front_local) + ":" + front_sock},
+                                 "client.log");
+  std::string got;
+  ASSERT_TRUE(WaitFor([&] { return (got = Ping(local)) == "sandbox-unix ping\n"; }, 15000))
+      << got << client->Log() << server_->log();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Ping(local), "sandbox-unix ping\n");
+  // The frontend-only path does not exist inside the sandbox: refused, nothing from the frontend.
+  EXPECT_EQ(Ping(front_local), "");
+  EXPECT_TRUE(server_->WaitForLog("forward direct-streamlocal refused: user=sleep")) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("target=" + front_sock));
+  EXPECT_THAT(front.Log(), Not(HasSubstr("accepted"))) << "the frontend's socket was never reached";
+  // One end line per forward, audited and counted under its own kind.
+  EXPECT_TRUE(server_->WaitForLog("forward direct-streamlocal end: user=sleep")) << server_->log();
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(audit).find("\"kind\":\"direct-streamlocal\"") != std::string::npos; },
+                      10000))
+      << ReadFile(audit);
+  EXPECT_THAT(ReadFile(audit), HasSubstr("\"target\":\"/tmp/app.sock\""));
+  std::string metrics;
+  EXPECT_TRUE(WaitFor([&] {
+    metrics = test::Run({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"}).out;
+    return metrics.find("allgo_ssh_forwards_total{kind=\"direct-streamlocal\",result=\"refused\"} 1") != std::string::npos;
+  }, 10000)) << metrics;
+  EXPECT_THAT(metrics, Not(HasSubstr("allgo_ssh_forwards_total{kind=\"direct-streamlocal\",result=\"accepted\"} 0")));
+  client->Stop(SIGTERM, 5000);
+  app->Stop(SIGTERM, 5000);
+}
+
+TEST_F(SshdStreamLocalTest, RemoteForwardListensOnASocketInsideTheSandbox) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
+  // The listener is made inside the sandbox; a client there connects to it and reaches the
+  // frontend's web server through the SSH client (the client's side of -R).
+  const std::string sock = "/tmp/allgo-rf-" + std::to_string(getpid()) + ".sock";
+  std::string fetch = "python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('" + sock +
+                      "'); s.sendall(b'GET /marker.txt HTTP/1.0\\r\\n\\r\\n'); "
+                      "print(b''.join(iter(lambda: s.recv(4096), b'')).decode())\"; ls -l " + sock;
+  RunResult r = Ssh(fetch, {"-o", "ExitOnForwardFailure=yes", "-R", sock + ":127.0.0.1:" + std::to_string(port_)});
+  EXPECT_EQ(r.exit_code, 0) << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("200 OK"));
+  EXPECT_THAT(r.out, HasSubstr("frontend"));
+  EXPECT_THAT(r.out, HasSubstr("srw-------")) << "the listener is the user's own (0600), as OpenSSH's";
+  EXPECT_TRUE(server_->WaitForLog("forward streamlocal-forward: user=sleep")) << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forward forwarded-streamlocal end: user=sleep")) << server_->log();
+  // The socket never existed on the frontend, and is gone from the sandbox with the connection.
+  EXPECT_FALSE(fs::exists(sock));
+  EXPECT_TRUE(WaitFor([&] { return Ssh("test -e " + sock + " || echo gone").out == "gone\n"; }, 10000));
+
+  // ControlMaster: `-O forward -R /path:...` then `-O cancel` (cancel-streamlocal-forward@openssh.com).
+  const std::string control = tmp_ / "cm.sock", later = sock + ".cm";
+  std::vector<std::string> master = {"ssh", "-M", "-S", control, "-N"};
+  for (const auto& o : server_->ClientOptions(key_.private_path)) master.push_back(o);
+  master.insert(master.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
+  Daemon m(master, tmp_ / "master.log");
+  ASSERT_TRUE(WaitFor([&] { return fs::exists(control); }, 15000)) << m.Log();
+  const std::string spec = later + ":127.0.0.1:" + std::to_string(port_);
+  RunResult fwd = test::Run({"ssh", "-S", control, "-O", "forward", "-R", spec, "x"});
+  EXPECT_EQ(fwd.exit_code, 0) << fwd.err;
+  EXPECT_TRUE(WaitFor([&] { return Ssh("test -S " + later + " && echo there").out == "there\n"; }, 10000))
+      << server_->log();
+  fwd = test::Run({"ssh", "-S", control, "-O", "cancel", "-R", spec, "x"});
+  EXPECT_EQ(fwd.exit_code, 0) << fwd.err << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forward cancel-streamlocal-forward: user=sleep")) << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return Ssh("test -e " + later + " || echo gone").out == "gone\n"; }, 10000));
+  test::Run({"ssh", "-S", control, "-O", "exit", "x"});
+}
+
+TEST_F(SshdStreamLocalTest, PolicyAndKeyOptionsRefuseStreamLocal) {
+  if (!kPatchedLibssh) GTEST_SKIP() << "libssh without scripts/libssh-patches";
+  for (const auto& [sshd, sections] : std::vector<std::pair<std::string, std::string>>{
+           {"allow_stream_local_forwarding = no\n", ""},
+           {"", "[authkeys]\nkey_options = no-port-forwarding\n"},
+           {"", "[authkeys]\nkey_options = restrict\n"}}) {
+    SCOPED_TRACE(sshd + sections);
+    StartServer(sshd, sections);
+    const int local = FreeLoopbackPort();
+    auto client = ForwardingClient({"-L", "127.0.0.1:" + std::to_string(local) + ":/tmp/app.sock"}, "refused.log");
+    // The client listens locally; each connection's channel open gets a failure reply.
+    EXPECT_TRUE(WaitFor([&] { return server_->log().find("forward direct-streamlocal refused") != std::string::npos ||
+                                     !Ping(local).empty(); }, 15000));
+    EXPECT_EQ(Ping(local), "");
+    EXPECT_THAT(server_->log(), HasSubstr("reason=allow_stream_local_forwarding or the key's options forbid it"));
+    client->Stop(SIGTERM, 5000);
+    RunResult r = Ssh("echo started", {"-o", "ExitOnForwardFailure=yes", "-R", "/tmp/never.sock:127.0.0.1:" +
+                                                                                 std::to_string(port_)});
+    EXPECT_NE(r.exit_code, 0) << r.out;
+    EXPECT_THAT(r.err, HasSubstr("forwarding failed"));
+    EXPECT_TRUE(server_->WaitForLog("forward streamlocal-forward refused: user=sleep")) << server_->log();
+  }
+  // allow_stream_local_forwarding = no leaves TCP forwarding alone.
+  StartServer("allow_stream_local_forwarding = no\n");
+  EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+  // TCP and unix-socket listeners share max_listeners: a TCP -R takes the only one.
+  StartServer("max_listeners = 1\n");
+  RunResult r = Ssh("echo started", {"-o", "ExitOnForwardFailure=yes", "-R", "0:127.0.0.1:" + std::to_string(port_),
+                                     "-R", "/tmp/second.sock:127.0.0.1:" + std::to_string(port_)});
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("forwarding failed"));
+  EXPECT_TRUE(server_->WaitForLog("forward streamlocal-forward refused: user=sleep")) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("reason=max_listeners reached"));
+}
+
+// Built against a libssh without the patch (the build-libssh010 CI build), the same requests
+// get a clean failure reply and the connection lives on.
+TEST_F(SshdStreamLocalTest, StockLibsshRefusesStreamLocalCleanly) {
+  if (kPatchedLibssh) GTEST_SKIP() << "libssh with scripts/libssh-patches serves streamlocal";
+  auto app = SandboxDaemon("exec python3 " + ShellQuote(shared_ + "/unix_server.py") + " /tmp/app.sock sandbox-unix",
+                           "app.log");
+  ASSERT_TRUE(WaitFor([&] { return app->Log().find("ready") != std::string::npos; }, 15000)) << app->Log();
+  const int local = FreeLoopbackPort();
+  auto client = ForwardingClient({"-o", "LogLevel=INFO", "-L", "127.0.0.1:" + std::to_string(local) + ":/tmp/app.sock"},
+                                 "stock.log");
+  // Each connection to the client's port: the channel open gets libssh's failure reply.
+  ASSERT_TRUE(WaitFor([&] {
+    EXPECT_EQ(Ping(local), "");
+    return client->Log().find("open failed: administratively prohibited") != std::string::npos;
+  }, 15000)) << client->Log();
+  EXPECT_THAT(app->Log(), Not(HasSubstr("accepted")));
+  RunResult r = Ssh("echo started", {"-o", "ExitOnForwardFailure=yes", "-R", "/tmp/never.sock:127.0.0.1:" +
+                                                                               std::to_string(port_)});
+  EXPECT_NE(r.exit_code, 0) << r.out;
+  EXPECT_THAT(r.err, HasSubstr("forwarding failed"));
+  EXPECT_EQ(Ssh("echo still-here").out, "still-here\n");
+  client->Stop(SIGTERM, 5000);
+  app->Stop(SIGTERM, 5000);
+}
+
 }  // namespace
 }  // namespace allgo::test

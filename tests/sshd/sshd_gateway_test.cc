@@ -12,6 +12,7 @@
 // come last and put back what they break. Without Docker every test is skipped with the reason.
 // Isolation at the gateway socket (whatever a webapp's uid sends), the key's and the
 // gateway's user are tests/gateway/gateway_test.cc's; this file is what users see through ssh.
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -565,6 +566,42 @@ TEST_F(SshdGatewayTest, ForwardsLandInTheContainerOnItsNode) {
   EXPECT_EQ(r.out, "client side\n");
   Ssh("delta", "pkill httpd || killall httpd");
 }
+
+#ifdef ALLGO_LIBSSH_STREAMLOCAL
+// Unix sockets through the gateway, both directions, with nothing but the agent in the busybox
+// container: client A's `-R /tmp/x.sock:...` makes a socket inside "delta" whose connections
+// come back to A (which reaches the client side's web server); client B's `-L PORT:/tmp/x.sock`
+// connects to that very socket from inside the container. The path never exists here.
+TEST_F(SshdGatewayTest, StreamLocalForwardsLandInTheContainer) {
+  std::string front = g->tmp / "front-unix";
+  fs::create_directories(front);
+  WriteFile(front + "/marker.txt", "client side over unix\n");
+  const int front_port = FreeLoopbackPort(), local = FreeLoopbackPort();
+  Daemon web({"python3", "-m", "http.server", std::to_string(front_port), "--bind", "127.0.0.1", "--directory", front},
+             g->tmp / "front-unix.log");
+  const std::string sock = "/tmp/allgo-gw-" + std::to_string(getpid()) + ".sock";
+  auto client = [&](const std::vector<std::string>& forward, const std::string& log) {
+    std::vector<std::string> argv = {"ssh", "-N", "-o", "ExitOnForwardFailure=yes"};
+    argv.insert(argv.end(), forward.begin(), forward.end());
+    for (const auto& o : g->sshd->ClientOptions(g->key.private_path)) argv.push_back(o);
+    argv.insert(argv.end(), {"-p", std::to_string(g->sshd->port()), "delta@127.0.0.1"});
+    return std::make_unique<Daemon>(argv, g->tmp / log);
+  };
+  auto a = client({"-R", sock + ":127.0.0.1:" + std::to_string(front_port)}, "unix-a.log");
+  ASSERT_TRUE(g->sshd->WaitForLog("forward streamlocal-forward: user=delta", 60000)) << a->Log() << Logs();
+  EXPECT_FALSE(fs::exists(sock));
+  auto b = client({"-L", "127.0.0.1:" + std::to_string(local) + ":" + sock}, "unix-b.log");
+  std::string got;
+  EXPECT_TRUE(WaitFor([&] {
+    got = test::Run({"curl", "-s", "--max-time", "10", "http://127.0.0.1:" + std::to_string(local) + "/marker.txt"}).out;
+    return got == "client side over unix\n";
+  }, 60000)) << got << a->Log() << b->Log() << Logs();
+  EXPECT_TRUE(g->sshd->WaitForLog("forward direct-streamlocal end: user=delta", 20000)) << Logs();
+  EXPECT_TRUE(g->sshd->WaitForLog("forward forwarded-streamlocal end: user=delta", 20000)) << Logs();
+  b->Stop(SIGTERM, 5000);
+  a->Stop(SIGTERM, 5000);
+}
+#endif
 
 }  // namespace
 }  // namespace allgo::test
