@@ -118,6 +118,16 @@ api("DELETE", "/api/kernels/" + kernel)
 print("kernels left: %d" % len(api("GET", "/api/kernels")))
 )PY";
 
+// "" or which of the Debian packages a tool test needs are missing, and how to get them.
+std::string MissingPackages(const std::vector<std::pair<std::string, std::string>>& needed) {
+  std::string missing;
+  for (const auto& [package, path] : needed) {
+    if (!fs::exists(path)) missing += " " + package;
+  }
+  return missing.empty() ? "" : "this test needs Debian's" + missing + " (not installed): run scripts/install-deps";
+}
+const std::pair<std::string, std::string> kWebsocketClient{"python3-websocket", "/usr/lib/python3/dist-packages/websocket"};
+
 // A notebook token nobody could guess.
 std::string RandomHexToken() {
   std::random_device random;
@@ -225,6 +235,7 @@ TEST_F(SshdDevtoolsTest, APlantedPrivateHomeIsRefusedAndNotFollowed) {
 // frontend does not have) and prints the port; then the editor talks HTTP and WebSocket to
 // it through the SOCKS port, names resolved in the sandbox.
 TEST_F(SshdDevtoolsTest, VsCodeLikeFlowHttpAndWebSocketThroughSocks) {
+  ASSERT_EQ(MissingPackages({kWebsocketClient, {"python3-websockets", "/usr/lib/python3/dist-packages/websockets"}}), "");
   WriteFile(shared_ + "/server.py", kSandboxServer);
   WriteFile(tmp_ / "client.py", kSocksWebSocketClient);
   const int socks = FreeLoopbackPort();
@@ -269,8 +280,7 @@ TEST_F(SshdDevtoolsTest, VsCodeLikeFlowHttpAndWebSocketThroughSocks) {
 // through the forward: a kernel made with the REST API runs `print(6*7)` sent on the
 // kernel's WebSocket, and "42" comes back on it.
 TEST_F(SshdDevtoolsTest, JupyterKernelRunsCodeOverItsWebSocketThroughLocalForward) {
-  ASSERT_TRUE(fs::exists("/usr/bin/jupyter-notebook") && fs::exists("/usr/lib/python3/dist-packages/websocket"))
-      << "this test needs Debian's jupyter-notebook and python3-websocket: run scripts/install-deps";
+  ASSERT_EQ(MissingPackages({kWebsocketClient, {"jupyter-notebook", "/usr/bin/jupyter-notebook"}}), "");
   WriteFile(tmp_ / "jupyter.py", kJupyterClient);
   const int inside = FreeLoopbackPort(), local = FreeLoopbackPort();
   const std::string token = RandomHexToken();
