@@ -208,6 +208,7 @@ TEST_F(SshdDevtoolsTest, SessionsGetAWritablePrivateHomeThatPersists) {
 // name in the shared /tmp: a symlink to its own folder (to collect what tools write there), or
 // a folder of its own (with a "server" for the editor to run). Neither is used nor followed:
 // the session keeps the agent's HOME, the agent logs why, the planted folder stays untouched.
+// Nor is a /tmp without the sticky bit trusted.
 TEST_F(SshdDevtoolsTest, APlantedPrivateHomeIsRefusedAndNotFollowed) {
   const std::string loot = shared_ + "/loot";
   fs::create_directories(loot);
@@ -228,6 +229,14 @@ TEST_F(SshdDevtoolsTest, APlantedPrivateHomeIsRefusedAndNotFollowed) {
   r = Ssh(script, {"-T"});
   EXPECT_EQ(r.out, "HOME=/\ndone\n") << r.err;
   EXPECT_THAT(agent_->Log(), HasSubstr("it exists and is owned by uid 65534, not 0"));
+
+  // A /tmp where anyone may rename or remove anyone's entries (no sticky bit) holds nothing
+  // private, even a folder the agent made itself.
+  StartSandbox("chmod 0777 /tmp &&");
+  ASSERT_FALSE(HasFatalFailure());
+  r = Ssh(script, {"-T"});
+  EXPECT_EQ(r.out, "HOME=/\ndone\n") << r.err;
+  EXPECT_THAT(agent_->Log(), HasSubstr("/tmp is writable by others without the sticky bit"));
 }
 
 // VS Code Remote-SSH: `ssh -T -D PORT host bash`, a script on stdin that looks the machine
