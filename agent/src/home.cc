@@ -18,8 +18,10 @@ bool WritableFolder(const char* path) {
   return path && path[0] == '/' && stat(path, &st) == 0 && S_ISDIR(st.st_mode) && access(path, W_OK | X_OK) == 0;
 }
 
-// Why `st` (of /tmp) cannot hold a private folder: others could rename or remove our entry.
-std::string TmpProblem(const struct stat& st) {
+// Why `st` (of /tmp) cannot hold a private folder of `uid`: someone else could rename or
+// remove its entry (the owner of a sticky folder may).
+std::string TmpProblem(const struct stat& st, uid_t uid) {
+  if (st.st_uid != 0 && st.st_uid != uid) return "/tmp is owned by uid " + std::to_string(st.st_uid);
   if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
     return "/tmp is writable by others without the sticky bit";
   }
@@ -53,7 +55,7 @@ std::string SessionHome(const char* agent_home, std::string* refusal) {
   UniqueFd tmp(open(kTmp, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
   struct stat st;
   if (!tmp || fstat(tmp.get(), &st) != 0) return refuse(ErrnoText("cannot open /tmp", errno));
-  if (std::string problem = TmpProblem(st); !problem.empty()) return refuse(problem);
+  if (std::string problem = TmpProblem(st, uid); !problem.empty()) return refuse(problem);
   // mkdirat never follows a symlink in the last component: a planted one makes it EEXIST,
   // and the check below sees it as the link it is.
   if (mkdirat(tmp.get(), name.c_str(), 0700) != 0 && errno != EEXIST) return refuse(ErrnoText("mkdir", errno));

@@ -208,7 +208,7 @@ TEST_F(SshdDevtoolsTest, SessionsGetAWritablePrivateHomeThatPersists) {
 // name in the shared /tmp: a symlink to its own folder (to collect what tools write there), or
 // a folder of its own (with a "server" for the editor to run). Neither is used nor followed:
 // the session keeps the agent's HOME, the agent logs why, the planted folder stays untouched.
-// Nor is a /tmp without the sticky bit trusted.
+// Nor is a /tmp without the sticky bit, or owned by another uid, trusted.
 TEST_F(SshdDevtoolsTest, APlantedPrivateHomeIsRefusedAndNotFollowed) {
   const std::string loot = shared_ + "/loot";
   fs::create_directories(loot);
@@ -237,6 +237,12 @@ TEST_F(SshdDevtoolsTest, APlantedPrivateHomeIsRefusedAndNotFollowed) {
   r = Ssh(script, {"-T"});
   EXPECT_EQ(r.out, "HOME=/\ndone\n") << r.err;
   EXPECT_THAT(agent_->Log(), HasSubstr("/tmp is writable by others without the sticky bit"));
+  // Nor one whose owner (who may remove anything in it, sticky or not) is another uid.
+  StartSandbox("chown 65534 /tmp && chmod 1777 /tmp &&");
+  ASSERT_FALSE(HasFatalFailure());
+  r = Ssh(script, {"-T"});
+  EXPECT_EQ(r.out, "HOME=/\ndone\n") << r.err;
+  EXPECT_THAT(agent_->Log(), HasSubstr("/tmp is owned by uid 65534"));
 }
 
 // VS Code Remote-SSH: `ssh -T -D PORT host bash`, a script on stdin that looks the machine
