@@ -10,9 +10,11 @@
 //
 // /tmp is shared with every uid of the sandbox, so the folder is trusted only when it is what
 // the agent would have made: a real folder (a symlink is seen, never followed), owned by the
-// session's uid, writable by nobody else. Anything else planted under that name (a symlink to
-// another user's folder, a folder another uid prepared with a tool binary inside) is refused:
-// the session keeps the agent's HOME, and the agent says why in its log.
+// session's uid, writable by nobody else, in a /tmp where nobody but root and that uid may
+// remove or rename it (sticky, or writable by its owner only). Anything else planted under
+// that name (a symlink to another user's folder, a folder another uid prepared with a tool
+// binary inside) is refused: the session keeps the agent's HOME, and the agent says why in
+// its log.
 #pragma once
 
 #include <sys/types.h>
