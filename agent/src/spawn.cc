@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "allgo/bridge/io.h"
+#include "home.h"
+#include "log.h"
 
 extern char** environ;
 
@@ -21,6 +23,7 @@ rlim_t g_child_nofile = RLIM_INFINITY;  // RLIM_INFINITY: leave the limit alone
 
 struct ExecPlan {
   std::string path;
+  std::string home;  // the session's HOME ("" = none): a login shell starts there
   std::vector<std::string> args;
   std::vector<std::string> env;
   std::vector<char*> argv;
@@ -49,7 +52,11 @@ ExecPlan PlanFor(const Open& request) {
     plan.path = "/bin/sh";
     plan.args = {"sh", "-c", request.command};
   }
-  plan.env = SessionEnvironment(request);
+  // Decided here, in the agent, before the fork: the refusal reaches the agent's log.
+  std::string refusal;
+  plan.home = SessionHome(getenv("HOME"), &refusal);
+  if (!refusal.empty()) Log(LogLevel::kWarn, "home: %s", refusal.c_str());
+  plan.env = SessionEnvironment(request, plan.home);
   plan.Finish();
   return plan;
 }
@@ -97,10 +104,11 @@ std::string ExecReport(const Spawned& spawned) {
 
 void SetChildFileLimit(rlim_t soft) { g_child_nofile = soft; }
 
-std::vector<std::string> SessionEnvironment(const Open& request) {
+std::vector<std::string> SessionEnvironment(const Open& request, const std::string& home) {
   std::vector<std::string> env;
   auto overridden = [&request](std::string_view entry) {
     std::string_view name = entry.substr(0, entry.find('='));
+    if (name == "HOME") return true;
     for (const auto& [n, v] : request.env) {
       if (n == name) return true;
     }
@@ -110,6 +118,7 @@ std::vector<std::string> SessionEnvironment(const Open& request) {
     if (!overridden(*e)) env.emplace_back(*e);
   }
   for (const auto& [name, value] : request.env) env.push_back(name + "=" + value);
+  if (!home.empty()) env.push_back("HOME=" + home);
   if (request.pty) {
     bool has_term = false;
     for (const auto& [name, value] : request.env) has_term |= name == "TERM";
@@ -185,13 +194,10 @@ Spawned Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup s
   if (pid == 0) {
     close(report[0]);
     PrepareChild();
-    // A login shell starts in the user's home, as sshd's do (the container's HOME: docker
-    // exec sets it from the image's /etc/passwd); a command stays in the working folder
-    // (the container's WORKDIR). A missing home is not an error, the shell starts in place.
-    if (request.login_shell) {
-      const char* home = getenv("HOME");
-      if (home && *home == '/' && chdir(home) != 0) errno = 0;
-    }
+    // A login shell starts in the session's home, as sshd's do (home.h); a command stays in
+    // the working folder (the container's WORKDIR). A missing home is not an error, the
+    // shell starts in place.
+    if (request.login_shell && plan.home.rfind('/', 0) == 0 && chdir(plan.home.c_str()) != 0) errno = 0;
     if (!setup()) {
       int e = errno;
       ssize_t ignored = write(report[1], &e, sizeof e);

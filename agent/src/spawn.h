@@ -23,8 +23,9 @@ namespace allgo::bridge {
 void SetChildFileLimit(rlim_t soft);
 
 // The environment of a session: the agent's own (what the container was started with, e.g.
-// PATH from the image) overlaid with the client's forwardable variables.
-std::vector<std::string> SessionEnvironment(const Open& request);
+// PATH from the image) overlaid with the client's forwardable variables, and HOME = `home`
+// (SessionHome, home.h; "" = the agent's HOME, if any, is dropped).
+std::vector<std::string> SessionEnvironment(const Open& request, const std::string& home);
 
 // "" or, when `request` is a file-transfer server (sftp-server, scp, rsync --server) that this
 // sandbox does not have, one line saying so and what the image needs. Without it the client

@@ -92,6 +92,31 @@ TEST_P(SshdDockerTest, LoginLandsInTheContainer) {
   EXPECT_THAT(r.out, HasSubstr("\n0\nHOME=/root\n/\nsleep infinity"));
 }
 
+// A container whose user is the webapp's uid, unknown to the image's /etc/passwd: Docker gives
+// it HOME=/, which that uid cannot write. Tools that install themselves under ~ (VS Code's
+// ~/.vscode-server, JetBrains' ~/.cache/JetBrains) get a private home the agent makes inside
+// the container, kept across logins, never on the frontend (agent/src/home.h).
+TEST_P(SshdDockerTest, AUserTheImageDoesNotKnowGetsAWritableHomeInTheContainer) {
+  ALLGO_REQUIRE_DOCKER(docker);
+  // The root container of SetUp replaced, with its agent's files (root's) gone from the
+  // bridge folder, as for a fresh webapp.
+  const std::string image = sandbox_->options().image;
+  sandbox_.reset();
+  for (const char* name : {"agent.lock", "agent.sock"}) fs::remove(fs::path(bridge_) / name);
+  sandbox_ = std::make_unique<DockerSandbox>(
+      docker, DockerSandboxOptions{.name = "sleep", .image = image, .hostname = "sleep-webapp",
+                                   .bridge_dir = bridge_, .allow_uid = uid_, .binds = {shared_},
+                                   .run_options = {"--user", std::to_string(uid_) + ":65534"}});
+  ASSERT_EQ(sandbox_->Start(), "");
+  const std::string uid = std::to_string(uid_), home = "/tmp/allgo-home-" + uid;
+  RunResult r = Ssh("mkdir -p ~/.vscode-server/bin && echo ok > ~/.vscode-server/x && cat ~/.vscode-server/x && "
+                    "echo $HOME && id -u && stat -c '%a %u' \"$HOME\"", {"-T"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << sandbox_->Logs();
+  EXPECT_EQ(r.out, "ok\n" + home + "\n" + uid + "\n700 " + uid + "\n") << r.err;
+  EXPECT_EQ(Ssh("cat ~/.vscode-server/x", {"-T"}).out, "ok\n");
+  EXPECT_FALSE(fs::exists(home)) << "made on the frontend";
+}
+
 TEST_P(SshdDockerTest, ExitCodesStderrStdinEofSignalsAndBinaryData) {
   RunResult r = Ssh("echo out; echo oops >&2; exit 3");
   EXPECT_EQ(r.exit_code, 3) << r.err << server_->log();

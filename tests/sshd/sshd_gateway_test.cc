@@ -603,5 +603,31 @@ TEST_F(SshdGatewayTest, StreamLocalForwardsLandInTheContainer) {
 }
 #endif
 
+// The docker backend's agent (one `--stdio` exec per session) gives the same private home as
+// the bridge's: in a busybox container whose user is the webapp's uid, unknown to the image
+// (Docker's HOME=/, not writable), VS Code's ~/.vscode-server can be made, and it is there at
+// the next login (a new exec, a new agent) — in the container, not on the frontend.
+TEST_F(SshdGatewayTest, AUserTheImageDoesNotKnowGetsAWritableHomeInTheContainer) {
+  TestDatabase& db = TestDatabase::Get();
+  const uint32_t owner = std::stoul(db.Value("SELECT id FROM allgo.users WHERE email = 'owner@example.org'"));
+  const std::string uid = std::to_string(db.AddWebapp("golf", owner) + 2000), home = "/tmp/allgo-home-" + uid;
+  struct DropRow {
+    ~DropRow() { TestDatabase::Get().Exec("DELETE FROM allgo.webapps WHERE docker_name = 'golf'"); }
+  } drop_row;
+  TestDocker& engine = g->nodes->node(0);
+  std::string why;
+  const std::string image = engine.BusyboxImage(&why);
+  ASSERT_FALSE(image.empty()) << why;
+  DockerSandbox golf(engine, DockerSandboxOptions{.name = "golf", .image = image, .hostname = "golf",
+                                                 .run_options = {"--user", uid + ":65534", "--stop-timeout", "1"}});
+  ASSERT_EQ(golf.Start(), "");
+  RunResult r = Ssh("golf", "mkdir -p ~/.vscode-server/bin && echo ok > ~/.vscode-server/x && cat ~/.vscode-server/x && "
+                            "echo $HOME && id -u && stat -c '%a %u' \"$HOME\"", {"-T"});
+  EXPECT_EQ(r.exit_code, 0) << r.err << Logs();
+  EXPECT_EQ(r.out, "ok\n" + home + "\n" + uid + "\n700 " + uid + "\n") << r.err;
+  EXPECT_EQ(Ssh("golf", "cat ~/.vscode-server/x", {"-T"}).out, "ok\n");
+  EXPECT_FALSE(fs::exists(home)) << "made on the frontend";
+}
+
 }  // namespace
 }  // namespace allgo::test
