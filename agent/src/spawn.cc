@@ -237,8 +237,7 @@ std::string MissingTransferTool(const Open& request) {
   if (base == "sftp-server" && !SftpServerWords(command).empty()) {
     ToolboxProgram toolbox = OpenToolboxSftpServer();
     if (toolbox.fd) return "";  // PlanFor runs it
-    if (!toolbox.problem.empty()) {
-      Log(LogLevel::kWarn, "%s", toolbox.problem.c_str());
+    if (!toolbox.problem.empty()) {  // the caller logs it too (operators see the refusal)
       return "the sandbox has no " + base + " (" + program + ") and " + toolbox.problem;
     }
   }
