@@ -10,6 +10,7 @@
 #   fetch_source PACKAGE VERSION DIR unpacks it (Debian's patches applied) into DIR (emptied
 #                                    first) and prints the source tree's path
 
+# shellcheck disable=SC2034  # used by the scripts that source this file
 debian_keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 
 # The Debian mirror this machine already uses (its own apt sources), never one written here.
