@@ -58,7 +58,6 @@ bool Executable(const std::string& program) {
   return false;
 }
 
-
 // The toolbox's sftp server: OpenSSH's sftp-server, built static by scripts/build-sftp-server
 // and shipped next to the agent, for images that have none (docs/sandbox.md, "The toolbox").
 constexpr const char* kToolboxSftpServer = "allgo-sftp-server";
@@ -117,6 +116,20 @@ ToolboxProgram OpenToolboxSftpServer() {
   return program;
 }
 
+// When `command` asks for an sftp-server the image does not have (the image's own is preferred:
+// its version, its settings), plans the toolbox's instead, with the same arguments and no shell.
+bool PlanToolboxSftpServer(const std::string& command, ExecPlan* plan) {
+  std::vector<std::string> words = SftpServerWords(command);
+  if (words.empty() || Executable(words[0])) return false;
+  ToolboxProgram toolbox = OpenToolboxSftpServer();
+  if (!toolbox.fd) return false;  // MissingTransferTool has refused the request already
+  Log(LogLevel::kInfo, "the sandbox has no %s: running the toolbox's %s", words[0].c_str(), toolbox.path.c_str());
+  plan->path = words[0] = toolbox.path;
+  plan->args = std::move(words);
+  plan->exec_fd = std::move(toolbox.fd);
+  return true;
+}
+
 ExecPlan PlanFor(const Open& request) {
   ExecPlan plan;
   if (request.login_shell) {
@@ -128,19 +141,7 @@ ExecPlan PlanFor(const Open& request) {
       plan.path = "/bin/sh";
       plan.args = {"-sh"};
     }
-  } else if (std::vector<std::string> words = request.pty ? std::vector<std::string>() : SftpServerWords(request.command);
-             !words.empty() && !Executable(words[0])) {
-    // The image has no sftp-server of its own (its own is preferred: its version, its
-    // settings): the toolbox's, with the same arguments, run directly (no shell needed).
-    ToolboxProgram toolbox = OpenToolboxSftpServer();
-    if (toolbox.fd) {
-      Log(LogLevel::kInfo, "the sandbox has no %s: running the toolbox's %s", words[0].c_str(), toolbox.path.c_str());
-      plan.path = words[0] = toolbox.path;
-      plan.args = std::move(words);
-      plan.exec_fd = std::move(toolbox.fd);
-    }
-  }
-  if (plan.path.empty()) {
+  } else if (request.pty || !PlanToolboxSftpServer(request.command, &plan)) {
     plan.path = "/bin/sh";
     plan.args = {"sh", "-c", request.command};
   }
@@ -234,7 +235,7 @@ std::string MissingTransferTool(const Open& request) {
     return "";
   }
   if (Executable(program)) return "";
-  if (base == "sftp-server" && !SftpServerWords(command).empty()) {
+  if (!SftpServerWords(command).empty()) {  // an sftp-server by path: the toolbox may have one
     ToolboxProgram toolbox = OpenToolboxSftpServer();
     if (toolbox.fd) return "";  // PlanFor runs it
     if (!toolbox.problem.empty()) {  // the caller logs it too (operators see the refusal)
