@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <pty.h>
 #include <signal.h>
 #include <string.h>
@@ -10,6 +11,9 @@
 #include <termios.h>
 #include <unistd.h>
 
+#include <string_view>
+
+#include "allgo/bridge/bridge_folder.h"
 #include "allgo/bridge/io.h"
 #include "home.h"
 #include "log.h"
@@ -28,7 +32,9 @@ struct ExecPlan {
   std::vector<std::string> env;
   std::vector<char*> argv;
   std::vector<char*> envp;
+  UniqueFd exec_fd;  // valid: run this checked file (fexecve) instead of `path`
 
+  // Once the plan stays where it is (the pointers point into `args` and `env`).
   void Finish() {
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -36,6 +42,95 @@ struct ExecPlan {
     envp.push_back(nullptr);
   }
 };
+
+// Whether `program` (a path, or a name looked up in the agent's PATH, which is the container's)
+// is an executable file here.
+bool Executable(const std::string& program) {
+  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
+  const char* path = getenv("PATH");
+  std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string dir = end > start ? dirs.substr(start, end - start) : ".";
+    if (access((dir + "/" + program).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// The toolbox's sftp server: OpenSSH's sftp-server, built static by scripts/build-sftp-server
+// and shipped next to the agent, for images that have none (docs/sandbox.md, "The toolbox").
+constexpr const char* kToolboxSftpServer = "allgo-sftp-server";
+
+// The folder this agent runs from, as the sandbox sees it (the toolbox: /.allgo in a
+// container); "" when /proc cannot tell.
+const std::string& ToolboxFolder() {
+  static const std::string folder = [] {
+    char self[PATH_MAX];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len <= 0 || self[0] != '/') return std::string();
+    std::string path(self, static_cast<size_t>(len));
+    return path.substr(0, path.rfind('/') + 1);  // with its trailing '/'
+  }();
+  return folder;
+}
+
+// The words of `command` when it asks for an sftp-server by path and nothing else: the
+// [sshd] sftp_server setting, e.g. "/usr/lib/openssh/sftp-server -l INFO". Only plain words,
+// so running them without a shell means what `sh -c` would; empty for anything else.
+std::vector<std::string> SftpServerWords(const std::string& command) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char ch : command + " ") {
+    if (ch == ' ' || ch == '\t') {
+      if (!word.empty()) words.push_back(std::move(word));
+      word.clear();
+    } else if ((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+               std::string_view("/._,:=+-%@").find(ch) != std::string_view::npos) {
+      word += ch;
+    } else {
+      return {};
+    }
+  }
+  if (words.empty() || words[0].substr(words[0].rfind('/') + 1) != "sftp-server") return {};
+  return words;
+}
+
+// The toolbox's sftp server, opened and checked (ToolboxProgramProblem) for fexecve: the
+// file run is the inode checked, whatever happens to the name afterwards.
+struct ToolboxProgram {
+  std::string path;     // "" when the toolbox has none
+  UniqueFd fd;          // valid when acceptable
+  std::string problem;  // why not, when it is there but refused
+};
+ToolboxProgram OpenToolboxSftpServer() {
+  ToolboxProgram program;
+  if (ToolboxFolder().empty()) return program;
+  std::string path = ToolboxFolder() + kToolboxSftpServer;
+  struct stat st;
+  if (lstat(path.c_str(), &st) != 0) return program;  // not shipped with this toolbox
+  program.path = path;
+  program.fd = OpenChecked(AT_FDCWD, path, O_RDONLY, [&path](const struct stat& found) {
+    return ToolboxProgramProblem(found, "the toolbox's " + path);
+  }, &program.problem);
+  return program;
+}
+
+// When `command` asks for an sftp-server the image does not have (the image's own is preferred:
+// its version, its settings), plans the toolbox's instead, with the same arguments and no shell.
+bool PlanToolboxSftpServer(const std::string& command, ExecPlan* plan) {
+  std::vector<std::string> words = SftpServerWords(command);
+  if (words.empty() || Executable(words[0])) return false;
+  ToolboxProgram toolbox = OpenToolboxSftpServer();
+  if (!toolbox.fd) return false;  // MissingTransferTool has refused the request already
+  Log(LogLevel::kInfo, "the sandbox has no %s: running the toolbox's %s", words[0].c_str(), toolbox.path.c_str());
+  plan->path = words[0] = toolbox.path;
+  plan->args = std::move(words);
+  plan->exec_fd = std::move(toolbox.fd);
+  return true;
+}
 
 ExecPlan PlanFor(const Open& request) {
   ExecPlan plan;
@@ -48,7 +143,7 @@ ExecPlan PlanFor(const Open& request) {
       plan.path = "/bin/sh";
       plan.args = {"-sh"};
     }
-  } else {
+  } else if (request.pty || !PlanToolboxSftpServer(request.command, &plan)) {
     plan.path = "/bin/sh";
     plan.args = {"sh", "-c", request.command};
   }
@@ -57,7 +152,6 @@ ExecPlan PlanFor(const Open& request) {
   plan.home = SessionHome(getenv("HOME"), &refusal);
   if (!refusal.empty()) Log(LogLevel::kWarn, "home: %s", refusal.c_str());
   plan.env = SessionEnvironment(request, plan.home);
-  plan.Finish();
   return plan;
 }
 
@@ -80,7 +174,11 @@ void PrepareChild() {
 
 // Child side of the exec-error pipe: report errno and exit.
 [[noreturn]] void ExecOrReport(const ExecPlan& plan, int report_fd) {
-  execve(plan.path.c_str(), plan.argv.data(), plan.envp.data());
+  if (plan.exec_fd) {
+    fexecve(plan.exec_fd.get(), plan.argv.data(), plan.envp.data());
+  } else {
+    execve(plan.path.c_str(), plan.argv.data(), plan.envp.data());
+  }
   int err = errno;
   ssize_t ignored = write(report_fd, &err, sizeof err);
   (void)ignored;
@@ -127,27 +225,6 @@ std::vector<std::string> SessionEnvironment(const Open& request, const std::stri
   return env;
 }
 
-namespace {
-
-// Whether `program` (a path, or a name looked up in the agent's PATH, which is the container's)
-// is an executable file here.
-bool Executable(const std::string& program) {
-  if (program.find('/') != std::string::npos) return access(program.c_str(), X_OK) == 0;
-  const char* path = getenv("PATH");
-  std::string dirs = path && *path ? path : "/usr/local/bin:/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = end > start ? dirs.substr(start, end - start) : ".";
-    if (access((dir + "/" + program).c_str(), X_OK) == 0) return true;
-    start = end + 1;
-  }
-  return false;
-}
-
-}  // namespace
-
 std::string MissingTransferTool(const Open& request) {
   if (request.login_shell || request.pty) return "";
   const std::string& command = request.command;
@@ -166,6 +243,13 @@ std::string MissingTransferTool(const Open& request) {
     return "";
   }
   if (Executable(program)) return "";
+  if (!SftpServerWords(command).empty()) {  // an sftp-server by path: the toolbox may have one
+    ToolboxProgram toolbox = OpenToolboxSftpServer();
+    if (toolbox.fd) return "";  // PlanFor runs it
+    if (!toolbox.problem.empty()) {  // the caller logs it too (operators see the refusal)
+      return "the sandbox has no " + base + " (" + program + ") and " + toolbox.problem;
+    }
+  }
   return "the sandbox has no " + base + (program != base ? " (" + program + ")" : "") + ": " + need;
 }
 
@@ -178,6 +262,7 @@ namespace {
 template <typename Fork, typename Setup>
 Spawned Spawn(const Open& request, const char* fork_error, Fork do_fork, Setup setup, std::string* error) {
   ExecPlan plan = PlanFor(request);
+  plan.Finish();
   Spawned spawned;
   int report[2];
   if (pipe2(report, O_CLOEXEC) != 0) {

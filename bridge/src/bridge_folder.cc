@@ -68,6 +68,14 @@ std::string SessionPipeProblem(const struct stat& st, uid_t client_uid, const st
                 "open to group or others", what);
 }
 
+std::string ToolboxProgramProblem(const struct stat& st, const std::string& what) {
+  std::string problem = Expect(st, S_IFREG, "a regular file", 0, 0, S_IWGRP | S_IWOTH, "writable by group or others", what);
+  if (problem.empty() && (st.st_mode & S_IXUSR) == 0) {
+    problem = what + " has mode " + Octal(st.st_mode) + ": it is not executable; refusing it";
+  }
+  return problem;
+}
+
 std::string ProcFdPath(int fd) { return "/proc/self/fd/" + std::to_string(fd); }
 
 UniqueFd OpenChecked(int dir, const std::string& name, int flags,

@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -161,6 +162,39 @@ void SshdBridgeFixture::StartServer(const std::string& sshd_extra, const std::st
 RunResult SshdBridgeFixture::Ssh(const std::string& command, const std::vector<std::string>& extra, RunOptions options) {
   if (options.timeout_seconds == 60) options.timeout_seconds = 90;
   return server_->Ssh("sleep", key_.private_path, command, extra, options);
+}
+
+std::string ExpectSftpAndScpRoundTrip(const SshdServer& server, const std::string& key, const std::string& user,
+                                      const std::string& local_dir, const std::string& remote_dir) {
+  std::string payload(1 << 20, '\0');
+  for (size_t i = 0; i < payload.size(); ++i) payload[i] = static_cast<char>((i * 131 + i / 7) & 0xff);
+  const std::string local = local_dir + "/sftp-src.bin", remote = remote_dir + "/" + user;
+  WriteFile(local, payload);
+  const std::string port = std::to_string(server.port()), host = user + "@127.0.0.1";
+  auto tool = [&](std::vector<std::string> argv, const std::vector<std::string>& tail) {
+    std::vector<std::string> opts = server.ClientOptions(key);
+    argv.insert(argv.end(), opts.begin(), opts.end());
+    argv.insert(argv.end(), tail.begin(), tail.end());
+    return Run(argv, {.timeout_seconds = 90});
+  };
+  WriteFile(local_dir + "/sftp-batch", "put " + local + " " + remote + ".sftp\nls -l " + remote + ".sftp\nget " +
+                                           remote + ".sftp " + local + ".sftp-back\nget /proc/self/cmdline " +
+                                           local + ".cmdline\n");
+  RunResult r = tool({"sftp", "-b", local_dir + "/sftp-batch", "-P", port}, {host});
+  EXPECT_EQ(r.exit_code, 0) << r.err << server.log();
+  EXPECT_NE(r.out.find("1048576"), std::string::npos) << "ls -l shows the size: " << r.out;
+  EXPECT_TRUE(ReadFile(remote + ".sftp") == payload) << "sftp put";
+  EXPECT_TRUE(ReadFile(local + ".sftp-back") == payload) << "sftp get";
+  r = tool({"scp", "-P", port}, {local, host + ":" + remote + ".scp"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(remote + ".scp") == payload) << "scp up";
+  r = tool({"scp", "-P", port}, {host + ":" + remote + ".scp", local + ".scp-back"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(ReadFile(local + ".scp-back") == payload) << "scp down";
+  std::string cmdline = ReadFile(local + ".cmdline");
+  std::replace(cmdline.begin(), cmdline.end(), '\0', ' ');
+  while (!cmdline.empty() && cmdline.back() == ' ') cmdline.pop_back();
+  return cmdline;
 }
 
 TmuxTerminal::TmuxTerminal(const std::string& socket, const std::string& command, int cols, int rows)

@@ -96,6 +96,14 @@ class TmuxTerminal {
   bool started_ = false;
 };
 
+// What a user checks of sftp and scp as `user`: `sftp` puts a binary file (1 MiB) into
+// `remote_dir`, lists it and gets it back; `scp` (its default SFTP mode) copies it up and down;
+// every copy is compared byte for byte (remote_dir is visible to the test at the same path).
+// Returns the command line of the sftp server that ran (its /proc/self/cmdline, fetched with
+// `get`, NULs as spaces), so a test can tell whose server it was. Google Test assertions.
+std::string ExpectSftpAndScpRoundTrip(const SshdServer& server, const std::string& key, const std::string& user,
+                                      const std::string& local_dir, const std::string& remote_dir);
+
 // Children of `pid` (from /proc/<pid>/task/<pid>/children).
 std::vector<pid_t> ChildrenOf(pid_t pid);
 // A field of /proc/<pid>/status ("Uid", "NoNewPrivs"...), trimmed; "" if absent.

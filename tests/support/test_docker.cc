@@ -137,6 +137,12 @@ std::string TestDocker::Start() {
   fs::copy_file(Artifact("allgo-sandbox-agent"), toolbox_ + "/allgo-sandbox-agent", ec);
   if (ec) return "cannot copy allgo-sandbox-agent into the toolbox " + toolbox_ + ": " + ec.message();
   chmod((toolbox_ + "/allgo-sandbox-agent").c_str(), 0755);
+  // The static sftp server the toolbox carries for images without one (scripts/build-sftp-server).
+  if (std::string sftp_server = Artifact("allgo-sftp-server"); fs::exists(sftp_server)) {
+    fs::copy_file(sftp_server, toolbox_ + "/allgo-sftp-server", ec);
+    if (ec) return "cannot copy allgo-sftp-server into the toolbox " + toolbox_ + ": " + ec.message();
+    chmod((toolbox_ + "/allgo-sftp-server").c_str(), 0755);
+  }
   return Launch();
 }
 

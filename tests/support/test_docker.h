@@ -44,8 +44,9 @@ class TestDocker {
   std::string BusyboxImage(std::string* why);
 
   // The toolbox folder mounted read-only at kToolboxMount in every sandbox: it carries
-  // allgo-sandbox-agent. It lives in the engine's temp folder (mode 0755 all the way), so it
-  // is reachable whatever folder the build is in.
+  // allgo-sandbox-agent and, when the build has it, the static allgo-sftp-server. It lives in
+  // the engine's temp folder (mode 0755 all the way), so it is reachable whatever folder the
+  // build is in.
   const std::string& toolbox() const { return toolbox_; }
   static constexpr const char* kToolboxMount = "/.allgo";
 

@@ -559,11 +559,19 @@ SandboxesMount::SandboxesMount(const std::string& path) : path_(path) {
 SandboxesMount::~SandboxesMount() { umount2(path_.c_str(), MNT_DETACH); }
 
 std::vector<std::string> SandboxCommand(const std::string& bridge_dir, const SandboxOptions& options) {
-  std::string agent = Artifact("allgo-sandbox-agent");
+  std::string agent = options.toolbox.empty() ? Artifact("allgo-sandbox-agent") : options.toolbox + "/allgo-sandbox-agent";
   std::vector<std::string> argv = {"bwrap", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
                                    "--die-with-parent", "--ro-bind", "/", "/", "--dev", "/dev",
                                    "--proc", "/proc", "--tmpfs", "/tmp", "--bind", bridge_dir,
-                                   bridge_dir, "--ro-bind", agent, agent};
+                                   bridge_dir};
+  if (!options.toolbox.empty()) {
+    argv.insert(argv.end(), {"--ro-bind", options.toolbox, options.toolbox});
+  } else {
+    argv.insert(argv.end(), {"--ro-bind", agent, agent});
+    // The agent finds the toolbox's sftp server next to itself (the build keeps them together).
+    std::string sftp_server = Artifact("allgo-sftp-server");
+    if (access(sftp_server.c_str(), F_OK) == 0) argv.insert(argv.end(), {"--ro-bind", sftp_server, sftp_server});
+  }
   if (!options.hostname.empty()) argv.insert(argv.end(), {"--hostname", options.hostname});
   for (const std::string& dir : options.binds) argv.insert(argv.end(), {"--bind", dir, dir});
   argv.insert(argv.end(), options.bwrap_extra.begin(), options.bwrap_extra.end());

@@ -171,8 +171,13 @@ class SandboxesMount {
 // The bubblewrap command line of a webapp's sandbox as allgo's controller makes it: own pid,
 // ipc and uts namespaces, the host read-only, a private /tmp, the bridge folder shared, the
 // agent mounted in from the build (like the toolbox volume; the build may live under /tmp),
-// gone when its parent goes; it runs `allgo-sandbox-agent --bridge-dir BRIDGE`.
+// gone when its parent goes; it runs `allgo-sandbox-agent --bridge-dir BRIDGE`. The build's
+// static allgo-sftp-server (scripts/build-sftp-server) is mounted next to the agent, as the
+// toolbox carries it.
 struct SandboxOptions {
+  // A folder to mount read-only (same path inside) and run the agent from instead of the
+  // build's: a toolbox of the test's own making (e.g. with a refused allgo-sftp-server).
+  std::string toolbox;
   std::string hostname;                   // --hostname, when set
   std::vector<std::string> binds;         // more folders shared read-write (same path inside)
   std::vector<std::string> bwrap_extra;   // more bwrap options

@@ -37,6 +37,11 @@ std::string AgentSocketProblem(const struct stat& st, uid_t webapp_uid, const st
 std::string SessionFolderProblem(const struct stat& st, uid_t client_uid, const std::string& what);
 // DIR/s-<hex>/{in,out,err}: a fifo owned by the client, nothing for group or others.
 std::string SessionPipeProblem(const struct stat& st, uid_t client_uid, const std::string& what);
+// A program of the toolbox (the read-only folder that carries the agent into every sandbox,
+// e.g. allgo-sftp-server), before the agent runs it: a regular file (not a symlink) owned by
+// root, executable, writable by nobody else (a file others could rewrite would run their code
+// in every session that asks for it).
+std::string ToolboxProgramProblem(const struct stat& st, const std::string& what);
 
 // Opens dir/name for `flags` (O_RDONLY, O_WRONLY, O_RDWR, plus e.g. O_NONBLOCK) without
 // opening anything that `check` refuses: the name is first taken with O_PATH | O_NOFOLLOW
