@@ -17,6 +17,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -29,6 +30,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -144,6 +146,50 @@ bool EchoCheck(int fd, const std::string& payload, int timeout_ms) {
   return back == payload;
 }
 
+// CPU seconds (user + system) of `pid` alone; with `children`, also of its reaped children.
+double ProcCpuSeconds(pid_t pid, bool children) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string s;
+  std::getline(f, s);
+  auto rp = s.rfind(')');
+  if (rp == std::string::npos) return 0;
+  std::istringstream rest(s.substr(rp + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 17 && rest >> field; ++i) {  // fields 14-17: utime stime cutime cstime
+    if (i == 14 || i == 15 || (children && (i == 16 || i == 17))) ticks += std::atof(field.c_str());
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+// CPU seconds a process tree has used: every live process's own and its reaped children's
+// (a child that ended was reaped by its parent in the tree, so nothing is counted twice);
+// `skip`: processes left out (with their threads).
+double TreeCpuSeconds(pid_t root, pid_t skip = -1) {
+  double total = ProcCpuSeconds(root, true);
+  for (pid_t p : Descendants(root)) total += p == skip ? 0 : ProcCpuSeconds(p, true);
+  return total;
+}
+
+double ChildrenCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_CHILDREN, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+}
+
+// Where one transfer's CPU went (seconds).
+struct Cpu {
+  double client = 0;   // the ssh client
+  double server = 0;   // sshd / allgo-sshd: every process of the server
+  double sandbox = 0;  // the agent and what it started (the session's command), the target excluded
+  double target = 0;   // the forwards' target
+  Cpu operator-(const Cpu& o) const { return {client - o.client, server - o.server, sandbox - o.sandbox, target - o.target}; }
+  Cpu& operator+=(const Cpu& o) {
+    client += o.client, server += o.server, sandbox += o.sandbox, target += o.target;
+    return *this;
+  }
+};
+
 // A server under test: stock OpenSSH or allgo-sshd, with an `ssh -N -L` client kept connected.
 struct Side {
   std::string name;
@@ -180,16 +226,23 @@ class ForwardBench {
     for (Side* s : {&openssh_, &allgo_}) {
       if (!StartClient(*s)) return 1;
     }
-    // 1. Throughput, rounds interleaved so that drift hits every kind alike.
+    // 1. Throughput, rounds interleaved so that drift hits every kind alike; the CPU each
+    //    process group used for it (robust to other load on the machine, unlike the rates).
     std::map<std::string, std::vector<double>> mbps;
+    std::map<std::string, Cpu> cpu;
+    auto measure = [&](const std::string& key, bool session, const std::function<double()>& transfer) {
+      Cpu before = CpuNow(session);
+      mbps[key].push_back(transfer());
+      cpu[key] += CpuNow(session) - before;
+    };
+    const std::string size = std::to_string(bytes_);
     for (int r = 0; r < o_.rounds; ++r) {
       for (Side* s : {&openssh_, &allgo_}) {
-        mbps[s->name + " down"].push_back(ForwardDownload(*s));
-        mbps[s->name + " up"].push_back(ForwardUpload(*s));
+        measure(s->name + " down", false, [&] { return ForwardDownload(*s); });
+        measure(s->name + " up", false, [&] { return ForwardUpload(*s); });
       }
-      mbps["session down"].push_back(
-          DownloadMBps(Ssh(allgo_.port, {"head -c " + std::to_string(bytes_) + " /dev/zero"}), bytes_, "session"));
-      mbps["session up"].push_back(UploadMBps(Ssh(allgo_.port, {"wc -c"}), bytes_, "session"));
+      measure("session down", true, [&] { return DownloadMBps(Ssh(allgo_.port, {"head -c " + size + " /dev/zero"}), bytes_, "session"); });
+      measure("session up", true, [&] { return UploadMBps(Ssh(allgo_.port, {"wc -c"}), bytes_, "session"); });
     }
     // 2. Opens on the warm connections.
     std::map<std::string, std::vector<double>> opens;
@@ -223,7 +276,19 @@ class ForwardBench {
       for (double x : v) std::printf(" %.0f", x);
       std::printf(";");
     }
-    std::printf("\n\n| open a forwarded channel on a warm connection (connect → target's first line), %d opens | OpenSSH -L | "
+    // Only the -L transfers: their connections live through the run, so every process is
+    // counted; a session's command and login shell end with it, and a parent that does not
+    // wait() for them loses their CPU time.
+    std::printf("\n\nCPU per GiB moved through -L (s, user + system, all rounds / GiB moved):\n\n"
+                "| transfer | ssh client | server processes | sandbox side (agent; target excluded) | target | total |\n"
+                "|---|---|---|---|---|---|\n");
+    const double gib_moved = bytes_ * static_cast<double>(o_.rounds) / 1073741824.0;
+    for (const char* key : {"OpenSSH down", "allgo-sshd down", "OpenSSH up", "allgo-sshd up"}) {
+      const Cpu& c = cpu[key];
+      std::printf("| %s -L | %.2f | %.2f | %.2f | %.2f | %.2f |\n", key, c.client / gib_moved, c.server / gib_moved,
+                  c.sandbox / gib_moved, c.target / gib_moved, (c.client + c.server + c.sandbox + c.target) / gib_moved);
+    }
+    std::printf("\n| open a forwarded channel on a warm connection (connect → target's first line), %d opens | OpenSSH -L | "
                 "allgo-sshd -L (bridge) | ratio | goal |\n|---|---|---|---|---|\n", o_.opens);
     for (auto [label, p] : {std::pair{"p50 (ms)", 0.5}, std::pair{"p90 (ms)", 0.9}, std::pair{"max (ms)", 1.0}}) {
       double a = Percentile(opens["OpenSSH"], p), b = Percentile(opens["allgo-sshd"], p);
@@ -372,6 +437,29 @@ class ForwardBench {
     return true;
   }
 
+  // The CPU used so far by each group; `session`: the client is the bench's own ssh child
+  // (reaped when the transfer ends), else both -L clients (only one of them is moving bytes).
+  Cpu CpuNow(bool session) {
+    Cpu c;
+    c.client = session ? ChildrenCpuSeconds()
+                       : ProcCpuSeconds(openssh_.client->pid(), false) + ProcCpuSeconds(allgo_.client->pid(), false);
+    c.server = TreeCpuSeconds(openssh_.server->pid()) + TreeCpuSeconds(allgo_.server->pid());
+    pid_t sandbox_target = SandboxTarget();
+    c.sandbox = TreeCpuSeconds(agent_->pid(), sandbox_target);
+    c.target = ProcCpuSeconds(front_target_->pid(), false) + (sandbox_target > 0 ? ProcCpuSeconds(sandbox_target, false) : 0);
+    return c;
+  }
+
+  // The target inside the sandbox (this program, started by the sandbox's launcher).
+  pid_t SandboxTarget() {
+    for (pid_t p : Descendants(agent_->pid())) {
+      std::string comm;
+      std::ifstream("/proc/" + std::to_string(p) + "/comm") >> comm;
+      if (comm == "sshd_bench") return p;
+    }
+    return -1;
+  }
+
   // ssh [options] [extra] webapp1@127.0.0.1 [command...]
   std::vector<std::string> Ssh(int port, const std::vector<std::string>& command,
                                const std::vector<std::string>& extra = {}) const {
@@ -462,13 +550,17 @@ class ForwardBench {
     return ms;
   }
 
-  // `concurrent` channels opened one after the other without waiting; once every one has its
-  // target's first line, all are held idle while the connection's server-side memory is read;
-  // then each echoes its own payload (threads, all at once), and the memory is read again
-  // while they are idle once more.
-  Concurrency Concurrent(const Side& s) {
+  // On a new connection, `concurrent` channels opened one after the other without waiting;
+  // once every one has its target's first line, all are held idle while the connection's
+  // server-side memory is read; then each echoes its own payload (threads, all at once), and
+  // the memory is read again while they are idle once more.
+  Concurrency Concurrent(Side& s) {
     Concurrency c;
-    // Let the channels of the previous measurements close on both sides first.
+    // A new connection (its -L client replaces the old one), so that what the earlier
+    // transfers left in the old processes' heaps does not hide what the forwards take. Its
+    // first forward (StartClient's) opened the path to the sandbox; let it close first.
+    s.client.reset();
+    if (!StartClient(s)) return c;
     std::this_thread::sleep_for(std::chrono::seconds(2));
     c.base = Snap(s);
     const size_t size = static_cast<size_t>(o_.payload_kib) * 1024;
