@@ -15,6 +15,7 @@ struct ForwardBenchOptions {
   int concurrent = 200;     // forwarded channels open at once on one connection
   int payload_kib = 64;     // echoed through each concurrent channel and checked
   std::string cipher = "aes128-gcm@openssh.com";
+  bool gateway = false;     // also channel opens through the docker gateway backend
 };
 
 int RunForwardBench(const ForwardBenchOptions& options);

@@ -1128,7 +1128,10 @@ int main(int argc, char** argv) {
   if (forward) {
     fwd.gib = gib;
     fwd.concurrent = concurrent;
-    return allgo::bench::RunForwardBench(fwd);
+    fwd.gateway = gateway;
+    int rc = allgo::bench::RunForwardBench(fwd);
+    if (auto* docker = allgo::test::TestDocker::Get(nullptr)) docker->Stop();
+    return rc;
   }
   if (gateway) {
     int rc = allgo::bench::GatewayBench(runs, gib, idle, pin_nodes).Main();
