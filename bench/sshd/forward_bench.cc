@@ -1,23 +1,25 @@
 // sshd_bench --forward: forwarding through allgo-sshd (bridge backend) into a bubblewrap
 // sandbox with its own network namespace, against stock OpenSSH sshd forwarding from its own
-// frontend (AllowTcpForwarding yes, the key in a plain authorized_keys file: allgo-authkeys
-// never allows it), same ssh client, same cipher, same target program; and against a
-// session's stdout/stdin through the same allgo-sshd backend. Everything in one run:
-//   1. -L throughput each way: allgo -L / OpenSSH -L (goal ≥ 1.2×), allgo -L / session (≥ 0.9×);
+// frontend (AllowTcpForwarding yes, the key from a plain file: allgo-authkeys never allows
+// it), same ssh client, same cipher, same target program; and against a session's
+// stdout/stdin through the same allgo-sshd backend. Everything in one run:
+//   1. -L throughput each way: allgo -L / OpenSSH -L (goal ≥ 1.2×), allgo -L / session (≥ 0.9×),
+//      and the CPU per GiB of each process group (client, server, sandbox side, target);
 //   2. opening a forwarded channel on a warm connection: p50 and p90 of `opens` opens, from the
-//      connect to the local -L port to the target's first line (goal p50 ≤ 5 ms);
-//   3. `concurrent` forwarded channels at once on one connection, each echoing its own bytes
-//      (checked), then held idle: memory per idle forward of the connection's server-side
-//      processes (allgo: monitor, network child, and the agent's stream server; OpenSSH: its
-//      connection's processes).
-// The target (ServeForwardTarget) is this binary; in the sandbox it answers "target sandbox",
-// on the frontend "target frontend", so each forward proves where it landed.
+//      connect to the local -L port to the target's first line (goal p50 ≤ 5 ms); with
+//      --gateway also through the docker gateway backend (goal ≤ 10 ms);
+//   3. `concurrent` forwarded channels at once on one new connection, each echoing its own
+//      bytes (checked), held idle before and after: memory per idle forward of the
+//      connection's server-side processes (allgo: monitor, network child, the agent and its
+//      stream server; OpenSSH: its connection's processes).
+// The target (ServeForwardTarget) is this binary; it answers "target sandbox", "target
+// frontend" (or, perl in the container, "target container"), so each forward proves where it
+// landed. Results and how to read them: bench/sshd/forward.md.
 #include "forward_bench.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -180,17 +182,11 @@ double TreeCpuSeconds(pid_t root, pid_t skip = -1) {
   return total;
 }
 
-double ChildrenCpuSeconds() {
-  rusage u{};
-  getrusage(RUSAGE_CHILDREN, &u);
-  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-}
-
 // Where one transfer's CPU went (seconds).
 struct Cpu {
   double client = 0;   // the ssh client
   double server = 0;   // sshd / allgo-sshd: every process of the server
-  double sandbox = 0;  // the agent and what it started (the session's command), the target excluded
+  double sandbox = 0;  // bwrap, the agent and its stream server; the target excluded
   double target = 0;   // the forwards' target
   Cpu operator-(const Cpu& o) const { return {client - o.client, server - o.server, sandbox - o.sandbox, target - o.target}; }
   Cpu& operator+=(const Cpu& o) {
@@ -237,23 +233,26 @@ class ForwardBench {
     for (Side* s : {&openssh_, &allgo_}) {
       if (!StartClient(*s)) return 1;
     }
-    // 1. Throughput, rounds interleaved so that drift hits every kind alike; the CPU each
-    //    process group used for it (robust to other load on the machine, unlike the rates).
+    // 1. Throughput, rounds interleaved so that drift hits every kind alike; for the -L
+    //    transfers also the CPU each process group used (robust to other load on the machine,
+    //    unlike the rates). Not for sessions: their login shell and command end with them, and
+    //    a parent that does not wait() for them takes their CPU time along.
     std::map<std::string, std::vector<double>> mbps;
     std::map<std::string, Cpu> cpu;
-    auto measure = [&](const std::string& key, bool session, const std::function<double()>& transfer) {
-      Cpu before = CpuNow(session);
+    auto measure = [&](const std::string& key, const std::function<double()>& transfer) {
+      Cpu before = CpuNow();
       mbps[key].push_back(transfer());
-      cpu[key] += CpuNow(session) - before;
+      cpu[key] += CpuNow() - before;
     };
     const std::string size = std::to_string(bytes_);
     for (int r = 0; r < o_.rounds; ++r) {
       for (Side* s : {&openssh_, &allgo_}) {
-        measure(s->name + " down", false, [&] { return ForwardDownload(*s); });
-        measure(s->name + " up", false, [&] { return ForwardUpload(*s); });
+        measure(s->name + " down", [&] { return ForwardDownload(*s); });
+        measure(s->name + " up", [&] { return ForwardUpload(*s); });
       }
-      measure("session down", true, [&] { return DownloadMBps(Ssh(allgo_.port, {"head -c " + size + " /dev/zero"}), bytes_, "session"); });
-      measure("session up", true, [&] { return UploadMBps(Ssh(allgo_.port, {"wc -c"}), bytes_, "session"); });
+      mbps["session down"].push_back(
+          DownloadMBps(Ssh(allgo_.port, {"head -c " + size + " /dev/zero"}), bytes_, "session"));
+      mbps["session up"].push_back(UploadMBps(Ssh(allgo_.port, {"wc -c"}), bytes_, "session"));
     }
     // 2. Opens on the warm connections.
     std::map<std::string, std::vector<double>> opens;
@@ -291,9 +290,6 @@ class ForwardBench {
       for (double x : v) std::printf(" %.0f", x);
       std::printf(";");
     }
-    // Only the -L transfers: their connections live through the run, so every process is
-    // counted; a session's command and login shell end with it, and a parent that does not
-    // wait() for them loses their CPU time.
     std::printf("\n\nCPU per GiB moved through -L (s, user + system, all rounds / GiB moved):\n\n"
                 "| transfer | ssh client | server processes | sandbox side (agent; target excluded) | target | total |\n"
                 "|---|---|---|---|---|---|\n");
@@ -511,12 +507,11 @@ class ForwardBench {
     return StartClient(s);
   }
 
-  // The CPU used so far by each group; `session`: the client is the bench's own ssh child
-  // (reaped when the transfer ends), else both -L clients (only one of them is moving bytes).
-  Cpu CpuNow(bool session) {
+  // The CPU used so far by each group (both servers and both -L clients: only the ones of
+  // the transfer running move bytes).
+  Cpu CpuNow() {
     Cpu c;
-    c.client = session ? ChildrenCpuSeconds()
-                       : ProcCpuSeconds(openssh_.client->pid(), false) + ProcCpuSeconds(allgo_.client->pid(), false);
+    c.client = ProcCpuSeconds(openssh_.client->pid(), false) + ProcCpuSeconds(allgo_.client->pid(), false);
     c.server = TreeCpuSeconds(openssh_.server->pid()) + TreeCpuSeconds(allgo_.server->pid());
     pid_t sandbox_target = SandboxTarget();
     c.sandbox = TreeCpuSeconds(agent_->pid(), sandbox_target);
