@@ -23,6 +23,11 @@
 // With --gateway (issue 11): the same Docker container through the local bridge and through
 // allgo-sandbox-gateway (Engine API exec over TLS on loopback): login latency, download and
 // upload throughput, frontend memory per idle session, and sessions spread over two nodes.
+//
+// With --forward (issue 19, forward_bench.cc, bench/sshd/forward.md): -L throughput into a
+// bubblewrap sandbox against OpenSSH sshd's own -L and a session's stdout, the CPU of each
+// process group, channel opens on a warm connection (with --gateway also through the docker
+// backend), 200 concurrent checked forwards and the memory per idle forward.
 #include <fcntl.h>
 #include <poll.h>
 #include <sched.h>
@@ -52,6 +57,8 @@
 #include <CLI/CLI.hpp>
 
 #include "allgo/engine_client.h"
+#include "bench_util.h"
+#include "forward_bench.h"
 #include "test_docker.h"
 #include "test_gateway.h"
 #include "test_support.h"
@@ -64,187 +71,6 @@ namespace {
 using test::Artifact;
 using test::TempDir;
 using test::TestDatabase;
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-// A child process with optional pipes to its stdin/stdout; stderr goes to /dev/null or a file.
-class Child {
- public:
-  Child(const std::vector<std::string>& argv, bool pipe_in, bool pipe_out, const std::string& err_path = "") {
-    int in[2] = {-1, -1}, out[2] = {-1, -1};
-    if (pipe_in && pipe2(in, O_CLOEXEC) != 0) return;
-    if (pipe_out && pipe2(out, O_CLOEXEC) != 0) return;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    if (pipe_in) {
-      posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    } else {
-      posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    }
-    if (pipe_out) {
-      posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    } else {
-      posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
-    }
-    posix_spawn_file_actions_addopen(&fa, 2, err_path.empty() ? "/dev/null" : err_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND, 0644);
-    std::vector<char*> cargv;
-    for (const auto& s : argv) cargv.push_back(const_cast<char*>(s.c_str()));
-    cargv.push_back(nullptr);
-    if (posix_spawnp(&pid_, cargv[0], &fa, nullptr, cargv.data(), environ) != 0) pid_ = -1;
-    posix_spawn_file_actions_destroy(&fa);
-    if (pipe_in) {
-      close(in[0]);
-      in_ = in[1];
-    }
-    if (pipe_out) {
-      close(out[1]);
-      out_ = out[0];
-    }
-  }
-  ~Child() {
-    CloseIn();
-    if (out_ >= 0) close(out_);
-    if (pid_ > 0) {
-      kill(pid_, SIGTERM);
-      Wait();
-    }
-  }
-  Child(const Child&) = delete;
-  Child& operator=(const Child&) = delete;
-  pid_t pid() const { return pid_; }
-  int in() const { return in_; }
-  int out() const { return out_; }
-  void CloseIn() {
-    if (in_ >= 0) close(in_);
-    in_ = -1;
-  }
-  int Wait() {
-    if (pid_ <= 0) return status_;
-    int st = 0;
-    waitpid(pid_, &st, 0);
-    pid_ = -1;
-    status_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-    return status_;
-  }
-
- private:
-  pid_t pid_ = -1;
-  int in_ = -1, out_ = -1;
-  int status_ = -1;
-};
-
-int RunQuiet(const std::vector<std::string>& argv) {
-  Child c(argv, false, false);
-  return c.Wait();
-}
-
-std::vector<pid_t> Descendants(pid_t root) {
-  std::map<pid_t, std::vector<pid_t>> kids;
-  DIR* d = opendir("/proc");
-  while (dirent* e = readdir(d)) {
-    pid_t pid = atoi(e->d_name);
-    if (pid <= 0) continue;
-    std::ifstream f(std::string("/proc/") + e->d_name + "/stat");
-    std::string s;
-    std::getline(f, s);
-    auto rp = s.rfind(')');
-    if (rp == std::string::npos) continue;
-    std::istringstream rest(s.substr(rp + 2));
-    char state;
-    pid_t ppid;
-    rest >> state >> ppid;
-    kids[ppid].push_back(pid);
-  }
-  closedir(d);
-  std::vector<pid_t> out, todo = {root};
-  while (!todo.empty()) {
-    pid_t p = todo.back();
-    todo.pop_back();
-    for (pid_t k : kids[p]) {
-      out.push_back(k);
-      todo.push_back(k);
-    }
-  }
-  return out;
-}
-
-struct Mem {
-  double pss_kb = 0, rss_kb = 0;
-  int processes = 0;
-};
-
-bool IsSessionProcess(pid_t p) {
-  std::string comm;
-  std::ifstream(("/proc/" + std::to_string(p) + "/comm").c_str()) >> comm;
-  return comm == "sh" || comm == "sleep" || comm == "allgo-shell";
-}
-
-// Sum of PSS and RSS over `pids` (those gone meanwhile are skipped).
-Mem MemoryOf(const std::vector<pid_t>& pids) {
-  Mem m;
-  for (pid_t p : pids) {
-    std::ifstream f("/proc/" + std::to_string(p) + "/smaps_rollup");
-    std::string line;
-    bool any = false;
-    while (std::getline(f, line)) {
-      std::istringstream fields(line);
-      std::string key;
-      double value = 0;
-      if (!(fields >> key >> value)) continue;  // the "[rollup]" header line
-      if (key == "Rss:") m.rss_kb += value, any = true;
-      if (key == "Pss:") m.pss_kb += value;
-    }
-    if (any) ++m.processes;
-  }
-  return m;
-}
-
-// Sum over the server's processes (listener excluded: it is a constant); with
-// `with_sessions`, the webapp's own processes (login shell, command) are counted too.
-Mem ServerMemory(pid_t listener, bool with_sessions = true) {
-  std::vector<pid_t> pids;
-  for (pid_t p : Descendants(listener)) {
-    if (with_sessions || !IsSessionProcess(p)) pids.push_back(p);
-  }
-  return MemoryOf(pids);
-}
-
-// Runs `ssh_argv` (which writes `bytes` to stdout) and returns the rate it was read at.
-double DownloadMBps(const std::vector<std::string>& ssh_argv, long long bytes, const std::string& label) {
-  Child c(ssh_argv, false, true);
-  std::vector<char> buf(1 << 20);
-  long long total = 0;
-  auto t0 = Clock::now();
-  ssize_t n;
-  while ((n = read(c.out(), buf.data(), buf.size())) > 0) total += n;
-  double secs = Seconds(Clock::now() - t0);
-  if (c.Wait() != 0 || total != bytes) std::fprintf(stderr, "%s download incomplete: %lld bytes\n", label.c_str(), total);
-  return total / secs / 1e6;
-}
-
-// Writes `bytes` into `wc -c` run by `ssh_argv`: MB/s. The far end counts the bytes, so the
-// measurement ends when all of them arrived.
-double UploadMBps(const std::vector<std::string>& ssh_argv, long long bytes, const std::string& label) {
-  Child c(ssh_argv, true, true);
-  std::vector<char> buf(1 << 20, 'x');
-  auto t0 = Clock::now();
-  long long left = bytes;
-  while (left > 0) {
-    ssize_t n = write(c.in(), buf.data(), static_cast<size_t>(std::min<long long>(left, buf.size())));
-    if (n <= 0) break;
-    left -= n;
-  }
-  c.CloseIn();
-  char out[64] = {0};
-  ssize_t got = read(c.out(), out, sizeof(out) - 1);
-  double secs = Seconds(Clock::now() - t0);
-  if (c.Wait() != 0 || got <= 0 || std::atoll(out) != bytes) {
-    std::fprintf(stderr, "%s upload incomplete: %s\n", label.c_str(), out);
-  }
-  return bytes / secs / 1e6;
-}
 
 struct Server {
   std::string name;
@@ -373,8 +199,8 @@ class Bench {
       WaitIdle(s, 30);
       // 200 idle connections and 20 slowloris ones (a version line at one byte a second).
       std::vector<int> idle, slow;
-      for (int k = 0; k < 200; ++k) idle.push_back(Connect(s.port));
-      for (int k = 0; k < 20; ++k) slow.push_back(Connect(s.port));
+      for (int k = 0; k < 200; ++k) idle.push_back(ConnectLoopback(s.port));
+      for (int k = 0; k < 20; ++k) slow.push_back(ConnectLoopback(s.port));
       std::atomic<bool> stop{false};
       std::thread loris([&] {
         const std::string line = "SSH-2.0-OpenSSH_9.2p1 Debian-2+deb12u3\r\n";
@@ -447,19 +273,6 @@ class Bench {
   }
 
   double Upload(Server& s, const char* cipher) { return UploadMBps(Ssh(s, cipher, {"wc -c"}), bytes_, s.name); }
-
-  static int Connect(int port) {
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    a.sin_port = htons(static_cast<uint16_t>(port));
-    if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-      close(fd);
-      return -1;
-    }
-    return fd;
-  }
 
   // The server's processes, its listener included (a flood's queue lives in the listener).
   static Mem TreeMemory(pid_t listener, size_t* processes) {
@@ -727,10 +540,7 @@ class SandboxBench {
 
   bool Setup() {
     TestDatabase& db = TestDatabase::Get();
-    db.Clear();
-    key_ = test::MakeKeyPair(dir_.path(), "client");
-    uint32_t owner = db.AddUser("bench@example.org");
-    db.AddKey(owner, key_.public_line);
+    uint32_t owner = AddBenchUser(dir_.path(), &key_);
     uid_ = 2000 + db.AddWebapp("webapp1", owner);
     chmod(dir_.path().c_str(), 0755);
     host_key_ = dir_ / "host_ed25519";
@@ -959,18 +769,9 @@ class GatewayBench {
   }
 
  private:
-  static double Percentile(std::vector<double> v, double p) {
-    if (v.empty()) return 0;
-    std::sort(v.begin(), v.end());
-    return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-  }
-
   bool Setup() {
     TestDatabase& db = TestDatabase::Get();
-    db.Clear();
-    key_ = test::MakeKeyPair(dir_.path(), "client");
-    uint32_t owner = db.AddUser("bench@example.org");
-    db.AddKey(owner, key_.public_line);
+    uint32_t owner = AddBenchUser(dir_.path(), &key_);
     uid_t uid1 = 2000 + db.AddWebapp("webapp1", owner);
     db.AddWebapp("webapp2", owner);
     chmod(dir_.path().c_str(), 0755);
@@ -1308,10 +1109,35 @@ int main(int argc, char** argv) {
   app.add_flag("--gateway", gateway,
                "allgo-sshd only: the local bridge vs allgo-sandbox-gateway into the same Docker container, "
                "and sessions spread over two nodes (uses --runs, --gib, --idle)");
+  bool forward = false;
+  allgo::bench::ForwardBenchOptions fwd;
+  app.add_flag("--forward", forward,
+               "forwarding (issue 19): allgo-sshd -L into a bubblewrap sandbox vs OpenSSH sshd's own -L and vs a "
+               "session's stdout; channel opens; --concurrent channels at once and memory per idle forward "
+               "(uses --gib, --concurrent, --rounds, --opens, --cipher)");
+  app.add_option("--rounds", fwd.rounds, "with --forward: transfers per kind and direction (median printed)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--opens", fwd.opens, "with --forward: channel opens on a warm connection")->check(CLI::PositiveNumber);
+  app.add_option("--payload-kib", fwd.payload_kib, "with --forward: KiB echoed through each concurrent channel")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--cipher", fwd.cipher, "with --forward: the ssh client's cipher");
+  int serve_port = 0;
+  std::string target_name = "target";
+  app.add_option("--serve-forward-target", serve_port, "(internal) run --forward's target on 127.0.0.1:PORT");
+  app.add_option("--target-name", target_name, "(internal) the name the target answers with");
   app.set_version_flag("--version", "sshd_bench 1");
   CLI11_PARSE(app, argc, argv);
+  if (serve_port > 0) allgo::bench::ServeForwardTarget(serve_port, target_name);
   allgo::test::EnterPrivateNssNamespace();
   signal(SIGPIPE, SIG_IGN);
+  if (forward) {
+    fwd.gib = gib;
+    fwd.concurrent = concurrent;
+    fwd.gateway = gateway;
+    int rc = allgo::bench::RunForwardBench(fwd);
+    if (auto* docker = allgo::test::TestDocker::Get(nullptr)) docker->Stop();
+    return rc;
+  }
   if (gateway) {
     int rc = allgo::bench::GatewayBench(runs, gib, idle, pin_nodes).Main();
     return rc;
