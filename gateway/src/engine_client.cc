@@ -250,6 +250,10 @@ struct EngineClient::Impl {
       asio::async_connect(socket, endpoints, [h](const error_code& ec, const tcp::endpoint&) { h(ec); });
     });
     if (r.ec) return Failed("connecting", r.ec);
+    // The hijacked exec stream carries small writes both ways (a channel open, a keystroke):
+    // Nagle + delayed ACK held them ~40 ms (bench/sshd/forward.md: opens p90 46 -> 5 ms).
+    error_code nodelay_ec;
+    socket.set_option(tcp::no_delay(true), nodelay_ec);  // best effort: only latency depends on it
     // The node's certificate must be for HOST (an IP address matches an IP subjectAltName).
     stream->set_verify_mode(ssl::verify_peer);
     stream->set_verify_callback(ssl::host_name_verification(host));
