@@ -176,8 +176,12 @@ TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
                      ")) for _ in range(50)]\nprint('held', flush=True)\ntime.sleep(60)"},
                 tmp_ / "holder.log");
   ASSERT_TRUE(WaitFor([&] { return holder.Log().find("held") != std::string::npos; }, 10000)) << holder.Log();
-  // The first fetch and the 50 parallel ones have ended.
+  // The first fetch and the 50 parallel ones have ended, and the 50 held ones are open on the
+  // server (the holder's connects are done once the client's kernel took them, before the
+  // client even opened their channels).
   ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip end") >= 51; }, 20000))
+      << server_->log();
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip open:") >= 101; }, 20000))
       << server_->log();
   client->Stop(SIGKILL, 5000);
   // Each of the fifty held forwards ends too (a broken pipe to the client, or the connection's
