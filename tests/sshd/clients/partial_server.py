@@ -1,0 +1,26 @@
+"""A service that ends mid-conversation: partial_server.py PORT SIZE. Each connection sends a
+request; the answer is SIZE bytes (byte i is i % 251), then the service closes: cleanly (FIN)
+for a request starting with "close", with a reset (SO_LINGER 0: whatever is not yet sent is
+lost) for one starting with "reset" (sshd_forward_clients_test)."""
+import socket
+import struct
+import sys
+import threading
+
+port, size = int(sys.argv[1]), int(sys.argv[2])
+payload = bytes(i % 251 for i in range(size))
+
+
+def serve(conn):
+    with conn:
+        request = conn.recv(64)
+        conn.sendall(payload)
+        if request.startswith(b"reset"):
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+server = socket.create_server(("127.0.0.1", port))
+print("partial server ready", flush=True)
+while True:
+    conn, _ = server.accept()
+    threading.Thread(target=serve, args=(conn,), daemon=True).start()
