@@ -9,10 +9,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <thread>
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -61,6 +63,24 @@ Footprint FootprintOf(pid_t pid) {
 std::string Describe(const Footprint& f) {
   return std::to_string(f.processes) + " processes, " + std::to_string(f.fds) + " fds, " + std::to_string(f.threads) +
          " threads, " + std::to_string(f.rss_kb) + " kB RSS";
+}
+
+// utime + stime of `pid` and every process below it, in clock ticks.
+long CpuTicks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  long ticks = 0;
+  size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(stat.substr(close + 2));
+    std::string field;
+    // After the command: state is field 3, utime 14 and stime 15.
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i >= 14) ticks += std::stol(field);
+    }
+  }
+  for (pid_t child : ChildrenOf(pid)) ticks += CpuTicks(child);
+  return ticks;
 }
 
 // Every process below `pid`, depth first.
@@ -115,6 +135,24 @@ class SshdForwardClientsTest : public SshdForwardFixture {
       found = child;
     }
     return found;
+  }
+
+  // The agent's child serving the latest connection's forwards (host pid; -1 if not found): the
+  // agent logs its pid in the sandbox's pid namespace, /proc/PID/status's NSpid ends with it.
+  pid_t StreamServer() {
+    const std::string log = agent_->Log(), marker = "stream mode, served by pid ";
+    size_t at = log.rfind(marker);
+    if (at == std::string::npos) return -1;
+    const std::string inner = log.substr(at + marker.size(), log.find('\n', at) - at - marker.size());
+    std::vector<pid_t> sandbox;
+    Descendants(agent_->pid(), &sandbox);
+    for (pid_t p : sandbox) {
+      std::istringstream ns(ProcStatusField(p, "NSpid"));
+      std::string last, word;
+      while (ns >> word) last = word;
+      if (last == inner) return p;
+    }
+    return -1;
   }
 
   std::string control_;
@@ -311,6 +349,10 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
   ASSERT_TRUE(WaitFor([&] { return FootprintOf(connection).processes == 2; }, 10000))
       << "the monitor and its network child: " << Describe(FootprintOf(connection));
   const Footprint before = FootprintOf(connection);
+  // The sandbox's side of the connection: its stream server (one process, its listener, its socket).
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
+  const Footprint sandbox_before = FootprintOf(stream_server);
 
   RunResult flood = Through("HOLD=3 /usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) +
                                 " " + std::to_string(kFlood) + " 60",
@@ -341,6 +383,11 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
             << std::endl;
   // Buffers are bounded per forward and freed with it; allow the allocator some slack.
   EXPECT_LT(after.rss_kb, before.rss_kb + 4096) << "before: " << Describe(before) << "; after: " << Describe(after);
+  Footprint sandbox_after;
+  EXPECT_TRUE(WaitFor([&] {
+    sandbox_after = FootprintOf(stream_server);
+    return sandbox_after.processes == sandbox_before.processes && sandbox_after.fds <= sandbox_before.fds;
+  }, 10000)) << "the stream server before: " << Describe(sandbox_before) << "; after: " << Describe(sandbox_after);
   // The listener still serves, and so does the server.
   EXPECT_THAT(Through("/usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
               HasSubstr("served=1 closed=0 hanging=0"));
@@ -352,14 +399,28 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
 // with a -L and an -R forward open: both end (the client's sockets see the end), the session
 // still works, nothing is left running, and a new connection forwards again.
 TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing) {
-  const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort(), web = FreeLoopbackPort();
+  const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort(), web = FreeLoopbackPort(),
+            bulk = FreeLoopbackPort();
   Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
-  const size_t baseline = ChildrenOf(server_->pid()).size();
-  auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_), "-R",
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_), "-L",
+                        "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kPartialPort), "-R",
                         "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(hold_port)});
   ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
-  // Held open: a connection through -L (the frontend side waits for the end)...
+  const pid_t connection = NewChild(idle);
+  ASSERT_GT(connection, 0);
+  // Busy: an endless download through -L, bytes in flight everywhere when the kill comes...
+  Daemon download({"/usr/bin/python3", "-c",
+                   "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(bulk) +
+                       "))\ns.sendall(b'endless')\ns.settimeout(60)\nn = 0\nwhile True:\n"
+                       "    chunk = s.recv(65536)\n    if not chunk: break\n    n += len(chunk)\n"
+                       "    if n >= 4 << 20 and n - len(chunk) < 4 << 20: print('flowing', flush=True)\n"
+                       "print('end after', n, flush=True)"},
+                  tmp_ / "download.log");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("flowing") != std::string::npos; }, 15000))
+      << download.Log() << server_->log();
+  // ... a connection held open through -L (the frontend side waits for the end)...
   Daemon local_side({"/usr/bin/python3", "-c",
                      "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(web) +
                          "))\nprint('connected', flush=True)\ns.settimeout(60)\nprint('end', s.recv(1), flush=True)"},
@@ -376,23 +437,8 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
       << sandbox_side.Log() << server_->log();
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("accepted 1") != std::string::npos; }, 10000)) << hold.Log();
 
-  // The stream server of this connection: the agent logs its pid in the sandbox's pid namespace.
-  const std::string agent_log = agent_->Log();
-  const std::string marker = "stream mode, served by pid ";
-  size_t at = agent_log.rfind(marker);
-  ASSERT_NE(at, std::string::npos) << agent_log;
-  const std::string inner = agent_log.substr(at + marker.size(), agent_log.find('\n', at) - at - marker.size());
-  std::vector<pid_t> sandbox;
-  Descendants(agent_->pid(), &sandbox);
-  pid_t stream_server = -1;
-  for (pid_t p : sandbox) {
-    std::string ns = ProcStatusField(p, "NSpid");
-    if (ns.size() >= inner.size() && ns.compare(ns.size() - inner.size(), inner.size(), inner) == 0 &&
-        (ns.size() == inner.size() || ns[ns.size() - inner.size() - 1] == '\t' || ns[ns.size() - inner.size() - 1] == ' ')) {
-      stream_server = p;
-    }
-  }
-  ASSERT_GT(stream_server, 0) << "no process with pid " << inner << " in the sandbox";
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
   ASSERT_EQ(kill(stream_server, SIGKILL), 0);
 
   // Both forwards end: the -L socket on the frontend and the -R one in the sandbox see the end,
@@ -402,6 +448,8 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   EXPECT_TRUE(WaitFor([&] { return sandbox_side.Log().find("end b''") != std::string::npos; }, 15000))
       << sandbox_side.Log();
   EXPECT_TRUE(WaitFor([&] { return hold.Log().find("closed 1") != std::string::npos; }, 15000)) << hold.Log();
+  EXPECT_TRUE(WaitFor([&] { return download.Log().find("end after") != std::string::npos; }, 15000))
+      << download.Log();
   EXPECT_TRUE(server_->WaitForLog("forwarding path to the sandbox lost")) << server_->log();
   EXPECT_THAT(server_->log(), HasSubstr("result=aborted: the path to the sandbox was lost"));
   // The stream server is gone for good (reaped by the agent, not a zombie).
@@ -410,9 +458,13 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   // The connection's session still works; a new forward on it fails cleanly (no hang).
   EXPECT_EQ(Through("echo still-here").out, "still-here\n");
   EXPECT_EQ(Get(web), "");
+  // And its processes rest: no loop left polling for forwards that are gone.
+  const long busy = CpuTicks(connection);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_LT(CpuTicks(connection) - busy, 30) << "CPU ticks of the connection's processes in 3 s of quiet";
   // The connection ends: nothing of it is left.
   master->Stop(SIGTERM, 5000);
-  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()).size() == baseline; }, 15000))
+  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()) == idle; }, 15000))
       << "the connection's processes are gone";
   // A new connection gets a new path to the sandbox.
   RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));

@@ -1,7 +1,8 @@
 """A service that ends mid-conversation: partial_server.py PORT SIZE. Each connection sends a
 request; the answer is SIZE bytes (byte i is i % 251), then the service closes: cleanly (FIN)
 for a request starting with "close", with a reset (SO_LINGER 0: whatever is not yet sent is
-lost) for one starting with "reset" (sshd_forward_clients_test)."""
+lost) for one starting with "reset"; "endless" gets the bytes again and again until the
+connection breaks (sshd_forward_clients_test)."""
 import socket
 import struct
 import sys
@@ -14,7 +15,12 @@ payload = bytes(i % 251 for i in range(size))
 def serve(conn):
     with conn:
         request = conn.recv(64)
-        conn.sendall(payload)
+        try:
+            conn.sendall(payload)
+            while request.startswith(b"endless"):
+                conn.sendall(payload)
+        except OSError:
+            return
         if request.startswith(b"reset"):
             conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
