@@ -30,10 +30,10 @@ using ::testing::HasSubstr;
 using ::testing::Not;
 
 // A port of the sandbox's own network namespace (nothing else listens there).
-constexpr int kPartialPort = 7101;
-// What the partial server sends before it closes: more than a stream window (256 KiB), so the
+constexpr int kFaultyPort = 7101;
+// What the faulty service answers before it closes: more than a stream window (256 KiB), so the
 // close comes while the forward is busy moving data.
-constexpr int kPartialSize = 1024 * 1024 + 123;
+constexpr int kAnswerSize = 1024 * 1024 + 123;
 
 std::string Client(const std::string& name) { return SourceDir() + "/tests/sshd/clients/" + name; }
 
@@ -94,9 +94,9 @@ void Descendants(pid_t pid, std::vector<pid_t>* out) {
 class SshdForwardClientsTest : public SshdForwardFixture {
  protected:
   SshdForwardClientsTest() : SshdForwardFixture("allgo-sshd-fwd-clients") {
-    // A sandbox service that dies mid-answer (fault tests).
-    sandbox_services_ = "/usr/bin/python3 " + ShellQuote(Client("partial_server.py")) + " " +
-                        std::to_string(kPartialPort) + " " + std::to_string(kPartialSize) + " >/dev/null 2>&1 & ";
+    // A sandbox service that misbehaves (fault tests).
+    sandbox_services_ = "/usr/bin/python3 " + ShellQuote(Client("faulty_service.py")) + " " +
+                        std::to_string(kFaultyPort) + " " + std::to_string(kAnswerSize) + " >/dev/null 2>&1 & ";
   }
 
   // A client script's run: /usr/bin/python3 SCRIPT SSH_PORT KEY args...
@@ -137,6 +137,14 @@ class SshdForwardClientsTest : public SshdForwardFixture {
     return found;
   }
 
+  // allgo-sshd has no child outside `before` (those may have gone meanwhile: a connection
+  // that was closing).
+  bool NoChildBut(const std::vector<pid_t>& before) {
+    for (pid_t child : ChildrenOf(server_->pid())) {
+      if (std::find(before.begin(), before.end(), child) == before.end()) return false;
+    }
+    return true;
+  }
   // The agent's child serving the latest connection's forwards (host pid; -1 if not found): the
   // agent logs its pid in the sandbox's pid namespace, /proc/PID/status's NSpid ends with it.
   pid_t StreamServer() {
@@ -267,7 +275,7 @@ TEST_F(SshdForwardClientsTest, PlinkLocalForwardWithAPinnedHostKey) {
 // forward and its sessions carry on.
 TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
   const int partial = FreeLoopbackPort(), web = FreeLoopbackPort();
-  auto master = Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(kPartialPort), "-L",
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
                         "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
   ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
   // One connection through the web forward stays open (idle) while others break; then it sends
@@ -277,7 +285,7 @@ TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
   const std::string script =
       "import socket, sys\n"
       "idle = socket.create_connection(('127.0.0.1', " + std::to_string(web) + "))\n"
-      "expected = bytes(i % 251 for i in range(" + std::to_string(kPartialSize) + "))\n"
+      "expected = bytes(i % 251 for i in range(" + std::to_string(kAnswerSize) + "))\n"
       "def fetch(request, half_close=False):\n"
       "    s = socket.create_connection(('127.0.0.1', " + std::to_string(partial) + "))\n"
       "    s.settimeout(20)\n"
@@ -310,7 +318,7 @@ TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
   RunResult r = test::Run({"/usr/bin/python3", "-c", script}, options);
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
   for (int n = 0; n < 3; ++n) {
-    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(kPartialSize) + " True"))
+    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(kAnswerSize) + " True"))
         << r.out << r.err;
   }
   for (int n = 0; n < 2; ++n) EXPECT_THAT(r.out, HasSubstr("reset " + std::to_string(n) + " prefix True"));
@@ -319,10 +327,73 @@ TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
   EXPECT_EQ(Through("echo still-here").out, "still-here\n");
   EXPECT_EQ(Get(web), "sandbox\n");
   EXPECT_TRUE(WaitFor([&] {
-    return Occurrences(server_->log(), "target=127.0.0.1:" + std::to_string(kPartialPort)) >= 5;
+    return Occurrences(server_->log(), "target=127.0.0.1:" + std::to_string(kFaultyPort)) >= 5;
   }, 10000)) << server_->log();
-  EXPECT_THAT(server_->log(), HasSubstr("bytes_out=" + std::to_string(kPartialSize)));
+  EXPECT_THAT(server_->log(), HasSubstr("bytes_out=" + std::to_string(kAnswerSize)));
   master->Stop(SIGTERM, 5000);
+}
+
+// A client that stops reading a download, then cancels it mid-flow; and a sandbox service that
+// stops reading an upload: flow control holds each forward where it is (bounded bytes in
+// flight, no memory growth in the connection's processes or the sandbox's stream server), the
+// download resumes, and the cancelled one is let go on the sandbox's side at once.
+TEST_F(SshdForwardClientsTest, StalledReaderOnEitherSideGrowsNoMemory) {
+  const int bulk = FreeLoopbackPort(), web = FreeLoopbackPort();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
+                        "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
+  // Warm: the forwarding path is open, a session has run.
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  ASSERT_EQ(Through("echo warm").out, "warm\n") << master->Log() << server_->log();
+  const pid_t connection = NewChild(idle);
+  ASSERT_GT(connection, 0);
+  const Footprint before = FootprintOf(connection);
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
+  const Footprint sandbox_before = FootprintOf(stream_server);
+  auto measure = [&](const char* when) {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    const Footprint now = FootprintOf(connection), sandbox_now = FootprintOf(stream_server);
+    std::cout << when << ": the connection's processes " << Describe(now) << " (before: " << Describe(before)
+              << "); the stream server " << Describe(sandbox_now) << " (before: " << Describe(sandbox_before) << ")"
+              << std::endl;
+    // Windows and buffers of a few MiB; without flow control a second of either stall would
+    // be gigabytes.
+    EXPECT_LT(now.rss_kb, before.rss_kb + 16384) << when;
+    EXPECT_LT(sandbox_now.rss_kb, sandbox_before.rss_kb + 16384) << when;
+  };
+
+  // The download: 1 MiB read, a pause where the test measures, 8 MiB more, then the client
+  // closes while the service is still sending (a cancelled download), and ten more like it.
+  Daemon download({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "download"},
+                  tmp_ / "download.log");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("download stalled") != std::string::npos; }, 20000))
+      << download.Log() << server_->log();
+  measure("download stalled");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("download cancelled") != std::string::npos; }, 20000))
+      << download.Log() << server_->log();
+  EXPECT_THAT(download.Log(), HasSubstr("download resumed True"));
+  // The sandbox's side lets the cancelled downloads go: their sockets to the service are closed.
+  Footprint sandbox_now;
+  EXPECT_TRUE(WaitFor([&] { return (sandbox_now = FootprintOf(stream_server)).fds <= sandbox_before.fds; }, 10000))
+      << "the stream server before: " << Describe(sandbox_before) << "; after the cancels: " << Describe(sandbox_now)
+      << server_->log();
+
+  // The upload: the service never reads; the client pushes until nothing moves for 3 s.
+  Daemon upload({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "upload"},
+                tmp_ / "upload.log");
+  ASSERT_TRUE(WaitFor([&] { return upload.Log().find("upload blocked after") != std::string::npos; }, 40000))
+      << upload.Log() << server_->log();
+  measure("upload stalled");
+  // What the upload pushed before it blocked: kernel buffers and windows, not an open tap.
+  const std::string log = upload.Log();
+  EXPECT_LT(std::stoll(log.substr(log.find("upload blocked after ") + 21)), 64LL << 20) << log;
+  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
+  // The connection's end takes the stalled forward with it, on both sides.
+  master->Stop(SIGTERM, 5000);
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000)) << "the connection's processes";
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists("/proc/" + std::to_string(stream_server)); }, 15000))
+      << "the stream server";
 }
 
 // 2000 connections at once from inside the sandbox to an -R listener: at most max_forwards
@@ -405,7 +476,7 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
   const std::vector<pid_t> idle = ChildrenOf(server_->pid());
   auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_), "-L",
-                        "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kPartialPort), "-R",
+                        "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-R",
                         "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(hold_port)});
   ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
   const pid_t connection = NewChild(idle);
@@ -464,7 +535,7 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   EXPECT_LT(CpuTicks(connection) - busy, 30) << "CPU ticks of the connection's processes in 3 s of quiet";
   // The connection ends: nothing of it is left.
   master->Stop(SIGTERM, 5000);
-  EXPECT_TRUE(WaitFor([&] { return ChildrenOf(server_->pid()) == idle; }, 15000))
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000))
       << "the connection's processes are gone";
   // A new connection gets a new path to the sandbox.
   RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));

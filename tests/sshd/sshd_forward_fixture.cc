@@ -59,7 +59,8 @@ void SshdForwardFixture::SetUp() {
   agent_ = std::make_unique<Daemon>(SandboxCommand(bridge_, options), tmp_ / "agent.log");
   ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
       << agent_->Log();
-  ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 10000));
+  // Generous: python's start takes seconds on a loaded machine.
+  ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 30000));
   // The sandbox's server is up once a session inside sees it.
   ASSERT_TRUE(WaitFor([&] { return SandboxGet(port_).find("sandbox") != std::string::npos; }, 15000))
       << server_->log();

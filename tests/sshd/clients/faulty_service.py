@@ -1,8 +1,8 @@
-"""A service that ends mid-conversation: partial_server.py PORT SIZE. Each connection sends a
+"""A sandbox service that misbehaves: faulty_service.py PORT SIZE. Each connection sends a
 request; the answer is SIZE bytes (byte i is i % 251), then the service closes: cleanly (FIN)
 for a request starting with "close", with a reset (SO_LINGER 0: whatever is not yet sent is
 lost) for one starting with "reset"; "endless" gets the bytes again and again until the
-connection breaks (sshd_forward_clients_test)."""
+connection breaks; "stall" gets nothing and is never read again (sshd_forward_clients_test)."""
 import socket
 import struct
 import sys
@@ -15,6 +15,8 @@ payload = bytes(i % 251 for i in range(size))
 def serve(conn):
     with conn:
         request = conn.recv(64)
+        if request.startswith(b"stall"):
+            threading.Event().wait()
         try:
             conn.sendall(payload)
             while request.startswith(b"endless"):
@@ -26,7 +28,7 @@ def serve(conn):
 
 
 server = socket.create_server(("127.0.0.1", port))
-print("partial server ready", flush=True)
+print("faulty service ready", flush=True)
 while True:
     conn, _ = server.accept()
     threading.Thread(target=serve, args=(conn,), daemon=True).start()
