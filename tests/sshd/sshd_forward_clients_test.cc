@@ -137,6 +137,16 @@ class SshdForwardClientsTest : public SshdForwardFixture {
     return found;
   }
 
+  // A connection to the frontend's 127.0.0.1:port, held open: it prints "connected", then
+  // "end b''" when the far side closes it (within 60 s).
+  std::unique_ptr<Daemon> HoldConnection(int port, const std::string& name) {
+    return std::make_unique<Daemon>(
+        std::vector<std::string>{"/usr/bin/python3", "-c",
+                                 "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(port) +
+                                     "))\nprint('connected', flush=True)\ns.settimeout(60)\n"
+                                     "print('end', s.recv(1), flush=True)"},
+        tmp_ / (name + ".log"));
+  }
   // allgo-sshd has no child outside `before` (those may have gone meanwhile: a connection
   // that was closing).
   bool NoChildBut(const std::vector<pid_t>& before) {
@@ -492,18 +502,15 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   ASSERT_TRUE(WaitFor([&] { return download.Log().find("flowing") != std::string::npos; }, 15000))
       << download.Log() << server_->log();
   // ... a connection held open through -L (the frontend side waits for the end)...
-  Daemon local_side({"/usr/bin/python3", "-c",
-                     "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(web) +
-                         "))\nprint('connected', flush=True)\ns.settimeout(60)\nprint('end', s.recv(1), flush=True)"},
-                    tmp_ / "local-side.log");
+  auto local_side = HoldConnection(web, "local-side");
   // ... and one from inside the sandbox through -R to the frontend's hold server.
   Daemon sandbox_side({"ssh", "-S", control_, "-o", "LogLevel=ERROR", "x",
                        "/usr/bin/python3 -c \"import socket\ns = socket.create_connection(('127.0.0.1', " +
                            std::to_string(remote) + "))\nprint('got', s.recv(7), flush=True)\ns.settimeout(60)\n"
                            "print('end', s.recv(1), flush=True)\""},
                       tmp_ / "sandbox-side.log");
-  ASSERT_TRUE(WaitFor([&] { return local_side.Log().find("connected") != std::string::npos; }, 10000))
-      << local_side.Log();
+  ASSERT_TRUE(WaitFor([&] { return local_side->Log().find("connected") != std::string::npos; }, 10000))
+      << local_side->Log();
   ASSERT_TRUE(WaitFor([&] { return sandbox_side.Log().find("got b'served\\n'") != std::string::npos; }, 15000))
       << sandbox_side.Log() << server_->log();
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("accepted 1") != std::string::npos; }, 10000)) << hold.Log();
@@ -514,8 +521,8 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
 
   // Both forwards end: the -L socket on the frontend and the -R one in the sandbox see the end,
   // and the client closed its side towards the hold server.
-  EXPECT_TRUE(WaitFor([&] { return local_side.Log().find("end b''") != std::string::npos; }, 15000))
-      << local_side.Log() << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return local_side->Log().find("end b''") != std::string::npos; }, 15000))
+      << local_side->Log() << server_->log();
   EXPECT_TRUE(WaitFor([&] { return sandbox_side.Log().find("end b''") != std::string::npos; }, 15000))
       << sandbox_side.Log();
   EXPECT_TRUE(WaitFor([&] { return hold.Log().find("closed 1") != std::string::npos; }, 15000)) << hold.Log();
@@ -540,6 +547,50 @@ TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing
   // A new connection gets a new path to the sandbox.
   RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));
   EXPECT_THAT(r.out, HasSubstr("sandbox")) << r.err << server_->log();
+}
+
+// The sandbox's agent itself is killed (its sandbox goes down with it, as a container whose
+// main process dies) with a forward open: the forward ends, the session gets a clear error
+// instead of a hang, nothing of the connection is left once the client goes, and once the
+// sandbox is started again a new connection forwards into it.
+TEST_F(SshdForwardClientsTest, SandboxAgentKilledEndsForwardsAndARestartedSandboxServesAgain) {
+  const int web = FreeLoopbackPort();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  auto held = HoldConnection(web, "held");
+  ASSERT_TRUE(WaitFor([&] { return held->Log().find("connected") != std::string::npos; }, 10000)) << held->Log();
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip open:") >= 2; }, 10000))
+      << server_->log();
+  // The agent: the process of the sandbox whose parent is not an agent too (its children are).
+  std::vector<pid_t> sandbox;
+  Descendants(agent_->pid(), &sandbox);
+  pid_t agent = -1;
+  for (pid_t p : sandbox) {
+    if (ReadFile("/proc/" + std::to_string(p) + "/comm").rfind("allgo-sandbox", 0) != 0) continue;
+    const std::string parent = ProcStatusField(p, "PPid");
+    if (ReadFile("/proc/" + parent + "/comm").rfind("allgo-sandbox", 0) != 0) agent = p;
+  }
+  ASSERT_GT(agent, 0) << "no agent in the sandbox";
+  ASSERT_EQ(kill(agent, SIGKILL), 0);
+
+  EXPECT_TRUE(WaitFor([&] { return held->Log().find("end b''") != std::string::npos; }, 15000))
+      << held->Log() << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forwarding path to the sandbox lost")) << server_->log();
+  EXPECT_EQ(Get(web), "");  // a new forward on that connection fails at once
+  RunResult session = Through("echo never", 60);
+  EXPECT_NE(session.exit_code, 0);
+  EXPECT_THAT(session.out, Not(HasSubstr("never")));
+  EXPECT_THAT(session.err, HasSubstr("does not answer")) << session.err;  // "...; restart it ..."
+  master->Stop(SIGTERM, 5000);
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000)) << "the connection's processes";
+
+  StartSandbox();
+  ASSERT_FALSE(HasFatalFailure());
+  std::string got;
+  EXPECT_TRUE(WaitFor([&] { return (got = Stdio("127.0.0.1:" + std::to_string(port_)).out).find("sandbox") != std::string::npos; },
+                      20000))
+      << got << server_->log();
 }
 
 }  // namespace

@@ -47,23 +47,32 @@ void SshdForwardFixture::SetUp() {
   WriteFile(tmp_ / "front/marker.txt", "frontend\n");
   front_ = std::make_unique<Daemon>(HttpServer(port_, tmp_ / "front"), tmp_ / "front.log");
   front_only_ = std::make_unique<Daemon>(HttpServer(frontend_only_port_, tmp_ / "front"), tmp_ / "front-only.log");
-  // The sandbox: its own network namespace, its own web server on port_, then the agent.
   fs::create_directories(fs::path(shared_) / "www");
   WriteFile(fs::path(shared_) / "www/marker.txt", "sandbox\n");
+  StartSandbox();
+  if (HasFatalFailure()) return;
+  // Generous: python's start takes seconds on a loaded machine.
+  ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 30000));
+  // The sandbox's server is up once a session inside sees it.
+  ASSERT_TRUE(WaitFor([&] { return SandboxGet(port_).find("sandbox") != std::string::npos; }, 15000))
+      << server_->log();
+}
+
+void SshdForwardFixture::StartSandbox() {
+  // Its own network namespace, its own web server on port_ (and the services of a derived
+  // fixture), then the agent.
+  agent_.reset();
   SandboxOptions options;
   options.binds = {shared_};
   options.bwrap_extra = {"--unshare-net"};
   std::string server = "python3 -m http.server " + std::to_string(port_) + " --bind 127.0.0.1 --directory " +
                        ShellQuote(shared_ + "/www") + " >/dev/null 2>&1 & " + sandbox_services_;
   options.launcher = {"sh", "-c", server + " exec \"$@\"", "sh"};
-  agent_ = std::make_unique<Daemon>(SandboxCommand(bridge_, options), tmp_ / "agent.log");
+  // A log of its own per start: "listening on" is this agent's.
+  const std::string log = tmp_ / (sandbox_starts_++ == 0 ? "agent.log" : "agent-" + std::to_string(sandbox_starts_) + ".log");
+  agent_ = std::make_unique<Daemon>(SandboxCommand(bridge_, options), log);
   ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
       << agent_->Log();
-  // Generous: python's start takes seconds on a loaded machine.
-  ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 30000));
-  // The sandbox's server is up once a session inside sees it.
-  ASSERT_TRUE(WaitFor([&] { return SandboxGet(port_).find("sandbox") != std::string::npos; }, 15000))
-      << server_->log();
 }
 
 void SshdForwardFixture::TearDown() {

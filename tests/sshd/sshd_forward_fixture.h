@@ -45,6 +45,8 @@ class SshdForwardFixture : public SshdBridgeFixture {
 
   void SetUp() override;
   void TearDown() override;
+  // (Re)starts the sandbox and waits for its agent (ASSERTs).
+  void StartSandbox();
 
   // What curl gets from the frontend's loopback.
   std::string Get(int port, const std::vector<std::string>& curl_extra = {});
@@ -59,7 +61,7 @@ class SshdForwardFixture : public SshdBridgeFixture {
   // More shell run inside the sandbox before the agent starts (servers in the background):
   // set by a derived fixture's constructor.
   std::string sandbox_services_;
-  int port_ = 0, frontend_only_port_ = 0;
+  int port_ = 0, frontend_only_port_ = 0, sandbox_starts_ = 0;
   std::unique_ptr<Daemon> front_, front_only_, agent_;
 };
 
