@@ -205,13 +205,16 @@ void ForwardChannel::SendClose() {
 
 void ForwardChannel::Abort(const char* why) {
   if (done_) return;
-  SendClose();
   Finish(std::string("aborted: ") + why);
 }
 
 void ForwardChannel::Finish(const std::string& result) {
   if (done_) return;
   done_ = true;
+  // However the forward ends (a libssh error when the client closes mid-transfer, too), the
+  // agent hears it: its socket and the sandbox service's connection go now, not with the SSH
+  // connection, and the stream no longer counts against the agent's per-connection bound.
+  SendClose();
   if (record_.result.empty() || record_.result.rfind("refused", 0) != 0) record_.result = result;
   record_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
   if (channel_ != nullptr) {

@@ -1,9 +1,6 @@
 // Forwarding under allgo-sshd, as users take it (docs/forwarding.md): the OpenSSH client's
-// -W, -L, -D, -R and -A against allgo-sshd, the bridge backend and allgo-sandbox-agent inside a
-// bubblewrap sandbox with its OWN network namespace (--unshare-net), as a container has. The
-// frontend (this test) runs a web server on the very port the sandbox's one uses, so a forward
-// that landed on the frontend would answer "frontend", and one that landed in the sandbox
-// answers "sandbox".
+// -W, -L, -D, -R and -A against allgo-sshd and the sandbox of sshd_forward_fixture.h (its own
+// network namespace; "sandbox" or "frontend" tells where a forward landed).
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -17,7 +14,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
-#include "sshd_fixture.h"
+#include "sshd_forward_fixture.h"
 #include "test_support.h"
 
 namespace allgo::test {
@@ -27,78 +24,9 @@ namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using ::testing::Not;
 
-// How many times `needle` occurs in `text` (log lines of one kind).
-size_t Occurrences(const std::string& text, const std::string& needle) {
-  size_t n = 0;
-  for (size_t at = text.find(needle); at != std::string::npos; at = text.find(needle, at + 1)) ++n;
-  return n;
-}
-
-// A python3 http.server on 127.0.0.1:port serving `dir`.
-std::vector<std::string> HttpServer(int port, const std::string& dir) {
-  return {"python3", "-m", "http.server", std::to_string(port), "--bind", "127.0.0.1", "--directory", dir};
-}
-
-class SshdForwardTest : public SshdBridgeFixture {
+class SshdForwardTest : public SshdForwardFixture {
  protected:
-  SshdForwardTest() : SshdBridgeFixture("allgo-sshd-forward") {}
-
-  void SetUp() override {
-    SetUpFrontend();
-    if (HasFatalFailure()) return;
-    port_ = FreeLoopbackPort();
-    frontend_only_port_ = FreeLoopbackPort();
-    // The frontend's servers: one on the sandbox's port, one on a port only the frontend has.
-    fs::create_directories(tmp_ / "front");
-    WriteFile(tmp_ / "front/marker.txt", "frontend\n");
-    front_ = std::make_unique<Daemon>(HttpServer(port_, tmp_ / "front"), tmp_ / "front.log");
-    front_only_ = std::make_unique<Daemon>(HttpServer(frontend_only_port_, tmp_ / "front"), tmp_ / "front-only.log");
-    // The sandbox: its own network namespace, its own web server on port_, then the agent.
-    fs::create_directories(fs::path(shared_) / "www");
-    WriteFile(fs::path(shared_) / "www/marker.txt", "sandbox\n");
-    SandboxOptions options;
-    options.binds = {shared_};
-    options.bwrap_extra = {"--unshare-net"};
-    std::string server = "python3 -m http.server " + std::to_string(port_) + " --bind 127.0.0.1 --directory " +
-                         ShellQuote(shared_ + "/www") + " >/dev/null 2>&1 &";
-    options.launcher = {"sh", "-c", server + " exec \"$@\"", "sh"};
-    agent_ = std::make_unique<Daemon>(SandboxCommand(bridge_, options), tmp_ / "agent.log");
-    ASSERT_TRUE(WaitFor([&] { return agent_->Log().find("listening on") != std::string::npos; }, 10000))
-        << agent_->Log();
-    ASSERT_TRUE(WaitFor([&] { return Get(port_).find("frontend") != std::string::npos; }, 10000));
-    // The sandbox's server is up once a session inside sees it.
-    ASSERT_TRUE(WaitFor([&] { return SandboxGet(port_).find("sandbox") != std::string::npos; }, 15000))
-        << server_->log();
-  }
-
-  void TearDown() override {
-    server_.reset();
-    if (agent_) agent_->Stop(SIGTERM, 5000);
-  }
-
-  // What curl gets from the frontend's loopback.
-  std::string Get(int port, const std::vector<std::string>& curl_extra = {}) {
-    std::vector<std::string> argv = {"curl", "-s", "--max-time", "10"};
-    argv.insert(argv.end(), curl_extra.begin(), curl_extra.end());
-    argv.push_back("http://127.0.0.1:" + std::to_string(port) + "/marker.txt");
-    return test::Run(argv).out;
-  }
-  // What a session in the sandbox gets from the sandbox's loopback.
-  std::string SandboxGet(int port) {
-    return Ssh("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:" + std::to_string(port) +
-               "/marker.txt', timeout=5).read().decode())\"")
-        .out;
-  }
-  // ssh -W host:port with an HTTP request on stdin: the raw answer.
-  RunResult Stdio(const std::string& target) {
-    RunOptions in;
-    in.stdin_data = "GET /marker.txt HTTP/1.0\r\n\r\n";
-    in.timeout_seconds = 30;
-    return server_->Ssh("sleep", key_.private_path, "", {"-W", target}, in);
-  }
-
-  int port_ = 0, frontend_only_port_ = 0;
-  std::unique_ptr<Daemon> front_, front_only_, agent_;
+  SshdForwardTest() : SshdForwardFixture("allgo-sshd-forward") {}
 };
 
 TEST_F(SshdForwardTest, StdioForwardLandsOnTheSandboxLoopbackNotTheFrontends) {
@@ -119,12 +47,10 @@ TEST_F(SshdForwardTest, StdioForwardLandsOnTheSandboxLoopbackNotTheFrontends) {
 
 TEST_F(SshdForwardTest, LocalForwardAndSocksReachTheSandboxWithManyConnectionsOnOnePath) {
   int local = FreeLoopbackPort(), socks = FreeLoopbackPort();
-  std::vector<std::string> argv = {"ssh", "-N", "-o", "ExitOnForwardFailure=yes",
-                                   "-L", "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_),
-                                   "-D", "127.0.0.1:" + std::to_string(socks)};
-  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
-  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
-  Daemon client(argv, tmp_ / "client.log");
+  Daemon client(SshArgv({"-N", "-o", "ExitOnForwardFailure=yes", "-L",
+                         "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_), "-D",
+                         "127.0.0.1:" + std::to_string(socks)}),
+                tmp_ / "client.log");
   ASSERT_TRUE(WaitFor([&] { return Get(local).find("sandbox") != std::string::npos; }, 15000))
       << client.Log() << server_->log();
   for (int i = 0; i < 20; ++i) EXPECT_EQ(Get(local), "sandbox\n");
@@ -158,20 +84,13 @@ TEST_F(SshdForwardTest, RemoteForwardListensInsideTheSandbox) {
 
 TEST_F(SshdForwardTest, AgentForwardingListsAndSignsWithTheClientsKeys) {
   std::string sock = tmp_ / "agent.sock";
-  RunResult started = test::Run({"ssh-agent", "-a", sock});
-  ASSERT_EQ(started.exit_code, 0) << started.err;
-  // The agent daemonizes: it is killed when the test ends, whichever way it ends.
-  size_t at = started.out.find("SSH_AGENT_PID=");
-  ASSERT_NE(at, std::string::npos) << started.out;
-  struct KillAgent {
-    pid_t pid;
-    ~KillAgent() { kill(pid, SIGTERM); }
-  } kill_agent{static_cast<pid_t>(std::stol(started.out.substr(at + 14)))};
   KeyPair signer = MakeKeyPair(tmp_.path(), "signer");
+  SshAgentProcess ssh_agent;
+  ssh_agent.Start(sock, signer.private_path);
+  if (HasFatalFailure()) return;
   RunOptions env;
   env.env["SSH_AUTH_SOCK"] = sock;
-  ASSERT_EQ(test::Run({"ssh-add", signer.private_path}, env).exit_code, 0);
-  std::string fingerprint = test::Run({"ssh-keygen", "-lf", signer.private_path + ".pub"}).out.substr(0, 20);
+  std::string fingerprint = ssh_agent.fingerprint().substr(0, 20);
   WriteFile(fs::path(shared_) / "signer.pub", signer.public_line + "\n");
   WriteFile(fs::path(shared_) / "data", "data to sign\n");
   std::string script = "echo sock=$SSH_AUTH_SOCK; ssh-add -l; ssh-keygen -Y sign -q -n allgo -f " +
@@ -241,11 +160,10 @@ TEST_F(SshdForwardTest, EveryForwardIsAuditedAndCounted) {
 // forward ends (logged), the connection's processes go away, and the next client is served.
 TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
   int local = FreeLoopbackPort();
-  std::vector<std::string> argv = {"ssh", "-N", "-o", "ExitOnForwardFailure=yes", "-L",
-                                   "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_)};
-  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
-  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
-  auto client = std::make_unique<Daemon>(argv, tmp_ / "client.log");
+  auto client = std::make_unique<Daemon>(
+      SshArgv({"-N", "-o", "ExitOnForwardFailure=yes", "-L",
+               "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_)}),
+      tmp_ / "client.log");
   ASSERT_TRUE(WaitFor([&] { return Get(local) == "sandbox\n"; }, 15000)) << client->Log() << server_->log();
   const size_t baseline = ChildrenOf(server_->pid()).size();
   // 50 parallel fetches, all answered by the sandbox.
@@ -258,8 +176,12 @@ TEST_F(SshdForwardTest, FiftyForwardsAtOnceThenTheClientVanishes) {
                      ")) for _ in range(50)]\nprint('held', flush=True)\ntime.sleep(60)"},
                 tmp_ / "holder.log");
   ASSERT_TRUE(WaitFor([&] { return holder.Log().find("held") != std::string::npos; }, 10000)) << holder.Log();
-  // The first fetch and the 50 parallel ones have ended.
+  // The first fetch and the 50 parallel ones have ended, and the 50 held ones are open on the
+  // server (the holder's connects are done once the client's kernel took them, before the
+  // client even opened their channels).
   ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip end") >= 51; }, 20000))
+      << server_->log();
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip open:") >= 101; }, 20000))
       << server_->log();
   client->Stop(SIGKILL, 5000);
   // Each of the fifty held forwards ends too (a broken pipe to the client, or the connection's
@@ -280,9 +202,8 @@ TEST_F(SshdForwardTest, VsCodeLikeFlowAndControlMasterForward) {
   const std::string www = shared_ + "/vscode";
   fs::create_directories(www);
   WriteFile(www + "/index.html", "vscode-server\n");
-  std::vector<std::string> argv = {"ssh", "-T", "-D", "127.0.0.1:" + std::to_string(socks)};
-  for (const auto& o : server_->ClientOptions(key_.private_path)) argv.push_back(o);
-  argv.insert(argv.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1", "bash"});
+  std::vector<std::string> argv = SshArgv({"-T", "-D", "127.0.0.1:" + std::to_string(socks)});
+  argv.push_back("bash");
   // The script stays on: the client's stdin is a fifo the test keeps open.
   const std::string script = tmp_ / "script.fifo";
   ASSERT_EQ(mkfifo(script.c_str(), 0600), 0);
@@ -318,10 +239,7 @@ TEST_F(SshdForwardTest, VsCodeLikeFlowAndControlMasterForward) {
 
   // ControlMaster: a master without forwards, then -O forward -L on it.
   const std::string control = tmp_ / "cm.sock";
-  std::vector<std::string> master = {"ssh", "-M", "-S", control, "-N"};
-  for (const auto& o : server_->ClientOptions(key_.private_path)) master.push_back(o);
-  master.insert(master.end(), {"-p", std::to_string(server_->port()), "sleep@127.0.0.1"});
-  Daemon m(master, tmp_ / "master.log");
+  Daemon m(SshArgv({"-M", "-S", control, "-N"}), tmp_ / "master.log");
   ASSERT_TRUE(WaitFor([&] { return fs::exists(control); }, 15000)) << m.Log();
   const int local = FreeLoopbackPort();
   RunResult fwd = test::Run({"ssh", "-S", control, "-O", "forward", "-L",

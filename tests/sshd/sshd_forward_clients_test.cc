@@ -1,0 +1,597 @@
+// Forwarding under allgo-sshd with other client implementations than OpenSSH's (paramiko,
+// asyncssh, PuTTY's plink), and the faults of issue 19: a sandbox service that closes
+// mid-stream, a flood of connections on an -R listener, the sandbox's stream server killed with
+// forwards open. Same sandbox as sshd_forward_test (sshd_forward_fixture.h: its own network
+// namespace; "sandbox" or "frontend" tells where a forward landed). The python clients are
+// tests/sshd/clients/*.py, run with Debian's /usr/bin/python3 (python3-paramiko, python3-asyncssh).
+#include <signal.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <thread>
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include "sshd_forward_fixture.h"
+#include "test_support.h"
+
+namespace allgo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ::testing::HasSubstr;
+using ::testing::Not;
+
+// A port of the sandbox's own network namespace (nothing else listens there).
+constexpr int kFaultyPort = 7101;
+// What the faulty service answers before it closes: more than a stream window (256 KiB), so the
+// close comes while the forward is busy moving data.
+constexpr int kAnswerSize = 1024 * 1024 + 123;
+
+std::string Client(const std::string& name) { return SourceDir() + "/tests/sshd/clients/" + name; }
+
+// The processes of allgo-sshd below `pid` (the listener's per-connection monitors, their network
+// children...), and what they hold.
+struct Footprint {
+  size_t processes = 0, fds = 0, threads = 0;
+  long rss_kb = 0;
+};
+void AddTree(pid_t pid, Footprint* f) {
+  ++f->processes;
+  std::error_code ec;
+  for (auto it = fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec); !ec && it != fs::directory_iterator();
+       it.increment(ec)) {
+    ++f->fds;
+  }
+  std::string threads = ProcStatusField(pid, "Threads"), rss = ProcStatusField(pid, "VmRSS");
+  f->threads += threads.empty() ? 0 : std::stoul(threads);
+  f->rss_kb += rss.empty() ? 0 : std::stol(rss);
+  for (pid_t child : ChildrenOf(pid)) AddTree(child, f);
+}
+Footprint FootprintOf(pid_t pid) {
+  Footprint f;
+  AddTree(pid, &f);
+  return f;
+}
+std::string Describe(const Footprint& f) {
+  return std::to_string(f.processes) + " processes, " + std::to_string(f.fds) + " fds, " + std::to_string(f.threads) +
+         " threads, " + std::to_string(f.rss_kb) + " kB RSS";
+}
+
+// utime + stime of `pid` and every process below it, in clock ticks.
+long CpuTicks(pid_t pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  long ticks = 0;
+  size_t close = stat.rfind(')');
+  if (close != std::string::npos) {
+    std::istringstream fields(stat.substr(close + 2));
+    std::string field;
+    // After the command: state is field 3, utime 14 and stime 15.
+    for (int i = 3; i <= 15 && fields >> field; ++i) {
+      if (i >= 14) ticks += std::stol(field);
+    }
+  }
+  for (pid_t child : ChildrenOf(pid)) ticks += CpuTicks(child);
+  return ticks;
+}
+
+// Every process below `pid`, depth first.
+void Descendants(pid_t pid, std::vector<pid_t>* out) {
+  for (pid_t child : ChildrenOf(pid)) {
+    out->push_back(child);
+    Descendants(child, out);
+  }
+}
+
+class SshdForwardClientsTest : public SshdForwardFixture {
+ protected:
+  SshdForwardClientsTest() : SshdForwardFixture("allgo-sshd-fwd-clients") {
+    // A sandbox service that misbehaves (fault tests).
+    sandbox_services_ = "/usr/bin/python3 " + ShellQuote(Client("faulty_service.py")) + " " +
+                        std::to_string(kFaultyPort) + " " + std::to_string(kAnswerSize) + " >/dev/null 2>&1 & ";
+  }
+
+  // A client script's run: /usr/bin/python3 SCRIPT SSH_PORT KEY args...
+  RunResult Python(const std::string& script, const std::vector<std::string>& args, int timeout_seconds = 90) {
+    std::vector<std::string> argv = {"/usr/bin/python3", Client(script), std::to_string(server_->port()),
+                                     key_.private_path};
+    argv.insert(argv.end(), args.begin(), args.end());
+    RunOptions options;
+    options.timeout_seconds = timeout_seconds;
+    options.env["PYTHONWARNINGS"] = "ignore";
+    return test::Run(argv, options);
+  }
+
+  // A ControlMaster connection with `forwards` (-L/-R options); sessions and new forwards join
+  // it through Through(). The master is ended by the Daemon.
+  std::unique_ptr<Daemon> Master(const std::vector<std::string>& forwards) {
+    control_ = tmp_ / "cm.sock";
+    std::vector<std::string> options = {"-M", "-S", control_, "-N", "-o", "ExitOnForwardFailure=yes"};
+    options.insert(options.end(), forwards.begin(), forwards.end());
+    auto master = std::make_unique<Daemon>(SshArgv(options), tmp_ / "master.log");
+    EXPECT_TRUE(WaitFor([&] { return fs::exists(control_); }, 15000)) << master->Log() << server_->log();
+    return master;
+  }
+  // A command run in a new session of the master's connection.
+  RunResult Through(const std::string& command, int timeout_seconds = 90) {
+    RunOptions options;
+    options.timeout_seconds = timeout_seconds;
+    return test::Run({"ssh", "-S", control_, "-o", "LogLevel=ERROR", "x", command}, options);
+  }
+  // The connection's monitor: the one child of allgo-sshd that is not in `before`.
+  pid_t NewChild(const std::vector<pid_t>& before) {
+    pid_t found = -1;
+    for (pid_t child : ChildrenOf(server_->pid())) {
+      if (std::find(before.begin(), before.end(), child) != before.end()) continue;
+      if (found != -1) return -1;
+      found = child;
+    }
+    return found;
+  }
+
+  // A connection to the frontend's 127.0.0.1:port, held open: it prints "connected", then
+  // "end b''" when the far side closes it (within 60 s).
+  std::unique_ptr<Daemon> HoldConnection(int port, const std::string& name) {
+    return std::make_unique<Daemon>(
+        std::vector<std::string>{"/usr/bin/python3", "-c",
+                                 "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(port) +
+                                     "))\nprint('connected', flush=True)\ns.settimeout(60)\n"
+                                     "print('end', s.recv(1), flush=True)"},
+        tmp_ / (name + ".log"));
+  }
+  // allgo-sshd has no child outside `before` (those may have gone meanwhile: a connection
+  // that was closing).
+  bool NoChildBut(const std::vector<pid_t>& before) {
+    for (pid_t child : ChildrenOf(server_->pid())) {
+      if (std::find(before.begin(), before.end(), child) == before.end()) return false;
+    }
+    return true;
+  }
+  // The agent's child serving the latest connection's forwards (host pid; -1 if not found): the
+  // agent logs its pid in the sandbox's pid namespace, /proc/PID/status's NSpid ends with it.
+  pid_t StreamServer() {
+    const std::string log = agent_->Log(), marker = "stream mode, served by pid ";
+    size_t at = log.rfind(marker);
+    if (at == std::string::npos) return -1;
+    const std::string inner = log.substr(at + marker.size(), log.find('\n', at) - at - marker.size());
+    std::vector<pid_t> sandbox;
+    Descendants(agent_->pid(), &sandbox);
+    for (pid_t p : sandbox) {
+      std::istringstream ns(ProcStatusField(p, "NSpid"));
+      std::string last, word;
+      while (ns >> word) last = word;
+      if (last == inner) return p;
+    }
+    return -1;
+  }
+
+  std::string control_;
+};
+
+// ---------------------------------------------------------------------------------------
+// Other clients.
+
+TEST_F(SshdForwardClientsTest, ParamikoDirectTcpipLandsInTheSandbox) {
+  RunResult r = Python("paramiko_forward.py", {"direct", "127.0.0.1", std::to_string(port_)});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("200 OK"));
+  EXPECT_THAT(r.out, HasSubstr("sandbox"));
+  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+  // A port only the frontend has: the open fails (paramiko's ChannelException), no answer.
+  r = Python("paramiko_forward.py", {"direct", "127.0.0.1", std::to_string(frontend_only_port_)});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
+  EXPECT_THAT(r.out, HasSubstr("refused: "));
+  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+  EXPECT_TRUE(server_->WaitForLog("forward direct-tcpip refused")) << server_->log();
+}
+
+TEST_F(SshdForwardClientsTest, ParamikoTcpipForwardGetsItsPortAndTheSandboxsConnections) {
+  // The session fetches from the allocated port inside the sandbox: the connection comes back
+  // to paramiko as a forwarded-tcpip channel for the listener it asked for.
+  RunResult r = Python("paramiko_forward.py",
+                       {"remote", "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/', "
+                                  "timeout=10).read().decode())\""});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  size_t at = r.out.find("allocated ");
+  ASSERT_NE(at, std::string::npos) << r.out << r.err;
+  const std::string port = r.out.substr(at + 10, r.out.find('\n', at) - at - 10);
+  EXPECT_NE(port, "0");
+  EXPECT_THAT(r.out, HasSubstr("paramiko-forwarded for 127.0.0.1:" + port + " from 127.0.0.1"));
+  EXPECT_TRUE(server_->WaitForLog("forward forwarded-tcpip end: user=sleep")) << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forward cancel-tcpip-forward: user=sleep listen=127.0.0.1:" + port))
+      << server_->log();
+}
+
+TEST_F(SshdForwardClientsTest, AsyncsshLocalForwardAndCreateConnection) {
+  RunResult r = Python("asyncssh_forward.py", {"local", std::to_string(port_)});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("via-listener: sandbox\n"));
+  EXPECT_THAT(r.out, HasSubstr("via-channel: sandbox\n"));
+  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+}
+
+TEST_F(SshdForwardClientsTest, AsyncsshRemoteForwardReachesTheFrontendFromTheSandbox) {
+  RunResult r = Python("asyncssh_forward.py",
+                       {"remote", std::to_string(port_),
+                        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/marker.txt', "
+                        "timeout=10).read().decode())\""});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("allocated "));
+  EXPECT_THAT(r.out, Not(HasSubstr("allocated 0\n")));
+  // The listener was inside the sandbox; asyncssh carried its connection to the frontend's server.
+  EXPECT_THAT(r.out, HasSubstr("frontend"));
+  EXPECT_TRUE(server_->WaitForLog("forward forwarded-tcpip end: user=sleep")) << server_->log();
+}
+
+TEST_F(SshdForwardClientsTest, AsyncsshAgentForwardingListsTheKey) {
+  const std::string sock = tmp_ / "agent.sock";
+  KeyPair signer = MakeKeyPair(tmp_.path(), "asyncssh-signer");
+  SshAgentProcess ssh_agent;
+  ssh_agent.Start(sock, signer.private_path);
+  if (HasFatalFailure()) return;
+  RunResult r = Python("asyncssh_forward.py", {"agent", sock, "echo sock=$SSH_AUTH_SOCK; ssh-add -l"});
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  EXPECT_THAT(r.out, HasSubstr("sock=/tmp/allgo-agent-"));
+  // "256 SHA256:... asyncssh-signer (ED25519)": the key of the client's agent, seen in the sandbox.
+  const std::string fingerprint = ssh_agent.fingerprint().substr(0, ssh_agent.fingerprint().find(' ', 5));
+  EXPECT_THAT(r.out, HasSubstr(fingerprint)) << ssh_agent.fingerprint();
+  EXPECT_THAT(r.out, HasSubstr("asyncssh-signer"));
+  EXPECT_TRUE(server_->WaitForLog("forward auth-agent end: user=sleep")) << server_->log();
+}
+
+TEST_F(SshdForwardClientsTest, PlinkLocalForwardWithAPinnedHostKey) {
+  const std::string ppk = tmp_ / "owner.ppk";
+  RunResult converted = test::Run({"puttygen", key_.private_path, "-O", "private", "-o", ppk});
+  ASSERT_EQ(converted.exit_code, 0) << converted.out << converted.err;
+  // The host key pinned by its SHA256 fingerprint, as a user copies it from the operator.
+  RunResult keygen = test::Run({"ssh-keygen", "-lf", server_->dir() + "/host_ed25519.pub"});
+  std::istringstream words(keygen.out);
+  std::string bits, fingerprint;
+  words >> bits >> fingerprint;
+  ASSERT_EQ(fingerprint.rfind("SHA256:", 0), 0u) << keygen.out << keygen.err;
+  const int local = FreeLoopbackPort();
+  Daemon plink({"plink", "-batch", "-ssh", "-P", std::to_string(server_->port()), "-i", ppk, "-hostkey", fingerprint,
+                "-N", "-L", "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_),
+                "sleep@127.0.0.1"},
+               tmp_ / "plink.log");
+  std::string got;
+  EXPECT_TRUE(WaitFor([&] { return (got = Get(local)) == "sandbox\n"; }, 20000)) << got << plink.Log() << server_->log();
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get(local), "sandbox\n");
+  plink.Stop(SIGTERM, 5000);
+  // A wrong pin: plink refuses the server (-batch: no prompt), nothing is forwarded.
+  const int other = FreeLoopbackPort();
+  Daemon wrong({"plink", "-batch", "-ssh", "-P", std::to_string(server_->port()), "-i", ppk, "-hostkey",
+                "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "-N", "-L",
+                "127.0.0.1:" + std::to_string(other) + ":127.0.0.1:" + std::to_string(port_), "sleep@127.0.0.1"},
+               tmp_ / "plink-wrong.log");
+  EXPECT_TRUE(WaitFor([&] { return !wrong.Running(); }, 20000)) << wrong.Log();
+  EXPECT_NE(Get(other), "sandbox\n");
+}
+
+// ---------------------------------------------------------------------------------------
+// Faults.
+
+// The sandbox's service answers 1 MiB and closes in the middle of the conversation (the client
+// has not closed its side): the client gets every byte and then the end, no hang; when the
+// service resets instead, the client gets what was sent and the end. The connection's other
+// forward and its sessions carry on.
+TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
+  const int partial = FreeLoopbackPort(), web = FreeLoopbackPort();
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
+                        "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  // One connection through the web forward stays open (idle) while others break; then it sends
+  // its request. Three answers that end with a close, checked byte for byte (the last one after
+  // the client's own EOF: both sides then close while bytes are still on their way), and two
+  // that end with a reset: a prefix of the answer, then the end.
+  const std::string script =
+      "import socket, sys\n"
+      "idle = socket.create_connection(('127.0.0.1', " + std::to_string(web) + "))\n"
+      "expected = bytes(i % 251 for i in range(" + std::to_string(kAnswerSize) + "))\n"
+      "def fetch(request, half_close=False):\n"
+      "    s = socket.create_connection(('127.0.0.1', " + std::to_string(partial) + "))\n"
+      "    s.settimeout(20)\n"
+      "    s.sendall(request)\n"
+      "    if half_close: s.shutdown(socket.SHUT_WR)\n"
+      "    got = b''\n"
+      "    while True:\n"
+      "        try:\n"
+      "            chunk = s.recv(65536)\n"
+      "        except ConnectionResetError:\n"
+      "            chunk = b''\n"
+      "        if not chunk: return got\n"
+      "        got += chunk\n"
+      "for n in range(3):\n"
+      "    got = fetch(b'close', half_close=(n == 2))\n"
+      "    print('partial', n, len(got), got == expected, flush=True)\n"
+      "for n in range(2):\n"
+      "    got = fetch(b'reset')\n"
+      "    print('reset', n, 'prefix', got == expected[:len(got)], flush=True)\n"
+      "idle.settimeout(20)\n"
+      "idle.sendall(b'GET /marker.txt HTTP/1.0\\r\\n\\r\\n')\n"
+      "answer = b''\n"
+      "while True:\n"
+      "    chunk = idle.recv(65536)\n"
+      "    if not chunk: break\n"
+      "    answer += chunk\n"
+      "print('other forward:', answer.split(b'\\r\\n\\r\\n', 1)[-1].decode(), end='')\n";
+  RunOptions options;
+  options.timeout_seconds = 90;
+  RunResult r = test::Run({"/usr/bin/python3", "-c", script}, options);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
+  for (int n = 0; n < 3; ++n) {
+    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(kAnswerSize) + " True"))
+        << r.out << r.err;
+  }
+  for (int n = 0; n < 2; ++n) EXPECT_THAT(r.out, HasSubstr("reset " + std::to_string(n) + " prefix True"));
+  EXPECT_THAT(r.out, HasSubstr("other forward: sandbox\n"));
+  // The session of the same connection still works, and so does a new forward on it.
+  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
+  EXPECT_EQ(Get(web), "sandbox\n");
+  EXPECT_TRUE(WaitFor([&] {
+    return Occurrences(server_->log(), "target=127.0.0.1:" + std::to_string(kFaultyPort)) >= 5;
+  }, 10000)) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("bytes_out=" + std::to_string(kAnswerSize)));
+  master->Stop(SIGTERM, 5000);
+}
+
+// A client that stops reading a download, then cancels it mid-flow; and a sandbox service that
+// stops reading an upload: flow control holds each forward where it is (bounded bytes in
+// flight, no memory growth in the connection's processes or the sandbox's stream server), the
+// download resumes, and the cancelled one is let go on the sandbox's side at once.
+TEST_F(SshdForwardClientsTest, StalledReaderOnEitherSideGrowsNoMemory) {
+  const int bulk = FreeLoopbackPort(), web = FreeLoopbackPort();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
+                        "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
+  // Warm: the forwarding path is open, a session has run.
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  ASSERT_EQ(Through("echo warm").out, "warm\n") << master->Log() << server_->log();
+  const pid_t connection = NewChild(idle);
+  ASSERT_GT(connection, 0);
+  const Footprint before = FootprintOf(connection);
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
+  const Footprint sandbox_before = FootprintOf(stream_server);
+  auto measure = [&](const char* when) {
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    const Footprint now = FootprintOf(connection), sandbox_now = FootprintOf(stream_server);
+    std::cout << when << ": the connection's processes " << Describe(now) << " (before: " << Describe(before)
+              << "); the stream server " << Describe(sandbox_now) << " (before: " << Describe(sandbox_before) << ")"
+              << std::endl;
+    // Windows and buffers of a few MiB; without flow control a second of either stall would
+    // be gigabytes.
+    EXPECT_LT(now.rss_kb, before.rss_kb + 16384) << when;
+    EXPECT_LT(sandbox_now.rss_kb, sandbox_before.rss_kb + 16384) << when;
+  };
+
+  // The download: 1 MiB read, a pause where the test measures, 8 MiB more, then the client
+  // closes while the service is still sending (a cancelled download), and ten more like it.
+  Daemon download({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "download"},
+                  tmp_ / "download.log");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("download stalled") != std::string::npos; }, 20000))
+      << download.Log() << server_->log();
+  measure("download stalled");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("download cancelled") != std::string::npos; }, 20000))
+      << download.Log() << server_->log();
+  EXPECT_THAT(download.Log(), HasSubstr("download resumed True"));
+  // The sandbox's side lets the cancelled downloads go: their sockets to the service are closed.
+  Footprint sandbox_now;
+  EXPECT_TRUE(WaitFor([&] { return (sandbox_now = FootprintOf(stream_server)).fds <= sandbox_before.fds; }, 10000))
+      << "the stream server before: " << Describe(sandbox_before) << "; after the cancels: " << Describe(sandbox_now)
+      << server_->log();
+
+  // The upload: the service never reads; the client pushes until nothing moves for 3 s.
+  Daemon upload({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "upload"},
+                tmp_ / "upload.log");
+  ASSERT_TRUE(WaitFor([&] { return upload.Log().find("upload blocked after") != std::string::npos; }, 40000))
+      << upload.Log() << server_->log();
+  measure("upload stalled");
+  // What the upload pushed before it blocked: kernel buffers and windows, not an open tap.
+  const std::string log = upload.Log();
+  EXPECT_LT(std::stoll(log.substr(log.find("upload blocked after ") + 21)), 64LL << 20) << log;
+  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
+  // The connection's end takes the stalled forward with it, on both sides.
+  master->Stop(SIGTERM, 5000);
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000)) << "the connection's processes";
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists("/proc/" + std::to_string(stream_server)); }, 15000))
+      << "the stream server";
+}
+
+// 2000 connections at once from inside the sandbox to an -R listener: at most max_forwards
+// reach the client, the rest are closed at once (never left hanging), the connection and its
+// session carry on, its processes hold no more than before once the flood is over, and the
+// next client is served.
+TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
+  constexpr int kMaxForwards = 20, kFlood = 2000;
+  const int metrics_port = FreeLoopbackPort();
+  StartServer("max_forwards = " + std::to_string(kMaxForwards) + "\nmetrics_listen = 127.0.0.1:" +
+              std::to_string(metrics_port) + "\n");
+  const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort();
+  Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
+  ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-R", "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(hold_port)});
+  // Warm up the connection (a session, one forwarded connection) before the baseline.
+  ASSERT_THAT(Through("/usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
+              HasSubstr("served=1 closed=0 hanging=0"))
+      << master->Log() << server_->log();
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward forwarded-tcpip end") == 1; }, 10000));
+  const pid_t connection = NewChild(idle);
+  ASSERT_GT(connection, 0) << "one connection, one monitor";
+  ASSERT_TRUE(WaitFor([&] { return FootprintOf(connection).processes == 2; }, 10000))
+      << "the monitor and its network child: " << Describe(FootprintOf(connection));
+  const Footprint before = FootprintOf(connection);
+  // The sandbox's side of the connection: its stream server (one process, its listener, its socket).
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
+  const Footprint sandbox_before = FootprintOf(stream_server);
+
+  RunResult flood = Through("HOLD=3 /usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) +
+                                " " + std::to_string(kFlood) + " 60",
+                            120);
+  EXPECT_EQ(flood.exit_code, 0) << flood.err;
+  EXPECT_THAT(flood.out, HasSubstr("served=" + std::to_string(kMaxForwards) + " closed=" +
+                                   std::to_string(kFlood - kMaxForwards) + " hanging=0"))
+      << flood.err << server_->log().substr(0, 4000);
+  // allgo-sshd refused the excess (the agent's own bound is higher), and counted it.
+  const std::string metrics =
+      test::Run({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"}).out;
+  EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_total{kind=\"forwarded-tcpip\",result=\"accepted\"} " +
+                                 std::to_string(kMaxForwards + 1) + "\n"));
+  EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_total{kind=\"forwarded-tcpip\",result=\"refused\"} "));
+  // The client never got more channels than the limit.
+  EXPECT_EQ(Occurrences(hold.Log(), "accepted "), static_cast<size_t>(kMaxForwards + 1));
+  // Every served forward ends with the flood, and the connection is back to what it held.
+  EXPECT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward forwarded-tcpip end") == kMaxForwards + 1; },
+                      20000))
+      << server_->log().substr(0, 4000);
+  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
+  Footprint after;
+  EXPECT_TRUE(WaitFor([&] {
+    after = FootprintOf(connection);
+    return after.processes == before.processes && after.fds <= before.fds && after.threads <= before.threads;
+  }, 10000)) << "before: " << Describe(before) << "; after: " << Describe(after);
+  std::cout << "the connection's processes before the flood: " << Describe(before) << "; after: " << Describe(after)
+            << std::endl;
+  // Buffers are bounded per forward and freed with it; allow the allocator some slack.
+  EXPECT_LT(after.rss_kb, before.rss_kb + 4096) << "before: " << Describe(before) << "; after: " << Describe(after);
+  Footprint sandbox_after;
+  EXPECT_TRUE(WaitFor([&] {
+    sandbox_after = FootprintOf(stream_server);
+    return sandbox_after.processes == sandbox_before.processes && sandbox_after.fds <= sandbox_before.fds;
+  }, 10000)) << "the stream server before: " << Describe(sandbox_before) << "; after: " << Describe(sandbox_after);
+  // The listener still serves, and so does the server.
+  EXPECT_THAT(Through("/usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
+              HasSubstr("served=1 closed=0 hanging=0"));
+  EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
+  master->Stop(SIGTERM, 5000);
+}
+
+// The sandbox's stream server (the agent's child serving this connection's forwards) is killed
+// with a -L and an -R forward open: both end (the client's sockets see the end), the session
+// still works, nothing is left running, and a new connection forwards again.
+TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing) {
+  const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort(), web = FreeLoopbackPort(),
+            bulk = FreeLoopbackPort();
+  Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
+  ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_), "-L",
+                        "127.0.0.1:" + std::to_string(bulk) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-R",
+                        "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(hold_port)});
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  const pid_t connection = NewChild(idle);
+  ASSERT_GT(connection, 0);
+  // Busy: an endless download through -L, bytes in flight everywhere when the kill comes...
+  Daemon download({"/usr/bin/python3", "-c",
+                   "import socket\ns = socket.create_connection(('127.0.0.1', " + std::to_string(bulk) +
+                       "))\ns.sendall(b'endless')\ns.settimeout(60)\nn = 0\nwhile True:\n"
+                       "    chunk = s.recv(65536)\n    if not chunk: break\n    n += len(chunk)\n"
+                       "    if n >= 4 << 20 and n - len(chunk) < 4 << 20: print('flowing', flush=True)\n"
+                       "print('end after', n, flush=True)"},
+                  tmp_ / "download.log");
+  ASSERT_TRUE(WaitFor([&] { return download.Log().find("flowing") != std::string::npos; }, 15000))
+      << download.Log() << server_->log();
+  // ... a connection held open through -L (the frontend side waits for the end)...
+  auto local_side = HoldConnection(web, "local-side");
+  // ... and one from inside the sandbox through -R to the frontend's hold server.
+  Daemon sandbox_side({"ssh", "-S", control_, "-o", "LogLevel=ERROR", "x",
+                       "/usr/bin/python3 -c \"import socket\ns = socket.create_connection(('127.0.0.1', " +
+                           std::to_string(remote) + "))\nprint('got', s.recv(7), flush=True)\ns.settimeout(60)\n"
+                           "print('end', s.recv(1), flush=True)\""},
+                      tmp_ / "sandbox-side.log");
+  ASSERT_TRUE(WaitFor([&] { return local_side->Log().find("connected") != std::string::npos; }, 10000))
+      << local_side->Log();
+  ASSERT_TRUE(WaitFor([&] { return sandbox_side.Log().find("got b'served\\n'") != std::string::npos; }, 15000))
+      << sandbox_side.Log() << server_->log();
+  ASSERT_TRUE(WaitFor([&] { return hold.Log().find("accepted 1") != std::string::npos; }, 10000)) << hold.Log();
+
+  const pid_t stream_server = StreamServer();
+  ASSERT_GT(stream_server, 0) << agent_->Log();
+  ASSERT_EQ(kill(stream_server, SIGKILL), 0);
+
+  // Both forwards end: the -L socket on the frontend and the -R one in the sandbox see the end,
+  // and the client closed its side towards the hold server.
+  EXPECT_TRUE(WaitFor([&] { return local_side->Log().find("end b''") != std::string::npos; }, 15000))
+      << local_side->Log() << server_->log();
+  EXPECT_TRUE(WaitFor([&] { return sandbox_side.Log().find("end b''") != std::string::npos; }, 15000))
+      << sandbox_side.Log();
+  EXPECT_TRUE(WaitFor([&] { return hold.Log().find("closed 1") != std::string::npos; }, 15000)) << hold.Log();
+  EXPECT_TRUE(WaitFor([&] { return download.Log().find("end after") != std::string::npos; }, 15000))
+      << download.Log();
+  EXPECT_TRUE(server_->WaitForLog("forwarding path to the sandbox lost")) << server_->log();
+  EXPECT_THAT(server_->log(), HasSubstr("result=aborted: the path to the sandbox was lost"));
+  // The stream server is gone for good (reaped by the agent, not a zombie).
+  EXPECT_TRUE(WaitFor([&] { return !fs::exists("/proc/" + std::to_string(stream_server)); }, 10000))
+      << ProcStatusField(stream_server, "State");
+  // The connection's session still works; a new forward on it fails cleanly (no hang).
+  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
+  EXPECT_EQ(Get(web), "");
+  // And its processes rest: no loop left polling for forwards that are gone.
+  const long busy = CpuTicks(connection);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_LT(CpuTicks(connection) - busy, 30) << "CPU ticks of the connection's processes in 3 s of quiet";
+  // The connection ends: nothing of it is left.
+  master->Stop(SIGTERM, 5000);
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000))
+      << "the connection's processes are gone";
+  // A new connection gets a new path to the sandbox.
+  RunResult r = Stdio("127.0.0.1:" + std::to_string(port_));
+  EXPECT_THAT(r.out, HasSubstr("sandbox")) << r.err << server_->log();
+}
+
+// The sandbox's agent itself is killed (its sandbox goes down with it, as a container whose
+// main process dies) with a forward open: the forward ends, the session gets a clear error
+// instead of a hang, nothing of the connection is left once the client goes, and once the
+// sandbox is started again a new connection forwards into it.
+TEST_F(SshdForwardClientsTest, SandboxAgentKilledEndsForwardsAndARestartedSandboxServesAgain) {
+  const int web = FreeLoopbackPort();
+  const std::vector<pid_t> idle = ChildrenOf(server_->pid());
+  auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
+  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
+  auto held = HoldConnection(web, "held");
+  ASSERT_TRUE(WaitFor([&] { return held->Log().find("connected") != std::string::npos; }, 10000)) << held->Log();
+  ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward direct-tcpip open:") >= 2; }, 10000))
+      << server_->log();
+  // The agent: the process of the sandbox whose parent is not an agent too (its children are).
+  std::vector<pid_t> sandbox;
+  Descendants(agent_->pid(), &sandbox);
+  pid_t agent = -1;
+  for (pid_t p : sandbox) {
+    if (ReadFile("/proc/" + std::to_string(p) + "/comm").rfind("allgo-sandbox", 0) != 0) continue;
+    const std::string parent = ProcStatusField(p, "PPid");
+    if (ReadFile("/proc/" + parent + "/comm").rfind("allgo-sandbox", 0) != 0) agent = p;
+  }
+  ASSERT_GT(agent, 0) << "no agent in the sandbox";
+  ASSERT_EQ(kill(agent, SIGKILL), 0);
+
+  EXPECT_TRUE(WaitFor([&] { return held->Log().find("end b''") != std::string::npos; }, 15000))
+      << held->Log() << server_->log();
+  EXPECT_TRUE(server_->WaitForLog("forwarding path to the sandbox lost")) << server_->log();
+  EXPECT_EQ(Get(web), "");  // a new forward on that connection fails at once
+  RunResult session = Through("echo never", 60);
+  EXPECT_NE(session.exit_code, 0);
+  EXPECT_THAT(session.out, Not(HasSubstr("never")));
+  EXPECT_THAT(session.err, HasSubstr("does not answer")) << session.err;  // "...; restart it ..."
+  master->Stop(SIGTERM, 5000);
+  EXPECT_TRUE(WaitFor([&] { return NoChildBut(idle); }, 15000)) << "the connection's processes";
+
+  StartSandbox();
+  ASSERT_FALSE(HasFatalFailure());
+  std::string got;
+  EXPECT_TRUE(WaitFor([&] { return (got = Stdio("127.0.0.1:" + std::to_string(port_)).out).find("sandbox") != std::string::npos; },
+                      20000))
+      << got << server_->log();
+}
+
+}  // namespace
+}  // namespace allgo::test
