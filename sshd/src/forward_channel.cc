@@ -135,7 +135,7 @@ bool ForwardChannel::ClientToAgent(char* buffer) {
       continue;
     }
     if (n == SSH_ERROR) {
-      Finish("error: " + std::string(ssh_get_error(session_)));
+      Finish(ChannelErrorResult());
       return moved;
     }
     if (ssh_channel_is_eof(channel_)) {
@@ -155,7 +155,7 @@ bool ForwardChannel::AgentToClient() {
     size_t n = std::min<size_t>(pending_.size(), window);
     int written = ssh_channel_write(channel_, pending_.data(), static_cast<uint32_t>(n));
     if (written < 0) {
-      Finish("error: " + std::string(ssh_get_error(session_)));
+      Finish(ChannelErrorResult());
       return moved;
     }
     if (written == 0) break;  // key re-exchange: libssh takes nothing for now
@@ -195,6 +195,13 @@ bool ForwardChannel::Pump(char* buffer) {
     Finish(record_.result.empty() ? "closed" : record_.result);
   }
   return moved;
+}
+
+std::string ForwardChannel::ChannelErrorResult() const {
+  // A client that closes a forward in the middle of a transfer (a cancelled download) makes
+  // libssh's read or write fail with "Remote channel is closed": an ordinary end, not an error.
+  if (ssh_channel_is_closed(channel_)) return "closed by the client";
+  return "error: " + std::string(ssh_get_error(session_));
 }
 
 void ForwardChannel::SendClose() {

@@ -83,6 +83,8 @@ class ForwardChannel : public StreamSink {
   bool AgentToClient();
   void Finish(const std::string& result);
   void SendClose();
+  // The result of a forward whose channel read or write failed.
+  std::string ChannelErrorResult() const;
 
   StreamMux* mux_;
   ssh_session session_;

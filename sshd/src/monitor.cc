@@ -118,6 +118,7 @@ int Monitor::Run() {
   }
   HangUpSessions();
   while (!sessions_.empty()) FinishSession(sessions_.begin()->first, true);
+  FlushRefusalSummary();
   // Forwards the child never reported ended leave the active gauge with the connection.
   for (; forwards_open_ > 0; --forwards_open_) {
     if (settings_.metrics) settings_.metrics->ForwardEnded(0, 0);
@@ -481,6 +482,7 @@ bool Monitor::HandleForwardEvent(const ForwardEvent& m) {
       break;
     case ForwardPhase::kRefused:
       if (settings_.metrics) settings_.metrics->ForwardRefused(kind);
+      if (!AuditRefusal(m.kind)) return true;
       break;
     case ForwardPhase::kListening:
       if (settings_.metrics) settings_.metrics->ForwardAccepted(kind, false);
@@ -494,6 +496,35 @@ bool Monitor::HandleForwardEvent(const ForwardEvent& m) {
     if (!st.ok()) spdlog::error("{}", st.ToString());
   }
   return true;
+}
+
+bool Monitor::AuditRefusal(ForwardKindCode kind) {
+  const int64_t now = MonotonicMs();
+  if (now - refusal_window_start_ms_ >= 60000) {
+    FlushRefusalSummary();
+    refusal_window_start_ms_ = now;
+    refusals_audited_ = 0;
+  }
+  if (refusals_audited_ < kAuditedRefusalsPerMinute) {
+    ++refusals_audited_;
+    return true;
+  }
+  ++refusals_unaudited_;
+  unaudited_kind_ = kind;
+  return false;
+}
+
+void Monitor::FlushRefusalSummary() {
+  if (refusals_unaudited_ == 0) return;
+  const std::string result = "refused: " + std::to_string(refusals_unaudited_) +
+                             " more refusals within a minute, not audited one by one (metrics count them)";
+  refusals_unaudited_ = 0;
+  spdlog::info("forward refusals: user={} client={}: {}", account_.name, settings_.conn.Client(), result);
+  if (settings_.audit == nullptr) return;
+  ForwardAuditEvent e{settings_.conn.Client(), account_.name, account_.allgo_account, ForwardKindName(unaudited_kind_),
+                      "", "", 0, 0, 0, result};
+  Status st = settings_.audit->Forward(e);
+  if (!st.ok()) spdlog::error("{}", st.ToString());
 }
 
 void Monitor::HangUpSessions() {

@@ -88,6 +88,16 @@ class Monitor {
   bool streams_requested_ = false;  // OpenStreams is valid once per connection
   static constexpr uint32_t kMaxForwardsCounted = 4096;
   uint32_t forwards_open_ = 0;  // reported opened, not yet ended (the active gauge's share)
+  // A sandbox makes refusals as fast as it connects to a listener past max_forwards: the
+  // metrics count every one, the audit log gets kAuditedRefusalsPerMinute lines a minute and
+  // then one line summing up the others (at the minute's end or the connection's).
+  static constexpr unsigned kAuditedRefusalsPerMinute = 20;
+  int64_t refusal_window_start_ms_ = 0;
+  unsigned refusals_audited_ = 0;   // in this window
+  uint64_t refusals_unaudited_ = 0;  // in this window
+  ForwardKindCode unaudited_kind_ = ForwardKindCode::kDirectTcpip;  // the last one counted
+  bool AuditRefusal(ForwardKindCode kind);  // false: counted for the summary instead
+  void FlushRefusalSummary();
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   // One record per spawned session, for both its audit line and its metrics. It lives

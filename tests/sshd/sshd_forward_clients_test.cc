@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <regex>
 #include <sstream>
 #include <thread>
 
@@ -413,8 +414,9 @@ TEST_F(SshdForwardClientsTest, StalledReaderOnEitherSideGrowsNoMemory) {
 TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
   constexpr int kMaxForwards = 20, kFlood = 2000;
   const int metrics_port = FreeLoopbackPort();
+  const std::string audit = tmp_ / "audit.jsonl";
   StartServer("max_forwards = " + std::to_string(kMaxForwards) + "\nmetrics_listen = 127.0.0.1:" +
-              std::to_string(metrics_port) + "\n");
+              std::to_string(metrics_port) + "\naudit_log = " + audit + "\n");
   const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort();
   Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
@@ -447,7 +449,12 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
       test::Run({"curl", "-s", "--max-time", "5", "http://127.0.0.1:" + std::to_string(metrics_port) + "/metrics"}).out;
   EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_total{kind=\"forwarded-tcpip\",result=\"accepted\"} " +
                                  std::to_string(kMaxForwards + 1) + "\n"));
-  EXPECT_THAT(metrics, HasSubstr("allgo_ssh_forwards_total{kind=\"forwarded-tcpip\",result=\"refused\"} "));
+  std::smatch refused_metric;
+  ASSERT_TRUE(std::regex_search(metrics, refused_metric,
+                                std::regex("allgo_ssh_forwards_total\\{kind=\"forwarded-tcpip\",result=\"refused\"\\} (\\d+)")))
+      << metrics;
+  const uint64_t refused = std::stoull(refused_metric[1].str());
+  EXPECT_GE(refused, static_cast<uint64_t>(kFlood - kMaxForwards - 256));  // the rest may meet the agent's own bound
   // The client never got more channels than the limit.
   EXPECT_EQ(Occurrences(hold.Log(), "accepted "), static_cast<size_t>(kMaxForwards + 1));
   // Every served forward ends with the flood, and the connection is back to what it held.
@@ -474,6 +481,20 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
               HasSubstr("served=1 closed=0 hanging=0"));
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
   master->Stop(SIGTERM, 5000);
+  // The sandbox's flood does not flood the audit log: 20 refusals a minute get their own line,
+  // one line sums up the rest when the connection ends.
+  ASSERT_TRUE(WaitFor([&] { return ReadFile(audit).find("not audited one by one") != std::string::npos; }, 15000))
+      << ReadFile(audit).substr(0, 4000);
+  const std::string lines = ReadFile(audit);
+  const size_t one_by_one = Occurrences(lines, "\"result\":\"refused: max_forwards reached");
+  EXPECT_GE(one_by_one, 20u);
+  EXPECT_LE(one_by_one, 40u) << "20 a minute; the flood lasts less than two";
+  uint64_t summed = 0;
+  const std::regex summary("\"result\":\"refused: (\\d+) more refusals");
+  for (auto it = std::sregex_iterator(lines.begin(), lines.end(), summary); it != std::sregex_iterator(); ++it) {
+    summed += std::stoull((*it)[1].str());
+  }
+  EXPECT_EQ(one_by_one + summed, refused) << "every refusal counted by the metrics is in the audit log, one way or the other";
 }
 
 // The sandbox's stream server (the agent's child serving this connection's forwards) is killed
