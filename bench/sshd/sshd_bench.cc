@@ -10,8 +10,11 @@
 // upload throughput for chacha20-poly1305 and aes128-gcm, memory per idle interactive (PTY)
 // session (PSS and RSS of the server's processes), and N concurrent sessions.
 // Then floods, with each server's *default* connection limits (a second pair of servers):
-// 100 simultaneous logins, and a login while 200 idle + 20 slowloris connections are held open
-// (time to the first success, against an unloaded login of the same run; server memory).
+// 100 simultaneous logins (with the client's default kex and with curve25519 only; served, wall
+// time, and the CPU time per login of the clients, the server, MariaDB and the sandbox agent),
+// and a login while 200 idle + 20 slowloris connections are held open (time to the first
+// success, against an unloaded login of the same run; server memory).
+// ALLGO_BENCH_SERVER_PREFIX="perf record -o FILE --" (or strace, perf stat...) wraps allgo-sshd.
 //
 //   sshd_bench [--runs 50] [--gib 1] [--idle 20] [--concurrent 200] [--flood-only | --no-flood] [--hold S]
 //
