@@ -114,6 +114,13 @@ double UploadMBps(const std::vector<std::string>& ssh_argv, long long bytes, con
 int ConnectLoopback(int port);
 // A fresh database with the bench's user and a new client key made in `dir`: the owner's id.
 uint32_t AddBenchUser(const std::string& dir, test::KeyPair* key);
+// CPU seconds (user + system) of `pid` alone; with `children`, also of its reaped children
+// (0 when it is gone). Unlike wall time on a shared machine, this is what the work cost.
+double ProcCpuSeconds(pid_t pid, bool children);
+// CPU seconds a process tree has used: every live process's own and its reaped children's
+// (a child that ended was reaped by its parent in the tree, so nothing is counted twice);
+// `skip`: a process left out.
+double TreeCpuSeconds(pid_t root, pid_t skip = -1);
 // The value at fraction p (0.5: median) of `v`; 0 when empty.
 double Percentile(std::vector<double> v, double p);
 

@@ -157,31 +157,6 @@ bool EchoCheck(int fd, const std::string& payload, int timeout_ms) {
   return back == payload;
 }
 
-// CPU seconds (user + system) of `pid` alone; with `children`, also of its reaped children.
-double ProcCpuSeconds(pid_t pid, bool children) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  std::string s;
-  std::getline(f, s);
-  auto rp = s.rfind(')');
-  if (rp == std::string::npos) return 0;
-  std::istringstream rest(s.substr(rp + 2));
-  std::string field;
-  double ticks = 0;
-  for (int i = 3; i <= 17 && rest >> field; ++i) {  // fields 14-17: utime stime cutime cstime
-    if (i == 14 || i == 15 || (children && (i == 16 || i == 17))) ticks += std::atof(field.c_str());
-  }
-  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
-}
-
-// CPU seconds a process tree has used: every live process's own and its reaped children's
-// (a child that ended was reaped by its parent in the tree, so nothing is counted twice);
-// `skip`: processes left out (with their threads).
-double TreeCpuSeconds(pid_t root, pid_t skip = -1) {
-  double total = ProcCpuSeconds(root, true);
-  for (pid_t p : Descendants(root)) total += p == skip ? 0 : ProcCpuSeconds(p, true);
-  return total;
-}
-
 // Where one transfer's CPU went (seconds).
 struct Cpu {
   double client = 0;   // the ssh client

@@ -225,6 +225,8 @@ class TestDatabase {
   void Stop();
   void Start();
   bool running() const { return server_ != nullptr; }
+  // The server's pid (-1 when it is not running): benches read its CPU time.
+  pid_t server_pid() const { return server_ ? server_->pid() : -1; }
 
   // TCP with TLS for the [mysql] ssl_* tests: restarts the server listening on 127.0.0.1 too
   // (besides its socket), with these PEM files, and makes the read-only account for TCP,
