@@ -114,10 +114,6 @@ class Bench {
 
     // Latency, interleaved so drift hits both equally: first each side's default key exchange
     // (post-quantum on both with libssh >= 0.12), then kex pinned to curve25519 on the client.
-    auto pct = [](std::vector<double> v, double p) {
-      std::sort(v.begin(), v.end());
-      return v[std::min(v.size() - 1, static_cast<size_t>(p * (v.size() - 1) + 0.5))];
-    };
     for (const char* kex : {"", "curve25519-sha256"}) {
       kex_ = kex;
       std::map<Server*, std::vector<double>> lat;
@@ -130,8 +126,8 @@ class Bench {
         }
       }
       std::string label = std::string("connect+auth+`true`, kex ") + (*kex ? kex : "default (post-quantum)");
-      Row((label + " median (ms)").c_str(), pct(lat[&openssh_], 0.5), pct(lat[&allgo_], 0.5), "≤ 0.5", 1);
-      Row((label + " p95 (ms)").c_str(), pct(lat[&openssh_], 0.95), pct(lat[&allgo_], 0.95), "", 1);
+      Row((label + " median (ms)").c_str(), Percentile(lat[&openssh_], 0.5), Percentile(lat[&allgo_], 0.5), "≤ 0.5", 1);
+      Row((label + " p95 (ms)").c_str(), Percentile(lat[&openssh_], 0.95), Percentile(lat[&allgo_], 0.95), "", 1);
     }
     kex_.clear();
 
@@ -571,9 +567,7 @@ class SandboxBench {
         if (RunQuiet(Ssh({"true"})) != 0) ++failures_[kind];
         lat.push_back(Seconds(Clock::now() - t0) * 1000);
       }
-      std::sort(lat.begin(), lat.end());
-      auto pct = [&](double p) { return lat[std::min(lat.size() - 1, static_cast<size_t>(p * (lat.size() - 1) + 0.5))]; };
-      results[kind] = {pct(0.5), pct(0.95), Download(), IdleMemoryKb()};
+      results[kind] = {Percentile(lat, 0.5), Percentile(lat, 0.95), Download(), IdleMemoryKb()};
       server_.reset();
       bwrap_.reset();
       container_.reset();
