@@ -164,6 +164,7 @@ void ExpectForwardsRefusedAndTheSessionGoesOn(const Target& t) {
   }
   EXPECT_THAT(t.server.log(), HasSubstr("reason=" + std::string(kTooOld)));
   EXPECT_THAT(t.server.log(), HasSubstr("unsupported protocol version 3"));
+  EXPECT_THAT(t.server.log(), HasSubstr(t.remedy));
   std::string audit;
   EXPECT_TRUE(WaitFor([&] {
     audit = ReadFile(t.audit);
