@@ -170,6 +170,7 @@ void ExpectForwardsRefusedAndTheSessionGoesOn(const Target& t) {
     audit = ReadFile(t.audit);
     return Occurrences(audit, std::string("\"result\":\"refused: ") + kTooOld) >= 6;
   }, 10000)) << audit;
+  EXPECT_THAT(audit, HasSubstr(t.remedy));
   for (const char* kind : {"direct-tcpip", "tcpip-forward", "auth-agent"}) {
     EXPECT_THAT(audit, HasSubstr(std::string("\"kind\":\"") + kind + "\"")) << kind;
   }
@@ -252,6 +253,7 @@ struct Deployment {
   std::unique_ptr<SshdServer> sshd;
   KeyPair key;
   std::string shared, toolbox, audit;
+  bool upgraded = false;  // the toolbox holds today's agent
 };
 Deployment* g = nullptr;
 
@@ -320,7 +322,11 @@ class SshdOldAgentDockerTest : public ::testing::Test {
     if (!g->skip.empty()) GTEST_SKIP() << g->skip;
     ASSERT_EQ(g->error, "");
     ASSERT_TRUE(g->sshd);
-    PutAgent(g->toolbox, OldAgent());  // a test before may have upgraded it
+    if (g->upgraded) {  // a test before put the new agent in the toolbox: back to the old one
+      PutAgent(g->toolbox, OldAgent());
+      ASSERT_EQ(g->gateway->Restart(), "");  // and no warm spare of the new one is left
+      g->upgraded = false;
+    }
   }
 
   static Target target() {
@@ -342,6 +348,7 @@ TEST_F(SshdOldAgentDockerTest, EveryForwardIsRefusedAtOnceAndTheSessionGoesOn) {
 // old one) serves the next connection's forwards, the container untouched.
 TEST_F(SshdOldAgentDockerTest, TheNewAgentInTheToolboxServesTheNextConnection) {
   ASSERT_NE(RemotePortZero(target()).exit_code, 0);
+  g->upgraded = true;
   PutAgent(g->toolbox, Artifact("allgo-sandbox-agent"));
   // The gateway holds warm spare execs started from the old binary (spare_idle, 300 s): its
   // restart closes them, as docs/forwarding.md "Upgrading" tells the operator.
