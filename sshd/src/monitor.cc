@@ -118,7 +118,7 @@ int Monitor::Run() {
   }
   HangUpSessions();
   while (!sessions_.empty()) FinishSession(sessions_.begin()->first, true);
-  FlushRefusalSummary();
+  WriteRefusalSummary(refusal_audit_.Flush(LineBudget::Clock::now(), true).count);
   // Forwards the child never reported ended leave the active gauge with the connection.
   for (; forwards_open_ > 0; --forwards_open_) {
     if (settings_.metrics) settings_.metrics->ForwardEnded(0, 0);
@@ -499,26 +499,17 @@ bool Monitor::HandleForwardEvent(const ForwardEvent& m) {
 }
 
 bool Monitor::AuditRefusal(ForwardKindCode kind) {
-  const int64_t now = MonotonicMs();
-  if (now - refusal_window_start_ms_ >= 60000) {
-    FlushRefusalSummary();
-    refusal_window_start_ms_ = now;
-    refusals_audited_ = 0;
-  }
-  if (refusals_audited_ < kAuditedRefusalsPerMinute) {
-    ++refusals_audited_;
-    return true;
-  }
-  ++refusals_unaudited_;
-  unaudited_kind_ = kind;
-  return false;
+  LineBudget::Summary ended;
+  const bool audit = refusal_audit_.Take(LineBudget::Clock::now(), &ended);
+  WriteRefusalSummary(ended.count);  // a minute that counted refusals ended: its line first
+  if (!audit) unaudited_kind_ = kind;
+  return audit;
 }
 
-void Monitor::FlushRefusalSummary() {
-  if (refusals_unaudited_ == 0) return;
-  const std::string result = "refused: " + std::to_string(refusals_unaudited_) +
-                             " more refusals within a minute, not audited one by one (metrics count them)";
-  refusals_unaudited_ = 0;
+void Monitor::WriteRefusalSummary(uint64_t count) {
+  if (count == 0) return;
+  const std::string result =
+      "refused: " + std::to_string(count) + " more refusals within a minute, not audited one by one (metrics count them)";
   spdlog::info("forward refusals: user={} client={}: {}", account_.name, settings_.conn.Client(), result);
   if (settings_.audit == nullptr) return;
   ForwardAuditEvent e{settings_.conn.Client(), account_.name, account_.allgo_account, ForwardKindName(unaudited_kind_),

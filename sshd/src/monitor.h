@@ -13,6 +13,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
@@ -20,6 +21,7 @@
 
 #include "allgo/config.h"
 #include "allgo/key_options.h"
+#include "allgo/line_budget.h"
 #include "allgo/unique_fd.h"
 #include "audit_log.h"
 #include "metrics.h"
@@ -92,12 +94,10 @@ class Monitor {
   // metrics count every one, the audit log gets kAuditedRefusalsPerMinute lines a minute and
   // then one line summing up the others (at the minute's end or the connection's).
   static constexpr unsigned kAuditedRefusalsPerMinute = 20;
-  int64_t refusal_window_start_ms_ = 0;
-  unsigned refusals_audited_ = 0;   // in this window
-  uint64_t refusals_unaudited_ = 0;  // in this window
+  LineBudget refusal_audit_{kAuditedRefusalsPerMinute, std::chrono::minutes(1)};
   ForwardKindCode unaudited_kind_ = ForwardKindCode::kDirectTcpip;  // the last one counted
   bool AuditRefusal(ForwardKindCode kind);  // false: counted for the summary instead
-  void FlushRefusalSummary();
+  void WriteRefusalSummary(uint64_t count);  // the line for `count` refusals not audited (0: none)
   std::map<std::string, UserEntry> users_;
   unsigned key_queries_ = 0;
   // One record per spawned session, for both its audit line and its metrics. It lives

@@ -22,6 +22,16 @@ constexpr int kOpenWaitMs = 12000;
 constexpr int kListenWaitMs = 10000;
 constexpr int kHandshakeMs = 10000;
 
+// What gets a sandbox the agent of this frontend (docs/forwarding.md "Upgrading"). Bridge: the
+// agent runs from container start on, so the new binary in the toolbox waits for a restart.
+// Docker: every connection execs the toolbox's agent afresh, so it is the node's toolbox that
+// is old; restarting the container changes nothing.
+std::string UpgradeHint(SandboxBackend backend) {
+  return backend == SandboxBackend::kDocker
+             ? "update allgo-sandbox-agent in the toolbox of its Docker node, then restart allgo-sandbox-gateway"
+             : "restart the sandbox to run the new allgo-sandbox-agent";
+}
+
 std::string Endpoint(const std::string& host, int port) {
   return (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(port);
 }
@@ -71,7 +81,7 @@ Status NetSession::EnsureMux() {
   }
   if (st.ok()) {
     auto mux = std::make_unique<StreamMux>(std::move(fd), this);
-    st = mux->Handshake(kHandshakeMs);
+    st = mux->Handshake(kHandshakeMs, UpgradeHint(settings_.config->sandbox.backend));
     if (st.ok()) mux_ = std::move(mux);
   }
   if (!st.ok()) {

@@ -29,12 +29,11 @@ bool StreamMux::Fail(std::string why) {
   return false;
 }
 
-Status StreamMux::Handshake(int timeout_ms) {
+Status StreamMux::Handshake(int timeout_ms, const std::string& upgrade) {
   Send(bridge::Hello{});
   if (!WaitUntil([this] { return hello_; }, timeout_ms)) {
     if (error_.find("unsupported protocol version 3") != std::string::npos) {
-      return Status::Unavailable("the agent in this sandbox is too old for forwarding (" + error_ +
-                                 "); restarting the sandbox updates it");
+      return Status::Unavailable("the agent in this sandbox is too old for forwarding (" + error_ + "); " + upgrade);
     }
     return Status::Unavailable(broken_ ? "the sandbox agent refused forwarding: " + error_
                                        : "the sandbox agent did not answer in time");

@@ -60,8 +60,9 @@ class StreamMux {
 
   int fd() const { return sock_.get(); }
   // Sends `hello` and waits (at most timeout_ms) for the agent's. An older agent's refusal
-  // becomes "the agent in this sandbox is too old for forwarding (...)".
-  Status Handshake(int timeout_ms);
+  // becomes "the agent in this sandbox is too old for forwarding (...); " + `upgrade` (what
+  // the operator does about it, which depends on the sandbox backend).
+  Status Handshake(int timeout_ms, const std::string& upgrade);
 
   // A new client-side stream id (odd), or 0 when 256 streams are open.
   uint32_t NewStreamId();

@@ -324,7 +324,8 @@ DockerSandbox::~DockerSandbox() { Remove(); }
 
 std::string DockerSandbox::Start() {
   Remove();
-  RunResult r = docker_.Docker(DockerRunArgs(options_, docker_.toolbox()), {.timeout_seconds = 60});
+  RunResult r = docker_.Docker(DockerRunArgs(options_, options_.toolbox.empty() ? docker_.toolbox() : options_.toolbox),
+                               {.timeout_seconds = 60});
   if (r.exit_code != 0) return "docker run " + options_.name + " failed: " + Trim(r.err);
   if (options_.bridge_dir.empty()) return "";  // backend = docker: the gateway starts the agent
   return StartAgent();

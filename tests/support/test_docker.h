@@ -116,6 +116,9 @@ struct DockerSandboxOptions {
   std::vector<std::string> command;  // the container's command; default `sleep infinity`
   std::vector<std::string> agent_args;  // more agent options
   std::vector<std::string> run_options;  // more `docker run` options (--restart always, ...)
+  // A toolbox folder of the test's own to mount instead of the engine's (e.g. one holding an
+  // older agent); it must be reachable by the engine (0755 all the way).
+  std::string toolbox;
 };
 
 // The `docker run` arguments (after "docker") that start the container.

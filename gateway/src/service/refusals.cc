@@ -22,40 +22,29 @@ std::string RefusalFrame(const std::string& text) {
 
 bool LogBudget::Take() {
   std::lock_guard<std::mutex> lock(mu_);
-  auto now = std::chrono::steady_clock::now();
-  FlushLocked(now, false);
-  ++total_;
-  if (logged_ < lines_) {
-    ++logged_;
-    return true;
-  }
-  ++unlogged_;
-  return false;
+  LineBudget::Summary ended;
+  const uint64_t before = budget_.total();
+  const bool take = budget_.Take(LineBudget::Clock::now(), &ended);
+  Write(ended, before);
+  return take;
 }
 
 void LogBudget::Flush(bool now_too) {
   std::lock_guard<std::mutex> lock(mu_);
-  FlushLocked(std::chrono::steady_clock::now(), now_too);
+  Write(budget_.Flush(LineBudget::Clock::now(), now_too), budget_.total());
 }
 
 uint64_t LogBudget::total() const {
   std::lock_guard<std::mutex> lock(mu_);
-  return total_;
+  return budget_.total();
 }
 
-void LogBudget::FlushLocked(std::chrono::steady_clock::time_point now, bool now_too) {
-  if (!now_too && now - window_start_ < window_) return;
-  if (unlogged_ > 0) {
-    spdlog::warn("{} more {} in the last {} s, not logged one by one (at most {} lines per {} s); {} since the start",
-                 unlogged_, what_,
-                 std::chrono::duration_cast<std::chrono::seconds>(now - window_start_).count(), lines_,
-                 window_.count(), total_);
-  }
-  window_start_ = now;
-  logged_ = 0;
-  unlogged_ = 0;
+void LogBudget::Write(const LineBudget::Summary& summary, uint64_t total) const {
+  if (summary.count == 0) return;
+  spdlog::warn("{} more {} in the last {} s, not logged one by one (at most {} lines per {} s); {} since the start",
+               summary.count, what_, std::chrono::duration_cast<std::chrono::seconds>(summary.span).count(),
+               budget_.lines(), std::chrono::duration_cast<std::chrono::seconds>(budget_.window()).count(), total);
 }
-
 
 void Refusals::Refuse(UniqueFd client, const std::string& who, const std::string& text) {
   if (log_->Take()) spdlog::warn("{}: refused: {}", who, text);

@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "allgo/line_budget.h"
 #include "allgo/unique_fd.h"
 
 namespace allgo::gateway {
@@ -24,11 +25,12 @@ namespace allgo::gateway {
 std::string RefusalFrame(const std::string& text);
 
 // At most `lines` log lines per `window` for one kind of event; the others are counted and
-// one line per window says how many were not logged. Thread-safe.
+// one line per window says how many were not logged (allgo::LineBudget's rule, shared with
+// allgo-sshd's refused-forward audit lines). Thread-safe.
 class LogBudget {
  public:
   LogBudget(unsigned lines, std::chrono::seconds window, std::string what)
-      : lines_(lines), window_(window), what_(std::move(what)) {}
+      : what_(std::move(what)), budget_(lines, window) {}
   ~LogBudget() { Flush(true); }
 
   // True: log this event now. False: it is counted, for the window's summary line.
@@ -38,15 +40,11 @@ class LogBudget {
   uint64_t total() const;
 
  private:
-  void FlushLocked(std::chrono::steady_clock::time_point now, bool now_too);
-  const unsigned lines_;
-  const std::chrono::seconds window_;
+  // The summary line; `total`: the events before the one being taken, if any.
+  void Write(const LineBudget::Summary& summary, uint64_t total) const;
   const std::string what_;
   mutable std::mutex mu_;
-  std::chrono::steady_clock::time_point window_start_ = std::chrono::steady_clock::now();  // guarded by mu_
-  unsigned logged_ = 0;      // in this window, guarded by mu_
-  uint64_t unlogged_ = 0;    // in this window, guarded by mu_
-  uint64_t total_ = 0;       // guarded by mu_
+  LineBudget budget_;  // guarded by mu_
 };
 
 // Connections refused by the accept loop (one thread: not thread-safe). Each gets its error
