@@ -8,8 +8,11 @@
       "allocated N", then COMMAND (with {port} replaced) runs in a session, output printed.
   asyncssh_forward.py PORT KEY agent AGENT_SOCK COMMAND
       agent_forwarding=True with the ssh-agent on AGENT_SOCK; COMMAND's output printed.
+
+The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
 import asyncio
+import os
 import sys
 import urllib.request
 import warnings
@@ -21,7 +24,7 @@ REQUEST = b"GET /marker.txt HTTP/1.0\r\n\r\n"
 
 
 def options(key, **extra):
-    return dict(host="127.0.0.1", username="sleep", client_keys=[key], known_hosts=None, agent_path=None, **extra)
+    return dict(host="127.0.0.1", username=os.environ.get("ALLGO_SSH_USER", "sleep"), client_keys=[key], known_hosts=None, agent_path=None, **extra)
 
 
 class Collect(asyncssh.SSHTCPSession):

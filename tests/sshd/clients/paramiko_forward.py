@@ -7,7 +7,10 @@
       tcpip-forward on 127.0.0.1 port 0: prints "allocated N"; each forwarded-tcpip channel
       is answered with an HTTP page naming what the server said it was for; COMMAND (with
       {port} replaced by N) runs in a session and its output is printed.
+
+The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
+import os
 import sys
 import threading
 
@@ -16,7 +19,7 @@ import paramiko
 
 def connect(port, key):
     transport = paramiko.Transport(("127.0.0.1", port))
-    transport.connect(username="sleep", pkey=paramiko.Ed25519Key.from_private_key_file(key))
+    transport.connect(username=os.environ.get("ALLGO_SSH_USER", "sleep"), pkey=paramiko.Ed25519Key.from_private_key_file(key))
     return transport
 
 
