@@ -112,6 +112,8 @@ void ExpectParamikoTcpipForwardGetsItsPort(const ClientTarget& t) {
   ASSERT_NE(at, std::string::npos) << r.out << r.err;
   const std::string port = r.out.substr(at + 10, r.out.find('\n', at) - at - 10);
   EXPECT_NE(port, "0");
+  // The listener is in the sandbox's network namespace: nothing answers on the frontend's port.
+  EXPECT_THAT(r.out, HasSubstr("on the frontend's loopback: refused"));
   EXPECT_THAT(r.out, HasSubstr("paramiko-forwarded for 127.0.0.1:" + port + " from 127.0.0.1"));
   EXPECT_TRUE(t.server->WaitForLog("forward forwarded-tcpip end: user=" + t.user)) << t.context();
   EXPECT_TRUE(t.server->WaitForLog("forward cancel-tcpip-forward: user=" + t.user + " listen=127.0.0.1:" + port))
@@ -134,6 +136,7 @@ void ExpectAsyncsshRemoteForwardReachesTheClientSide(const ClientTarget& t) {
   EXPECT_EQ(r.exit_code, 0) << r.out << r.err << t.context();
   EXPECT_THAT(r.out, HasSubstr("allocated "));
   EXPECT_THAT(r.out, Not(HasSubstr("allocated 0\n")));
+  EXPECT_THAT(r.out, HasSubstr("on the frontend's loopback: refused"));
   // The listener was inside the sandbox; asyncssh carried its connection to the frontend's server.
   EXPECT_THAT(r.out, HasSubstr("frontend"));
   EXPECT_TRUE(t.server->WaitForLog("forward forwarded-tcpip end: user=" + t.user)) << t.context();

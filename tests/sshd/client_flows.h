@@ -48,13 +48,14 @@ std::string GetMarker(int port);
 // paramiko: a direct-tcpip channel reaches the sandbox's server on `port`; one to
 // `frontend_only_port` is refused (no answer from the frontend), and audited.
 void ExpectParamikoDirectTcpipLandsInTheSandbox(const ClientTarget& t);
-// paramiko: tcpip-forward on port 0 gets a port allocated in the sandbox; a session in the
-// sandbox fetches from it and the connection comes back as forwarded-tcpip for that listener.
+// paramiko: tcpip-forward on port 0 gets a port allocated in the sandbox (nothing answers on it
+// on the frontend); a session in the sandbox fetches from it and the connection comes back as
+// forwarded-tcpip for that listener.
 void ExpectParamikoTcpipForwardGetsItsPort(const ClientTarget& t);
 // asyncssh: forward_local_port and create_connection both reach the sandbox's server.
 void ExpectAsyncsshLocalForwardLandsInTheSandbox(const ClientTarget& t);
-// asyncssh: a port-0 listener in the sandbox brings the sandbox's connection to the frontend's
-// server on `port` ("frontend").
+// asyncssh: a port-0 listener in the sandbox (not on the frontend's loopback) brings the
+// sandbox's connection to the frontend's server on `port` ("frontend").
 void ExpectAsyncsshRemoteForwardReachesTheClientSide(const ClientTarget& t);
 // asyncssh with agent forwarding: `ssh-add -l` in the sandbox lists the key of the client's
 // ssh-agent, through SSH_AUTH_SOCK in the sandbox's /tmp.
