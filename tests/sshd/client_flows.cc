@@ -81,6 +81,23 @@ RunResult ClientTarget::Python(const std::string& script, const std::vector<std:
   return test::Run(argv, options);
 }
 
+std::unique_ptr<Daemon> ClientTarget::Master(const std::vector<std::string>& forwards) const {
+  std::vector<std::string> argv = {"ssh", "-M", "-S", control(), "-N", "-o", "ExitOnForwardFailure=yes"};
+  argv.insert(argv.end(), forwards.begin(), forwards.end());
+  for (const auto& o : server->ClientOptions(key)) argv.push_back(o);
+  argv.insert(argv.end(), {"-p", std::to_string(server->port()), user + "@127.0.0.1"});
+  fs::remove(control());
+  auto master = std::make_unique<Daemon>(argv, local_dir + "/master.log");
+  EXPECT_TRUE(WaitFor([&] { return fs::exists(control()); }, 15000)) << master->Log() << context();
+  return master;
+}
+
+RunResult ClientTarget::Through(const std::string& command, int timeout_seconds) const {
+  RunOptions options;
+  options.timeout_seconds = timeout_seconds;
+  return test::Run({"ssh", "-S", control(), "-o", "LogLevel=ERROR", "x", command}, options);
+}
+
 RunResult ClientTarget::Ssh(const std::string& command) const {
   RunOptions options;
   options.timeout_seconds = 90;
@@ -280,6 +297,66 @@ void ExpectJupyterKernelRunsCodeThroughLocalForward(const ClientTarget& t) {
   const std::string notebooks =
       "for p in /proc/[0-9]*; do tr '\\0' ' ' < $p/cmdline; echo; done 2>/dev/null | grep -c '[j]upyter-notebook'";
   EXPECT_TRUE(WaitFor([&] { return t.Ssh(notebooks).out == "0\n"; }, 15000)) << t.Ssh(notebooks).out;
+}
+
+void ExpectServiceClosingMidStreamEndsOnlyItsForward(const ClientTarget& t, int faulty_port, int answer_size) {
+  const int partial = FreeLoopbackPort(), web = FreeLoopbackPort();
+  auto master = t.Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(faulty_port),
+                          "-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(t.port)});
+  ASSERT_TRUE(WaitFor([&] { return GetMarker(web) == "sandbox\n"; }, 15000)) << master->Log() << t.context();
+  // One connection through the web forward stays open (idle) while others break; then it sends
+  // its request. Three answers that end with a close, checked byte for byte (the last one after
+  // the client's own EOF: both sides then close while bytes are still on their way), and two
+  // that end with a reset: a prefix of the answer, then the end.
+  const std::string script =
+      "import socket, sys\n"
+      "idle = socket.create_connection(('127.0.0.1', " + std::to_string(web) + "))\n"
+      "expected = bytes(i % 251 for i in range(" + std::to_string(answer_size) + "))\n"
+      "def fetch(request, half_close=False):\n"
+      "    s = socket.create_connection(('127.0.0.1', " + std::to_string(partial) + "))\n"
+      "    s.settimeout(20)\n"
+      "    s.sendall(request)\n"
+      "    if half_close: s.shutdown(socket.SHUT_WR)\n"
+      "    got = b''\n"
+      "    while True:\n"
+      "        try:\n"
+      "            chunk = s.recv(65536)\n"
+      "        except ConnectionResetError:\n"
+      "            chunk = b''\n"
+      "        if not chunk: return got\n"
+      "        got += chunk\n"
+      "for n in range(3):\n"
+      "    got = fetch(b'close', half_close=(n == 2))\n"
+      "    print('partial', n, len(got), got == expected, flush=True)\n"
+      "for n in range(2):\n"
+      "    got = fetch(b'reset')\n"
+      "    print('reset', n, 'prefix', got == expected[:len(got)], flush=True)\n"
+      "idle.settimeout(20)\n"
+      "idle.sendall(b'GET /marker.txt HTTP/1.0\\r\\n\\r\\n')\n"
+      "answer = b''\n"
+      "while True:\n"
+      "    chunk = idle.recv(65536)\n"
+      "    if not chunk: break\n"
+      "    answer += chunk\n"
+      "print('other forward:', answer.split(b'\\r\\n\\r\\n', 1)[-1].decode(), end='')\n";
+  RunOptions options;
+  options.timeout_seconds = 90;
+  RunResult r = test::Run({kPython, "-c", script}, options);
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << t.context();
+  for (int n = 0; n < 3; ++n) {
+    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(answer_size) + " True"))
+        << r.out << r.err;
+  }
+  for (int n = 0; n < 2; ++n) EXPECT_THAT(r.out, HasSubstr("reset " + std::to_string(n) + " prefix True"));
+  EXPECT_THAT(r.out, HasSubstr("other forward: sandbox\n"));
+  // The session of the same connection still works, and so does a new forward on it.
+  EXPECT_EQ(t.Through("echo still-here").out, "still-here\n");
+  EXPECT_EQ(GetMarker(web), "sandbox\n");
+  EXPECT_TRUE(WaitFor([&] {
+    return Occurrences(t.server->log(), "target=127.0.0.1:" + std::to_string(faulty_port)) >= 5;
+  }, 10000)) << t.context();
+  EXPECT_THAT(t.server->log(), HasSubstr("bytes_out=" + std::to_string(answer_size)));
+  master->Stop(SIGTERM, 5000);
 }
 
 }  // namespace allgo::test

@@ -38,6 +38,11 @@ struct ClientTarget {
   RunResult Python(const std::string& script, const std::vector<std::string>& args, int timeout_seconds = 90) const;
   // A command in a session of the sandbox.
   RunResult Ssh(const std::string& command) const;
+  // A ControlMaster connection (ssh -M -N) with `forwards` (-L/-R options), ended by the Daemon;
+  // Through() runs a command in a new session of it.
+  std::unique_ptr<Daemon> Master(const std::vector<std::string>& forwards) const;
+  RunResult Through(const std::string& command, int timeout_seconds = 90) const;
+  std::string control() const { return local_dir + "/flows-cm.sock"; }
 };
 
 // tests/sshd/clients/NAME.
@@ -74,6 +79,13 @@ void ExpectVsCodeLikeFlowThroughSocks(const ClientTarget& t);
 // `print(6*7)` sent on its WebSocket and answers 42; the runtime files are in the sandbox's
 // home; the notebook server ends with the client.
 void ExpectJupyterKernelRunsCodeThroughLocalForward(const ClientTarget& t);
+
+// A sandbox service (tests/sshd/clients/faulty_service.py on the sandbox's faulty_port) answers
+// `answer_size` bytes and closes while the client's side is still open (also after the client's
+// own EOF): the client gets every byte, then the end; one that resets gets the client a prefix,
+// then the end. Another forward of the connection (held open meanwhile), its sessions and a new
+// forward carry on; the audit lines count every byte.
+void ExpectServiceClosingMidStreamEndsOnlyItsForward(const ClientTarget& t, int faulty_port, int answer_size);
 
 // "" or which of the Debian packages a test needs on the client side are missing, and how to
 // get them.

@@ -207,63 +207,7 @@ TEST_F(SshdForwardClientsTest, PlinkLocalForwardWithAPinnedHostKey) {
 // service resets instead, the client gets what was sent and the end. The connection's other
 // forward and its sessions carry on.
 TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
-  const int partial = FreeLoopbackPort(), web = FreeLoopbackPort();
-  auto master = Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
-                        "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
-  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
-  // One connection through the web forward stays open (idle) while others break; then it sends
-  // its request. Three answers that end with a close, checked byte for byte (the last one after
-  // the client's own EOF: both sides then close while bytes are still on their way), and two
-  // that end with a reset: a prefix of the answer, then the end.
-  const std::string script =
-      "import socket, sys\n"
-      "idle = socket.create_connection(('127.0.0.1', " + std::to_string(web) + "))\n"
-      "expected = bytes(i % 251 for i in range(" + std::to_string(kAnswerSize) + "))\n"
-      "def fetch(request, half_close=False):\n"
-      "    s = socket.create_connection(('127.0.0.1', " + std::to_string(partial) + "))\n"
-      "    s.settimeout(20)\n"
-      "    s.sendall(request)\n"
-      "    if half_close: s.shutdown(socket.SHUT_WR)\n"
-      "    got = b''\n"
-      "    while True:\n"
-      "        try:\n"
-      "            chunk = s.recv(65536)\n"
-      "        except ConnectionResetError:\n"
-      "            chunk = b''\n"
-      "        if not chunk: return got\n"
-      "        got += chunk\n"
-      "for n in range(3):\n"
-      "    got = fetch(b'close', half_close=(n == 2))\n"
-      "    print('partial', n, len(got), got == expected, flush=True)\n"
-      "for n in range(2):\n"
-      "    got = fetch(b'reset')\n"
-      "    print('reset', n, 'prefix', got == expected[:len(got)], flush=True)\n"
-      "idle.settimeout(20)\n"
-      "idle.sendall(b'GET /marker.txt HTTP/1.0\\r\\n\\r\\n')\n"
-      "answer = b''\n"
-      "while True:\n"
-      "    chunk = idle.recv(65536)\n"
-      "    if not chunk: break\n"
-      "    answer += chunk\n"
-      "print('other forward:', answer.split(b'\\r\\n\\r\\n', 1)[-1].decode(), end='')\n";
-  RunOptions options;
-  options.timeout_seconds = 90;
-  RunResult r = test::Run({"/usr/bin/python3", "-c", script}, options);
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  for (int n = 0; n < 3; ++n) {
-    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(kAnswerSize) + " True"))
-        << r.out << r.err;
-  }
-  for (int n = 0; n < 2; ++n) EXPECT_THAT(r.out, HasSubstr("reset " + std::to_string(n) + " prefix True"));
-  EXPECT_THAT(r.out, HasSubstr("other forward: sandbox\n"));
-  // The session of the same connection still works, and so does a new forward on it.
-  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
-  EXPECT_EQ(Get(web), "sandbox\n");
-  EXPECT_TRUE(WaitFor([&] {
-    return Occurrences(server_->log(), "target=127.0.0.1:" + std::to_string(kFaultyPort)) >= 5;
-  }, 10000)) << server_->log();
-  EXPECT_THAT(server_->log(), HasSubstr("bytes_out=" + std::to_string(kAnswerSize)));
-  master->Stop(SIGTERM, 5000);
+  ExpectServiceClosingMidStreamEndsOnlyItsForward(Target(), kFaultyPort, kAnswerSize);
 }
 
 // A client that stops reading a download, then cancels it mid-flow; and a sandbox service that

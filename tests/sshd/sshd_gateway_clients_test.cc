@@ -12,7 +12,8 @@
 // server on 127.0.0.1:port answering "sandbox"; the frontend serves "frontend" on the same
 // port and on one the container lacks, so every answer tells where a forward landed.
 // One deployment for the suite (the engine and the image import are the slow part); a fresh
-// allgo-sshd per test, so each test reads its own log. Without Docker or a Debian mirror every
+// allgo-sshd per test, so each test reads its own log. Of the faults, the service closing
+// mid-stream runs here too. Without Docker or a Debian mirror every
 // test is skipped with the reason, as in sshd_gateway_test.
 #include <sys/stat.h>
 
@@ -35,6 +36,11 @@ namespace fs = std::filesystem;
 
 constexpr const char* kWebapp = "sleep";
 constexpr const char* kHostname = "sleep-on-node-a";
+// The container's misbehaving service (tests/sshd/clients/faulty_service.py), as in
+// sshd_forward_clients_test: a port of the container's own network namespace, and an answer
+// larger than a stream window.
+constexpr int kFaultyPort = 7101;
+constexpr int kAnswerSize = 1024 * 1024 + 123;
 
 // What the suite shares; built by SetUpTestSuite, torn down (servers first) by TearDownTestSuite.
 struct Deployment {
@@ -93,9 +99,12 @@ class SshdGatewayClientsTest : public ::testing::Test {
     g->front = std::make_unique<Daemon>(HttpServer(g->port, g->tmp / "front"), g->tmp / "front.log");
     g->front_only = std::make_unique<Daemon>(HttpServer(g->frontend_only_port, g->tmp / "front"), g->tmp / "front-only.log");
     // The container, as allgo's controller runs it on a node (no bridge folder: the gateway
-    // starts the agent per connection), with its own web server from the start.
+    // starts the agent per connection), with its own web server and faulty service from the start.
+    fs::copy_file(ClientScript("faulty_service.py"), g->shared + "/faulty_service.py");
     const std::string server = "python3 -m http.server " + std::to_string(g->port) + " --bind 127.0.0.1 --directory " +
-                               ShellQuote(g->shared + "/www") + " >/dev/null 2>&1 & exec sleep infinity";
+                               ShellQuote(g->shared + "/www") + " >/dev/null 2>&1 & python3 " +
+                               ShellQuote(g->shared + "/faulty_service.py") + " " + std::to_string(kFaultyPort) + " " +
+                               std::to_string(kAnswerSize) + " >/dev/null 2>&1 & exec sleep infinity";
     g->sandbox = std::make_unique<DockerSandbox>(
         g->nodes->node(0), DockerSandboxOptions{.name = kWebapp, .image = image, .hostname = kHostname,
                                                 .binds = {g->shared}, .command = {"sh", "-c", server},
@@ -190,6 +199,11 @@ TEST_F(SshdGatewayClientsTest, VsCodeLikeFlowHttpAndWebSocketThroughSocks) {
 TEST_F(SshdGatewayClientsTest, JupyterKernelRunsCodeOverItsWebSocketThroughLocalForward) {
   ASSERT_EQ(MissingPackages({kWebsocketClient}), "");
   ExpectJupyterKernelRunsCodeThroughLocalForward(Target());
+}
+
+// The container's service closes (or resets) mid-stream: only that forward ends.
+TEST_F(SshdGatewayClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
+  ExpectServiceClosingMidStreamEndsOnlyItsForward(Target(), kFaultyPort, kAnswerSize);
 }
 
 }  // namespace
