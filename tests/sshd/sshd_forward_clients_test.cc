@@ -20,6 +20,7 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include "client_flows.h"
 #include "sshd_forward_fixture.h"
 #include "test_support.h"
 
@@ -35,8 +36,6 @@ constexpr int kFaultyPort = 7101;
 // What the faulty service answers before it closes: more than a stream window (256 KiB), so the
 // close comes while the forward is busy moving data.
 constexpr int kAnswerSize = 1024 * 1024 + 123;
-
-std::string Client(const std::string& name) { return SourceDir() + "/tests/sshd/clients/" + name; }
 
 // The processes of allgo-sshd below `pid` (the listener's per-connection monitors, their network
 // children...), and what they hold.
@@ -96,19 +95,15 @@ class SshdForwardClientsTest : public SshdForwardFixture {
  protected:
   SshdForwardClientsTest() : SshdForwardFixture("allgo-sshd-fwd-clients") {
     // A sandbox service that misbehaves (fault tests).
-    sandbox_services_ = "/usr/bin/python3 " + ShellQuote(Client("faulty_service.py")) + " " +
+    sandbox_services_ = "/usr/bin/python3 " + ShellQuote(ClientScript("faulty_service.py")) + " " +
                         std::to_string(kFaultyPort) + " " + std::to_string(kAnswerSize) + " >/dev/null 2>&1 & ";
   }
 
-  // A client script's run: /usr/bin/python3 SCRIPT SSH_PORT KEY args...
-  RunResult Python(const std::string& script, const std::vector<std::string>& args, int timeout_seconds = 90) {
-    std::vector<std::string> argv = {"/usr/bin/python3", Client(script), std::to_string(server_->port()),
-                                     key_.private_path};
-    argv.insert(argv.end(), args.begin(), args.end());
-    RunOptions options;
-    options.timeout_seconds = timeout_seconds;
-    options.env["PYTHONWARNINGS"] = "ignore";
-    return test::Run(argv, options);
+  // What the client checks (client_flows.h) need of this sandbox.
+  ClientTarget Target() const {
+    return ClientTarget{.server = server_.get(), .key = key_.private_path, .user = "sleep", .local_dir = tmp_.path(),
+                        .shared_dir = shared_, .port = port_, .frontend_only_port = frontend_only_port_,
+                        .context = [this] { return server_->log(); }};
   }
 
   // A ControlMaster connection with `forwards` (-L/-R options); sessions and new forwards join
@@ -181,100 +176,27 @@ class SshdForwardClientsTest : public SshdForwardFixture {
 // Other clients.
 
 TEST_F(SshdForwardClientsTest, ParamikoDirectTcpipLandsInTheSandbox) {
-  RunResult r = Python("paramiko_forward.py", {"direct", "127.0.0.1", std::to_string(port_)});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  EXPECT_THAT(r.out, HasSubstr("200 OK"));
-  EXPECT_THAT(r.out, HasSubstr("sandbox"));
-  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
-  // A port only the frontend has: the open fails (paramiko's ChannelException), no answer.
-  r = Python("paramiko_forward.py", {"direct", "127.0.0.1", std::to_string(frontend_only_port_)});
-  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;
-  EXPECT_THAT(r.out, HasSubstr("refused: "));
-  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
-  EXPECT_TRUE(server_->WaitForLog("forward direct-tcpip refused")) << server_->log();
+  ExpectParamikoDirectTcpipLandsInTheSandbox(Target());
 }
 
 TEST_F(SshdForwardClientsTest, ParamikoTcpipForwardGetsItsPortAndTheSandboxsConnections) {
-  // The session fetches from the allocated port inside the sandbox: the connection comes back
-  // to paramiko as a forwarded-tcpip channel for the listener it asked for.
-  RunResult r = Python("paramiko_forward.py",
-                       {"remote", "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/', "
-                                  "timeout=10).read().decode())\""});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  size_t at = r.out.find("allocated ");
-  ASSERT_NE(at, std::string::npos) << r.out << r.err;
-  const std::string port = r.out.substr(at + 10, r.out.find('\n', at) - at - 10);
-  EXPECT_NE(port, "0");
-  EXPECT_THAT(r.out, HasSubstr("paramiko-forwarded for 127.0.0.1:" + port + " from 127.0.0.1"));
-  EXPECT_TRUE(server_->WaitForLog("forward forwarded-tcpip end: user=sleep")) << server_->log();
-  EXPECT_TRUE(server_->WaitForLog("forward cancel-tcpip-forward: user=sleep listen=127.0.0.1:" + port))
-      << server_->log();
+  ExpectParamikoTcpipForwardGetsItsPort(Target());
 }
 
 TEST_F(SshdForwardClientsTest, AsyncsshLocalForwardAndCreateConnection) {
-  RunResult r = Python("asyncssh_forward.py", {"local", std::to_string(port_)});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  EXPECT_THAT(r.out, HasSubstr("via-listener: sandbox\n"));
-  EXPECT_THAT(r.out, HasSubstr("via-channel: sandbox\n"));
-  EXPECT_THAT(r.out, Not(HasSubstr("frontend")));
+  ExpectAsyncsshLocalForwardLandsInTheSandbox(Target());
 }
 
 TEST_F(SshdForwardClientsTest, AsyncsshRemoteForwardReachesTheFrontendFromTheSandbox) {
-  RunResult r = Python("asyncssh_forward.py",
-                       {"remote", std::to_string(port_),
-                        "python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:{port}/marker.txt', "
-                        "timeout=10).read().decode())\""});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  EXPECT_THAT(r.out, HasSubstr("allocated "));
-  EXPECT_THAT(r.out, Not(HasSubstr("allocated 0\n")));
-  // The listener was inside the sandbox; asyncssh carried its connection to the frontend's server.
-  EXPECT_THAT(r.out, HasSubstr("frontend"));
-  EXPECT_TRUE(server_->WaitForLog("forward forwarded-tcpip end: user=sleep")) << server_->log();
+  ExpectAsyncsshRemoteForwardReachesTheClientSide(Target());
 }
 
 TEST_F(SshdForwardClientsTest, AsyncsshAgentForwardingListsTheKey) {
-  const std::string sock = tmp_ / "agent.sock";
-  KeyPair signer = MakeKeyPair(tmp_.path(), "asyncssh-signer");
-  SshAgentProcess ssh_agent;
-  ssh_agent.Start(sock, signer.private_path);
-  if (HasFatalFailure()) return;
-  RunResult r = Python("asyncssh_forward.py", {"agent", sock, "echo sock=$SSH_AUTH_SOCK; ssh-add -l"});
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  EXPECT_THAT(r.out, HasSubstr("sock=/tmp/allgo-agent-"));
-  // "256 SHA256:... asyncssh-signer (ED25519)": the key of the client's agent, seen in the sandbox.
-  const std::string fingerprint = ssh_agent.fingerprint().substr(0, ssh_agent.fingerprint().find(' ', 5));
-  EXPECT_THAT(r.out, HasSubstr(fingerprint)) << ssh_agent.fingerprint();
-  EXPECT_THAT(r.out, HasSubstr("asyncssh-signer"));
-  EXPECT_TRUE(server_->WaitForLog("forward auth-agent end: user=sleep")) << server_->log();
+  ExpectAsyncsshAgentForwardingListsTheKey(Target());
 }
 
 TEST_F(SshdForwardClientsTest, PlinkLocalForwardWithAPinnedHostKey) {
-  const std::string ppk = tmp_ / "owner.ppk";
-  RunResult converted = test::Run({"puttygen", key_.private_path, "-O", "private", "-o", ppk});
-  ASSERT_EQ(converted.exit_code, 0) << converted.out << converted.err;
-  // The host key pinned by its SHA256 fingerprint, as a user copies it from the operator.
-  RunResult keygen = test::Run({"ssh-keygen", "-lf", server_->dir() + "/host_ed25519.pub"});
-  std::istringstream words(keygen.out);
-  std::string bits, fingerprint;
-  words >> bits >> fingerprint;
-  ASSERT_EQ(fingerprint.rfind("SHA256:", 0), 0u) << keygen.out << keygen.err;
-  const int local = FreeLoopbackPort();
-  Daemon plink({"plink", "-batch", "-ssh", "-P", std::to_string(server_->port()), "-i", ppk, "-hostkey", fingerprint,
-                "-N", "-L", "127.0.0.1:" + std::to_string(local) + ":127.0.0.1:" + std::to_string(port_),
-                "sleep@127.0.0.1"},
-               tmp_ / "plink.log");
-  std::string got;
-  EXPECT_TRUE(WaitFor([&] { return (got = Get(local)) == "sandbox\n"; }, 20000)) << got << plink.Log() << server_->log();
-  for (int i = 0; i < 5; ++i) EXPECT_EQ(Get(local), "sandbox\n");
-  plink.Stop(SIGTERM, 5000);
-  // A wrong pin: plink refuses the server (-batch: no prompt), nothing is forwarded.
-  const int other = FreeLoopbackPort();
-  Daemon wrong({"plink", "-batch", "-ssh", "-P", std::to_string(server_->port()), "-i", ppk, "-hostkey",
-                "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "-N", "-L",
-                "127.0.0.1:" + std::to_string(other) + ":127.0.0.1:" + std::to_string(port_), "sleep@127.0.0.1"},
-               tmp_ / "plink-wrong.log");
-  EXPECT_TRUE(WaitFor([&] { return !wrong.Running(); }, 20000)) << wrong.Log();
-  EXPECT_NE(Get(other), "sandbox\n");
+  ExpectPlinkLocalForwardWithAPinnedHostKey(Target());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -285,63 +207,7 @@ TEST_F(SshdForwardClientsTest, PlinkLocalForwardWithAPinnedHostKey) {
 // service resets instead, the client gets what was sent and the end. The connection's other
 // forward and its sessions carry on.
 TEST_F(SshdForwardClientsTest, ServiceClosingMidStreamEndsOnlyItsForward) {
-  const int partial = FreeLoopbackPort(), web = FreeLoopbackPort();
-  auto master = Master({"-L", "127.0.0.1:" + std::to_string(partial) + ":127.0.0.1:" + std::to_string(kFaultyPort), "-L",
-                        "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_)});
-  ASSERT_TRUE(WaitFor([&] { return Get(web) == "sandbox\n"; }, 15000)) << master->Log() << server_->log();
-  // One connection through the web forward stays open (idle) while others break; then it sends
-  // its request. Three answers that end with a close, checked byte for byte (the last one after
-  // the client's own EOF: both sides then close while bytes are still on their way), and two
-  // that end with a reset: a prefix of the answer, then the end.
-  const std::string script =
-      "import socket, sys\n"
-      "idle = socket.create_connection(('127.0.0.1', " + std::to_string(web) + "))\n"
-      "expected = bytes(i % 251 for i in range(" + std::to_string(kAnswerSize) + "))\n"
-      "def fetch(request, half_close=False):\n"
-      "    s = socket.create_connection(('127.0.0.1', " + std::to_string(partial) + "))\n"
-      "    s.settimeout(20)\n"
-      "    s.sendall(request)\n"
-      "    if half_close: s.shutdown(socket.SHUT_WR)\n"
-      "    got = b''\n"
-      "    while True:\n"
-      "        try:\n"
-      "            chunk = s.recv(65536)\n"
-      "        except ConnectionResetError:\n"
-      "            chunk = b''\n"
-      "        if not chunk: return got\n"
-      "        got += chunk\n"
-      "for n in range(3):\n"
-      "    got = fetch(b'close', half_close=(n == 2))\n"
-      "    print('partial', n, len(got), got == expected, flush=True)\n"
-      "for n in range(2):\n"
-      "    got = fetch(b'reset')\n"
-      "    print('reset', n, 'prefix', got == expected[:len(got)], flush=True)\n"
-      "idle.settimeout(20)\n"
-      "idle.sendall(b'GET /marker.txt HTTP/1.0\\r\\n\\r\\n')\n"
-      "answer = b''\n"
-      "while True:\n"
-      "    chunk = idle.recv(65536)\n"
-      "    if not chunk: break\n"
-      "    answer += chunk\n"
-      "print('other forward:', answer.split(b'\\r\\n\\r\\n', 1)[-1].decode(), end='')\n";
-  RunOptions options;
-  options.timeout_seconds = 90;
-  RunResult r = test::Run({"/usr/bin/python3", "-c", script}, options);
-  EXPECT_EQ(r.exit_code, 0) << r.out << r.err << server_->log();
-  for (int n = 0; n < 3; ++n) {
-    EXPECT_THAT(r.out, HasSubstr("partial " + std::to_string(n) + " " + std::to_string(kAnswerSize) + " True"))
-        << r.out << r.err;
-  }
-  for (int n = 0; n < 2; ++n) EXPECT_THAT(r.out, HasSubstr("reset " + std::to_string(n) + " prefix True"));
-  EXPECT_THAT(r.out, HasSubstr("other forward: sandbox\n"));
-  // The session of the same connection still works, and so does a new forward on it.
-  EXPECT_EQ(Through("echo still-here").out, "still-here\n");
-  EXPECT_EQ(Get(web), "sandbox\n");
-  EXPECT_TRUE(WaitFor([&] {
-    return Occurrences(server_->log(), "target=127.0.0.1:" + std::to_string(kFaultyPort)) >= 5;
-  }, 10000)) << server_->log();
-  EXPECT_THAT(server_->log(), HasSubstr("bytes_out=" + std::to_string(kAnswerSize)));
-  master->Stop(SIGTERM, 5000);
+  ExpectServiceClosingMidStreamEndsOnlyItsForward(Target(), kFaultyPort, kAnswerSize);
 }
 
 // A client that stops reading a download, then cancels it mid-flow; and a sandbox service that
@@ -376,7 +242,7 @@ TEST_F(SshdForwardClientsTest, StalledReaderOnEitherSideGrowsNoMemory) {
 
   // The download: 1 MiB read, a pause where the test measures, 8 MiB more, then the client
   // closes while the service is still sending (a cancelled download), and ten more like it.
-  Daemon download({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "download"},
+  Daemon download({"/usr/bin/python3", ClientScript("stall_client.py"), std::to_string(bulk), "download"},
                   tmp_ / "download.log");
   ASSERT_TRUE(WaitFor([&] { return download.Log().find("download stalled") != std::string::npos; }, 20000))
       << download.Log() << server_->log();
@@ -391,7 +257,7 @@ TEST_F(SshdForwardClientsTest, StalledReaderOnEitherSideGrowsNoMemory) {
       << server_->log();
 
   // The upload: the service never reads; the client pushes until nothing moves for 3 s.
-  Daemon upload({"/usr/bin/python3", Client("stall_client.py"), std::to_string(bulk), "upload"},
+  Daemon upload({"/usr/bin/python3", ClientScript("stall_client.py"), std::to_string(bulk), "upload"},
                 tmp_ / "upload.log");
   ASSERT_TRUE(WaitFor([&] { return upload.Log().find("upload blocked after") != std::string::npos; }, 40000))
       << upload.Log() << server_->log();
@@ -418,12 +284,12 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
   StartServer("max_forwards = " + std::to_string(kMaxForwards) + "\nmetrics_listen = 127.0.0.1:" +
               std::to_string(metrics_port) + "\naudit_log = " + audit + "\n");
   const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort();
-  Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
+  Daemon hold({"/usr/bin/python3", ClientScript("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
   const std::vector<pid_t> idle = ChildrenOf(server_->pid());
   auto master = Master({"-R", "127.0.0.1:" + std::to_string(remote) + ":127.0.0.1:" + std::to_string(hold_port)});
   // Warm up the connection (a session, one forwarded connection) before the baseline.
-  ASSERT_THAT(Through("/usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
+  ASSERT_THAT(Through("/usr/bin/python3 " + ShellQuote(ClientScript("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
               HasSubstr("served=1 closed=0 hanging=0"))
       << master->Log() << server_->log();
   ASSERT_TRUE(WaitFor([&] { return Occurrences(server_->log(), "forward forwarded-tcpip end") == 1; }, 10000));
@@ -437,7 +303,7 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
   ASSERT_GT(stream_server, 0) << agent_->Log();
   const Footprint sandbox_before = FootprintOf(stream_server);
 
-  RunResult flood = Through("HOLD=3 /usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) +
+  RunResult flood = Through("HOLD=3 /usr/bin/python3 " + ShellQuote(ClientScript("flood.py")) + " " + std::to_string(remote) +
                                 " " + std::to_string(kFlood) + " 60",
                             120);
   EXPECT_EQ(flood.exit_code, 0) << flood.err;
@@ -471,7 +337,7 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
     return sandbox_after.processes == sandbox_before.processes && sandbox_after.fds <= sandbox_before.fds;
   }, 10000)) << "the stream server before: " << Describe(sandbox_before) << "; after: " << Describe(sandbox_after);
   // The listener still serves, and so does the server.
-  EXPECT_THAT(Through("/usr/bin/python3 " + ShellQuote(Client("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
+  EXPECT_THAT(Through("/usr/bin/python3 " + ShellQuote(ClientScript("flood.py")) + " " + std::to_string(remote) + " 1 10").out,
               HasSubstr("served=1 closed=0 hanging=0"));
   EXPECT_THAT(Stdio("127.0.0.1:" + std::to_string(port_)).out, HasSubstr("sandbox"));
   master->Stop(SIGTERM, 5000);
@@ -509,7 +375,7 @@ TEST_F(SshdForwardClientsTest, ListenerFloodIsBoundedAndLeavesNothingBehind) {
 TEST_F(SshdForwardClientsTest, StreamServerKilledEndsEveryForwardAndLeaksNothing) {
   const int hold_port = FreeLoopbackPort(), remote = FreeLoopbackPort(), web = FreeLoopbackPort(),
             bulk = FreeLoopbackPort();
-  Daemon hold({"/usr/bin/python3", Client("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
+  Daemon hold({"/usr/bin/python3", ClientScript("hold_server.py"), std::to_string(hold_port)}, tmp_ / "hold.log");
   ASSERT_TRUE(WaitFor([&] { return hold.Log().find("ready") != std::string::npos; }, 10000)) << hold.Log();
   const std::vector<pid_t> idle = ChildrenOf(server_->pid());
   auto master = Master({"-L", "127.0.0.1:" + std::to_string(web) + ":127.0.0.1:" + std::to_string(port_), "-L",

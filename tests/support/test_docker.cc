@@ -214,6 +214,9 @@ std::string TestDocker::Image(const std::string& kind, const std::string& repo, 
 }
 
 std::string TestDocker::DebianImage(std::string* why) { return Image("debian", "allgo-sandbox/debian12", why); }
+std::string TestDocker::DevtoolsImage(std::string* why) {
+  return Image("debian-devtools", "allgo-sandbox/debian12-devtools", why);
+}
 std::string TestDocker::BusyboxImage(std::string* why) { return Image("busybox", "allgo-sandbox/busybox", why); }
 
 void TestDocker::Stop() {

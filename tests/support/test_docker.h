@@ -40,6 +40,9 @@ class TestDocker {
   // rsync and git. Built (about 2 minutes, once per cache) and imported on first use.
   // "" and *why when it cannot be made (e.g. no Debian mirror reachable).
   std::string DebianImage(std::string* why);
+  // The same with what developer tools run in a webapp: python3, python3-websockets,
+  // jupyter-notebook, openssh-client (sshd_gateway_clients_test; about 5 minutes once).
+  std::string DevtoolsImage(std::string* why);
   // The "any image" image: nothing but /bin/busybox (busybox-static) and its applets.
   std::string BusyboxImage(std::string* why);
 

@@ -5,11 +5,16 @@
       and create_connection (a direct-tcpip channel of its own) with a GET ("via-channel: ...").
   asyncssh_forward.py PORT KEY remote TPORT COMMAND
       forward_remote_port 127.0.0.1 port 0 -> the frontend's 127.0.0.1:TPORT: prints
-      "allocated N", then COMMAND (with {port} replaced) runs in a session, output printed.
+      "allocated N" and whether N answers on the frontend's loopback ("on the frontend's
+      loopback: refused"), then COMMAND (with {port} replaced) runs in a session, output printed.
   asyncssh_forward.py PORT KEY agent AGENT_SOCK COMMAND
       agent_forwarding=True with the ssh-agent on AGENT_SOCK; COMMAND's output printed.
+
+The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
 import asyncio
+import os
+import socket
 import sys
 import urllib.request
 import warnings
@@ -21,7 +26,17 @@ REQUEST = b"GET /marker.txt HTTP/1.0\r\n\r\n"
 
 
 def options(key, **extra):
-    return dict(host="127.0.0.1", username="sleep", client_keys=[key], known_hosts=None, agent_path=None, **extra)
+    return dict(host="127.0.0.1", username=os.environ.get("ALLGO_SSH_USER", "sleep"), client_keys=[key], known_hosts=None, agent_path=None, **extra)
+
+
+def frontend_probe(port):
+    """Whether 127.0.0.1:port answers here, on the frontend: a listener that landed in the
+    sandbox must not ("refused")."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return "open"
+    except OSError:
+        return "refused"
 
 
 class Collect(asyncssh.SSHTCPSession):
@@ -56,6 +71,7 @@ async def remote(port, key, target, command):
     async with asyncssh.connect(port=port, **options(key)) as conn:
         listener = await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", target)
         print(f"allocated {listener.get_port()}", flush=True)
+        print(f"on the frontend's loopback: {frontend_probe(listener.get_port())}", flush=True)
         result = await conn.run(command.replace("{port}", str(listener.get_port())), check=False)
         print(result.stdout, end="", flush=True)
         listener.close()

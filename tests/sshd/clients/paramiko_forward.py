@@ -5,9 +5,14 @@
       prints the answer, or "refused: CODE TEXT" (exit 2) when the server refuses the open.
   paramiko_forward.py PORT KEY remote COMMAND
       tcpip-forward on 127.0.0.1 port 0: prints "allocated N"; each forwarded-tcpip channel
-      is answered with an HTTP page naming what the server said it was for; COMMAND (with
+      is answered with an HTTP page naming what the server said it was for; whether N answers
+      on the frontend's loopback is printed ("on the frontend's loopback: refused"); COMMAND (with
       {port} replaced by N) runs in a session and its output is printed.
+
+The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
+import os
+import socket
 import sys
 import threading
 
@@ -16,8 +21,18 @@ import paramiko
 
 def connect(port, key):
     transport = paramiko.Transport(("127.0.0.1", port))
-    transport.connect(username="sleep", pkey=paramiko.Ed25519Key.from_private_key_file(key))
+    transport.connect(username=os.environ.get("ALLGO_SSH_USER", "sleep"), pkey=paramiko.Ed25519Key.from_private_key_file(key))
     return transport
+
+
+def frontend_probe(port):
+    """Whether 127.0.0.1:port answers here, on the frontend: a listener that landed in the
+    sandbox must not ("refused")."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        return "open"
+    except OSError:
+        return "refused"
 
 
 def read_all(channel):
@@ -53,6 +68,7 @@ def remote(transport, command):
 
     port = transport.request_port_forward("127.0.0.1", 0, handler=answer)
     print(f"allocated {port}", flush=True)
+    print(f"on the frontend's loopback: {frontend_probe(port)}", flush=True)
     session = transport.open_session(timeout=30)
     session.exec_command(command.replace("{port}", str(port)))
     out = read_all(session)
