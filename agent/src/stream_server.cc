@@ -10,10 +10,12 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
 #include "log.h"
@@ -24,9 +26,9 @@
 namespace allgo::bridge {
 namespace {
 
-constexpr uint32_t kWindowBatch = 32 * 1024;  // grant back once this much reached the socket
-constexpr int kReadsPerRound = 4;             // per stream and poll round: one busy stream
-                                              // cannot starve the others
+// Grant back once this much reached the socket: a quarter of the default window, as the
+// network child does (each grant is a frame to write and to parse on the other side).
+constexpr uint32_t kWindowBatch = 64 * 1024;
 constexpr int kAcceptsPerRound = 16;
 constexpr int kFailFlushMs = 2000;            // to deliver the `error` to a slow client
 constexpr int kAcceptPauseMs = 100;           // after EMFILE and the like
@@ -255,15 +257,17 @@ void StreamServer::ParseInput() {
     DataView data;
     std::string error;
     auto r = reader_.NextView(&m, &data, &error);
-    if (r == FrameReader::Result::kNeedMore) return;
+    if (r == FrameReader::Result::kNeedMore) break;
     if (r == FrameReader::Result::kError) return Fail("protocol error: " + error);
     if (!data.bytes.empty()) {
       if (!hello_) return Fail("protocol error: the first message must be hello");
       HandleData(data.id, data.bytes);
     } else {
+      SendBatch();  // what came before this message reaches its socket first
       Handle(m);
     }
   }
+  SendBatch();
 }
 
 void StreamServer::Handle(Message& m) {
@@ -476,15 +480,33 @@ void StreamServer::HandleData(uint32_t id, std::string_view bytes) {
                 std::to_string(bytes.size()) + " bytes, window " + std::to_string(s->recv_window) + ")");
   }
   s->recv_window -= static_cast<uint32_t>(bytes.size());
-  if (s->to_socket.empty()) {  // the usual case: straight to the socket
-    ssize_t n = send(s->fd.get(), bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
-    if (n < 0 && errno != EAGAIN && errno != EINTR) return CloseStream(*s, strerror(errno));
-    if (n > 0) {
-      bytes.remove_prefix(static_cast<size_t>(n));
-      Consumed(*s, static_cast<size_t>(n));
-    }
+  if (!s->to_socket.empty()) return s->to_socket.Append(bytes);  // behind what waits already
+  // The usual case: straight to the socket, together with the stream's next frames of this
+  // read (one sendmsg for up to kBatchFrames frames instead of one send per 32 KiB frame).
+  if (batch_count_ > 0 && (batch_id_ != id || batch_count_ == kBatchFrames)) SendBatch();
+  batch_id_ = id;
+  batch_[batch_count_++] = iovec{const_cast<char*>(bytes.data()), bytes.size()};
+}
+
+// Sends the batched stream-data bytes (views into reader_, valid until its next Grow) to
+// their socket in one sendmsg; what the socket does not take waits in the stream's queue.
+void StreamServer::SendBatch() {
+  if (batch_count_ == 0) return;
+  const size_t count = std::exchange(batch_count_, 0);
+  Stream* s = Find(batch_id_);
+  if (s == nullptr || s->state != Stream::State::kOpen || !s->fd) return;  // ended meanwhile
+  msghdr msg{};
+  msg.msg_iov = batch_;
+  msg.msg_iovlen = count;
+  ssize_t n = sendmsg(s->fd.get(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (n < 0 && errno != EAGAIN && errno != EINTR) return CloseStream(*s, strerror(errno));
+  size_t sent = n > 0 ? static_cast<size_t>(n) : 0;
+  if (sent > 0) Consumed(*s, sent);
+  for (size_t i = 0; i < count; ++i) {
+    const size_t skip = std::min(sent, batch_[i].iov_len);
+    sent -= skip;
+    s->to_socket.Append(std::string_view(static_cast<const char*>(batch_[i].iov_base) + skip, batch_[i].iov_len - skip));
   }
-  s->to_socket.Append(bytes);
 }
 
 void StreamServer::WriteSocket(Stream& s) {
@@ -517,26 +539,43 @@ void StreamServer::Consumed(Stream& s, size_t n) {
 }
 
 void StreamServer::ReadSocket(Stream& s) {
-  for (int round = 0; round < kReadsPerRound && s.WantsRead(out_.size()); ++round) {
-    // Read straight into the outgoing buffer behind a stream-data header (no copy), never
-    // more than the client's window allows.
-    const size_t want = std::min<size_t>(kMaxData, s.send_window);
-    char* at = out_.Grow(kStreamDataFrameHeader + want);
-    ssize_t n = recv(s.fd.get(), at + kStreamDataFrameHeader, want, MSG_DONTWAIT);
-    const int error_number = errno;
-    out_.Shrink(kStreamDataFrameHeader + want - (n > 0 ? kStreamDataFrameHeader + static_cast<size_t>(n) : 0));
-    if (n > 0) {
-      PutStreamDataFrameHeader(at, s.id, static_cast<size_t>(n));
-      s.send_window -= static_cast<uint32_t>(n);
-      s.bytes_from_socket += static_cast<uint64_t>(n);
-      continue;
-    }
-    if (n < 0 && (error_number == EAGAIN || error_number == EINTR)) return;
-    if (n < 0) return CloseStream(s, strerror(error_number));  // e.g. reset by the peer
-    s.sock_eof = true;
-    Queue(StreamEof{s.id});
-    return MaybeFinish(s);
+  if (!s.WantsRead(out_.size())) return;
+  // One read per stream and poll round, straight into the outgoing buffer: room for up to
+  // kReadFrames stream-data frames is laid out (header, 32 KiB, header, 32 KiB, ...) and
+  // the read scatters into their payloads (no copy, one syscall for 128 KiB); the headers
+  // of the frames it reached are written afterwards and the rest is given back. Never more
+  // than the client's window allows.
+  const size_t want = std::min<size_t>(kReadFrames * kMaxData, s.send_window);
+  const size_t frames = (want + kMaxData - 1) / kMaxData;
+  char* at = out_.Grow(frames * kStreamDataFrameHeader + want);
+  iovec iov[kReadFrames];
+  for (size_t i = 0; i < frames; ++i) {
+    iov[i] = iovec{at + i * (kStreamDataFrameHeader + kMaxData) + kStreamDataFrameHeader,
+                   std::min(kMaxData, want - i * kMaxData)};
   }
+  msghdr msg{};
+  msg.msg_iov = iov;
+  msg.msg_iovlen = frames;
+  ssize_t n = recvmsg(s.fd.get(), &msg, MSG_DONTWAIT);
+  const int error_number = errno;
+  size_t used = 0;  // bytes of `at` that hold whole frames
+  for (size_t left = n > 0 ? static_cast<size_t>(n) : 0, i = 0; left > 0; ++i) {
+    const size_t chunk = std::min(left, kMaxData);
+    PutStreamDataFrameHeader(at + used, s.id, chunk);
+    used += kStreamDataFrameHeader + chunk;
+    left -= chunk;
+  }
+  out_.Shrink(frames * kStreamDataFrameHeader + want - used);
+  if (n > 0) {
+    s.send_window -= static_cast<uint32_t>(n);
+    s.bytes_from_socket += static_cast<uint64_t>(n);
+    return;
+  }
+  if (n < 0 && (error_number == EAGAIN || error_number == EINTR)) return;
+  if (n < 0) return CloseStream(s, strerror(error_number));  // e.g. reset by the peer
+  s.sock_eof = true;
+  Queue(StreamEof{s.id});
+  MaybeFinish(s);
 }
 
 void StreamServer::HandleWindow(const StreamWindow& window) {

@@ -18,6 +18,7 @@
 #pragma once
 
 #include <sys/types.h>
+#include <sys/uio.h>
 
 #include <cstdint>
 #include <map>
@@ -62,6 +63,10 @@ class StreamServer {
   static constexpr size_t kMaxStreams = 256;
   static constexpr size_t kMaxListeners = 64;
   static constexpr size_t kMaxQueuedOutput = 1024 * 1024;
+  // Frames one read of a sandbox socket fills at most (per stream and poll round: one busy
+  // stream cannot starve the others), and stream-data frames sent to a socket in one sendmsg.
+  static constexpr size_t kReadFrames = 4;
+  static constexpr size_t kBatchFrames = 8;
 
  private:
   struct Stream;
@@ -71,6 +76,7 @@ class StreamServer {
   void ParseInput();
   void Handle(Message& message);
   void HandleData(uint32_t id, std::string_view bytes);
+  void SendBatch();
   void HandleOpen(const StreamOpen& open);
   void HandleAccept(const StreamAccept& accept);
   void HandleRefuse(const StreamRefuse& refuse);
@@ -105,6 +111,10 @@ class StreamServer {
   UniqueFd signals_;
   FrameReader reader_{Mode::kStream};
   ByteQueue out_;
+  // Consecutive stream-data frames of one stream from the current read (ParseInput).
+  iovec batch_[kBatchFrames];
+  size_t batch_count_ = 0;
+  uint32_t batch_id_ = 0;
   bool hello_ = false;
   bool ended_ = false;
   int status_ = 0;

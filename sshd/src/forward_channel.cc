@@ -126,7 +126,10 @@ bool ForwardChannel::ClientToAgent(char* buffer) {
   bool moved = false;
   while (send_window_ > 0 && !mux_->Congested() && !stream_eof_sent_ && !close_sent_) {
     uint32_t want = std::min<uint32_t>(send_window_, static_cast<uint32_t>(bridge::kMaxData));
-    int n = ssh_channel_read_nonblocking(channel_, buffer, want, 0);
+    // Not ssh_channel_read_nonblocking: it polls the SSH socket (ssh_channel_poll) before
+    // every read, one poll(2) per 32 KiB even while the channel's buffer holds more. With a
+    // timeout of 0 libssh handles packets only when the buffer is empty (SSH_AGAIN then).
+    int n = ssh_channel_read_timeout(channel_, buffer, want, 0, 0);
     if (n > 0) {
       mux_->SendData(id_, buffer, static_cast<size_t>(n));
       send_window_ -= static_cast<uint32_t>(n);
@@ -134,7 +137,9 @@ bool ForwardChannel::ClientToAgent(char* buffer) {
       moved = true;
       continue;
     }
-    if (n == SSH_ERROR) {
+    // A channel the client closed reads as an error here; Pump sees it closed and ends the
+    // forward as before (ssh_channel_read_nonblocking returned "no data" for it).
+    if (n == SSH_ERROR && !ssh_channel_is_closed(channel_)) {
       Finish(ChannelErrorResult());
       return moved;
     }
