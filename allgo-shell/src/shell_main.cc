@@ -28,6 +28,7 @@
 
 #include "allgo/config.h"
 #include "allgo/identity.h"
+#include "allgo/memory.h"
 #include "allgo/unique_fd.h"
 #include "allgo/names.h"
 #include "allgo/bridge/io.h"
@@ -290,40 +291,46 @@ int Main(int argc, char** argv) {
     return RunStreamsCarrier(inv.config_path, signals.get());
   }
 
-  Config config;
-  std::string config_path = ResolveConfigPath(inv.config_path);
-  // The database is only a fallback here (the sandbox state when the agent does not answer):
-  // a password_file only root may read leaves sessions working (docs/configuration.md).
-  if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
-    Say(s.ToString());
-    return kExitSetup;
-  }
-  std::string name;
-  if (Status s = ResolveWebapp(config, &name); !s.ok()) {
-    Say(s.message());
-    return kExitSetup;
-  }
-  if (config.sandbox.backend == SandboxBackend::kDocker) return RunThroughGateway(config, inv, signals.get(), name);
-
+  // The setup's state (the config, the lookups, their temporaries) lives in this block and is
+  // gone before the session runs: ReleaseDeadMemory then hands its pages back, so an idle
+  // session keeps only what the relay needs (issue 20: PSS per idle session).
   AgentConnection conn;
-  int signo = 0;
-  if (Status s = ConnectSandboxAgent(config, name, signals.get(), &conn, &signo); !s.ok()) {
-    if (signo != 0) return 128 + signo;
-    Say(s.message());
-    return kExitSetup;
-  }
-
-  bool pty = isatty(0) == 1;
-  Open request = BuildRequest(!inv.has_command, inv.command, pty);
-  if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
-    Say("cannot send this request: " + invalid);
-    return kExitUsage;
-  }
   SessionPipes pipes;
-  if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
-    Say(s.message());
-    return kExitSetup;
+  std::string name;
+  bool pty = isatty(0) == 1;
+  {
+    Config config;
+    std::string config_path = ResolveConfigPath(inv.config_path);
+    // The database is only a fallback here (the sandbox state when the agent does not answer):
+    // a password_file only root may read leaves sessions working (docs/configuration.md).
+    if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
+      Say(s.ToString());
+      return kExitSetup;
+    }
+    if (Status s = ResolveWebapp(config, &name); !s.ok()) {
+      Say(s.message());
+      return kExitSetup;
+    }
+    if (config.sandbox.backend == SandboxBackend::kDocker) return RunThroughGateway(config, inv, signals.get(), name);
+
+    int signo = 0;
+    if (Status s = ConnectSandboxAgent(config, name, signals.get(), &conn, &signo); !s.ok()) {
+      if (signo != 0) return 128 + signo;
+      Say(s.message());
+      return kExitSetup;
+    }
+
+    Open request = BuildRequest(!inv.has_command, inv.command, pty);
+    if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
+      Say("cannot send this request: " + invalid);
+      return kExitUsage;
+    }
+    if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
+      Say(s.message());
+      return kExitSetup;
+    }
   }
+  ReleaseDeadMemory();
   return RunSession(conn, pipes, pty, signals.get(), name);
 }
 
