@@ -9,7 +9,9 @@
 #include <pwd.h>
 #include <signal.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -23,6 +25,8 @@
 
 #include <CLI/CLI.hpp>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
 #include <thread>
 
@@ -264,6 +268,87 @@ int RunThroughGateway(const Config& config, const Invocation& inv, int signals, 
   return RunStdioSession(gateway.get(), request, signals, name);
 }
 
+// Runs fn to its end on a thread of its own, whose stack we map and unmap: glibc would keep a
+// stack it mapped itself in its cache after the thread ended, with every page fn touched, and
+// hand it to the next thread (a pump thread, for the session's life). What fn allocated and
+// freed goes back to the heap with the thread's malloc cache. Without a thread (no memory for
+// its stack), fn runs here.
+void RunOnScratchThread(const std::function<void()>& fn) {
+  constexpr size_t kStack = 8 << 20;  // reserved only: the pages fn touches are what it costs
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                     -1, 0);
+  if (stack == MAP_FAILED) {
+    fn();
+    return;
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  bool ran = false;
+  pthread_attr_t attr;
+  // The lowest page is the guard: an overflow faults instead of writing below the stack.
+  if (mprotect(stack, page, PROT_NONE) == 0 && pthread_attr_init(&attr) == 0) {
+    pthread_t thread;
+    if (pthread_attr_setstack(&attr, static_cast<char*>(stack) + page, kStack - page) == 0 &&
+        pthread_create(
+            &thread, &attr,
+            [](void* arg) -> void* {
+              (*static_cast<const std::function<void()>*>(arg))();
+              return nullptr;
+            },
+            const_cast<std::function<void()>*>(&fn)) == 0) {
+      pthread_join(thread, nullptr);  // the stack is ours again only once the thread is joined
+      ran = true;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  munmap(stack, kStack);
+  if (!ran) fn();
+}
+
+// What the session needs once it runs.
+struct ReadySession {
+  AgentConnection conn;
+  SessionPipes pipes;
+  std::string name;
+  bool pty = false;
+};
+
+// Connects to the webapp's sandbox agent and opens the session: -1 with *ready filled, or the
+// exit status. With [sandbox] backend = docker, -1 with *docker holding the config instead.
+int PrepareSession(const Invocation& inv, int signals, ReadySession* ready, std::optional<Config>* docker) {
+  Config config;
+  std::string config_path = ResolveConfigPath(inv.config_path);
+  // The database is only a fallback here (the sandbox state when the agent does not answer):
+  // a password_file only root may read leaves sessions working (docs/configuration.md).
+  if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
+    Say(s.ToString());
+    return kExitSetup;
+  }
+  if (Status s = ResolveWebapp(config, &ready->name); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  if (config.sandbox.backend == SandboxBackend::kDocker) {
+    docker->emplace(std::move(config));
+    return -1;
+  }
+  int signo = 0;
+  if (Status s = ConnectSandboxAgent(config, ready->name, signals, &ready->conn, &signo); !s.ok()) {
+    if (signo != 0) return 128 + signo;
+    Say(s.message());
+    return kExitSetup;
+  }
+  Open request = BuildRequest(!inv.has_command, inv.command, ready->pty);
+  if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
+    Say("cannot send this request: " + invalid);
+    return kExitUsage;
+  }
+  if (Status s = OpenSession(&ready->conn, request, &ready->pipes); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  return -1;
+}
+
 int Main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   // One malloc arena: the pump threads barely allocate, and an arena of their own each would
@@ -291,47 +376,20 @@ int Main(int argc, char** argv) {
     return RunStreamsCarrier(inv.config_path, signals.get());
   }
 
-  // The setup's state (the config, the lookups, their temporaries) lives in this block and is
-  // gone before the session runs: ReleaseDeadMemory then hands its pages back, so an idle
-  // session keeps only what the relay needs (issue 20: PSS per idle session).
-  AgentConnection conn;
-  SessionPipes pipes;
-  std::string name;
-  bool pty = isatty(0) == 1;
-  {
-    Config config;
-    std::string config_path = ResolveConfigPath(inv.config_path);
-    // The database is only a fallback here (the sandbox state when the agent does not answer):
-    // a password_file only root may read leaves sessions working (docs/configuration.md).
-    if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
-      Say(s.ToString());
-      return kExitSetup;
-    }
-    if (Status s = ResolveWebapp(config, &name); !s.ok()) {
-      Say(s.message());
-      return kExitSetup;
-    }
-    if (config.sandbox.backend == SandboxBackend::kDocker) return RunThroughGateway(config, inv, signals.get(), name);
-
-    int signo = 0;
-    if (Status s = ConnectSandboxAgent(config, name, signals.get(), &conn, &signo); !s.ok()) {
-      if (signo != 0) return 128 + signo;
-      Say(s.message());
-      return kExitSetup;
-    }
-
-    Open request = BuildRequest(!inv.has_command, inv.command, pty);
-    if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
-      Say("cannot send this request: " + invalid);
-      return kExitUsage;
-    }
-    if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
-      Say(s.message());
-      return kExitSetup;
-    }
-  }
+  // The setup (the config, the lookups, their temporaries) runs on a thread of its own and is
+  // gone before the session runs: with it go its stack and its malloc cache (glibc keeps up to
+  // 7 freed chunks of each small size per thread, which would pin the pages they sit in), and
+  // ReleaseDeadMemory then hands the setup's pages back, so an idle session keeps only what
+  // the relay needs (issue 20: PSS per idle session).
+  ReadySession ready;
+  ready.pty = isatty(0) == 1;
+  int status = -1;
+  std::optional<Config> docker;
+  RunOnScratchThread([&] { status = PrepareSession(inv, signals.get(), &ready, &docker); });
+  if (docker) return RunThroughGateway(*docker, inv, signals.get(), ready.name);
+  if (status >= 0) return status;
   ReleaseDeadMemory();
-  return RunSession(conn, pipes, pty, signals.get(), name);
+  return RunSession(ready.conn, ready.pipes, ready.pty, signals.get(), ready.name);
 }
 
 }  // namespace
