@@ -9,7 +9,9 @@
 #include <pwd.h>
 #include <signal.h>
 #include <string.h>
+#include <pthread.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -21,13 +23,16 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include <CLI/CLI.hpp>
 #include <cstdio>
+#include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <thread>
 
 #include "allgo/config.h"
 #include "allgo/identity.h"
+#include "allgo/memory.h"
 #include "allgo/unique_fd.h"
 #include "allgo/names.h"
 #include "allgo/bridge/io.h"
@@ -52,9 +57,26 @@ struct Invocation {
   bool streams = false;  // --streams: the carrier of allgo-sshd (streams_carrier.h)
 };
 
-// Login shells are run as `shell -c CMD` by sshd, with CMD possibly starting with '-':
-// that form is taken literally; anything else goes through CLI11 (--help, --version,
-// --config).
+constexpr const char* kHelp =
+    "allgo-shell: the login shell of allgo webapps. Without arguments, an interactive shell in the\n"
+    "webapp's sandbox; with -c CMD, CMD run there by /bin/sh -c.\n"
+    "Usage: allgo-shell [OPTIONS]\n"
+    "\n"
+    "Options:\n"
+    "  -h,--help        print this help message and exit\n"
+    "  --version        print the version and exit\n"
+    "  -c CMD           command to run in the sandbox\n"
+    "  --config PATH    config file (default: $ALLGO_SSH_CONFIG or %s)\n"
+    "  -l,--login       accepted for compatibility (allgo-shell always acts as a login shell)\n"
+    "  --streams        internal, started by allgo-sshd: connect to this webapp's sandbox (as a\n"
+    "                   session does) and hand the connection to allgo-sshd over stdout, a unix\n"
+    "                   socket, to carry the SSH connection's forwards\n";
+
+// Login shells are run as `shell -c CMD` by sshd, with CMD possibly starting with '-': that
+// form is taken literally. The other forms are parsed here by hand, not with CLI11 as the
+// other programs are: CLI11 brings libstdc++'s iostreams and locales into the binary, whose
+// relocated vtables and initialised objects cost every idle login shell ~35 KiB of private
+// memory (issue 20, bench/sshd/memory.md). Returns the exit status, or -1 to go on.
 int ParseArgs(int argc, char** argv, Invocation* inv) {
   if (argc >= 2 && strcmp(argv[1], "-c") == 0) {
     if (argc < 3) {
@@ -65,27 +87,52 @@ int ParseArgs(int argc, char** argv, Invocation* inv) {
     inv->command = argv[2];
     return -1;
   }
-  if (argc == 1) return -1;
-  CLI::App app{
-      "allgo-shell: the login shell of allgo webapps. Without arguments, an interactive shell "
-      "in the webapp's sandbox; with -c CMD, CMD run there by /bin/sh -c."};
-  app.set_version_flag("--version", std::string("allgo-shell ") + ALLGO_VERSION);
-  app.add_option("-c", inv->command, "command to run in the sandbox");
-  app.add_option("--config", inv->config_path, "config file (default: $ALLGO_SSH_CONFIG or " +
-                                                   std::string(DefaultConfigPath()) + ")");
-  bool login = false;
-  app.add_flag("-l,--login", login, "accepted for compatibility (allgo-shell always acts as a login shell)");
-  app.add_flag("--streams", inv->streams,
-               "internal, started by allgo-sshd: connect to this webapp's sandbox (as a session does) and hand "
-               "the connection to allgo-sshd over stdout, a unix socket, to carry the SSH connection's forwards");
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    int status = app.exit(e);
-    std::cout.flush();  // main() leaves through _exit, which does not flush
-    return status;
+  for (int i = 1; i < argc; ++i) {
+    std::string_view arg = argv[i];
+    // An option's value: the next argument, or after '=' (--config=PATH) / glued (-cCMD).
+    auto value = [&](std::string_view name, std::string* out) -> int {
+      if (arg.size() > name.size()) {
+        std::string_view rest = arg.substr(name.size());
+        if (name.size() > 2 && rest.front() != '=') return 0;  // another long option
+        *out = std::string(name.size() > 2 ? rest.substr(1) : rest);
+        return 1;
+      }
+      if (i + 1 >= argc) {
+        Say(std::string(name) + " needs a value");
+        return -1;
+      }
+      *out = argv[++i];
+      return 1;
+    };
+    if (arg == "-h" || arg == "--help") {
+      std::printf(kHelp, DefaultConfigPath());
+      std::fflush(stdout);  // main() leaves through _exit, which does not flush
+      return 0;
+    }
+    if (arg == "--version") {
+      std::printf("allgo-shell %s\n", ALLGO_VERSION);
+      std::fflush(stdout);
+      return 0;
+    }
+    if (arg == "-l" || arg == "--login") continue;
+    if (arg == "--streams") {
+      inv->streams = true;
+      continue;
+    }
+    if (arg.rfind("-c", 0) == 0) {
+      int r = value("-c", &inv->command);
+      if (r < 0) return kExitUsage;
+      inv->has_command = true;
+      continue;
+    }
+    if (arg.rfind("--config", 0) == 0) {
+      int r = value("--config", &inv->config_path);
+      if (r < 0) return kExitUsage;
+      if (r > 0) continue;
+    }
+    Say("unexpected argument '" + std::string(arg) + "' (see --help)");
+    return kExitUsage;
   }
-  inv->has_command = app.count("-c") > 0;
   return -1;
 }
 
@@ -263,6 +310,87 @@ int RunThroughGateway(const Config& config, const Invocation& inv, int signals, 
   return RunStdioSession(gateway.get(), request, signals, name);
 }
 
+// Runs fn to its end on a thread of its own, whose stack we map and unmap: glibc would keep a
+// stack it mapped itself in its cache after the thread ended, with every page fn touched, and
+// hand it to the next thread (a pump thread, for the session's life). What fn allocated and
+// freed goes back to the heap with the thread's malloc cache. Without a thread (no memory for
+// its stack), fn runs here.
+void RunOnScratchThread(const std::function<void()>& fn) {
+  constexpr size_t kStack = 8 << 20;  // reserved only: the pages fn touches are what it costs
+  void* stack = mmap(nullptr, kStack, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK,
+                     -1, 0);
+  if (stack == MAP_FAILED) {
+    fn();
+    return;
+  }
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  bool ran = false;
+  pthread_attr_t attr;
+  // The lowest page is the guard: an overflow faults instead of writing below the stack.
+  if (mprotect(stack, page, PROT_NONE) == 0 && pthread_attr_init(&attr) == 0) {
+    pthread_t thread;
+    if (pthread_attr_setstack(&attr, static_cast<char*>(stack) + page, kStack - page) == 0 &&
+        pthread_create(
+            &thread, &attr,
+            [](void* arg) -> void* {
+              (*static_cast<const std::function<void()>*>(arg))();
+              return nullptr;
+            },
+            const_cast<std::function<void()>*>(&fn)) == 0) {
+      pthread_join(thread, nullptr);  // the stack is ours again only once the thread is joined
+      ran = true;
+    }
+    pthread_attr_destroy(&attr);
+  }
+  munmap(stack, kStack);
+  if (!ran) fn();
+}
+
+// What the session needs once it runs.
+struct ReadySession {
+  AgentConnection conn;
+  SessionPipes pipes;
+  std::string name;
+  bool pty = false;
+};
+
+// Connects to the webapp's sandbox agent and opens the session: -1 with *ready filled, or the
+// exit status. With [sandbox] backend = docker, -1 with *docker holding the config instead.
+int PrepareSession(const Invocation& inv, int signals, ReadySession* ready, std::optional<Config>* docker) {
+  Config config;
+  std::string config_path = ResolveConfigPath(inv.config_path);
+  // The database is only a fallback here (the sandbox state when the agent does not answer):
+  // a password_file only root may read leaves sessions working (docs/configuration.md).
+  if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
+    Say(s.ToString());
+    return kExitSetup;
+  }
+  if (Status s = ResolveWebapp(config, &ready->name); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  if (config.sandbox.backend == SandboxBackend::kDocker) {
+    docker->emplace(std::move(config));
+    return -1;
+  }
+  int signo = 0;
+  if (Status s = ConnectSandboxAgent(config, ready->name, signals, &ready->conn, &signo); !s.ok()) {
+    if (signo != 0) return 128 + signo;
+    Say(s.message());
+    return kExitSetup;
+  }
+  Open request = BuildRequest(!inv.has_command, inv.command, ready->pty);
+  if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
+    Say("cannot send this request: " + invalid);
+    return kExitUsage;
+  }
+  if (Status s = OpenSession(&ready->conn, request, &ready->pipes); !s.ok()) {
+    Say(s.message());
+    return kExitSetup;
+  }
+  return -1;
+}
+
 int Main(int argc, char** argv) {
   signal(SIGPIPE, SIG_IGN);
   // One malloc arena: the pump threads barely allocate, and an arena of their own each would
@@ -290,41 +418,20 @@ int Main(int argc, char** argv) {
     return RunStreamsCarrier(inv.config_path, signals.get());
   }
 
-  Config config;
-  std::string config_path = ResolveConfigPath(inv.config_path);
-  // The database is only a fallback here (the sandbox state when the agent does not answer):
-  // a password_file only root may read leaves sessions working (docs/configuration.md).
-  if (Status s = LoadConfig(config_path, &config, PasswordFile::kIfReadable); !s.ok()) {
-    Say(s.ToString());
-    return kExitSetup;
-  }
-  std::string name;
-  if (Status s = ResolveWebapp(config, &name); !s.ok()) {
-    Say(s.message());
-    return kExitSetup;
-  }
-  if (config.sandbox.backend == SandboxBackend::kDocker) return RunThroughGateway(config, inv, signals.get(), name);
-
-  AgentConnection conn;
-  int signo = 0;
-  if (Status s = ConnectSandboxAgent(config, name, signals.get(), &conn, &signo); !s.ok()) {
-    if (signo != 0) return 128 + signo;
-    Say(s.message());
-    return kExitSetup;
-  }
-
-  bool pty = isatty(0) == 1;
-  Open request = BuildRequest(!inv.has_command, inv.command, pty);
-  if (std::string invalid = Validate(Message(request)); !invalid.empty()) {
-    Say("cannot send this request: " + invalid);
-    return kExitUsage;
-  }
-  SessionPipes pipes;
-  if (Status s = OpenSession(&conn, request, &pipes); !s.ok()) {
-    Say(s.message());
-    return kExitSetup;
-  }
-  return RunSession(conn, pipes, pty, signals.get(), name);
+  // The setup (the config, the lookups, their temporaries) runs on a thread of its own and is
+  // gone before the session runs: with it go its stack and its malloc cache (glibc keeps up to
+  // 7 freed chunks of each small size per thread, which would pin the pages they sit in), and
+  // ReleaseDeadMemory then hands the setup's pages back, so an idle session keeps only what
+  // the relay needs (issue 20: PSS per idle session).
+  ReadySession ready;
+  ready.pty = isatty(0) == 1;
+  int status = -1;
+  std::optional<Config> docker;
+  RunOnScratchThread([&] { status = PrepareSession(inv, signals.get(), &ready, &docker); });
+  if (docker) return RunThroughGateway(*docker, inv, signals.get(), ready.name);
+  if (status >= 0) return status;
+  ReleaseDeadMemory();
+  return RunSession(ready.conn, ready.pipes, ready.pty, signals.get(), ready.name);
 }
 
 }  // namespace

@@ -24,7 +24,13 @@
 namespace allgo {
 namespace {
 
+struct KeySpec;
+
 struct ParseContext {
+  // The known keys, built for this parse and destroyed with it: a process that loads its
+  // config once (every allgo-shell of an idle session) does not keep the table's ~90 nodes
+  // resident for its life (issue 20: PSS per idle session).
+  const std::map<std::string, KeySpec>* table = nullptr;
   Config* config = nullptr;
   std::string origin;
   int line = 0;                 // line number of the line inih is handling
@@ -343,9 +349,9 @@ Setter Permits(PermitList SshdConfig::*field, PermitKind kind) {
   return [=](Config& c, const std::string& v) { return AddPermitWords(v, kind, &(c.sshd.*field)); };
 }
 
-const std::map<std::string, KeySpec>& Table() {
+std::map<std::string, KeySpec> BuildTable() {
   using C = Config;
-  static const std::map<std::string, KeySpec> table = {
+  return {
       {"mysql.socket", {Path(&C::mysql, &MysqlConfig::socket, true)}},
       {"mysql.host", {Str(&C::mysql, &MysqlConfig::host)}},
       {"mysql.port", {Uint(&C::mysql, &MysqlConfig::port, 1, 65535)}},
@@ -534,7 +540,6 @@ const std::map<std::string, KeySpec>& Table() {
       {"sshd.max_forwards", {Uint(&C::sshd, &SshdConfig::max_forwards, 1, 10000)}},
       {"sshd.max_listeners", {Uint(&C::sshd, &SshdConfig::max_listeners, 0, 1000)}},
   };
-  return table;
 }
 
 int Handler(void* user, const char* section, const char* name, const char* value) {
@@ -547,7 +552,7 @@ int Handler(void* user, const char* section, const char* name, const char* value
     }
     return 0;
   };
-  const auto& table = Table();
+  const auto& table = *ctx->table;
   auto it = table.find(key);
   if (it == table.end()) {
     bool known_section = false;
@@ -736,7 +741,9 @@ Status ParseConfig(const std::string& text, const std::string& origin, Config* o
     ~ScrubOnReturn() { ScrubSecrets(config); }
   } scrub{&config};
   config.path = origin;
+  const std::map<std::string, KeySpec> table = BuildTable();
   ParseContext ctx;
+  ctx.table = &table;
   ctx.config = &config;
   ctx.origin = origin;
   ctx.text = text.c_str();

@@ -22,6 +22,7 @@
 #include <spdlog/spdlog.h>
 
 #include "child_process.h"
+#include "allgo/memory.h"
 #include "crypto_warmup.h"
 #include "health_check.h"
 #include "metrics_server.h"
@@ -488,6 +489,7 @@ int Listener::Run() {
   int stopping = 0;
   int timeout = -1;
   std::vector<epoll_event> events(256);
+  PlugHeapHoles();  // every connection process is forked from here on (allgo/memory.h)
   while (true) {
     int n = epoll_wait(epoll_.get(), events.data(), static_cast<int>(events.size()), timeout);
     if (n < 0 && errno != EINTR) {

@@ -14,6 +14,7 @@
 #include "allgo/identity.h"
 #include "allgo/bridge/carrier.h"
 #include "allgo/key_options.h"
+#include "allgo/memory.h"
 #include "allgo/names.h"
 #include "child_process.h"
 #include "allgo/pubkey.h"
@@ -94,11 +95,17 @@ int Monitor::Run() {
         }
         continue;
       }
+      MsgType type;
+      bool spawn = PeekType(msg.payload, &type).ok() && type == MsgType::kSpawn;
       if (!HandleMessage(msg)) {
         spdlog::error("connection from {}: protocol violation by the network process; closing",
                       settings_.conn.Client());
         kill(net_child_, SIGKILL);
         sock_open = false;
+      } else if (spawn) {
+        // Authentication (NSS, the key lookup) and the spawn ran deep below this loop; the
+        // session then idles here for hours. Their stack pages are handed back (issue 20).
+        ReleaseDeadStack();
       }
     }
   }

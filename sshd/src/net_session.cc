@@ -1,10 +1,8 @@
 #include "net_session.h"
 
 #include <fcntl.h>
-#include <malloc.h>
 #include <poll.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -16,6 +14,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "allgo/memory.h"
 #include "allgo/names.h"
 #include "child_process.h"
 #include "wire.h"
@@ -24,24 +23,6 @@ namespace allgo::sshd {
 namespace {
 
 constexpr int kDrainTurns = 32;
-
-// The key exchange's work memory is garbage once it is over, but stays resident for the
-// session's life: freed heap chunks (malloc keeps them), and the stack pages the
-// post-quantum arithmetic touched far below the event loop. Both are handed back.
-void ReleaseKexMemory() {
-  malloc_trim(0);
-  // Everything more than kStackKept below this frame is dead from here on: MADV_DONTNEED
-  // turns those pages back into untouched ones, and the event loop faults in (zeroed) the
-  // few it uses. kStackKept covers the madvise call itself. The range never reaches another
-  // mapping: the kernel keeps mmap_base at least 128 MiB below the stack (RLIMIT_STACK,
-  // clamped), and the part of the range below the stack's mapping is simply not mapped
-  // (Linux applies the advice to the mapped part and reports ENOMEM, ignored here).
-  constexpr uintptr_t kStackKept = 8 * 1024, kStackSpan = 512 * 1024;
-  const uintptr_t page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
-  volatile char here = 0;
-  uintptr_t top = (reinterpret_cast<uintptr_t>(&here) - kStackKept) & ~(page - 1);
-  (void)madvise(reinterpret_cast<void*>(top - kStackSpan), kStackSpan, MADV_DONTNEED);
-}
 
 }  // namespace
 
@@ -199,7 +180,10 @@ int NetSession::Run() {
                  SanitizeForLog(ssh_get_error(session_), 200));
     return 1;
   }
-  ReleaseKexMemory();
+  // The key exchange's work memory is garbage once it is over, but would stay resident for the
+  // session's life: freed heap chunks (malloc keeps them), and the stack pages the
+  // post-quantum arithmetic touched far below the event loop.
+  ReleaseDeadMemory();
   ssh_set_blocking(session_, 0);
   ssh_set_counters(session_, &socket_counter_, &packet_counter_);
   last_heard_ms_ = last_activity_ms_ = MonotonicMs();
