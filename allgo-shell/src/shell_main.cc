@@ -23,11 +23,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include <CLI/CLI.hpp>
 #include <cstdio>
 #include <functional>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <thread>
 
 #include "allgo/config.h"
@@ -57,26 +57,9 @@ struct Invocation {
   bool streams = false;  // --streams: the carrier of allgo-sshd (streams_carrier.h)
 };
 
-constexpr const char* kHelp =
-    "allgo-shell: the login shell of allgo webapps. Without arguments, an interactive shell in the\n"
-    "webapp's sandbox; with -c CMD, CMD run there by /bin/sh -c.\n"
-    "Usage: allgo-shell [OPTIONS]\n"
-    "\n"
-    "Options:\n"
-    "  -h,--help        print this help message and exit\n"
-    "  --version        print the version and exit\n"
-    "  -c CMD           command to run in the sandbox\n"
-    "  --config PATH    config file (default: $ALLGO_SSH_CONFIG or %s)\n"
-    "  -l,--login       accepted for compatibility (allgo-shell always acts as a login shell)\n"
-    "  --streams        internal, started by allgo-sshd: connect to this webapp's sandbox (as a\n"
-    "                   session does) and hand the connection to allgo-sshd over stdout, a unix\n"
-    "                   socket, to carry the SSH connection's forwards\n";
-
-// Login shells are run as `shell -c CMD` by sshd, with CMD possibly starting with '-': that
-// form is taken literally. The other forms are parsed here by hand, not with CLI11 as the
-// other programs are: CLI11 brings libstdc++'s iostreams and locales into the binary, whose
-// relocated vtables and initialised objects cost every idle login shell ~35 KiB of private
-// memory (issue 20, bench/sshd/memory.md). Returns the exit status, or -1 to go on.
+// Login shells are run as `shell -c CMD` by sshd, with CMD possibly starting with '-':
+// that form is taken literally; anything else goes through CLI11 (--help, --version,
+// --config).
 int ParseArgs(int argc, char** argv, Invocation* inv) {
   if (argc >= 2 && strcmp(argv[1], "-c") == 0) {
     if (argc < 3) {
@@ -87,52 +70,27 @@ int ParseArgs(int argc, char** argv, Invocation* inv) {
     inv->command = argv[2];
     return -1;
   }
-  for (int i = 1; i < argc; ++i) {
-    std::string_view arg = argv[i];
-    // An option's value: the next argument, or after '=' (--config=PATH) / glued (-cCMD).
-    auto value = [&](std::string_view name, std::string* out) -> int {
-      if (arg.size() > name.size()) {
-        std::string_view rest = arg.substr(name.size());
-        if (name.size() > 2 && rest.front() != '=') return 0;  // another long option
-        *out = std::string(name.size() > 2 ? rest.substr(1) : rest);
-        return 1;
-      }
-      if (i + 1 >= argc) {
-        Say(std::string(name) + " needs a value");
-        return -1;
-      }
-      *out = argv[++i];
-      return 1;
-    };
-    if (arg == "-h" || arg == "--help") {
-      std::printf(kHelp, DefaultConfigPath());
-      std::fflush(stdout);  // main() leaves through _exit, which does not flush
-      return 0;
-    }
-    if (arg == "--version") {
-      std::printf("allgo-shell %s\n", ALLGO_VERSION);
-      std::fflush(stdout);
-      return 0;
-    }
-    if (arg == "-l" || arg == "--login") continue;
-    if (arg == "--streams") {
-      inv->streams = true;
-      continue;
-    }
-    if (arg.rfind("-c", 0) == 0) {
-      int r = value("-c", &inv->command);
-      if (r < 0) return kExitUsage;
-      inv->has_command = true;
-      continue;
-    }
-    if (arg.rfind("--config", 0) == 0) {
-      int r = value("--config", &inv->config_path);
-      if (r < 0) return kExitUsage;
-      if (r > 0) continue;
-    }
-    Say("unexpected argument '" + std::string(arg) + "' (see --help)");
-    return kExitUsage;
+  if (argc == 1) return -1;
+  CLI::App app{
+      "allgo-shell: the login shell of allgo webapps. Without arguments, an interactive shell "
+      "in the webapp's sandbox; with -c CMD, CMD run there by /bin/sh -c."};
+  app.set_version_flag("--version", std::string("allgo-shell ") + ALLGO_VERSION);
+  app.add_option("-c", inv->command, "command to run in the sandbox");
+  app.add_option("--config", inv->config_path, "config file (default: $ALLGO_SSH_CONFIG or " +
+                                                   std::string(DefaultConfigPath()) + ")");
+  bool login = false;
+  app.add_flag("-l,--login", login, "accepted for compatibility (allgo-shell always acts as a login shell)");
+  app.add_flag("--streams", inv->streams,
+               "internal, started by allgo-sshd: connect to this webapp's sandbox (as a session does) and hand "
+               "the connection to allgo-sshd over stdout, a unix socket, to carry the SSH connection's forwards");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int status = app.exit(e);
+    std::cout.flush();  // main() leaves through _exit, which does not flush
+    return status;
   }
+  inv->has_command = app.count("-c") > 0;
   return -1;
 }
 
