@@ -14,7 +14,6 @@ The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
 import asyncio
 import os
-import socket
 import sys
 import urllib.request
 import warnings
@@ -22,21 +21,13 @@ import warnings
 warnings.filterwarnings("ignore")
 import asyncssh  # noqa: E402
 
+from frontend_probe import frontend_probe  # noqa: E402 (this folder)
+
 REQUEST = b"GET /marker.txt HTTP/1.0\r\n\r\n"
 
 
 def options(key, **extra):
     return dict(host="127.0.0.1", username=os.environ.get("ALLGO_SSH_USER", "sleep"), client_keys=[key], known_hosts=None, agent_path=None, **extra)
-
-
-def frontend_probe(port):
-    """Whether 127.0.0.1:port answers here, on the frontend: a listener that landed in the
-    sandbox must not ("refused")."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return "open"
-    except OSError:
-        return "refused"
 
 
 class Collect(asyncssh.SSHTCPSession):

@@ -12,27 +12,18 @@
 The webapp logged into is $ALLGO_SSH_USER (default "sleep").
 """
 import os
-import socket
 import sys
 import threading
 
 import paramiko
+
+from frontend_probe import frontend_probe  # noqa: E402 (this folder)
 
 
 def connect(port, key):
     transport = paramiko.Transport(("127.0.0.1", port))
     transport.connect(username=os.environ.get("ALLGO_SSH_USER", "sleep"), pkey=paramiko.Ed25519Key.from_private_key_file(key))
     return transport
-
-
-def frontend_probe(port):
-    """Whether 127.0.0.1:port answers here, on the frontend: a listener that landed in the
-    sandbox must not ("refused")."""
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        return "open"
-    except OSError:
-        return "refused"
 
 
 def read_all(channel):
