@@ -18,7 +18,12 @@ struct ResponseReader::Parser {
 ResponseReader::ResponseReader(const ResponseLimits& limits) : limits_(limits), parser_(std::make_unique<Parser>()) {
   parser_->p.header_limit(static_cast<std::uint32_t>(limits_.max_head));
   parser_->p.body_limit(limits_.max_body);
-  parser_->p.eager(true);  // the body as it comes: only a partial chunk-size line stays in pending_
+  // Not eager until the header is through: Boost 1.74's parser, eager, goes on after a
+  // Content-Length over body_limit (finish_header's error is dropped when more bytes follow)
+  // and reserves that length for the body, so one header line of a hostile engine made the
+  // gateway allocate any size (found by fuzz_engine_response). Feed turns eager on once the
+  // header has passed the checks.
+  parser_->p.eager(false);
 }
 
 ResponseReader::~ResponseReader() = default;
@@ -58,6 +63,8 @@ Status ResponseReader::Feed(std::string_view bytes) {
       return Fail("the body of the answer is longer than " + std::to_string(limits_.max_body) + " bytes");
     }
     if (ec) return Fail("the answer is not valid HTTP/1.1 (" + ec.message() + ")");
+    // The body as it comes from now on: only a partial chunk-size line stays in pending_.
+    if (header_done()) parser_->p.eager(true);
     if (n == 0) break;
   }
   pending_.erase(0, used);

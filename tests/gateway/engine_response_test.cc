@@ -133,6 +133,14 @@ TEST(ResponseReader, BodyWithoutEndIsBounded) {
   ResponseReader reader;
   s = reader.Feed("HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n");
   EXPECT_EQ(s.message(), "the body of the answer is longer than 1048576 bytes");
+  // The same with body bytes in the same read (fuzz_engine_response's find): the parser must
+  // stop at the header, not reserve 93 GiB for the body (bad_alloc, or the gateway's RSS).
+  for (size_t piece : {size_t{1024}, size_t{1}}) {
+    ResponseReader eager;
+    s = FeedInPieces(eager, "HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\n{\"Id\":\"x\"}\n", piece);
+    EXPECT_EQ(s.message(), "the body of the answer is longer than 1048576 bytes") << piece;
+    EXPECT_LT(eager.held(), 64u) << piece;
+  }
 }
 
 TEST(ResponseReader, NotHttpIsAClearError) {
