@@ -77,10 +77,11 @@ using test::Artifact;
 using test::TempDir;
 using test::TestDatabase;
 
-// CPU seconds of this process's reaped children (the ssh clients).
-double ReapedChildrenCpuSeconds() {
+// CPU seconds (user + system) of this process (RUSAGE_SELF) or of its reaped children, the
+// ssh clients (RUSAGE_CHILDREN).
+double RusageCpuSeconds(int who) {
   rusage ru{};
-  getrusage(RUSAGE_CHILDREN, &ru);
+  getrusage(who, &ru);
   return static_cast<double>(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) +
          static_cast<double>(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
@@ -301,7 +302,7 @@ class Bench {
     Burst b;
     pid_t db = TestDatabase::Get().server_pid();
     pid_t agent = agent_ ? agent_->pid() : -1;
-    double client0 = ReapedChildrenCpuSeconds(), server0 = ProcCpuSeconds(s.process->pid(), true);
+    double client0 = RusageCpuSeconds(RUSAGE_CHILDREN), server0 = ProcCpuSeconds(s.process->pid(), true);
     double db0 = db > 0 ? ProcCpuSeconds(db, true) : 0, agent0 = agent > 0 ? TreeCpuSeconds(agent) : 0;
     auto t0 = Clock::now();
     std::vector<std::unique_ptr<Child>> clients;
@@ -312,7 +313,7 @@ class Bench {
     b.wall_ms = Seconds(Clock::now() - t0) * 1000;
     clients.clear();
     WaitIdle(s, 30);
-    b.client_s = ReapedChildrenCpuSeconds() - client0;
+    b.client_s = RusageCpuSeconds(RUSAGE_CHILDREN) - client0;
     b.server_s = ProcCpuSeconds(s.process->pid(), true) - server0;
     b.db_s = db > 0 ? ProcCpuSeconds(db, true) - db0 : 0;
     b.agent_s = agent > 0 ? TreeCpuSeconds(agent) - agent0 : 0;
@@ -366,32 +367,21 @@ class Bench {
   // quiet machine, which the rates need anyway. The session is waited for until it is reaped.
   Transfer Measure(Server& s, const char* cipher, bool upload) {
     size_t agent_baseline = agent_ ? Descendants(agent_->pid()).size() : 0;
-    double client0 = ChildrenCpuSeconds(), self0 = SelfCpuSeconds(), machine0 = MachineCpuSeconds();
+    double client0 = RusageCpuSeconds(RUSAGE_CHILDREN), self0 = RusageCpuSeconds(RUSAGE_SELF);
+    double machine0 = MachineCpuSeconds();
     Transfer t;
     t.mbps = upload ? Upload(s, cipher) : Download(s, cipher);
-    double client1 = ChildrenCpuSeconds();
+    double client1 = RusageCpuSeconds(RUSAGE_CHILDREN);
     WaitIdle(s, 30);
     for (int i = 0; i < 100 && agent_ && Descendants(agent_->pid()).size() > agent_baseline; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
-    double machine1 = MachineCpuSeconds(), self1 = SelfCpuSeconds();
+    double machine1 = MachineCpuSeconds(), self1 = RusageCpuSeconds(RUSAGE_SELF);
     double gib = bytes_ / 1073741824.0;
     t.client_s = (client1 - client0) / gib;
     t.machine_s = (machine1 - machine0) / gib;
     t.server_s = t.machine_s - t.client_s - (self1 - self0) / gib;
     return t;
-  }
-
-  static double SelfCpuSeconds() {
-    rusage u{};
-    getrusage(RUSAGE_SELF, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-  }
-
-  static double ChildrenCpuSeconds() {
-    rusage u{};
-    getrusage(RUSAGE_CHILDREN, &u);
-    return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
   }
 
   static Transfer MedianOf(std::vector<Transfer> t) {
